@@ -1,0 +1,49 @@
+/*
+ * core/internal.h — declarations shared inside the library, not installed.
+ *
+ * Each component's public entry point (core/<component>.c) validates its
+ * descriptor once and then calls one of the backend functions declared here:
+ * <component>_<verb>_ref (ref/), _fast (fast/), _cuda (kernels/).
+ */
+#ifndef R1LAB_CORE_INTERNAL_H
+#define R1LAB_CORE_INTERNAL_H
+
+#include "r1lab/common.h"
+#include "r1lab/sampling.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 when the library was built with the CUDA backend. */
+int r1_cuda_built(void);
+
+/* Order-preserving key of a float: for a, b not NaN, a > b exactly when
+ * key(a) > key(b) as unsigned integers, and a == b exactly when the keys are
+ * equal (-0.0 is mapped to +0.0 first). */
+static inline uint32_t r1_float_order_key(float value) {
+    union { float f; uint32_t u; } bits;
+    bits.f = (value == 0.0f) ? 0.0f : value;
+    return (bits.u & 0x80000000u) ? ~bits.u : (bits.u | 0x80000000u);
+}
+
+/* ---- sampling backends (desc already validated) ------------------------- */
+size_t sampling_workspace_size_ref(const r1_sampling_desc *desc);
+r1_status sampling_sample_ref(const r1_sampling_desc *desc, const void *logits,
+                              const r1_sampling_outputs *out, void *workspace);
+size_t sampling_workspace_size_fast(const r1_sampling_desc *desc);
+r1_status sampling_sample_fast(const r1_sampling_desc *desc, const void *logits,
+                               const r1_sampling_outputs *out, void *workspace);
+size_t sampling_workspace_size_cuda(const r1_sampling_desc *desc);
+r1_status sampling_sample_cuda(const r1_sampling_desc *desc, const void *logits,
+                               const r1_sampling_outputs *out, void *workspace,
+                               void *stream);
+
+/* Reports the first invalid row (token -1) after a backend ran: R1_ENUMERIC
+ * with a sentence, or R1_OK. `tokens` is host memory. */
+r1_status sampling_report_invalid_rows(const int32_t *tokens, int64_t batch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

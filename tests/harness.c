@@ -1,0 +1,172 @@
+/*
+ * tests/harness.c — see harness.h.
+ */
+#include "harness.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *component_name = "?";
+static const char *case_filter = NULL;
+static uint64_t test_seed;
+static int cases_passed, cases_failed;
+static int in_case, current_case_failures;
+static char current_case_name[256];
+
+static void finish_current_case(void) {
+    if (!in_case) return;
+    if (current_case_failures == 0) {
+        ++cases_passed;
+    } else {
+        ++cases_failed;
+        printf("FAIL %s  (rerun: --case '%s' with R1_SEED=%llu)\n", current_case_name,
+               current_case_name, (unsigned long long)test_seed);
+    }
+    in_case = 0;
+}
+
+void r1t_begin(int argc, char **argv, const char *component) {
+    component_name = component;
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) case_filter = argv[++i];
+        else if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: %s [--case NAME]\n  runs the %s tests; R1_SEED=N fixes random inputs\n",
+                   argv[0], component);
+            exit(0);
+        }
+    }
+    const char *seed_text = getenv("R1_SEED");
+    if (seed_text && *seed_text) test_seed = strtoull(seed_text, NULL, 0);
+    else test_seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    printf("%s tests, R1_SEED=%llu\n", component, (unsigned long long)test_seed);
+    fflush(stdout);
+}
+
+uint64_t r1t_seed(void) { return test_seed; }
+
+int r1t_case(const char *format, ...) {
+    finish_current_case();
+    va_list arguments;
+    va_start(arguments, format);
+    vsnprintf(current_case_name, sizeof current_case_name, format, arguments);
+    va_end(arguments);
+    if (case_filter && strcmp(case_filter, current_case_name) != 0) return 0;
+    in_case = 1;
+    current_case_failures = 0;
+    return 1;
+}
+
+void r1t_check_failed(const char *file, int line, const char *format, ...) {
+    if (current_case_failures < 8) {
+        printf("  %s:%d [%s] ", file, line, current_case_name);
+        va_list arguments;
+        va_start(arguments, format);
+        vprintf(format, arguments);
+        va_end(arguments);
+        printf("\n");
+    }
+    ++current_case_failures;
+    if (!in_case) { /* a check outside any case counts as its own failed case */
+        ++cases_failed;
+        current_case_failures = 0;
+    }
+}
+
+int r1t_case_failures(void) { return current_case_failures; }
+
+void r1t_skip(const char *reason) {
+    printf("SKIP %s: %s\n", component_name, reason);
+    exit(R1T_SKIP_EXIT_CODE);
+}
+
+int r1t_end(void) {
+    finish_current_case();
+    printf("%s: %d passed, %d failed\n", component_name, cases_passed, cases_failed);
+    if (cases_passed + cases_failed == 0) {
+        printf("%s: no case ran%s — this is a failure\n", component_name,
+               case_filter ? " (check the --case name)" : "");
+        return 1;
+    }
+    return cases_failed == 0 ? 0 : 1;
+}
+
+/* ---- guarded buffers ----------------------------------------------------- */
+/* Layout: [size_t bytes][64 guard bytes][user bytes][64 guard bytes] */
+#define GUARD_BYTES 64
+#define GUARD_VALUE 0xA5
+
+void *r1t_guarded_alloc(size_t bytes) {
+    unsigned char *base = malloc(sizeof(size_t) + 2 * GUARD_BYTES + bytes + 1);
+    if (!base) {
+        fprintf(stderr, "r1t_guarded_alloc: out of memory for %zu bytes\n", bytes);
+        abort();
+    }
+    memcpy(base, &bytes, sizeof bytes);
+    memset(base + sizeof(size_t), GUARD_VALUE, GUARD_BYTES);
+    memset(base + sizeof(size_t) + GUARD_BYTES + bytes, GUARD_VALUE, GUARD_BYTES);
+    return base + sizeof(size_t) + GUARD_BYTES;
+}
+
+int r1t_guard_ok(const void *buffer) {
+    const unsigned char *user = buffer;
+    const unsigned char *base = user - GUARD_BYTES - sizeof(size_t);
+    size_t bytes;
+    memcpy(&bytes, base, sizeof bytes);
+    for (int i = 0; i < GUARD_BYTES; ++i)
+        if (user[-1 - i] != GUARD_VALUE || user[bytes + (size_t)i] != GUARD_VALUE) return 0;
+    return 1;
+}
+
+void r1t_guarded_free(void *buffer) {
+    if (buffer) free((unsigned char *)buffer - GUARD_BYTES - sizeof(size_t));
+}
+
+/* ---- poison -------------------------------------------------------------- */
+static const uint32_t POISON_F32_BITS = 0x7FBADBADu; /* a quiet NaN with a payload */
+
+void r1t_poison_f32(float *values, size_t count) {
+    for (size_t i = 0; i < count; ++i) memcpy(&values[i], &POISON_F32_BITS, 4);
+}
+void r1t_poison_i32(int32_t *values, size_t count) {
+    for (size_t i = 0; i < count; ++i) values[i] = R1T_POISON_I32;
+}
+size_t r1t_count_poisoned_f32(const float *values, size_t count) {
+    size_t poisoned = 0;
+    for (size_t i = 0; i < count; ++i) {
+        uint32_t bits;
+        memcpy(&bits, &values[i], 4);
+        poisoned += bits == POISON_F32_BITS;
+    }
+    return poisoned;
+}
+size_t r1t_count_poisoned_i32(const int32_t *values, size_t count) {
+    size_t poisoned = 0;
+    for (size_t i = 0; i < count; ++i) poisoned += values[i] == R1T_POISON_I32;
+    return poisoned;
+}
+
+/* ---- random numbers (splitmix64) ----------------------------------------- */
+r1t_rng r1t_rng_make(uint64_t seed) {
+    r1t_rng rng = {seed ^ 0x9E3779B97F4A7C15ull};
+    return rng;
+}
+uint64_t r1t_rng_u64(r1t_rng *rng) {
+    uint64_t z = (rng->state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+double r1t_rng_uniform(r1t_rng *rng) { return (double)(r1t_rng_u64(rng) >> 11) * 0x1p-53; }
+double r1t_rng_normal(r1t_rng *rng) {
+    double u1 = r1t_rng_uniform(rng), u2 = r1t_rng_uniform(rng);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+int64_t r1t_rng_range(r1t_rng *rng, int64_t lo, int64_t hi) {
+    uint64_t span = (uint64_t)(hi - lo) + 1;
+    return lo + (int64_t)(span ? r1t_rng_u64(rng) % span : r1t_rng_u64(rng));
+}
