@@ -13,6 +13,7 @@
 static const char *component_name = "?";
 static const char *case_filter = NULL;
 static uint64_t test_seed;
+static int small_sizes;
 static int cases_passed, cases_failed;
 static int in_case, current_case_failures;
 static char current_case_name[256];
@@ -33,8 +34,10 @@ void r1t_begin(int argc, char **argv, const char *component) {
     component_name = component;
     for (int i = 1; i < argc; ++i) {
         if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) case_filter = argv[++i];
+        else if (strcmp(argv[i], "--small") == 0) small_sizes = 1;
         else if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: %s [--case NAME]\n  runs the %s tests; R1_SEED=N fixes random inputs\n",
+            printf("usage: %s [--case NAME] [--small]\n  runs the %s tests; R1_SEED=N fixes "
+                   "random inputs; --small shrinks sizes\n",
                    argv[0], component);
             exit(0);
         }
@@ -47,6 +50,7 @@ void r1t_begin(int argc, char **argv, const char *component) {
 }
 
 uint64_t r1t_seed(void) { return test_seed; }
+int r1t_small(void) { return small_sizes; }
 
 int r1t_case(const char *format, ...) {
     finish_current_case();

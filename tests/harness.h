@@ -1,8 +1,9 @@
 /*
  * tests/harness.h — the small test framework every r1lab test binary uses.
  *
- *   r1t_begin(argc, argv, "sampling")   parses --case NAME (run one case) and
- *                                       reads R1_SEED (printed either way)
+ *   r1t_begin(argc, argv, "sampling")   parses --case NAME (run one case),
+ *                                       --small (small sizes, for compute-
+ *                                       sanitizer) and reads R1_SEED (printed)
  *   if (r1t_case("mla(b=2,s=7)")) {...} runs a named case unless filtered out
  *   R1T_CHECK(cond, "fmt", ...)         records a failure with file:line
  *   r1t_skip("reason")                  the whole binary is a skip (exit 77)
@@ -25,6 +26,8 @@
 void r1t_begin(int argc, char **argv, const char *component);
 /* Seed for random inputs: R1_SEED if set, else derived from the clock. */
 uint64_t r1t_seed(void);
+/* 1 when --small was given: tests shrink their sizes (sanitizer runs). */
+int r1t_small(void);
 /* 1 if the case should run (no --case filter, or the name matches). Ends the
  * previous case. */
 int r1t_case(const char *format, ...)

@@ -1,0 +1,11 @@
+/*
+ * bench/registry.c — the list of r1lab's benchmark groups: r1b_register_all()
+ * calls one r1b_register_<component>() per component (each defined in
+ * bench/bench_<component>.c). main() in bench/shim.cc calls it once, before
+ * Google Benchmark parses its flags.
+ */
+#include "bench.h"
+
+void r1b_register_all(void) {
+    r1b_register_sampling();
+}

@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# ci/gpu.sh — the one script to run on a GPU machine (NVIDIA H100, nvcc,
+# cmake, python3 with torch; no internet, no apt). Builds r1lab with CUDA into
+# build-gpu/, runs the cuda and cpu tests, the cuda test binaries on small
+# cases under compute-sanitizer (memcheck, racecheck), `r1lab check`, the
+# benchmarks and the PyTorch sampling baseline, and writes everything to
+# OUT_DIR as a few flat files:
+#
+#   summary.txt          one line per step: step, rc, seconds (also printed last)
+#   nvidia-smi.txt       the GPU, driver, nvcc and cmake versions
+#   build.log            configure + build
+#   ctest.log            ctest -L cuda, ctest -L cpu
+#   sanitizer.log        compute-sanitizer memcheck + racecheck of each cuda test
+#   run.log              r1lab check, r1lab-bench's console output, torch baseline
+#   bench.json           r1lab-bench --benchmark_out (Google Benchmark JSON)
+#   torch_sampling.json  bench/torch_sampling.py's results (when that file exists)
+#
+# Every step runs even when an earlier one failed (steps that need the build
+# are marked skipped when it failed); the exit code is 1 when any step failed.
+# Debian packages the build needs (cJSON, Google Benchmark) come extracted in
+# .devdeps/root (made by ci/fetch_devdeps.sh on a machine with apt).
+#
+# Time: the whole run stays inside R1LAB_GPU_BUDGET_S seconds (default 540, for
+# machines that stop a command after 10 minutes): each step's timeout is cut
+# to what is left, and steps that find no time left are recorded as NOT RUN.
+# A second run reuses build-gpu/ and only rebuilds what changed.
+#
+#   bash ci/gpu.sh OUT_DIR [BENCHMARK_FILTER_REGEX]
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
+REPO=$(pwd)
+
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+    echo "usage: bash ci/gpu.sh OUT_DIR [BENCHMARK_FILTER_REGEX]" >&2
+    exit 2
+fi
+mkdir -p "$1"
+OUT=$(cd "$1" && pwd)
+BENCH_FILTER=${2:-}
+BUILD=build-gpu
+JOBS=$(nproc 2>/dev/null || echo 8)
+
+BUDGET=${R1LAB_GPU_BUDGET_S:-540}
+SUMMARY=$OUT/summary.txt
+FAILED=0
+BUILD_OK=1
+START=$SECONDS
+
+# ---- environment -----------------------------------------------------------------
+DEVDEPS=$REPO/.devdeps/root
+CONFIGURE_EXTRA=()
+DEVDEPS_NOTE="none (system packages)"
+if [ -d "$DEVDEPS" ]; then
+    LIBDIR=$DEVDEPS/usr/lib/x86_64-linux-gnu
+    DEVDEPS_NOTE=$DEVDEPS
+    # The Debian library needs glibc >= 2.32 and libstdc++ with GLIBCXX_3.4.30
+    # (GCC 12). Where the system's are older, build without r1lab-bench rather
+    # than fail the whole build at link time.
+    if ldd "$LIBDIR/libbenchmark.so.1debian" 2>&1 | grep -q "not found"; then
+        CONFIGURE_EXTRA+=(-DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON)
+        DEVDEPS_NOTE="$DEVDEPS (its libbenchmark cannot load here: r1lab-bench not built)"
+    fi
+    export CMAKE_PREFIX_PATH=$DEVDEPS/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
+    export CPATH=$DEVDEPS/usr/include${CPATH:+:$CPATH}
+    export LIBRARY_PATH=$LIBDIR${LIBRARY_PATH:+:$LIBRARY_PATH}
+    export LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+# nvcc and compute-sanitizer live in the CUDA toolkit, which may not be on PATH.
+for cuda_bin in "${CUDA_HOME:-}/bin" /usr/local/cuda/bin; do
+    if [ -x "$cuda_bin/nvcc" ] && ! command -v nvcc >/dev/null 2>&1; then
+        export PATH=$cuda_bin:$PATH
+    fi
+done
+# compute-sanitizer: on PATH, in a CUDA toolkit (bin/ or compute-sanitizer/),
+# or from the nvidia-cuda-sanitizer-api Python wheel.
+find_sanitizer() {
+    command -v compute-sanitizer && return
+    local roots=("${CUDA_HOME:-/nonexistent}") root
+    command -v nvcc >/dev/null 2>&1 && roots+=("$(dirname "$(dirname "$(command -v nvcc)")")")
+    roots+=(/usr/local/cuda /usr/local/cuda-* /opt/nvidia/*)
+    for root in "${roots[@]}"; do
+        for candidate in "$root/bin/compute-sanitizer" "$root/compute-sanitizer/compute-sanitizer"; do
+            [ -x "$candidate" ] && { echo "$candidate"; return; }
+        done
+    done
+    python3 - <<'PYTHON' 2>/dev/null
+import glob, os, site, sys
+for folder in site.getsitepackages() + [site.getusersitepackages()]:
+    for path in glob.glob(os.path.join(folder, "nvidia", "*", "compute-sanitizer", "compute-sanitizer")):
+        if os.access(path, os.X_OK):
+            print(path)
+            sys.exit(0)
+PYTHON
+}
+SANITIZER=$(find_sanitizer | head -1)
+# The tests find golden files through this (ctest sets it too).
+export R1LAB_SOURCE_DIR=$REPO
+
+echo "benchmark filter: ${BENCH_FILTER:-none (all benchmarks)}" > "$SUMMARY"
+printf '%-44s %5s %8s\n' "step" "rc" "seconds" >> "$SUMMARY"
+
+# run_step NAME LOG TIMEOUT_SECONDS COMMAND... — runs COMMAND with its output
+# appended to $OUT/LOG (and echoed), records NAME, rc and seconds in the
+# summary. rc 77 (a test binary's skip) is recorded as a skip, not a failure.
+run_step() {
+    local name=$1 log=$OUT/$2 limit=$3
+    shift 3
+    local started=$SECONDS rc status
+    local left=$((BUDGET - (SECONDS - START)))
+    if [ "$left" -lt 15 ]; then
+        skip_step "$name" "time budget of ${BUDGET}s spent"
+        return 1
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    {
+        printf '\n==== %s ====\n$ %s\n' "$name" "$*"
+    } | tee -a "$log"
+    timeout --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$log"
+    rc=${PIPESTATUS[0]}
+    case $rc in
+        0) status="" ;;
+        77) status="skipped (exit 77)" ;;
+        124|137) status="TIMEOUT after ${limit}s"; FAILED=1 ;;
+        *) status="FAILED"; FAILED=1 ;;
+    esac
+    printf -- '---- %s: rc=%d %s(%ds)\n' "$name" "$rc" "${status:+$status }" $((SECONDS - started)) | tee -a "$log"
+    printf '%-44s %5d %8d  %s\n' "$name" "$rc" $((SECONDS - started)) "$status" >> "$SUMMARY"
+    return "$rc"
+}
+
+# skip_step NAME REASON — records a step that could not run (a failure).
+skip_step() {
+    printf '%-44s %5s %8s  %s\n' "$1" "-" "-" "NOT RUN: $2" >> "$SUMMARY"
+    FAILED=1
+}
+
+# ---- the machine ------------------------------------------------------------------
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "revision: $(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "devdeps: $DEVDEPS_NOTE"
+    [ -d "$DEVDEPS" ] && ldd "$LIBDIR/libbenchmark.so.1debian" 2>&1 | sed 's/^/    /'
+    echo "compute-sanitizer: ${SANITIZER:-not found}"
+    echo
+    nvidia-smi 2>&1 || echo "nvidia-smi failed (rc $?)"
+    echo
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.memory,power.limit \
+        --format=csv 2>&1 || true
+    echo
+    nvcc --version 2>&1 || echo "nvcc not found"
+    echo
+    cmake --version 2>&1 | head -1
+    python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 || true
+} > "$OUT/nvidia-smi.txt"
+cat "$OUT/nvidia-smi.txt"
+
+# ---- build ---------------------------------------------------------------------------
+run_step "configure ($BUILD, R1LAB_CUDA=ON)" build.log 300 \
+    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DR1LAB_CUDA=ON "${CONFIGURE_EXTRA[@]}" || BUILD_OK=0
+if [ $BUILD_OK -eq 1 ]; then
+    run_step "build" build.log 900 cmake --build "$BUILD" -j"$JOBS" || BUILD_OK=0
+else
+    skip_step "build" "configure failed"
+fi
+
+# ---- tests ---------------------------------------------------------------------------
+if [ $BUILD_OK -eq 1 ]; then
+    run_step "ctest -L cuda" ctest.log 900 \
+        ctest --test-dir "$BUILD" -L cuda --output-on-failure -j1
+    run_step "ctest -L cpu" ctest.log 900 \
+        ctest --test-dir "$BUILD" -L cpu --output-on-failure -j"$JOBS"
+else
+    skip_step "ctest -L cuda" "build failed"
+    skip_step "ctest -L cpu" "build failed"
+fi
+
+# The executables of the tests labelled cuda, from ctest's own listing.
+cuda_test_binaries() {
+    ctest --test-dir "$BUILD" -L cuda --show-only=json-v1 2>/dev/null | python3 -c '
+import json, sys
+for test in json.load(sys.stdin).get("tests", []):
+    command = test.get("command") or []
+    if command:
+        print(command[0])
+'
+}
+
+if [ $BUILD_OK -eq 1 ] && [ -n "$SANITIZER" ]; then
+    mapfile -t CUDA_TESTS < <(cuda_test_binaries)
+    if [ ${#CUDA_TESTS[@]} -eq 0 ]; then
+        skip_step "compute-sanitizer" "no test labelled cuda was found"
+    fi
+    for binary in "${CUDA_TESTS[@]}"; do
+        test_name=$(basename "$binary")
+        run_step "memcheck $test_name --small" sanitizer.log 600 \
+            "$SANITIZER" --tool memcheck --leak-check full --error-exitcode 1 "$binary" --small
+        run_step "racecheck $test_name --small" sanitizer.log 600 \
+            "$SANITIZER" --tool racecheck --error-exitcode 1 "$binary" --small
+    done
+elif [ $BUILD_OK -eq 1 ]; then
+    skip_step "compute-sanitizer" "compute-sanitizer not found"
+else
+    skip_step "compute-sanitizer" "build failed"
+fi
+
+# ---- r1lab check, benchmarks ------------------------------------------------------------
+if [ $BUILD_OK -eq 1 ]; then
+    run_step "r1lab check" run.log 600 "$BUILD/r1lab" check
+    if [ -x "$BUILD/r1lab-bench" ]; then
+        bench_arguments=(--benchmark_out="$OUT/bench.json" --benchmark_out_format=json)
+        [ -n "$BENCH_FILTER" ] && bench_arguments+=(--benchmark_filter="$BENCH_FILTER")
+        run_step "r1lab-bench" run.log 900 \
+            "$BUILD/r1lab-bench" "${bench_arguments[@]}"
+    else
+        skip_step "r1lab-bench" "$BUILD/r1lab-bench was not built (Google Benchmark not found?)"
+    fi
+else
+    skip_step "r1lab check" "build failed"
+    skip_step "r1lab-bench" "build failed"
+fi
+
+if [ -f bench/torch_sampling.py ]; then
+    run_step "torch_sampling.py" run.log 600 \
+        python3 bench/torch_sampling.py --json "$OUT/torch_sampling.json"
+fi
+
+# ---- summary ----------------------------------------------------------------------------
+{
+    echo
+    if [ $FAILED -eq 0 ]; then
+        echo "all steps passed in $((SECONDS - START))s"
+    else
+        echo "SOME STEPS FAILED (total $((SECONDS - START))s)"
+    fi
+} >> "$SUMMARY"
+printf '\n==== summary (%s) ====\n' "$SUMMARY"
+cat "$SUMMARY"
+exit $FAILED

@@ -1,0 +1,678 @@
+/*
+ * fast/sampling.c — the optimized CPU sampler. Same function as ref/sampling.c
+ * (semantics in r1lab/sampling.h): for each row of logits l (V values),
+ *   l' = penalties(l, history), z = l' / T (T = 0: argmax l'),
+ *   e_i = expf(z_i - max z), keep the top-k / top-p prefix of the order
+ *   "z descending, ties by lower id", drop e_i < min_p, draw the first kept id
+ *   (by id) whose float64 running weight exceeds u * F, u = Philox(seed, row, step).
+ * Shapes: logits (B, V); every per-row buffer below is (V) unless stated.
+ *
+ * ALGORITHM (no sort; O(V) per row, a handful of passes):
+ *  1. load the row (bf16 widens exactly), top logprobs from the raw row
+ *     (one pass keeping the best n in a small sorted array; a 16-wide block is
+ *     skipped unless it holds a value above the current n-th), penalties over
+ *     the history ids only;
+ *  2. z = l' / T with a lane-wise max and NaN check (one vectorized pass);
+ *  3. e = expf(z - m) and key = r1_float_order_key(z) (one vectorized pass).
+ *     The expf is glibc's own algorithm (ARM optimized-routines, glibc >= 2.28:
+ *     x * 32/ln2 = k + r, 2^(k/32) from a 32-entry table, a cubic in r, all
+ *     in double, rounded once to float) written so the compiler vectorizes
+ *     it: on this machine it returns the bit pattern glibc's expf returns for
+ *     every float in [-110, 0] and -inf (checked exhaustively), so e, the
+ *     kept set and the draw match ref bit for bit;
+ *  4. radix select over the 32-bit key, digits of 11 + 11 + 10 bits, from the
+ *     most significant: a histogram of counts (top-k) and float64 weight sums
+ *     (top-p) over the tokens still matching the digits chosen so far; walking
+ *     the buckets from the top, the bucket where the running count / weight
+ *     reaches the target is chosen. The walk stops early when that bucket
+ *     holds one token (or completes k exactly); at the last digit the key is
+ *     exact and the tied tokens (equal z, so equal e) needed follow from
+ *     arithmetic, taken in increasing id order. top-k and top-p are prefixes
+ *     of the same order, so the kept prefix is the shorter one; top-p's target
+ *     is top_p * (weight of the top-k prefix). The first histogram covers all
+ *     V tokens and is shared by both selections; deeper ones cover only the
+ *     gathered candidates;
+ *  5. one pass by id collects the kept ids (prefix and e >= min_p; a 16-wide
+ *     block is skipped when it holds none), then F and the draw in float64 by
+ *     increasing id, exactly as ref.
+ *  Rows run in parallel (OpenMP, dynamic schedule); the workspace is carved
+ *  into one scratch area per thread.
+ *
+ * VERSIONS (B = 64, V = 152064, T = 0.6, top_p = 0.95, f32, LLM-like logits,
+ * 2-core AMD EPYC (Zen 5, AVX-512), gcc 12 -O3 -march=native -fopenmp):
+ *  v1  radix select 11+11+10, glibc-exact vectorized expf, OpenMP over rows.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/internal.h"
+#include "r1lab/philox.h"
+
+/* ---- expf, vectorizable --------------------------------------------------
+ * glibc's expf: with N = 32, x * N / ln2 = k + r (k integer, |r| <= 1/2),
+ * exp(x) = 2^(k/N) * 2^(r/N) ~= s * (C0 r^3 + C1 r^2 + C2 r + 1),
+ * s = 2^(k/N) built from EXP_TABLE[k % N] + (k << 47) (the table holds the bits
+ * of 2^(i/N) rounded to double, minus i << 47). */
+#define EXP_TABLE_BITS 5
+static const uint64_t EXP_TABLE[1 << EXP_TABLE_BITS] = {
+    0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
+    0x3fef72b83c7d517b, 0x3fef54873168b9aa, 0x3fef387a6e756238, 0x3fef1e9df51fdee1,
+    0x3fef06fe0a31b715, 0x3feef1a7373aa9cb, 0x3feedea64c123422, 0x3feece086061892d,
+    0x3feebfdad5362a27, 0x3feeb42b569d4f82, 0x3feeab07dd485429, 0x3feea47eb03a5585,
+    0x3feea09e667f3bcd, 0x3fee9f75e8ec5f74, 0x3feea11473eb0187, 0x3feea589994cce13,
+    0x3feeace5422aa0db, 0x3feeb737b0cdc5e5, 0x3feec49182a3f090, 0x3feed503b23e255d,
+    0x3feee89f995ad3ad, 0x3feeff76f2fb5e47, 0x3fef199bdd85529c, 0x3fef3720dcef9069,
+    0x3fef5818dcfba487, 0x3fef7c97337b9b5f, 0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
+};
+#define EXP_INV_LN2_N (0x1.71547652b82fep+0 * 32)
+#define EXP_SHIFT 0x1.8p+52
+#define EXP_C0 (0x1.c6af84b912394p-5 / 32 / 32 / 32)
+#define EXP_C1 (0x1.ebfce50fac4f3p-3 / 32 / 32)
+#define EXP_C2 (0x1.62e42ff0c52d6p-1 / 32)
+/* Bit patterns of float / double values <= 0 grow with the magnitude, so the
+ * clamps below compare bits as unsigned integers (float comparisons inside a
+ * conditional keep gcc from vectorizing under its default -ftrapping-math). */
+#define EXPF_CLAMP_BITS 0xC2DC0000u           /* -110.0f                      */
+#define EXP_CLAMP_BITS 0xC085E00000000000ull  /* -700.0: below, taken as 0       */
+
+/* 2^(k/N) * 2^(r/N) for x = (k + r) ln2 / N, x in [-700, 0], in double;
+ * relative error about 1e-10 (the rounding to float then matches glibc). */
+static inline double exp_core(double x) {
+    double scaled = EXP_INV_LN2_N * x;
+    double shifted = scaled + EXP_SHIFT;
+    uint64_t k_bits;
+    memcpy(&k_bits, &shifted, sizeof k_bits);
+    double k = shifted - EXP_SHIFT;
+#ifdef __FMA__
+    double r = fma(EXP_INV_LN2_N, x, -k); /* what gcc contracts in glibc's FMA build */
+#else
+    double r = scaled - k;
+#endif
+    uint64_t s_bits = EXP_TABLE[k_bits % (1u << EXP_TABLE_BITS)] + (k_bits << (52 - EXP_TABLE_BITS));
+    double s;
+    memcpy(&s, &s_bits, sizeof s);
+    double cubic = EXP_C0 * r + EXP_C1;
+    double r2 = r * r;
+    double y = EXP_C2 * r + 1.0;
+    y = cubic * r2 + y;
+    return y * s;
+}
+
+/* expf(x) for x <= 0 (or -inf): the bits glibc's expf returns. Below
+ * -0x1.9fe368p6f (exp < 2^-150) the final rounding itself gives 0, so only
+ * the clamp (which also maps -inf) is needed. */
+static inline float expf_nonpositive(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    bits = bits > EXPF_CLAMP_BITS ? EXPF_CLAMP_BITS : bits;
+    float clamped;
+    memcpy(&clamped, &bits, sizeof clamped);
+    return (float)exp_core((double)clamped);
+}
+
+/* exp(x) for x <= 0 in double, relative error about 1e-10; 0 below -700. */
+static inline double exp_nonpositive(double x) {
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    uint64_t clamped_bits = bits > EXP_CLAMP_BITS ? EXP_CLAMP_BITS : bits;
+    double clamped;
+    memcpy(&clamped, &clamped_bits, sizeof clamped);
+    double y = exp_core(clamped);
+    uint64_t y_bits;
+    memcpy(&y_bits, &y, sizeof y_bits);
+    y_bits = bits > EXP_CLAMP_BITS ? 0u : y_bits;
+    memcpy(&y, &y_bits, sizeof y);
+    return y;
+}
+
+/* ---- scratch ------------------------------------------------------------- */
+
+#define DIGIT_LEVELS 3
+static const int DIGIT_SHIFT[DIGIT_LEVELS] = {21, 10, 0};
+static const int DIGIT_BITS[DIGIT_LEVELS] = {11, 11, 10};
+#define MAX_BUCKETS 2048
+#define LEVEL0_COPIES 2 /* interleaved histograms break store-to-load chains */
+#define BLOCK 16        /* values tested together before a scalar look */
+
+typedef struct fast_scratch {
+    float *values;          /* (V) l, then l' after penalties, then z           */
+    float *weights;         /* (V) e                                            */
+    uint32_t *keys;         /* (V) r1_float_order_key(z)                        */
+    int32_t *counts;        /* (V) history counts; only history ids are touched */
+    int32_t *ids;           /* (V) candidates of the select, then kept ids      */
+    uint32_t *cand_keys;    /* (V) keys of the candidates                       */
+    float *cand_weights;    /* (V) weights of the candidates                    */
+    uint32_t *level0_count; /* (LEVEL0_COPIES, MAX_BUCKETS)                     */
+    double *level0_weight;  /* (LEVEL0_COPIES, MAX_BUCKETS)                     */
+    uint32_t *level_count;  /* (MAX_BUCKETS) deeper digits                      */
+    double *level_weight;   /* (MAX_BUCKETS)                                    */
+} fast_scratch;
+
+static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+static size_t scratch_bytes(size_t V) {
+    return 7 * align64(V * 4) + align64(LEVEL0_COPIES * MAX_BUCKETS * (4 + 8)) +
+           align64(MAX_BUCKETS * (4 + 8)) + 64;
+}
+
+static fast_scratch carve_scratch(void *area, size_t V) {
+    char *p = (char *)(((uintptr_t)area + 63) & ~(uintptr_t)63);
+    fast_scratch s;
+    s.values = (float *)p, p += align64(V * 4);
+    s.weights = (float *)p, p += align64(V * 4);
+    s.keys = (uint32_t *)p, p += align64(V * 4);
+    s.counts = (int32_t *)p, p += align64(V * 4);
+    s.ids = (int32_t *)p, p += align64(V * 4);
+    s.cand_keys = (uint32_t *)p, p += align64(V * 4);
+    s.cand_weights = (float *)p, p += align64(V * 4);
+    s.level0_weight = (double *)p, p += LEVEL0_COPIES * MAX_BUCKETS * 8;
+    s.level0_count = (uint32_t *)p, p += align64(LEVEL0_COPIES * MAX_BUCKETS * 4);
+    s.level_weight = (double *)p, p += MAX_BUCKETS * 8;
+    s.level_count = (uint32_t *)p;
+    return s;
+}
+
+/* Threads the call uses (and sizes the workspace for): never more than rows. */
+static int thread_count(const r1_sampling_desc *desc) {
+#ifdef _OPENMP
+    int threads = omp_get_max_threads();
+    if ((int64_t)threads > desc->batch) threads = (int)desc->batch;
+    return threads < 1 ? 1 : threads;
+#else
+    return 1;
+#endif
+}
+
+size_t sampling_workspace_size_fast(const r1_sampling_desc *desc) {
+    return (size_t)thread_count(desc) * scratch_bytes((size_t)desc->vocab);
+}
+
+/* ---- vectorized passes --------------------------------------------------- */
+
+/* Order key with the same meaning as r1_float_order_key, in a form that
+ * vectorizes. */
+static inline uint32_t order_key(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    bits = bits == 0x80000000u ? 0u : bits; /* -0.0 -> +0.0 */
+    uint32_t sign_mask = (uint32_t)((int32_t)bits >> 31);
+    return bits ^ (sign_mask | 0x80000000u);
+}
+
+/* Row b of the input as float32 into row (V). */
+static void load_row(const r1_sampling_desc *desc, const void *logits, int64_t b, float *row) {
+    size_t V = (size_t)desc->vocab;
+    if (desc->logits_dtype == R1_F32) {
+        memcpy(row, (const float *)logits + (size_t)b * V, V * sizeof(float));
+    } else {
+        const uint16_t *bits = (const uint16_t *)logits + (size_t)b * V;
+        for (size_t i = 0; i < V; ++i) {
+            uint32_t wide = (uint32_t)bits[i] << 16; /* = r1_bf16_to_f32, exact */
+            memcpy(&row[i], &wide, sizeof wide);
+        }
+    }
+}
+
+/* Largest value of x (V) and whether the row is usable: no NaN, no +inf, at
+ * least one value above -inf. If `divisor` is not 0, x is first replaced by
+ * x / divisor (rounded to float32, as ref). */
+static int scale_and_check(float *x, size_t V, float divisor, float *max_out) {
+    float lane_max[BLOCK];
+    int32_t lane_nan[BLOCK];
+    for (int j = 0; j < BLOCK; ++j) lane_max[j] = -INFINITY, lane_nan[j] = 0;
+    size_t i = 0;
+    if (divisor != 0.0f) {
+        for (; i + BLOCK <= V; i += BLOCK)
+            for (int j = 0; j < BLOCK; ++j) {
+                float v = x[i + j] / divisor;
+                x[i + j] = v;
+                lane_max[j] = v > lane_max[j] ? v : lane_max[j];
+                lane_nan[j] |= v != v;
+            }
+        for (; i < V; ++i) x[i] = x[i] / divisor;
+        i = V - V % BLOCK;
+    } else {
+        for (; i + BLOCK <= V; i += BLOCK)
+            for (int j = 0; j < BLOCK; ++j) {
+                float v = x[i + j];
+                lane_max[j] = v > lane_max[j] ? v : lane_max[j];
+                lane_nan[j] |= v != v;
+            }
+    }
+    float m = -INFINITY;
+    int nan = 0;
+    for (; i < V; ++i) {
+        m = x[i] > m ? x[i] : m;
+        nan |= x[i] != x[i];
+    }
+    for (int j = 0; j < BLOCK; ++j) {
+        m = lane_max[j] > m ? lane_max[j] : m;
+        nan |= lane_nan[j];
+    }
+    *max_out = m;
+    return !nan && m != INFINITY && m != -INFINITY;
+}
+
+/* Step 3: e = expf(z - m) and key = order key of z; returns sum e (float64). */
+static double weights_and_keys(const float *z, size_t V, float m, float *e, uint32_t *keys) {
+    for (size_t i = 0; i < V; ++i) {
+        e[i] = expf_nonpositive(z[i] - m);
+        keys[i] = order_key(z[i]);
+    }
+    double lane_sum[BLOCK] = {0};
+    size_t i = 0;
+    for (; i + BLOCK <= V; i += BLOCK)
+        for (int j = 0; j < BLOCK; ++j) lane_sum[j] += (double)e[i + j];
+    double total = 0;
+    for (; i < V; ++i) total += e[i];
+    for (int j = 0; j < BLOCK; ++j) total += lane_sum[j];
+    return total;
+}
+
+/* ---- top logprobs of the raw row ---------------------------------------- */
+
+/* best_value / best_id (n entries, full): (value desc, id asc). Puts (v, id),
+ * whose id is above every kept one, in its place if it beats the last. */
+static inline void offer_top(float *best_value, int32_t *best_id, int n, float v, int32_t id) {
+    if (!(v > best_value[n - 1])) return; /* equal values keep the lower id */
+    int position = n - 1;
+    while (position > 0 && v > best_value[position - 1]) {
+        best_value[position] = best_value[position - 1];
+        best_id[position] = best_id[position - 1];
+        --position;
+    }
+    best_value[position] = v;
+    best_id[position] = id;
+}
+
+/* The n best of raw (V) by (value descending, id ascending), and
+ * log_softmax in float64: raw - (m + log sum exp(raw - m)), m = max raw. */
+static void raw_top_logprobs(const float *raw, size_t V, int32_t n, int32_t *top_ids,
+                             float *top_logprobs) {
+    float best_value[R1_SAMPLING_MAX_TOP_LOGPROBS];
+    int32_t best_id[R1_SAMPLING_MAX_TOP_LOGPROBS];
+    /* The first n fill the list (by insertion), the rest are offered; a block
+     * with nothing above the current n-th value is skipped whole. */
+    for (int filled = 0; filled < n; ++filled) {
+        float v = raw[filled];
+        int position = filled;
+        while (position > 0 && v > best_value[position - 1]) {
+            best_value[position] = best_value[position - 1];
+            best_id[position] = best_id[position - 1];
+            --position;
+        }
+        best_value[position] = v;
+        best_id[position] = filled;
+    }
+    size_t i = (size_t)n;
+    for (; i < V && i % BLOCK != 0; ++i) offer_top(best_value, best_id, n, raw[i], (int32_t)i);
+    for (; i + BLOCK <= V; i += BLOCK) {
+        float threshold = best_value[n - 1];
+        int any = 0;
+        for (int j = 0; j < BLOCK; ++j) any |= raw[i + j] > threshold;
+        if (any)
+            for (int j = 0; j < BLOCK; ++j)
+                offer_top(best_value, best_id, n, raw[i + j], (int32_t)(i + j));
+    }
+    for (; i < V; ++i) offer_top(best_value, best_id, n, raw[i], (int32_t)i);
+
+    float lane_max[BLOCK];
+    for (int j = 0; j < BLOCK; ++j) lane_max[j] = -INFINITY;
+    size_t k = 0;
+    for (; k + BLOCK <= V; k += BLOCK)
+        for (int j = 0; j < BLOCK; ++j)
+            lane_max[j] = raw[k + j] > lane_max[j] ? raw[k + j] : lane_max[j];
+    float max_raw = -INFINITY;
+    for (size_t r = k; r < V; ++r) max_raw = raw[r] > max_raw ? raw[r] : max_raw;
+    for (int j = 0; j < BLOCK; ++j) max_raw = lane_max[j] > max_raw ? lane_max[j] : max_raw;
+    const double m = max_raw;
+    double lane_sum[BLOCK] = {0};
+    for (k = 0; k + BLOCK <= V; k += BLOCK)
+        for (int j = 0; j < BLOCK; ++j) lane_sum[j] += exp_nonpositive((double)raw[k + j] - m);
+    double sum = 0;
+    for (size_t r = k; r < V; ++r) sum += exp_nonpositive((double)raw[r] - m);
+    for (int j = 0; j < BLOCK; ++j) sum += lane_sum[j];
+    const double log_normalizer = m + log(sum);
+    for (int32_t j = 0; j < n; ++j) {
+        top_ids[j] = best_id[j];
+        top_logprobs[j] = (float)((double)best_value[j] - log_normalizer);
+    }
+}
+
+/* ---- radix select -------------------------------------------------------- */
+
+/* A prefix of the rank order: every token with key >= take_from, plus the
+ * first `ties` tokens (by id) whose key is tie_key (< take_from). */
+typedef struct prefix_cut {
+    uint32_t take_from;
+    uint32_t tie_key;
+    int64_t ties;
+    int64_t length; /* tokens in the prefix */
+    double weight;  /* their weight e, float64 */
+} prefix_cut;
+
+/* The first digit's histogram over all V tokens: counts, and weight sums when
+ * with_weights. Result in copy 0 of s->level0_count / level0_weight. */
+static void histogram_level0(const fast_scratch *s, size_t V, int with_weights) {
+    uint32_t *count = s->level0_count;
+    double *weight = s->level0_weight;
+    memset(count, 0, LEVEL0_COPIES * MAX_BUCKETS * sizeof *count);
+    const int shift = DIGIT_SHIFT[0];
+    size_t i = 0;
+    if (with_weights) {
+        memset(weight, 0, LEVEL0_COPIES * MAX_BUCKETS * sizeof *weight);
+        for (; i + 2 <= V; i += 2) {
+            uint32_t d0 = s->keys[i] >> shift, d1 = (s->keys[i + 1] >> shift) + MAX_BUCKETS;
+            count[d0] += 1;
+            weight[d0] += s->weights[i];
+            count[d1] += 1;
+            weight[d1] += s->weights[i + 1];
+        }
+        for (; i < V; ++i) {
+            uint32_t d = s->keys[i] >> shift;
+            count[d] += 1;
+            weight[d] += s->weights[i];
+        }
+        for (int d = 0; d < MAX_BUCKETS; ++d) {
+            count[d] += count[d + MAX_BUCKETS];
+            weight[d] += weight[d + MAX_BUCKETS];
+        }
+    } else {
+        for (; i + 2 <= V; i += 2) {
+            count[s->keys[i] >> shift] += 1;
+            count[(s->keys[i + 1] >> shift) + MAX_BUCKETS] += 1;
+        }
+        for (; i < V; ++i) count[s->keys[i] >> shift] += 1;
+        for (int d = 0; d < MAX_BUCKETS; ++d) count[d] += count[d + MAX_BUCKETS];
+    }
+}
+
+/* The shortest prefix of the rank order holding count_target tokens
+ * (by_weight = 0) or reaching weight_target (by_weight = 1, ">="). Weights
+ * are summed when with_weights (always in weight mode). Needs
+ * histogram_level0 with the same with_weights. */
+static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
+                                int64_t count_target, double weight_target, int with_weights) {
+    prefix_cut cut = {0, 0, 0, 0, 0.0};
+    int64_t count_above = 0;   /* tokens ranked above the current range */
+    double weight_above = 0.0; /* their weight */
+    uint64_t base = 0;         /* lowest key of the current range */
+    size_t candidates = V;     /* tokens in the current range (level >= 1: in s->ids) */
+    for (int level = 0; level < DIGIT_LEVELS; ++level) {
+        const int shift = DIGIT_SHIFT[level], buckets = 1 << DIGIT_BITS[level];
+        const uint32_t mask = (uint32_t)buckets - 1;
+        const uint32_t *count = s->level0_count;
+        const double *weight = s->level0_weight;
+        if (level > 0) {
+            uint32_t *level_count = s->level_count;
+            double *level_weight = s->level_weight;
+            memset(level_count, 0, (size_t)buckets * sizeof *level_count);
+            if (with_weights) {
+                memset(level_weight, 0, (size_t)buckets * sizeof *level_weight);
+                for (size_t c = 0; c < candidates; ++c) {
+                    uint32_t d = (s->cand_keys[c] >> shift) & mask;
+                    level_count[d] += 1;
+                    level_weight[d] += s->cand_weights[c];
+                }
+            } else {
+                for (size_t c = 0; c < candidates; ++c)
+                    level_count[(s->cand_keys[c] >> shift) & mask] += 1;
+            }
+            count = level_count;
+            weight = level_weight;
+        }
+
+        /* Walk the buckets from the top until the target is reached. */
+        int chosen = -1;
+        for (int d = buckets - 1; d >= 0; --d) {
+            if (count[d] == 0) continue;
+            double w = with_weights ? weight[d] : 0.0;
+            int reached = by_weight ? (weight_above + w >= weight_target)
+                                    : (count_above + (int64_t)count[d] >= count_target);
+            if (reached) {
+                chosen = d;
+                break;
+            }
+            count_above += count[d];
+            weight_above += w;
+        }
+        if (chosen < 0) {
+            /* Only float64 rounding can leave a weight target unreached: keep
+             * the whole range. */
+            cut.take_from = (uint32_t)base;
+            cut.tie_key = cut.take_from;
+            cut.length = count_above;
+            cut.weight = weight_above;
+            return cut;
+        }
+        const uint64_t low = base + ((uint64_t)chosen << shift);
+        const int64_t chosen_count = count[chosen];
+        const double chosen_weight = with_weights ? weight[chosen] : 0.0;
+        if (chosen_count == 1 || (!by_weight && count_above + chosen_count == count_target)) {
+            /* The whole bucket belongs to the prefix. */
+            cut.take_from = (uint32_t)low;
+            cut.tie_key = cut.take_from;
+            cut.length = count_above + chosen_count;
+            cut.weight = weight_above + chosen_weight;
+            return cut;
+        }
+
+        /* Narrow the candidates to the chosen bucket. */
+        size_t kept = 0;
+        if (level == 0) {
+            for (size_t i = 0; i < V && kept < (size_t)chosen_count; ++i) {
+                if ((s->keys[i] >> shift) == (uint32_t)chosen) {
+                    s->ids[kept] = (int32_t)i;
+                    s->cand_keys[kept] = s->keys[i];
+                    s->cand_weights[kept] = s->weights[i];
+                    ++kept;
+                }
+            }
+        } else {
+            for (size_t c = 0; c < candidates; ++c) {
+                if (((s->cand_keys[c] >> shift) & mask) == (uint32_t)chosen) {
+                    s->ids[kept] = s->ids[c];
+                    s->cand_keys[kept] = s->cand_keys[c];
+                    s->cand_weights[kept] = s->cand_weights[c];
+                    ++kept;
+                }
+            }
+        }
+        candidates = kept;
+        base = low;
+
+        if (level == DIGIT_LEVELS - 1) {
+            /* Every candidate has key == low: equal z, equal e. Take ties in
+             * increasing id order, as many as the target needs. */
+            const double tie_weight = s->cand_weights[0];
+            int64_t ties;
+            if (!by_weight) {
+                ties = count_target - count_above;
+            } else if (tie_weight > 0.0) {
+                double needed = ceil((weight_target - weight_above) / tie_weight);
+                ties = needed < 1.0 ? 1 : needed > (double)chosen_count ? chosen_count
+                                                                          : (int64_t)needed;
+                while (ties > 1 && weight_above + (double)(ties - 1) * tie_weight >= weight_target)
+                    --ties;
+                while (ties < chosen_count &&
+                       weight_above + (double)ties * tie_weight < weight_target)
+                    ++ties;
+            } else {
+                ties = chosen_count;
+            }
+            cut.take_from = (uint32_t)(low + 1); /* keys of valid z stay below 0xFF800000 */
+            cut.tie_key = (uint32_t)low;
+            cut.ties = ties;
+            cut.length = count_above + ties;
+            cut.weight = weight_above + (double)ties * tie_weight;
+            return cut;
+        }
+    }
+    return cut; /* not reached */
+}
+
+/* ---- outputs ------------------------------------------------------------- */
+
+static void write_invalid_row(const r1_sampling_outputs *out, int64_t b, size_t V, int32_t n) {
+    out->tokens[b] = -1;
+    if (out->logprobs) out->logprobs[b] = NAN;
+    if (out->filtered_probs)
+        for (size_t i = 0; i < V; ++i) out->filtered_probs[(size_t)b * V + i] = NAN;
+    for (int32_t j = 0; j < n; ++j) {
+        out->top_ids[(size_t)b * (size_t)n + (size_t)j] = -1;
+        out->top_logprobs[(size_t)b * (size_t)n + (size_t)j] = NAN;
+    }
+}
+
+/* Step 1 over the history ids only; counts[] is zeroed for them first, and
+ * left zero. */
+static void apply_penalties(float *values, int32_t *counts, const int32_t *history,
+                            int64_t length, const r1_sampling_params *p) {
+    for (int64_t j = 0; j < length; ++j) counts[history[j]] = 0;
+    for (int64_t j = 0; j < length; ++j) counts[history[j]] += 1;
+    for (int64_t j = 0; j < length; ++j) {
+        int32_t id = history[j];
+        if (counts[id] == 0) continue;
+        float x = values[id];
+        x = (x > 0.0f) ? x / p->repetition_penalty : x * p->repetition_penalty;
+        float penalty = p->frequency_penalty * (float)counts[id] + p->presence_penalty;
+        values[id] = x - penalty;
+        counts[id] = 0;
+    }
+}
+
+/* The kept ids (prefix of `cut` and e >= min_p) in increasing order into
+ * s->ids; returns how many. */
+static size_t collect_kept(const fast_scratch *s, size_t V, prefix_cut cut, float min_p) {
+    const uint32_t take_from = cut.take_from;
+    const uint32_t tie_key = cut.ties > 0 ? cut.tie_key : take_from;
+    int64_t ties_left = cut.ties;
+    size_t kept = 0;
+    for (size_t i = 0; i < V; ++i) {
+        if (i % BLOCK == 0 && i + BLOCK <= V) {
+            int any = 0;
+            for (int j = 0; j < BLOCK; ++j)
+                any |= ((s->keys[i + j] >= take_from) | (s->keys[i + j] == tie_key)) &
+                       (s->weights[i + j] >= min_p);
+            if (!any) {
+                i += BLOCK - 1;
+                continue;
+            }
+        }
+        uint32_t key = s->keys[i];
+        int in_prefix = key >= take_from;
+        if (!in_prefix && key == tie_key && ties_left > 0) {
+            in_prefix = 1;
+            --ties_left;
+        }
+        if (in_prefix && s->weights[i] >= min_p) s->ids[kept++] = (int32_t)i;
+    }
+    return kept;
+}
+
+static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t b,
+                       const r1_sampling_outputs *out, const fast_scratch *s) {
+    const size_t V = (size_t)desc->vocab;
+    const int32_t n = desc->top_logprobs;
+    const r1_sampling_params *p = &desc->params[b];
+    float *filtered = out->filtered_probs ? out->filtered_probs + (size_t)b * V : NULL;
+
+    load_row(desc, logits, b, s->values);
+    /* The raw row is valid whenever the final one is (penalties and T cannot
+     * clear a NaN, +inf or an all -inf row), so an invalid row found below
+     * simply overwrites these. */
+    if (n > 0)
+        raw_top_logprobs(s->values, V, n, out->top_ids + (size_t)b * (size_t)n,
+                         out->top_logprobs + (size_t)b * (size_t)n);
+    if (desc->history_offsets) {
+        int64_t begin = desc->history_offsets[b], end = desc->history_offsets[b + 1];
+        apply_penalties(s->values, s->counts, desc->history + begin, end - begin, p);
+    }
+
+    float m;
+    if (p->temperature == 0.0f) {
+        if (!scale_and_check(s->values, V, 0.0f, &m)) {
+            write_invalid_row(out, b, V, n);
+            return;
+        }
+        size_t token = 0;
+        while (s->values[token] != m) ++token; /* first index of the max */
+        out->tokens[b] = (int32_t)token;
+        if (out->logprobs) out->logprobs[b] = 0.0f;
+        if (filtered) {
+            memset(filtered, 0, V * sizeof *filtered);
+            filtered[token] = 1.0f;
+        }
+        return;
+    }
+    if (!scale_and_check(s->values, V, p->temperature, &m)) {
+        write_invalid_row(out, b, V, n);
+        return;
+    }
+    double total = weights_and_keys(s->values, V, m, s->weights, s->keys);
+
+    /* Steps 5-6: the kept prefix. */
+    const int top_k_on = p->top_k > 0 && (size_t)p->top_k < V;
+    const int top_p_on = p->top_p < 1.0f;
+    prefix_cut cut = {0, 0, 0, (int64_t)V, total}; /* everything */
+    if (top_k_on || top_p_on) histogram_level0(s, V, top_p_on);
+    if (top_k_on) cut = select_prefix(s, V, 0, p->top_k, 0.0, top_p_on);
+    if (top_p_on) {
+        prefix_cut by_p = select_prefix(s, V, 1, 0, (double)p->top_p * cut.weight, 1);
+        if (by_p.length <= cut.length) cut = by_p;
+    }
+
+    /* Steps 7-8. */
+    size_t kept = collect_kept(s, V, cut, p->min_p);
+    double kept_weight = 0;
+    for (size_t j = 0; j < kept; ++j) kept_weight += s->weights[s->ids[j]];
+    double u = r1_sampling_uniform(p->seed, (uint64_t)b, p->step);
+    double threshold = u * kept_weight, running = 0;
+    int32_t token = -1, last_positive = -1;
+    for (size_t j = 0; j < kept; ++j) {
+        int32_t id = s->ids[j];
+        running += s->weights[id];
+        if (s->weights[id] > 0) last_positive = id;
+        if (running > threshold) {
+            token = id;
+            break;
+        }
+    }
+    if (token < 0) token = last_positive;
+    out->tokens[b] = token;
+    if (out->logprobs)
+        out->logprobs[b] = (float)(log((double)s->weights[token]) - log(kept_weight));
+    if (filtered) {
+        memset(filtered, 0, V * sizeof *filtered);
+        for (size_t j = 0; j < kept; ++j) {
+            int32_t id = s->ids[j];
+            filtered[id] = (float)((double)s->weights[id] / kept_weight);
+        }
+    }
+}
+
+r1_status sampling_sample_fast(const r1_sampling_desc *desc, const void *logits,
+                               const r1_sampling_outputs *out, void *workspace) {
+    const size_t V = (size_t)desc->vocab;
+    const size_t per_thread = scratch_bytes(V);
+    const int threads = thread_count(desc);
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+#endif
+    for (int64_t b = 0; b < desc->batch; ++b) {
+#ifdef _OPENMP
+        int thread = omp_get_thread_num();
+#else
+        int thread = 0;
+#endif
+        fast_scratch s = carve_scratch((char *)workspace + (size_t)thread * per_thread, V);
+        sample_row(desc, logits, b, out, &s);
+    }
+    return sampling_report_invalid_rows(out->tokens, desc->batch);
+}

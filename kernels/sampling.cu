@@ -1,0 +1,1072 @@
+/*
+ * kernels/sampling.cu — the CUDA sampler: the semantics of r1lab/sampling.h
+ * without sorting, reading each row of logits from device memory once.
+ *
+ * One thread-block CLUSTER per row (Hopper). The row is split into C
+ * contiguous chunks, one per block of the cluster, and each block keeps its
+ * chunk of z = l' / T in shared memory, so every later pass reads shared
+ * memory, not HBM. Blocks combine results through distributed shared memory.
+ * C is the smallest of 1, 2, 4, 8 whose chunk fits; on GPUs without clusters
+ * (sm_80) C = 1, and a chunk that does not fit is re-read from global memory.
+ *
+ *   load      z, its max m, the first argmax, validity      (reads the row once)
+ *   select    the top-k and top-p cuts by radix select over the order key of
+ *             z (z descending, ties to the lower id): 11 + 11 + 10 bit digits;
+ *             each round histograms count and weight e = expf(z - m) of the
+ *             tokens still matching the chosen prefix, merges the histograms
+ *             across the cluster, and picks the digit where the running count
+ *             (top-k) or weight (top-p) from the top reaches the target.
+ *             A cut is (prefix of the key, number of exact ties taken by id).
+ *   draw      per-warp kept weight over id-ordered segments, cluster prefix
+ *             sums, then one warp scans the segment holding u * F.
+ *
+ * Versions
+ *   v1  cluster-resident row, radix select with shared-memory histograms,
+ *       float histogram weights (summed in float64 across bins).
+ *
+ * Grid: (C * B) blocks of 512 threads, cluster (C, 1, 1). Shapes: logits (B, V).
+ */
+#include <cooperative_groups.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+extern "C" {
+#include "core/internal.h"
+}
+#include "r1lab/philox.h"
+
+namespace cg = cooperative_groups;
+
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+constexpr int kBins = 2048;       /* 11-bit digits, the last one 10 bits */
+constexpr int kMaxCluster = 8;
+
+#define CUDA_TRY(call)                                                                    \
+    do {                                                                                  \
+        cudaError_t cuda_try_error = (call);                                              \
+        if (cuda_try_error != cudaSuccess)                                                \
+            return r1_fail(R1_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
+                           cudaGetErrorString(cuda_try_error));                           \
+    } while (0)
+
+/* ---- cluster helpers: collapse to one block where clusters do not exist ---- */
+
+__device__ __forceinline__ unsigned cluster_rank() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    return cg::this_cluster().block_rank();
+#else
+    return 0;
+#endif
+}
+
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::this_cluster().sync();
+#else
+    __syncthreads();
+#endif
+}
+
+/* Pointer to the same shared variable in block `rank` of this cluster. */
+template <typename T> __device__ __forceinline__ T *in_block(T *pointer, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    return cg::this_cluster().map_shared_rank(pointer, rank);
+#else
+    return pointer;
+#endif
+}
+
+__device__ __forceinline__ uint32_t order_key(float value) {
+    uint32_t bits = __float_as_uint(value == 0.0f ? 0.0f : value);
+    return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+__device__ __forceinline__ float key_value(uint32_t key) {
+    uint32_t bits = (key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key;
+    return __uint_as_float(bits);
+}
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+/* ---- block reductions ---------------------------------------------------- */
+
+template <typename T> __device__ __forceinline__ T warp_sum(T value) {
+    for (int offset = 16; offset > 0; offset >>= 1)
+        value += __shfl_xor_sync(0xFFFFFFFFu, value, offset);
+    return value;
+}
+
+/* Sum over the block; every thread gets the result. `scratch` holds kWarps. */
+template <typename T> __device__ T block_sum(T value, T *scratch) {
+    value = warp_sum(value);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = value;
+    __syncthreads();
+    T total = 0;
+    for (int w = 0; w < kWarps; ++w) total += scratch[w];
+    return total;
+}
+
+/* ---- what blocks of a cluster share --------------------------------------- */
+
+struct Shared {
+    /* load */
+    float block_max;
+    int block_argmax;
+    int block_bad;        /* NaN or +inf seen */
+    int block_finite;     /* some value above -inf */
+    /* select: this block's merged segment of the histogram */
+    double segment_weight;
+    long long segment_count;
+    /* draw */
+    double warp_weight[kWarps];
+    int warp_ties[kWarps];
+    int warp_last[kWarps];
+    double block_weight;
+    int block_ties;
+    int block_last;
+    /* scratch */
+    float scratch_f[kWarps];
+    int scratch_i[kWarps];
+    double scratch_d[kWarps];
+    long long scratch_l[kWarps];
+    int result_digit;
+    double result_above_weight;
+    long long result_above_count;
+};
+
+/* A prefix of the rank order: every token whose top `bits` key bits exceed
+ * `prefix`, plus, among tokens whose top bits equal it, either all of them
+ * (take == bucket_count) or the first `take` by id (then bits == 32: exact
+ * ties, all of weight tie_weight). */
+struct Cut {
+    uint32_t prefix;
+    int bits;
+    long long take;
+    long long bucket_count;
+    long long count;     /* tokens in the prefix */
+    double weight;       /* their weight         */
+    float tie_weight;
+};
+
+struct RowContext {
+    const float *cached;   /* shared-memory chunk of z, or NULL */
+    const void *source;    /* the row in global memory (input or penalized)  */
+    int source_is_bf16;
+    float temperature;     /* 0 = greedy: z = l'                              */
+    long long begin, end;  /* this block's chunk [begin, end) of the row      */
+    float max_z;
+    unsigned rank, cluster;
+};
+
+__device__ __forceinline__ float load_z(const RowContext &row, long long i) {
+    if (row.cached) return row.cached[i - row.begin];
+    float x = row.source_is_bf16 ? to_float(((const __nv_bfloat16 *)row.source)[i])
+                                 : ((const float *)row.source)[i];
+    return row.temperature > 0.0f ? __fdiv_rn(x, row.temperature) : x;
+}
+
+__device__ __forceinline__ float weight_of(const RowContext &row, float z) {
+    return expf(z - row.max_z);
+}
+
+/* ---- load: z into shared memory, max, argmax, validity -------------------- */
+
+/* Sixteen bytes of input: 4 floats or 8 bf16. */
+template <typename In> struct Vector;
+template <> struct Vector<float> {
+    static constexpr int kCount = 4;
+    __device__ static void load(const float *p, float *out) {
+        float4 v = *(const float4 *)p;
+        out[0] = v.x; out[1] = v.y; out[2] = v.z; out[3] = v.w;
+    }
+};
+template <> struct Vector<__nv_bfloat16> {
+    static constexpr int kCount = 8;
+    __device__ static void load(const __nv_bfloat16 *p, float *out) {
+        uint4 v = *(const uint4 *)p;
+        const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            out[2 * k] = __uint_as_float(words[k] << 16);
+            out[2 * k + 1] = __uint_as_float(words[k] & 0xFFFF0000u);
+        }
+    }
+};
+
+struct LoadState {
+    float best = -INFINITY;
+    long long best_index = LLONG_MAX;
+    int bad = 0, finite = 0;
+    __device__ __forceinline__ void take(const RowContext &row, float *cache, long long i, float x) {
+        float z = row.temperature > 0.0f ? __fdiv_rn(x, row.temperature) : x;
+        if (cache) cache[i - row.begin] = z;
+        bad |= isnan(z) || z == INFINITY;
+        finite |= z != -INFINITY;
+        if (z > best) { best = z; best_index = i; }
+    }
+};
+
+template <typename In>
+__device__ void load_row(RowContext &row, const In *source, float *cache, Shared &s) {
+    constexpr int kVector = Vector<In>::kCount;
+    LoadState state;
+    const bool aligned = ((uintptr_t)(source + row.begin) % 16 == 0) &&
+                         ((row.end - row.begin) % kVector == 0);
+    if (aligned) {
+        /* Each thread's elements still come in increasing index order, so the
+         * first maximum it sees is the lowest index. */
+#pragma unroll 2
+        for (long long i = row.begin + (long long)threadIdx.x * kVector; i < row.end;
+             i += (long long)kThreads * kVector) {
+            float x[kVector];
+            Vector<In>::load(source + i, x);
+#pragma unroll
+            for (int k = 0; k < kVector; ++k) state.take(row, cache, i + k, x[k]);
+        }
+    } else {
+        for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads)
+            state.take(row, cache, i, to_float(source[i]));
+    }
+    float best = state.best;
+    long long best_index = state.best_index;
+    int bad = state.bad, finite = state.finite;
+    /* Block argmax with ties to the lower index. */
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        float other = __shfl_xor_sync(0xFFFFFFFFu, best, offset);
+        long long other_index = __shfl_xor_sync(0xFFFFFFFFu, best_index, offset);
+        if (other > best || (other == best && other_index < best_index)) {
+            best = other;
+            best_index = other_index;
+        }
+    }
+    bad = __any_sync(0xFFFFFFFFu, bad);
+    finite = __any_sync(0xFFFFFFFFu, finite);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) {
+        s.scratch_f[warp] = best;
+        s.scratch_l[warp] = best_index;
+        s.scratch_i[warp] = bad | (finite << 1);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float b = -INFINITY;
+        long long bi = LLONG_MAX;
+        int flags = 0;
+        for (int w = 0; w < kWarps; ++w) {
+            if (s.scratch_f[w] > b || (s.scratch_f[w] == b && s.scratch_l[w] < bi)) {
+                b = s.scratch_f[w];
+                bi = s.scratch_l[w];
+            }
+            flags |= s.scratch_i[w];
+        }
+        s.block_max = b;
+        s.block_argmax = bi == LLONG_MAX ? -1 : (int)bi;
+        s.block_bad = flags & 1;
+        s.block_finite = (flags >> 1) & 1;
+    }
+    __syncthreads();
+}
+
+/* ---- select: one radix round ------------------------------------------------ */
+
+/* Finds, in merged bins [first, first + count) read from block `owner`, the
+ * digit (scanning from the top) where above + running reaches the target.
+ * Run by warp 0 of every block; returns -1 if the target is not reached. */
+__device__ int find_crossing_digit(const float *bin_weight, const int *bin_count, int first,
+                                   int count, bool by_count, double target,
+                                   double &above_weight, long long &above_count) {
+    const int lane = threadIdx.x % 32;
+    for (int top = first + count - 1; top >= first; top -= 32) {
+        int digit = top - lane;
+        double w = digit >= first ? (double)bin_weight[digit] : 0.0;
+        long long c = digit >= first ? (long long)bin_count[digit] : 0;
+        /* inclusive scan from lane 0 (the highest digit) upward in lane order */
+        double w_scan = w;
+        long long c_scan = c;
+        for (int offset = 1; offset < 32; offset <<= 1) {
+            double wo = __shfl_up_sync(0xFFFFFFFFu, w_scan, offset);
+            long long co = __shfl_up_sync(0xFFFFFFFFu, c_scan, offset);
+            if (lane >= offset) { w_scan += wo; c_scan += co; }
+        }
+        bool reached = digit >= first && c > 0 &&
+                       (by_count ? (above_count + c_scan >= (long long)target)
+                                 : (above_weight + w_scan >= target));
+        unsigned ballot = __ballot_sync(0xFFFFFFFFu, reached);
+        if (ballot) {
+            int winner = __ffs(ballot) - 1;
+            double w_before = __shfl_sync(0xFFFFFFFFu, w_scan - w, winner);
+            long long c_before = __shfl_sync(0xFFFFFFFFu, c_scan - c, winner);
+            above_weight += w_before;
+            above_count += c_before;
+            return top - winner;
+        }
+        above_weight += __shfl_sync(0xFFFFFFFFu, w_scan, 31);
+        above_count += __shfl_sync(0xFFFFFFFFu, c_scan, 31);
+    }
+    return -1;
+}
+
+/* Radix select of the shortest prefix whose count reaches `target` (top-k) or
+ * whose weight reaches it (top-p). hist_* are kBins-sized shared arrays,
+ * merged_* too. */
+__device__ Cut radix_select(const RowContext &row, bool by_count, double target,
+                            float *hist_weight, int *hist_count, float *merged_weight,
+                            int *merged_count, Shared &s) {
+    uint32_t prefix = 0;
+    int bits = 0;
+    double above_weight = 0;
+    long long above_count = 0;
+    long long bucket_count = 0;
+    double bucket_weight = 0;
+    const unsigned C = row.cluster;
+    const int per_block = kBins / (int)C;
+
+    while (bits < 32) {
+        const int digit_bits = bits < 22 ? 11 : 10;
+        const int shift = 32 - bits - digit_bits;
+        for (int i = threadIdx.x; i < kBins; i += kThreads) {
+            hist_weight[i] = 0.0f;
+            hist_count[i] = 0;
+        }
+        __syncthreads();
+        for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads) {
+            float z = load_z(row, i);
+            uint32_t key = order_key(z);
+            if (bits > 0 && (key >> (32 - bits)) != prefix) continue;
+            int digit = (int)((key >> shift) & ((1u << digit_bits) - 1u));
+            atomicAdd(&hist_weight[digit], weight_of(row, z));
+            atomicAdd(&hist_count[digit], 1);
+        }
+        cluster_sync();
+        /* Merge: this block owns digits [rank * per_block, (rank + 1) * per_block). */
+        double my_weight = 0;
+        long long my_count = 0;
+        for (int j = threadIdx.x; j < per_block; j += kThreads) {
+            int digit = (int)row.rank * per_block + j;
+            float w = 0.0f;
+            int c = 0;
+            for (unsigned b = 0; b < C; ++b) {
+                w += in_block(hist_weight, b)[digit];
+                c += in_block(hist_count, b)[digit];
+            }
+            merged_weight[digit] = w;
+            merged_count[digit] = c;
+            my_weight += w;
+            my_count += c;
+        }
+        my_weight = block_sum(my_weight, s.scratch_d);
+        my_count = block_sum(my_count, s.scratch_l);
+        if (threadIdx.x == 0) {
+            s.segment_weight = my_weight;
+            s.segment_count = my_count;
+        }
+        cluster_sync();
+        /* Every block finds the crossing digit the same way. */
+        if (threadIdx.x < 32) {
+            double aw = above_weight;
+            long long ac = above_count;
+            int digit = -1;
+            for (int b = (int)C - 1; b >= 0 && digit < 0; --b) {
+                Shared *other = in_block(&s, (unsigned)b);
+                double sw = other->segment_weight;
+                long long sc = other->segment_count;
+                bool reached = sc > 0 && (by_count ? ac + sc >= (long long)target
+                                                   : aw + sw >= target);
+                if (!reached) {
+                    aw += sw;
+                    ac += sc;
+                    continue;
+                }
+                digit = find_crossing_digit(in_block(merged_weight, (unsigned)b),
+                                            in_block(merged_count, (unsigned)b),
+                                            b * per_block, per_block, by_count, target, aw, ac);
+            }
+            if (threadIdx.x == 0) {
+                s.result_digit = digit;
+                s.result_above_weight = aw;
+                s.result_above_count = ac;
+            }
+        }
+        __syncthreads();
+        int digit = s.result_digit;
+        if (digit < 0) {
+            /* Rounding kept the target out of reach: keep everything that
+             * matches the prefix so far (the whole row, or the whole bucket
+             * chosen in the previous round). */
+            Cut all = {prefix, bits, LLONG_MAX, LLONG_MAX, LLONG_MAX, 0.0, 0.0f};
+            if (bits > 0) {
+                all.take = all.bucket_count = bucket_count;
+                all.count = above_count + bucket_count;
+                all.weight = above_weight + bucket_weight;
+            }
+            cluster_sync();
+            return all;
+        }
+        {
+            /* The chosen bin's totals live in its owner's merged arrays. */
+            unsigned owner = (unsigned)(digit / per_block);
+            bucket_weight = in_block(merged_weight, owner)[digit];
+            bucket_count = in_block(merged_count, owner)[digit];
+        }
+        above_weight = s.result_above_weight;
+        above_count = s.result_above_count;
+        prefix = (prefix << digit_bits) | (uint32_t)digit;
+        bits += digit_bits;
+        cluster_sync(); /* merged arrays are read above; they are rewritten next round */
+        if (bucket_count == 1) break;
+        if (by_count && above_count + bucket_count == (long long)target) break;
+    }
+
+    Cut cut;
+    cut.prefix = prefix;
+    cut.bits = bits;
+    cut.bucket_count = bucket_count;
+    cut.tie_weight = 0.0f;
+    if (bits == 32 && bucket_count > 1) {
+        /* Exact ties: equal z, so equal weight. */
+        float tie_weight = weight_of(row, key_value(prefix));
+        cut.tie_weight = tie_weight;
+        long long take;
+        if (by_count) {
+            take = (long long)target - above_count;
+        } else {
+            double need = (target - above_weight) / (double)tie_weight;
+            take = (long long)ceil(need);
+            while (take > 1 && above_weight + (double)(take - 1) * tie_weight >= target) --take;
+        }
+        if (take < 1) take = 1;
+        if (take > bucket_count) take = bucket_count;
+        cut.take = take;
+        cut.weight = above_weight + (double)take * (double)tie_weight;
+    } else {
+        cut.take = bucket_count;
+        cut.weight = above_weight + bucket_weight;
+    }
+    cut.count = above_count + cut.take;
+    return cut;
+}
+
+/* ---- draw -------------------------------------------------------------------- */
+
+/* Where token i stands relative to the cut. */
+struct KeepRule {
+    Cut cut;
+    bool partial_ties;  /* only the first cut.take exact ties are kept */
+    float min_p;
+};
+
+/* 1: in the prefix (not a partial tie); 2: a tie of a partial cut; 0: out. */
+__device__ __forceinline__ int classify(const KeepRule &rule, float z) {
+    const Cut &c = rule.cut;
+    if (c.bits == 0) return 1;
+    uint32_t key = order_key(z);
+    uint32_t top = c.bits == 32 ? key : (key >> (32 - c.bits));
+    if (top > c.prefix) return 1;
+    if (top < c.prefix) return 0;
+    return rule.partial_ties ? 2 : 1;
+}
+
+/* Each warp owns an id-ordered segment of its block's chunk. */
+__device__ __forceinline__ void warp_segment(const RowContext &row, int warp, long long &first,
+                                             long long &last) {
+    long long length = row.end - row.begin;
+    long long per_warp = ((length + kWarps - 1) / kWarps + 31) / 32 * 32;
+    first = row.begin + (long long)warp * per_warp;
+    last = first + per_warp;
+    if (first > row.end) first = row.end;
+    if (last > row.end) last = row.end;
+}
+
+/* Kept weight of element i given how many partial ties precede it. */
+__device__ __forceinline__ float kept_weight(const RowContext &row, const KeepRule &rule, float z,
+                                             int kind, long long ties_before) {
+    if (kind == 0) return 0.0f;
+    float e = kind == 2 ? rule.cut.tie_weight : weight_of(row, z);
+    if (kind == 2 && ties_before >= rule.cut.take) return 0.0f;
+    return e >= rule.min_p ? e : 0.0f;
+}
+
+struct DrawResult {
+    int token;
+    float weight;
+};
+
+/* One warp scans its segment for the first token whose running kept weight
+ * exceeds `threshold` (relative to the segment start); with threshold =
+ * +inf it returns the last kept token with positive weight. */
+__device__ DrawResult scan_segment(const RowContext &row, const KeepRule &rule, long long first,
+                                   long long last, long long ties_before, double threshold) {
+    const int lane = threadIdx.x % 32;
+    double carry = 0;
+    DrawResult found = {-1, 0.0f};
+    for (long long base = first; base < last; base += 32) {
+        long long i = base + lane;
+        float z = i < last ? load_z(row, i) : -INFINITY;
+        int kind = i < last ? classify(rule, z) : 0;
+        unsigned tie_mask = __ballot_sync(0xFFFFFFFFu, kind == 2);
+        long long my_ties_before = ties_before + __popc(tie_mask & ((1u << lane) - 1u));
+        float e = kept_weight(row, rule, z, kind, my_ties_before);
+        ties_before += __popc(tie_mask);
+        double scan = e;
+        for (int offset = 1; offset < 32; offset <<= 1) {
+            double other = __shfl_up_sync(0xFFFFFFFFu, scan, offset);
+            if (lane >= offset) scan += other;
+        }
+        bool crosses = e > 0.0f && carry + scan > threshold;
+        unsigned ballot = __ballot_sync(0xFFFFFFFFu, crosses);
+        if (ballot) {
+            int winner = __ffs(ballot) - 1;
+            found.token = (int)__shfl_sync(0xFFFFFFFFu, i, winner);
+            found.weight = __shfl_sync(0xFFFFFFFFu, e, winner);
+            return found;
+        }
+        unsigned positive = __ballot_sync(0xFFFFFFFFu, e > 0.0f);
+        if (positive) {
+            int winner = 31 - __clz(positive);
+            found.token = (int)__shfl_sync(0xFFFFFFFFu, i, winner);
+            found.weight = __shfl_sync(0xFFFFFFFFu, e, winner);
+        }
+        carry += __shfl_sync(0xFFFFFFFFu, scan, 31);
+    }
+    return found; /* threshold not crossed: the last positive token, or -1 */
+}
+
+/* ---- the kernel ------------------------------------------------------------------ */
+
+struct KernelArguments {
+    const void *logits;          /* (B, V) input                                   */
+    const float *penalized;      /* (B, V) penalized logits, or NULL               */
+    const r1_sampling_params *params;
+    long long vocab;
+    int input_is_bf16;
+    int cache_in_shared;         /* chunk of z kept in shared memory               */
+    long long chunk;             /* elements per block                             */
+    int32_t *tokens;
+    float *logprobs;
+    float *filtered;
+};
+
+template <typename In> __global__ void __launch_bounds__(kThreads, 2)
+sample_rows_kernel(KernelArguments a) {
+    extern __shared__ __align__(16) unsigned char dynamic_shared[];
+    __shared__ Shared s;
+    float *hist_weight = (float *)dynamic_shared;
+    int *hist_count = (int *)(hist_weight + kBins);
+    float *merged_weight = (float *)(hist_count + kBins);
+    int *merged_count = (int *)(merged_weight + kBins);
+    float *cache = a.cache_in_shared ? (float *)(merged_count + kBins) : nullptr;
+
+    RowContext row;
+    row.rank = cluster_rank();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    row.cluster = cg::this_cluster().num_blocks();
+#else
+    row.cluster = 1;
+#endif
+    const long long b = blockIdx.x / row.cluster;
+    const long long V = a.vocab;
+    const r1_sampling_params p = a.params[b];
+    row.begin = (long long)row.rank * a.chunk;
+    row.end = row.begin + a.chunk < V ? row.begin + a.chunk : V;
+    if (row.begin > V) row.begin = V;
+    row.temperature = p.temperature;
+    row.cached = cache;
+    if (a.penalized) {
+        row.source = a.penalized + b * V;
+        row.source_is_bf16 = 0;
+        load_row(row, a.penalized + b * V, cache, s);
+    } else {
+        row.source = (const In *)a.logits + b * V;
+        row.source_is_bf16 = sizeof(In) == 2;
+        load_row(row, (const In *)a.logits + b * V, cache, s);
+    }
+    cluster_sync();
+
+    /* Combine load results across the cluster (every block the same way). */
+    float m = -INFINITY;
+    int argmax = -1, bad = 0, finite = 0;
+    for (unsigned r = 0; r < row.cluster; ++r) {
+        const Shared *other = in_block(&s, r);
+        if (other->block_argmax >= 0 &&
+            (other->block_max > m || (other->block_max == m && other->block_argmax < argmax) ||
+             argmax < 0)) {
+            m = other->block_max;
+            argmax = other->block_argmax;
+        }
+        bad |= other->block_bad;
+        finite |= other->block_finite;
+    }
+    row.max_z = m;
+    float *filtered = a.filtered ? a.filtered + b * V : nullptr;
+    const bool leader = row.rank == 0 && threadIdx.x == 0;
+
+    if (bad || !finite) {
+        if (leader) {
+            a.tokens[b] = -1;
+            if (a.logprobs) a.logprobs[b] = NAN;
+        }
+        if (filtered)
+            for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads)
+                filtered[i] = NAN;
+        cluster_sync();
+        return;
+    }
+    if (p.temperature == 0.0f) {
+        if (leader) {
+            a.tokens[b] = argmax;
+            if (a.logprobs) a.logprobs[b] = 0.0f;
+        }
+        if (filtered)
+            for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads)
+                filtered[i] = i == argmax ? 1.0f : 0.0f;
+        cluster_sync();
+        return;
+    }
+
+    /* Select: top-k by count, then top-p by weight; keep the shorter prefix. */
+    const bool use_top_k = p.top_k > 0 && (long long)p.top_k < V;
+    const bool use_top_p = p.top_p < 1.0f;
+    Cut cut = {0u, 0, LLONG_MAX, LLONG_MAX, V, 0.0, 0.0f};
+    if (use_top_k)
+        cut = radix_select(row, true, (double)p.top_k, hist_weight, hist_count, merged_weight,
+                           merged_count, s);
+    if (use_top_p) {
+        double total;
+        if (use_top_k) {
+            total = cut.weight;
+        } else {
+            /* The weight of the whole row: sum of all weights. */
+            double local = 0;
+            for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads)
+                local += weight_of(row, load_z(row, i));
+            local = block_sum(local, s.scratch_d);
+            if (threadIdx.x == 0) s.block_weight = local;
+            cluster_sync();
+            total = 0;
+            for (unsigned r = 0; r < row.cluster; ++r) total += in_block(&s, r)->block_weight;
+            cluster_sync();
+        }
+        Cut p_cut = radix_select(row, false, (double)p.top_p * total, hist_weight, hist_count,
+                                 merged_weight, merged_count, s);
+        if (!use_top_k || p_cut.count < cut.count) cut = p_cut;
+    }
+    KeepRule rule;
+    rule.cut = cut;
+    rule.partial_ties = cut.bits == 32 && cut.take < cut.bucket_count;
+    rule.min_p = p.min_p;
+
+    /* Draw, step 1: per-warp kept weight and partial-tie counts. */
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    long long first, last;
+    warp_segment(row, warp, first, last);
+    {
+        double weight = 0;
+        int ties = 0, last_positive = -1;
+        for (long long i = first + lane; i < last; i += 32) {
+            float z = load_z(row, i);
+            int kind = classify(rule, z);
+            if (kind == 2) { ++ties; continue; }
+            float e = kept_weight(row, rule, z, kind, 0);
+            weight += e;
+            if (e > 0.0f) last_positive = (int)i;
+        }
+        weight = warp_sum(weight);
+        ties = warp_sum(ties);
+        for (int offset = 16; offset > 0; offset >>= 1)
+            last_positive = max(last_positive, __shfl_xor_sync(0xFFFFFFFFu, last_positive, offset));
+        if (lane == 0) {
+            s.warp_weight[warp] = weight;
+            s.warp_ties[warp] = ties;
+            s.warp_last[warp] = last_positive;
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int ties = 0;
+        for (int w = 0; w < kWarps; ++w) ties += s.warp_ties[w];
+        s.block_ties = ties;
+    }
+    cluster_sync();
+    /* Ties before this block, then the kept weight of every warp and block. */
+    long long ties_before_block = 0;
+    for (unsigned r = 0; r < row.rank; ++r) ties_before_block += in_block(&s, r)->block_ties;
+    const float tie_e = rule.partial_ties && cut.tie_weight >= rule.min_p ? cut.tie_weight : 0.0f;
+    auto kept_ties = [&](long long before, long long count) -> long long {
+        long long k = cut.take - before;
+        if (!rule.partial_ties || k <= 0) return 0;
+        return k < count ? k : count;
+    };
+    if (threadIdx.x == 0) {
+        long long before = ties_before_block;
+        double total = 0;
+        int last_index = -1;
+        for (int w = 0; w < kWarps; ++w) {
+            long long kt = kept_ties(before, s.warp_ties[w]);
+            double ww = s.warp_weight[w] + (double)kt * tie_e;
+            s.warp_weight[w] = ww; /* now includes its kept ties */
+            total += ww;
+            if (s.warp_last[w] > last_index) last_index = s.warp_last[w];
+            before += s.warp_ties[w];
+        }
+        s.block_weight = total;
+        s.block_last = last_index;
+    }
+    cluster_sync();
+    double F = 0, before_block = 0;
+    for (unsigned r = 0; r < row.cluster; ++r) {
+        double w = in_block(&s, r)->block_weight;
+        if (r < row.rank) before_block += w;
+        F += w;
+    }
+    const double u = r1_sampling_uniform(p.seed, (uint64_t)b, p.step);
+    const double threshold = u * F;
+
+    /* Draw, step 2: the warp whose range holds the threshold scans it. The
+     * fallback (threshold >= F by rounding) is the last block/warp with weight. */
+    int chosen_block = -1;
+    {
+        double running = 0;
+        int last_with_weight = 0;
+        for (unsigned r = 0; r < row.cluster; ++r) {
+            double w = in_block(&s, r)->block_weight;
+            if (w > 0) last_with_weight = (int)r;
+            if (chosen_block < 0 && w > 0 && running + w > threshold) chosen_block = (int)r;
+            running += w;
+        }
+        if (chosen_block < 0) chosen_block = last_with_weight;
+    }
+    if ((int)row.rank == chosen_block && warp == 0) {
+        double running = before_block;
+        int chosen_warp = -1, last_warp = 0;
+        long long ties_before_warp = ties_before_block, ties_at_chosen = 0;
+        for (int w = 0; w < kWarps; ++w) {
+            double ww = s.warp_weight[w];
+            if (ww > 0) last_warp = w;
+            if (chosen_warp < 0 && ww > 0 && running + ww > threshold) {
+                chosen_warp = w;
+                ties_at_chosen = ties_before_warp;
+            }
+            if (chosen_warp < 0) running += ww;
+            ties_before_warp += s.warp_ties[w];
+        }
+        double relative = threshold - running;
+        if (chosen_warp < 0) { /* rounding: take the last kept token with weight */
+            chosen_warp = last_warp;
+            relative = INFINITY;
+            long long t = ties_before_block;
+            for (int w = 0; w < last_warp; ++w) t += s.warp_ties[w];
+            ties_at_chosen = t;
+        }
+        long long seg_first, seg_last;
+        warp_segment(row, chosen_warp, seg_first, seg_last);
+        DrawResult drawn = scan_segment(row, rule, seg_first, seg_last, ties_at_chosen, relative);
+        if (lane == 0) {
+            a.tokens[b] = drawn.token;
+            if (a.logprobs)
+                a.logprobs[b] = drawn.token >= 0
+                                    ? (float)(log((double)drawn.weight) - log(F))
+                                    : NAN;
+        }
+    }
+
+    /* Optional: the filtered distribution. */
+    if (filtered) {
+        long long ties_before = ties_before_block;
+        for (int w = 0; w < warp; ++w) ties_before += s.warp_ties[w];
+        for (long long base = first; base < last; base += 32) {
+            long long i = base + lane;
+            float z = i < last ? load_z(row, i) : -INFINITY;
+            int kind = i < last ? classify(rule, z) : 0;
+            unsigned tie_mask = __ballot_sync(0xFFFFFFFFu, kind == 2);
+            long long mine = ties_before + __popc(tie_mask & ((1u << lane) - 1u));
+            float e = kept_weight(row, rule, z, kind, mine);
+            ties_before += __popc(tie_mask);
+            if (i < last) filtered[i] = (float)((double)e / F);
+        }
+    }
+    cluster_sync(); /* no block may exit while others read its shared memory */
+}
+
+/* ---- penalties: the penalized rows go to a workspace copy ------------------------- */
+
+template <typename In>
+__global__ void penalize_rows_kernel(const In *logits, long long vocab,
+                                     const r1_sampling_params *params, const int32_t *history,
+                                     const long long *offsets, float *penalized, int *counts) {
+    const long long b = blockIdx.x;
+    const In *row = logits + b * vocab;
+    float *out = penalized + b * vocab;
+    int *count = counts + b * vocab;
+    for (long long i = threadIdx.x; i < vocab; i += blockDim.x) out[i] = to_float(row[i]);
+    const long long begin = offsets[b], end = offsets[b + 1];
+    for (long long j = begin + threadIdx.x; j < end; j += blockDim.x) count[history[j]] = 0;
+    __syncthreads();
+    for (long long j = begin + threadIdx.x; j < end; j += blockDim.x)
+        atomicAdd(&count[history[j]], 1);
+    __syncthreads();
+    const r1_sampling_params p = params[b];
+    for (long long j = begin + threadIdx.x; j < end; j += blockDim.x) {
+        int id = history[j];
+        int c = atomicExch(&count[id], 0); /* the first thread of each id applies it */
+        if (c == 0) continue;
+        float x = out[id];
+        x = (x > 0.0f) ? __fdiv_rn(x, p.repetition_penalty) : __fmul_rn(x, p.repetition_penalty);
+        float penalty = __fadd_rn(__fmul_rn(p.frequency_penalty, (float)c), p.presence_penalty);
+        out[id] = __fsub_rn(x, penalty);
+    }
+}
+
+/* ---- top logprobs of the raw distribution ------------------------------------------ */
+
+/* One block per row: log-sum-exp, then n rounds of "largest below the last
+ * one taken" in the order (value desc, id asc). */
+template <typename In>
+__global__ void raw_top_logprobs_kernel(const In *logits, long long vocab, int n,
+                                        const int32_t *tokens, int32_t *top_ids,
+                                        float *top_logprobs) {
+    __shared__ double scratch_d[kWarps];
+    __shared__ float scratch_f[kWarps];
+    __shared__ long long scratch_l[kWarps];
+    const long long b = blockIdx.x;
+    const In *row = logits + b * vocab;
+    if (tokens[b] < 0) {
+        for (int j = threadIdx.x; j < n; j += blockDim.x) {
+            top_ids[b * n + j] = -1;
+            top_logprobs[b * n + j] = NAN;
+        }
+        return;
+    }
+    float m = -INFINITY;
+    for (long long i = threadIdx.x; i < vocab; i += blockDim.x) m = fmaxf(m, to_float(row[i]));
+    for (int offset = 16; offset > 0; offset >>= 1)
+        m = fmaxf(m, __shfl_xor_sync(0xFFFFFFFFu, m, offset));
+    if (threadIdx.x % 32 == 0) scratch_f[threadIdx.x / 32] = m;
+    __syncthreads();
+    m = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) m = fmaxf(m, scratch_f[w]);
+    double sum = 0;
+    for (long long i = threadIdx.x; i < vocab; i += blockDim.x)
+        sum += exp((double)to_float(row[i]) - (double)m);
+    sum = block_sum(sum, scratch_d);
+    const double log_normalizer = (double)m + log(sum);
+    float last_value = INFINITY;
+    long long last_id = -1;
+    for (int j = 0; j < n; ++j) {
+        float best = -INFINITY;
+        long long best_id = LLONG_MAX;
+        for (long long i = threadIdx.x; i < vocab; i += blockDim.x) {
+            float x = to_float(row[i]);
+            bool after_last = x < last_value || (x == last_value && i > last_id);
+            if (after_last && (x > best || (x == best && i < best_id) || best_id == LLONG_MAX)) {
+                best = x;
+                best_id = i;
+            }
+        }
+        for (int offset = 16; offset > 0; offset >>= 1) {
+            float ob = __shfl_xor_sync(0xFFFFFFFFu, best, offset);
+            long long oi = __shfl_xor_sync(0xFFFFFFFFu, best_id, offset);
+            if (oi != LLONG_MAX && (best_id == LLONG_MAX || ob > best || (ob == best && oi < best_id))) {
+                best = ob;
+                best_id = oi;
+            }
+        }
+        __syncthreads();
+        if (threadIdx.x % 32 == 0) {
+            scratch_f[threadIdx.x / 32] = best;
+            scratch_l[threadIdx.x / 32] = best_id;
+        }
+        __syncthreads();
+        best = -INFINITY;
+        best_id = LLONG_MAX;
+        for (int w = 0; w < kWarps; ++w) {
+            float ob = scratch_f[w];
+            long long oi = scratch_l[w];
+            if (oi != LLONG_MAX && (best_id == LLONG_MAX || ob > best || (ob == best && oi < best_id))) {
+                best = ob;
+                best_id = oi;
+            }
+        }
+        if (threadIdx.x == 0) {
+            top_ids[b * n + j] = (int32_t)best_id;
+            top_logprobs[b * n + j] = (float)((double)best - log_normalizer);
+        }
+        last_value = best;
+        last_id = best_id;
+    }
+}
+
+/* ---- host side ------------------------------------------------------------------------ */
+
+struct Plan {
+    int cluster;        /* blocks per row                    */
+    long long chunk;    /* elements per block                */
+    int cache;          /* chunk of z in shared memory       */
+    size_t shared_bytes;
+};
+
+/* Histograms: 4 arrays of kBins 4-byte values. */
+constexpr size_t kHistogramBytes = 4 * kBins * 4;
+
+Plan make_plan(long long vocab) {
+    int device = 0, major = 0, optin = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    /* Two blocks per SM: half the opt-in limit each, less the static part. */
+    size_t budget = (size_t)optin / 2 > sizeof(Shared) + kHistogramBytes + 1024
+                        ? (size_t)optin / 2 - sizeof(Shared) - 1024
+                        : kHistogramBytes;
+    int max_cluster = major >= 9 ? kMaxCluster : 1;
+    Plan plan = {1, vocab, 0, kHistogramBytes};
+    for (int c = 1; c <= max_cluster; c *= 2) {
+        long long chunk = ((vocab + c - 1) / c + 7) / 8 * 8;
+        if (kHistogramBytes + (size_t)chunk * 4 <= budget) {
+            plan.cluster = c;
+            plan.chunk = chunk;
+            plan.cache = 1;
+            plan.shared_bytes = kHistogramBytes + (size_t)chunk * 4;
+            return plan;
+        }
+    }
+    /* Too large to keep: the largest cluster, re-reading global memory. */
+    plan.cluster = max_cluster;
+    plan.chunk = ((vocab + max_cluster - 1) / max_cluster + 7) / 8 * 8;
+    return plan;
+}
+
+bool any_history(const r1_sampling_desc *desc) {
+    return desc->history_offsets != NULL && desc->history_offsets[desc->batch] > 0;
+}
+
+struct WorkspaceLayout {
+    size_t params, offsets, history, penalized, counts, total;
+};
+
+size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
+
+WorkspaceLayout layout_for(const r1_sampling_desc *desc) {
+    WorkspaceLayout w;
+    const size_t B = (size_t)desc->batch, V = (size_t)desc->vocab;
+    size_t at = 0;
+    w.params = at;
+    at += align_up(B * sizeof(r1_sampling_params));
+    w.offsets = at;
+    w.history = at;
+    w.penalized = at;
+    w.counts = at;
+    if (any_history(desc)) {
+        size_t H = (size_t)desc->history_offsets[desc->batch];
+        w.offsets = at;
+        at += align_up((B + 1) * sizeof(long long));
+        w.history = at;
+        at += align_up(H * sizeof(int32_t));
+        w.penalized = at;
+        at += align_up(B * V * sizeof(float));
+        w.counts = at;
+        at += align_up(B * V * sizeof(int));
+    }
+    w.total = at;
+    return w;
+}
+
+template <typename In>
+r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_sampling_outputs *out,
+                 unsigned char *ws, const WorkspaceLayout &layout, cudaStream_t stream) {
+    const long long B = desc->batch, V = desc->vocab;
+    const r1_sampling_params *params = (const r1_sampling_params *)(ws + layout.params);
+    float *penalized = nullptr;
+    if (any_history(desc)) {
+        penalized = (float *)(ws + layout.penalized);
+        penalize_rows_kernel<In><<<(unsigned)B, kThreads, 0, stream>>>(
+            (const In *)logits, V, params, (const int32_t *)(ws + layout.history),
+            (const long long *)(ws + layout.offsets), penalized, (int *)(ws + layout.counts));
+        CUDA_TRY(cudaGetLastError());
+    }
+    Plan plan = make_plan(V);
+    KernelArguments a;
+    a.logits = logits;
+    a.penalized = penalized;
+    a.params = params;
+    a.vocab = V;
+    a.input_is_bf16 = sizeof(In) == 2;
+    a.cache_in_shared = plan.cache;
+    a.chunk = plan.chunk;
+    a.tokens = out->tokens;
+    a.logprobs = out->logprobs;
+    a.filtered = out->filtered_probs;
+
+    auto kernel = sample_rows_kernel<In>;
+    CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  (int)plan.shared_bytes));
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3((unsigned)(B * plan.cluster), 1, 1);
+    config.blockDim = dim3(kThreads, 1, 1);
+    config.dynamicSmemBytes = plan.shared_bytes;
+    config.stream = stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeClusterDimension;
+    attribute[0].val.clusterDim.x = (unsigned)plan.cluster;
+    attribute[0].val.clusterDim.y = 1;
+    attribute[0].val.clusterDim.z = 1;
+    config.attrs = attribute;
+    config.numAttrs = plan.cluster > 1 ? 1 : 0;
+    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, a));
+
+    if (desc->top_logprobs > 0) {
+        raw_top_logprobs_kernel<In><<<(unsigned)B, kThreads, 0, stream>>>(
+            (const In *)logits, V, desc->top_logprobs, out->tokens, out->top_ids,
+            out->top_logprobs);
+        CUDA_TRY(cudaGetLastError());
+    }
+    return R1_OK;
+}
+
+} // namespace
+
+extern "C" size_t sampling_workspace_size_cuda(const r1_sampling_desc *desc) {
+    return layout_for(desc).total;
+}
+
+extern "C" r1_status sampling_sample_cuda(const r1_sampling_desc *desc, const void *logits,
+                                          const r1_sampling_outputs *out, void *workspace,
+                                          void *stream_pointer) {
+    cudaStream_t stream = (cudaStream_t)stream_pointer;
+    WorkspaceLayout layout = layout_for(desc);
+    unsigned char *ws = (unsigned char *)workspace;
+    const size_t B = (size_t)desc->batch;
+    CUDA_TRY(cudaMemcpyAsync(ws + layout.params, desc->params, B * sizeof(r1_sampling_params),
+                             cudaMemcpyHostToDevice, stream));
+    if (any_history(desc)) {
+        size_t H = (size_t)desc->history_offsets[desc->batch];
+        CUDA_TRY(cudaMemcpyAsync(ws + layout.offsets, desc->history_offsets,
+                                 (B + 1) * sizeof(long long), cudaMemcpyHostToDevice, stream));
+        CUDA_TRY(cudaMemcpyAsync(ws + layout.history, desc->history, H * sizeof(int32_t),
+                                 cudaMemcpyHostToDevice, stream));
+    }
+    r1_status status = desc->logits_dtype == R1_BF16
+                           ? launch<__nv_bfloat16>(desc, logits, out, ws, layout, stream)
+                           : launch<float>(desc, logits, out, ws, layout, stream);
+    if (status != R1_OK || desc->asynchronous) return status;
+    CUDA_TRY(cudaStreamSynchronize(stream));
+    int32_t small[256];
+    int32_t *tokens = B <= 256 ? small : (int32_t *)malloc(B * sizeof(int32_t));
+    if (!tokens) return r1_fail(R1_ENOMEM, "could not allocate %zu bytes", B * sizeof(int32_t));
+    cudaError_t error = cudaMemcpy(tokens, out->tokens, B * sizeof(int32_t), cudaMemcpyDeviceToHost);
+    if (error == cudaSuccess) status = sampling_report_invalid_rows(tokens, desc->batch);
+    else status = r1_fail(R1_ECUDA, "copying tokens back: %s", cudaGetErrorString(error));
+    if (tokens != small) free(tokens);
+    return status;
+}
