@@ -136,8 +136,10 @@ static inline double exp_nonpositive(double x) {
 static const int DIGIT_SHIFT[DIGIT_LEVELS] = {21, 10, 0};
 static const int DIGIT_BITS[DIGIT_LEVELS] = {11, 11, 10};
 #define MAX_BUCKETS 2048
-#define LEVEL0_COPIES 2 /* interleaved histograms break store-to-load chains */
-#define BLOCK 16        /* values tested together before a scalar look */
+#define PREFILTER_DEPTH 16.0f /* first look at tokens with z >= max z - 16 */
+#define LANES 16       /* independent partial results of a reduction        */
+#define SCAN_BLOCK 64  /* values tested together before a scalar look (gcc
+                          vectorizes a 64-long test, not a 16-long one) */
 
 typedef struct fast_scratch {
     float *values;          /* (V) l, then l' after penalties, then z           */
@@ -147,8 +149,8 @@ typedef struct fast_scratch {
     int32_t *ids;           /* (V) candidates of the select, then kept ids      */
     uint32_t *cand_keys;    /* (V) keys of the candidates                       */
     float *cand_weights;    /* (V) weights of the candidates                    */
-    uint32_t *level0_count; /* (LEVEL0_COPIES, MAX_BUCKETS)                     */
-    double *level0_weight;  /* (LEVEL0_COPIES, MAX_BUCKETS)                     */
+    uint32_t *level0_count; /* (MAX_BUCKETS) first digit                        */
+    double *level0_weight;  /* (MAX_BUCKETS)                                    */
     uint32_t *level_count;  /* (MAX_BUCKETS) deeper digits                      */
     double *level_weight;   /* (MAX_BUCKETS)                                    */
 } fast_scratch;
@@ -156,7 +158,7 @@ typedef struct fast_scratch {
 static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 static size_t scratch_bytes(size_t V) {
-    return 7 * align64(V * 4) + align64(LEVEL0_COPIES * MAX_BUCKETS * (4 + 8)) +
+    return 7 * align64(V * 4) + align64(MAX_BUCKETS * (4 + 8)) +
            align64(MAX_BUCKETS * (4 + 8)) + 64;
 }
 
@@ -170,8 +172,8 @@ static fast_scratch carve_scratch(void *area, size_t V) {
     s.ids = (int32_t *)p, p += align64(V * 4);
     s.cand_keys = (uint32_t *)p, p += align64(V * 4);
     s.cand_weights = (float *)p, p += align64(V * 4);
-    s.level0_weight = (double *)p, p += LEVEL0_COPIES * MAX_BUCKETS * 8;
-    s.level0_count = (uint32_t *)p, p += align64(LEVEL0_COPIES * MAX_BUCKETS * 4);
+    s.level0_weight = (double *)p, p += MAX_BUCKETS * 8;
+    s.level0_count = (uint32_t *)p, p += align64(MAX_BUCKETS * 4);
     s.level_weight = (double *)p, p += MAX_BUCKETS * 8;
     s.level_count = (uint32_t *)p;
     return s;
@@ -218,44 +220,60 @@ static void load_row(const r1_sampling_desc *desc, const void *logits, int64_t b
     }
 }
 
+/* A signed integer that orders floats like their values (NaN aside; -0.0
+ * sorts just below +0.0, which is harmless for a maximum). */
+static inline int32_t signed_order(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    return (int32_t)(bits ^ ((uint32_t)((int32_t)bits >> 31) >> 1));
+}
+
+static inline float from_signed_order(int32_t order) {
+    uint32_t bits = (uint32_t)order ^ ((uint32_t)(order >> 31) >> 1);
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+static inline uint32_t is_nan_bits(float value) {
+    uint32_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    return (bits & 0x7fffffffu) > 0x7f800000u;
+}
+
 /* Largest value of x (V) and whether the row is usable: no NaN, no +inf, at
- * least one value above -inf. If `divisor` is not 0, x is first replaced by
- * x / divisor (rounded to float32, as ref). */
-static int scale_and_check(float *x, size_t V, float divisor, float *max_out) {
-    float lane_max[BLOCK];
-    int32_t lane_nan[BLOCK];
-    for (int j = 0; j < BLOCK; ++j) lane_max[j] = -INFINITY, lane_nan[j] = 0;
+ * least one value above -inf. The maximum runs over integer order keys in
+ * LANES independent lanes so that the loop vectorizes. */
+static int max_and_check(const float *x, size_t V, float *max_out) {
+    int32_t lane_max[LANES];
+    uint32_t lane_nan[LANES];
+    for (int j = 0; j < LANES; ++j) lane_max[j] = INT32_MIN, lane_nan[j] = 0;
     size_t i = 0;
-    if (divisor != 0.0f) {
-        for (; i + BLOCK <= V; i += BLOCK)
-            for (int j = 0; j < BLOCK; ++j) {
-                float v = x[i + j] / divisor;
-                x[i + j] = v;
-                lane_max[j] = v > lane_max[j] ? v : lane_max[j];
-                lane_nan[j] |= v != v;
-            }
-        for (; i < V; ++i) x[i] = x[i] / divisor;
-        i = V - V % BLOCK;
-    } else {
-        for (; i + BLOCK <= V; i += BLOCK)
-            for (int j = 0; j < BLOCK; ++j) {
-                float v = x[i + j];
-                lane_max[j] = v > lane_max[j] ? v : lane_max[j];
-                lane_nan[j] |= v != v;
-            }
-    }
-    float m = -INFINITY;
-    int nan = 0;
+    for (; i + LANES <= V; i += LANES)
+        for (int j = 0; j < LANES; ++j) {
+            int32_t order = signed_order(x[i + j]);
+            lane_max[j] = order > lane_max[j] ? order : lane_max[j];
+            lane_nan[j] |= is_nan_bits(x[i + j]);
+        }
     for (; i < V; ++i) {
-        m = x[i] > m ? x[i] : m;
-        nan |= x[i] != x[i];
+        int32_t order = signed_order(x[i]);
+        lane_max[0] = order > lane_max[0] ? order : lane_max[0];
+        lane_nan[0] |= is_nan_bits(x[i]);
     }
-    for (int j = 0; j < BLOCK; ++j) {
-        m = lane_max[j] > m ? lane_max[j] : m;
+    int32_t best = INT32_MIN;
+    uint32_t nan = 0;
+    for (int j = 0; j < LANES; ++j) {
+        best = lane_max[j] > best ? lane_max[j] : best;
         nan |= lane_nan[j];
     }
+    float m = from_signed_order(best);
     *max_out = m;
     return !nan && m != INFINITY && m != -INFINITY;
+}
+
+/* Step 2: z = l' / T, each division rounded to float32 (as ref). */
+static void divide_by_temperature(float *x, size_t V, float temperature) {
+    for (size_t i = 0; i < V; ++i) x[i] = x[i] / temperature;
 }
 
 /* Step 3: e = expf(z - m) and key = order key of z; returns sum e (float64). */
@@ -264,13 +282,13 @@ static double weights_and_keys(const float *z, size_t V, float m, float *e, uint
         e[i] = expf_nonpositive(z[i] - m);
         keys[i] = order_key(z[i]);
     }
-    double lane_sum[BLOCK] = {0};
+    double lane_sum[LANES] = {0};
     size_t i = 0;
-    for (; i + BLOCK <= V; i += BLOCK)
-        for (int j = 0; j < BLOCK; ++j) lane_sum[j] += (double)e[i + j];
+    for (; i + LANES <= V; i += LANES)
+        for (int j = 0; j < LANES; ++j) lane_sum[j] += (double)e[i + j];
     double total = 0;
     for (; i < V; ++i) total += e[i];
-    for (int j = 0; j < BLOCK; ++j) total += lane_sum[j];
+    for (int j = 0; j < LANES; ++j) total += lane_sum[j];
     return total;
 }
 
@@ -310,33 +328,38 @@ static void raw_top_logprobs(const float *raw, size_t V, int32_t n, int32_t *top
         best_id[position] = filled;
     }
     size_t i = (size_t)n;
-    for (; i < V && i % BLOCK != 0; ++i) offer_top(best_value, best_id, n, raw[i], (int32_t)i);
-    for (; i + BLOCK <= V; i += BLOCK) {
+    for (; i < V && i % SCAN_BLOCK != 0; ++i) offer_top(best_value, best_id, n, raw[i], (int32_t)i);
+    for (; i + SCAN_BLOCK <= V; i += SCAN_BLOCK) {
         float threshold = best_value[n - 1];
         int any = 0;
-        for (int j = 0; j < BLOCK; ++j) any |= raw[i + j] > threshold;
+        for (int j = 0; j < SCAN_BLOCK; ++j) any |= raw[i + j] > threshold;
         if (any)
-            for (int j = 0; j < BLOCK; ++j)
+            for (int j = 0; j < SCAN_BLOCK; ++j)
                 offer_top(best_value, best_id, n, raw[i + j], (int32_t)(i + j));
     }
     for (; i < V; ++i) offer_top(best_value, best_id, n, raw[i], (int32_t)i);
 
-    float lane_max[BLOCK];
-    for (int j = 0; j < BLOCK; ++j) lane_max[j] = -INFINITY;
+    int32_t lane_max[LANES];
+    for (int j = 0; j < LANES; ++j) lane_max[j] = INT32_MIN;
     size_t k = 0;
-    for (; k + BLOCK <= V; k += BLOCK)
-        for (int j = 0; j < BLOCK; ++j)
-            lane_max[j] = raw[k + j] > lane_max[j] ? raw[k + j] : lane_max[j];
-    float max_raw = -INFINITY;
-    for (size_t r = k; r < V; ++r) max_raw = raw[r] > max_raw ? raw[r] : max_raw;
-    for (int j = 0; j < BLOCK; ++j) max_raw = lane_max[j] > max_raw ? lane_max[j] : max_raw;
-    const double m = max_raw;
-    double lane_sum[BLOCK] = {0};
-    for (k = 0; k + BLOCK <= V; k += BLOCK)
-        for (int j = 0; j < BLOCK; ++j) lane_sum[j] += exp_nonpositive((double)raw[k + j] - m);
+    for (; k + LANES <= V; k += LANES)
+        for (int j = 0; j < LANES; ++j) {
+            int32_t order = signed_order(raw[k + j]);
+            lane_max[j] = order > lane_max[j] ? order : lane_max[j];
+        }
+    for (size_t r = k; r < V; ++r) {
+        int32_t order = signed_order(raw[r]);
+        lane_max[0] = order > lane_max[0] ? order : lane_max[0];
+    }
+    int32_t best = INT32_MIN;
+    for (int j = 0; j < LANES; ++j) best = lane_max[j] > best ? lane_max[j] : best;
+    const double m = from_signed_order(best);
+    double lane_sum[LANES] = {0};
+    for (k = 0; k + LANES <= V; k += LANES)
+        for (int j = 0; j < LANES; ++j) lane_sum[j] += exp_nonpositive((double)raw[k + j] - m);
     double sum = 0;
     for (size_t r = k; r < V; ++r) sum += exp_nonpositive((double)raw[r] - m);
-    for (int j = 0; j < BLOCK; ++j) sum += lane_sum[j];
+    for (int j = 0; j < LANES; ++j) sum += lane_sum[j];
     const double log_normalizer = m + log(sum);
     for (int32_t j = 0; j < n; ++j) {
         top_ids[j] = best_id[j];
@@ -354,55 +377,95 @@ typedef struct prefix_cut {
     int64_t ties;
     int64_t length; /* tokens in the prefix */
     double weight;  /* their weight e, float64 */
+    int reached;    /* 0: the tokens with key >= from_key do not reach the target */
 } prefix_cut;
 
-/* The first digit's histogram over all V tokens: counts, and weight sums when
- * with_weights. Result in copy 0 of s->level0_count / level0_weight. */
-static void histogram_level0(const fast_scratch *s, size_t V, int with_weights) {
+/* The first digit's histogram over the tokens with key >= from_key (a prefix
+ * of the rank order; from_key = 0: all V): counts, and weight sums when
+ * with_weights. Blocks of SCAN_BLOCK keys below from_key are skipped whole. */
+static void histogram_level0(const fast_scratch *s, size_t V, int with_weights,
+                             uint32_t from_key) {
     uint32_t *count = s->level0_count;
     double *weight = s->level0_weight;
-    memset(count, 0, LEVEL0_COPIES * MAX_BUCKETS * sizeof *count);
     const int shift = DIGIT_SHIFT[0];
-    size_t i = 0;
-    if (with_weights) {
-        memset(weight, 0, LEVEL0_COPIES * MAX_BUCKETS * sizeof *weight);
-        for (; i + 2 <= V; i += 2) {
-            uint32_t d0 = s->keys[i] >> shift, d1 = (s->keys[i + 1] >> shift) + MAX_BUCKETS;
-            count[d0] += 1;
-            weight[d0] += s->weights[i];
-            count[d1] += 1;
-            weight[d1] += s->weights[i + 1];
+    memset(count, 0, MAX_BUCKETS * sizeof *count);
+    if (with_weights) memset(weight, 0, MAX_BUCKETS * sizeof *weight);
+    for (size_t i = 0; i < V; i += SCAN_BLOCK) {
+        size_t end = i + SCAN_BLOCK;
+        if (end > V) {
+            end = V;
+        } else if (from_key > 0) {
+            uint32_t any = 0;
+            for (int j = 0; j < SCAN_BLOCK; ++j) any |= s->keys[i + j] >= from_key;
+            if (!any) continue;
         }
-        for (; i < V; ++i) {
-            uint32_t d = s->keys[i] >> shift;
-            count[d] += 1;
-            weight[d] += s->weights[i];
+        if (with_weights) {
+            for (size_t t = i; t < end; ++t) {
+                if (s->keys[t] < from_key) continue;
+                uint32_t d = s->keys[t] >> shift;
+                count[d] += 1;
+                weight[d] += s->weights[t];
+            }
+        } else {
+            for (size_t t = i; t < end; ++t)
+                if (s->keys[t] >= from_key) count[s->keys[t] >> shift] += 1;
         }
-        for (int d = 0; d < MAX_BUCKETS; ++d) {
-            count[d] += count[d + MAX_BUCKETS];
-            weight[d] += weight[d + MAX_BUCKETS];
-        }
-    } else {
-        for (; i + 2 <= V; i += 2) {
-            count[s->keys[i] >> shift] += 1;
-            count[(s->keys[i + 1] >> shift) + MAX_BUCKETS] += 1;
-        }
-        for (; i < V; ++i) count[s->keys[i] >> shift] += 1;
-        for (int d = 0; d < MAX_BUCKETS; ++d) count[d] += count[d + MAX_BUCKETS];
     }
 }
 
+/* Moves the candidates (s->ids, cand_keys, cand_weights) whose digit at
+ * `shift` is `digit` to the front; returns how many. Level 0 gathers them
+ * from all V tokens with key >= from_key, stopping once `expected` are found. */
+static size_t narrow_candidates(const fast_scratch *s, size_t V, int level, size_t candidates,
+                                uint32_t digit, uint32_t from_key, size_t expected) {
+    const int shift = DIGIT_SHIFT[level];
+    const uint32_t mask = (1u << DIGIT_BITS[level]) - 1;
+    size_t kept = 0;
+    if (level > 0) {
+        for (size_t c = 0; c < candidates; ++c) {
+            if (((s->cand_keys[c] >> shift) & mask) == digit) {
+                s->ids[kept] = s->ids[c];
+                s->cand_keys[kept] = s->cand_keys[c];
+                s->cand_weights[kept] = s->cand_weights[c];
+                ++kept;
+            }
+        }
+        return kept;
+    }
+    for (size_t i = 0; i < V && kept < expected; i += SCAN_BLOCK) {
+        size_t end = i + SCAN_BLOCK;
+        if (end <= V) {
+            uint32_t any = 0;
+            for (int j = 0; j < SCAN_BLOCK; ++j) any |= (s->keys[i + j] >> shift) == digit;
+            if (!any) continue;
+        } else {
+            end = V;
+        }
+        for (size_t t = i; t < end; ++t) {
+            if ((s->keys[t] >> shift) == digit && s->keys[t] >= from_key) {
+                s->ids[kept] = (int32_t)t;
+                s->cand_keys[kept] = s->keys[t];
+                s->cand_weights[kept] = s->weights[t];
+                ++kept;
+            }
+        }
+    }
+    return kept;
+}
+
 /* The shortest prefix of the rank order holding count_target tokens
- * (by_weight = 0) or reaching weight_target (by_weight = 1, ">="). Weights
- * are summed when with_weights (always in weight mode). Needs
- * histogram_level0 with the same with_weights. */
+ * (by_weight = 0) or reaching weight_target (by_weight = 1, ">="), among the
+ * tokens with key >= from_key. Weights are summed when with_weights (always in
+ * weight mode). Needs histogram_level0 with the same with_weights, from_key.
+ * cut.reached = 0 when those tokens fall short of the target. */
 static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
-                                int64_t count_target, double weight_target, int with_weights) {
-    prefix_cut cut = {0, 0, 0, 0, 0.0};
+                                int64_t count_target, double weight_target, int with_weights,
+                                uint32_t from_key) {
+    prefix_cut cut = {0, 0, 0, 0, 0.0, 1};
     int64_t count_above = 0;   /* tokens ranked above the current range */
     double weight_above = 0.0; /* their weight */
     uint64_t base = 0;         /* lowest key of the current range */
-    size_t candidates = V;     /* tokens in the current range (level >= 1: in s->ids) */
+    size_t candidates = 0;     /* tokens in the current range (level >= 1) */
     for (int level = 0; level < DIGIT_LEVELS; ++level) {
         const int shift = DIGIT_SHIFT[level], buckets = 1 << DIGIT_BITS[level];
         const uint32_t mask = (uint32_t)buckets - 1;
@@ -442,13 +505,13 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
             weight_above += w;
         }
         if (chosen < 0) {
-            /* Only float64 rounding can leave a weight target unreached: keep
-             * the whole range. */
+            /* At level 0: the counted tokens fall short. Deeper, only float64
+             * rounding can leave a weight target unreached: keep the range. */
+            cut.reached = level > 0;
             cut.take_from = (uint32_t)base;
-            cut.tie_key = cut.take_from;
             cut.length = count_above;
             cut.weight = weight_above;
-            return cut;
+            break;
         }
         const uint64_t low = base + ((uint64_t)chosen << shift);
         const int64_t chosen_count = count[chosen];
@@ -456,36 +519,13 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
         if (chosen_count == 1 || (!by_weight && count_above + chosen_count == count_target)) {
             /* The whole bucket belongs to the prefix. */
             cut.take_from = (uint32_t)low;
-            cut.tie_key = cut.take_from;
             cut.length = count_above + chosen_count;
             cut.weight = weight_above + chosen_weight;
-            return cut;
+            break;
         }
-
-        /* Narrow the candidates to the chosen bucket. */
-        size_t kept = 0;
-        if (level == 0) {
-            for (size_t i = 0; i < V && kept < (size_t)chosen_count; ++i) {
-                if ((s->keys[i] >> shift) == (uint32_t)chosen) {
-                    s->ids[kept] = (int32_t)i;
-                    s->cand_keys[kept] = s->keys[i];
-                    s->cand_weights[kept] = s->weights[i];
-                    ++kept;
-                }
-            }
-        } else {
-            for (size_t c = 0; c < candidates; ++c) {
-                if (((s->cand_keys[c] >> shift) & mask) == (uint32_t)chosen) {
-                    s->ids[kept] = s->ids[c];
-                    s->cand_keys[kept] = s->cand_keys[c];
-                    s->cand_weights[kept] = s->cand_weights[c];
-                    ++kept;
-                }
-            }
-        }
-        candidates = kept;
+        candidates = narrow_candidates(s, V, level, candidates, (uint32_t)chosen, from_key,
+                                       (size_t)chosen_count);
         base = low;
-
         if (level == DIGIT_LEVELS - 1) {
             /* Every candidate has key == low: equal z, equal e. Take ties in
              * increasing id order, as many as the target needs. */
@@ -510,10 +550,13 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
             cut.ties = ties;
             cut.length = count_above + ties;
             cut.weight = weight_above + (double)ties * tie_weight;
-            return cut;
         }
     }
-    return cut; /* not reached */
+    /* Only tokens with key >= from_key were counted; a bucket's lower end may
+     * lie below from_key. */
+    if (cut.take_from < from_key) cut.take_from = from_key;
+    if (cut.ties == 0) cut.tie_key = cut.take_from;
+    return cut;
 }
 
 /* ---- outputs ------------------------------------------------------------- */
@@ -546,31 +589,45 @@ static void apply_penalties(float *values, int32_t *counts, const int32_t *histo
     }
 }
 
+/* Whether block [i, i + SCAN_BLOCK) may hold a kept token: integer compares only
+ * (weights are >= 0, so their bits order like their values). */
+static inline int block_may_keep(const uint32_t *keys, const float *weights, uint32_t take_from,
+                                 uint32_t tie_key, uint32_t min_p_bits) {
+    uint32_t any = 0;
+    for (int j = 0; j < SCAN_BLOCK; ++j) {
+        uint32_t weight_bits;
+        memcpy(&weight_bits, &weights[j], sizeof weight_bits);
+        any |= ((keys[j] >= take_from) | (keys[j] == tie_key)) & (weight_bits >= min_p_bits);
+    }
+    return any != 0;
+}
+
 /* The kept ids (prefix of `cut` and e >= min_p) in increasing order into
  * s->ids; returns how many. */
 static size_t collect_kept(const fast_scratch *s, size_t V, prefix_cut cut, float min_p) {
     const uint32_t take_from = cut.take_from;
     const uint32_t tie_key = cut.ties > 0 ? cut.tie_key : take_from;
+    uint32_t min_p_bits = 0;
+    if (min_p > 0.0f) memcpy(&min_p_bits, &min_p, sizeof min_p_bits);
     int64_t ties_left = cut.ties;
     size_t kept = 0;
-    for (size_t i = 0; i < V; ++i) {
-        if (i % BLOCK == 0 && i + BLOCK <= V) {
-            int any = 0;
-            for (int j = 0; j < BLOCK; ++j)
-                any |= ((s->keys[i + j] >= take_from) | (s->keys[i + j] == tie_key)) &
-                       (s->weights[i + j] >= min_p);
-            if (!any) {
-                i += BLOCK - 1;
+    for (size_t i = 0; i < V; i += SCAN_BLOCK) {
+        size_t end = i + SCAN_BLOCK;
+        if (end <= V) {
+            if (!block_may_keep(s->keys + i, s->weights + i, take_from, tie_key, min_p_bits))
                 continue;
+        } else {
+            end = V;
+        }
+        for (size_t t = i; t < end; ++t) {
+            uint32_t key = s->keys[t];
+            int in_prefix = key >= take_from;
+            if (!in_prefix && key == tie_key && ties_left > 0) {
+                in_prefix = 1;
+                --ties_left;
             }
+            if (in_prefix && s->weights[t] >= min_p) s->ids[kept++] = (int32_t)t;
         }
-        uint32_t key = s->keys[i];
-        int in_prefix = key >= take_from;
-        if (!in_prefix && key == tie_key && ties_left > 0) {
-            in_prefix = 1;
-            --ties_left;
-        }
-        if (in_prefix && s->weights[i] >= min_p) s->ids[kept++] = (int32_t)i;
     }
     return kept;
 }
@@ -596,7 +653,7 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
 
     float m;
     if (p->temperature == 0.0f) {
-        if (!scale_and_check(s->values, V, 0.0f, &m)) {
+        if (!max_and_check(s->values, V, &m)) {
             write_invalid_row(out, b, V, n);
             return;
         }
@@ -610,21 +667,37 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
         }
         return;
     }
-    if (!scale_and_check(s->values, V, p->temperature, &m)) {
+    divide_by_temperature(s->values, V, p->temperature);
+    if (!max_and_check(s->values, V, &m)) {
         write_invalid_row(out, b, V, n);
         return;
     }
     double total = weights_and_keys(s->values, V, m, s->weights, s->keys);
 
-    /* Steps 5-6: the kept prefix. */
+    /* Steps 5-6: the kept prefix. The select first looks only at the tokens
+     * with z >= m - PREFILTER_DEPTH (weights >= e^-16, usually a handful);
+     * if they fall short of the target it looks again at all V. */
     const int top_k_on = p->top_k > 0 && (size_t)p->top_k < V;
     const int top_p_on = p->top_p < 1.0f;
-    prefix_cut cut = {0, 0, 0, (int64_t)V, total}; /* everything */
-    if (top_k_on || top_p_on) histogram_level0(s, V, top_p_on);
-    if (top_k_on) cut = select_prefix(s, V, 0, p->top_k, 0.0, top_p_on);
-    if (top_p_on) {
-        prefix_cut by_p = select_prefix(s, V, 1, 0, (double)p->top_p * cut.weight, 1);
-        if (by_p.length <= cut.length) cut = by_p;
+    prefix_cut cut = {0, 0, 0, (int64_t)V, total, 1}; /* everything */
+    if (top_k_on || top_p_on) {
+        uint32_t from_key = order_key(m - PREFILTER_DEPTH);
+        for (;;) {
+            prefix_cut prefix = cut;
+            histogram_level0(s, V, top_p_on, from_key);
+            if (top_k_on) prefix = select_prefix(s, V, 0, p->top_k, 0.0, top_p_on, from_key);
+            if (top_p_on && prefix.reached) {
+                prefix_cut by_p = select_prefix(s, V, 1, 0, (double)p->top_p * prefix.weight, 1,
+                                                from_key);
+                if (!by_p.reached) prefix.reached = 0;
+                else if (by_p.length <= prefix.length) prefix = by_p;
+            }
+            if (prefix.reached || from_key == 0) {
+                cut = prefix;
+                break;
+            }
+            from_key = 0;
+        }
     }
 
     /* Steps 7-8. */

@@ -21,8 +21,12 @@
  *             sums, then one warp scans the segment holding u * F.
  *
  * Versions
- *   v1  cluster-resident row, radix select with shared-memory histograms,
- *       float histogram weights (summed in float64 across bins).
+ *   v1  cluster-resident row, radix select with shared-memory histograms of
+ *       float weights: a top-p cut landing within float rounding of a token
+ *       boundary could keep one token more than ref (seen once in 100,000
+ *       random rows on an H100).
+ *   v2  float64 histogram weights (shared-memory double atomics): cuts agree
+ *       with ref's float64 running sums.
  *
  * Grid: (C * B) blocks of 512 threads, cluster (C, 1, 1). Shapes: logits (B, V).
  */
@@ -285,14 +289,14 @@ __device__ void load_row(RowContext &row, const In *source, float *cache, Shared
 /* Finds, in merged bins [first, first + count) read from block `owner`, the
  * digit (scanning from the top) where above + running reaches the target.
  * Run by warp 0 of every block; returns -1 if the target is not reached. */
-__device__ int find_crossing_digit(const float *bin_weight, const int *bin_count, int first,
+__device__ int find_crossing_digit(const double *bin_weight, const int *bin_count, int first,
                                    int count, bool by_count, double target,
                                    double &above_weight, long long &above_count) {
     const int lane = threadIdx.x % 32;
     for (int top = first + count - 1; top >= first; top -= 32) {
         int digit = top - lane;
-        double w = digit >= first ? (double)bin_weight[digit] : 0.0;
-        long long c = digit >= first ? (long long)bin_count[digit] : 0;
+        double w = digit >= first ? bin_weight[digit - first] : 0.0;
+        long long c = digit >= first ? (long long)bin_count[digit - first] : 0;
         /* inclusive scan from lane 0 (the highest digit) upward in lane order */
         double w_scan = w;
         long long c_scan = c;
@@ -320,10 +324,12 @@ __device__ int find_crossing_digit(const float *bin_weight, const int *bin_count
 }
 
 /* Radix select of the shortest prefix whose count reaches `target` (top-k) or
- * whose weight reaches it (top-p). hist_* are kBins-sized shared arrays,
- * merged_* too. */
+ * whose weight reaches it (top-p). hist_* are kBins-sized shared arrays;
+ * merged_* hold this block's kBins / C digits of the merged histogram.
+ * Weights are summed in float64 (shared-memory double atomics) so that the
+ * cut agrees with ref's float64 running sums, not just to float precision. */
 __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
-                            float *hist_weight, int *hist_count, float *merged_weight,
+                            double *hist_weight, int *hist_count, double *merged_weight,
                             int *merged_count, Shared &s) {
     uint32_t prefix = 0;
     int bits = 0;
@@ -338,7 +344,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
         const int digit_bits = bits < 22 ? 11 : 10;
         const int shift = 32 - bits - digit_bits;
         for (int i = threadIdx.x; i < kBins; i += kThreads) {
-            hist_weight[i] = 0.0f;
+            hist_weight[i] = 0.0;
             hist_count[i] = 0;
         }
         __syncthreads();
@@ -347,7 +353,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
             uint32_t key = order_key(z);
             if (bits > 0 && (key >> (32 - bits)) != prefix) continue;
             int digit = (int)((key >> shift) & ((1u << digit_bits) - 1u));
-            atomicAdd(&hist_weight[digit], weight_of(row, z));
+            atomicAdd(&hist_weight[digit], (double)weight_of(row, z));
             atomicAdd(&hist_count[digit], 1);
         }
         cluster_sync();
@@ -356,14 +362,14 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
         long long my_count = 0;
         for (int j = threadIdx.x; j < per_block; j += kThreads) {
             int digit = (int)row.rank * per_block + j;
-            float w = 0.0f;
+            double w = 0.0;
             int c = 0;
             for (unsigned b = 0; b < C; ++b) {
                 w += in_block(hist_weight, b)[digit];
                 c += in_block(hist_count, b)[digit];
             }
-            merged_weight[digit] = w;
-            merged_count[digit] = c;
+            merged_weight[j] = w;
+            merged_count[j] = c;
             my_weight += w;
             my_count += c;
         }
@@ -418,8 +424,8 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
         {
             /* The chosen bin's totals live in its owner's merged arrays. */
             unsigned owner = (unsigned)(digit / per_block);
-            bucket_weight = in_block(merged_weight, owner)[digit];
-            bucket_count = in_block(merged_count, owner)[digit];
+            bucket_weight = in_block(merged_weight, owner)[digit - (int)owner * per_block];
+            bucket_count = in_block(merged_count, owner)[digit - (int)owner * per_block];
         }
         above_weight = s.result_above_weight;
         above_count = s.result_above_count;
@@ -563,19 +569,22 @@ template <typename In> __global__ void __launch_bounds__(kThreads, 2)
 sample_rows_kernel(KernelArguments a) {
     extern __shared__ __align__(16) unsigned char dynamic_shared[];
     __shared__ Shared s;
-    float *hist_weight = (float *)dynamic_shared;
-    int *hist_count = (int *)(hist_weight + kBins);
-    float *merged_weight = (float *)(hist_count + kBins);
-    int *merged_count = (int *)(merged_weight + kBins);
-    float *cache = a.cache_in_shared ? (float *)(merged_count + kBins) : nullptr;
-
     RowContext row;
-    row.rank = cluster_rank();
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     row.cluster = cg::this_cluster().num_blocks();
 #else
     row.cluster = 1;
 #endif
+    /* Layout: histogram (kBins doubles + ints), this block's merged digits
+     * (kBins / C doubles + ints), then the cached chunk of z. */
+    const int merged_bins = kBins / (int)row.cluster;
+    double *hist_weight = (double *)dynamic_shared;
+    double *merged_weight = hist_weight + kBins;
+    int *hist_count = (int *)(merged_weight + merged_bins);
+    int *merged_count = hist_count + kBins;
+    float *cache = a.cache_in_shared ? (float *)(merged_count + merged_bins) : nullptr;
+
+    row.rank = cluster_rank();
     const long long b = blockIdx.x / row.cluster;
     const long long V = a.vocab;
     const r1_sampling_params p = a.params[b];
@@ -917,8 +926,8 @@ struct Plan {
     size_t shared_bytes;
 };
 
-/* Histograms: 4 arrays of kBins 4-byte values. */
-constexpr size_t kHistogramBytes = 4 * kBins * 4;
+/* Histogram and merged digits: kBins and kBins / C (double weight + int count). */
+size_t histogram_bytes(int cluster) { return (size_t)(kBins + kBins / cluster) * 12; }
 
 Plan make_plan(long long vocab) {
     int device = 0, major = 0, optin = 0;
@@ -926,24 +935,26 @@ Plan make_plan(long long vocab) {
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     /* Two blocks per SM: half the opt-in limit each, less the static part. */
-    size_t budget = (size_t)optin / 2 > sizeof(Shared) + kHistogramBytes + 1024
+    size_t budget = (size_t)optin / 2 > sizeof(Shared) + 1024
                         ? (size_t)optin / 2 - sizeof(Shared) - 1024
-                        : kHistogramBytes;
+                        : 0;
     int max_cluster = major >= 9 ? kMaxCluster : 1;
-    Plan plan = {1, vocab, 0, kHistogramBytes};
+    Plan plan;
     for (int c = 1; c <= max_cluster; c *= 2) {
         long long chunk = ((vocab + c - 1) / c + 7) / 8 * 8;
-        if (kHistogramBytes + (size_t)chunk * 4 <= budget) {
+        if (histogram_bytes(c) + (size_t)chunk * 4 <= budget) {
             plan.cluster = c;
             plan.chunk = chunk;
             plan.cache = 1;
-            plan.shared_bytes = kHistogramBytes + (size_t)chunk * 4;
+            plan.shared_bytes = histogram_bytes(c) + (size_t)chunk * 4;
             return plan;
         }
     }
     /* Too large to keep: the largest cluster, re-reading global memory. */
     plan.cluster = max_cluster;
     plan.chunk = ((vocab + max_cluster - 1) / max_cluster + 7) / 8 * 8;
+    plan.cache = 0;
+    plan.shared_bytes = histogram_bytes(max_cluster);
     return plan;
 }
 
