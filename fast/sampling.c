@@ -146,6 +146,7 @@ typedef struct fast_scratch {
     float *weights;         /* (V) e                                            */
     uint32_t *keys;         /* (V) r1_float_order_key(z)                        */
     int32_t *counts;        /* (V) history counts; only history ids are touched */
+    int32_t *near_top;      /* (V) ids with key >= from_key (the prefilter)     */
     int32_t *ids;           /* (V) candidates of the select, then kept ids      */
     uint32_t *cand_keys;    /* (V) keys of the candidates                       */
     float *cand_weights;    /* (V) weights of the candidates                    */
@@ -158,7 +159,7 @@ typedef struct fast_scratch {
 static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 static size_t scratch_bytes(size_t V) {
-    return 7 * align64(V * 4) + align64(MAX_BUCKETS * (4 + 8)) +
+    return 8 * align64(V * 4) + align64(MAX_BUCKETS * (4 + 8)) +
            align64(MAX_BUCKETS * (4 + 8)) + 64;
 }
 
@@ -169,6 +170,7 @@ static fast_scratch carve_scratch(void *area, size_t V) {
     s.weights = (float *)p, p += align64(V * 4);
     s.keys = (uint32_t *)p, p += align64(V * 4);
     s.counts = (int32_t *)p, p += align64(V * 4);
+    s.near_top = (int32_t *)p, p += align64(V * 4);
     s.ids = (int32_t *)p, p += align64(V * 4);
     s.cand_keys = (uint32_t *)p, p += align64(V * 4);
     s.cand_weights = (float *)p, p += align64(V * 4);
@@ -206,16 +208,29 @@ static inline uint32_t order_key(float value) {
     return bits ^ (sign_mask | 0x80000000u);
 }
 
-/* Row b of the input as float32 into row (V). */
-static void load_row(const r1_sampling_desc *desc, const void *logits, int64_t b, float *row) {
-    size_t V = (size_t)desc->vocab;
-    if (desc->logits_dtype == R1_F32) {
-        memcpy(row, (const float *)logits + (size_t)b * V, V * sizeof(float));
+/* Logit i of a row of the input as float32 (bf16 widens exactly, as
+ * r1_bf16_to_f32). */
+static inline float input_value(const void *row, r1_dtype dtype, size_t i) {
+    if (dtype == R1_F32) return ((const float *)row)[i];
+    uint32_t wide = (uint32_t)((const uint16_t *)row)[i] << 16;
+    float value;
+    memcpy(&value, &wide, sizeof value);
+    return value;
+}
+
+/* Steps 1-2 without the penalties: x = l / divisor (V), each division
+ * rounded to float32 as ref does (divisor = T, or 1 for greedy, exact). */
+static void load_scaled(const void *row, r1_dtype dtype, size_t V, float divisor, float *x) {
+    if (dtype == R1_F32) {
+        const float *in = row;
+        for (size_t i = 0; i < V; ++i) x[i] = in[i] / divisor;
     } else {
-        const uint16_t *bits = (const uint16_t *)logits + (size_t)b * V;
+        const uint16_t *in = row;
         for (size_t i = 0; i < V; ++i) {
-            uint32_t wide = (uint32_t)bits[i] << 16; /* = r1_bf16_to_f32, exact */
-            memcpy(&row[i], &wide, sizeof wide);
+            uint32_t wide = (uint32_t)in[i] << 16;
+            float value;
+            memcpy(&value, &wide, sizeof value);
+            x[i] = value / divisor;
         }
     }
 }
@@ -271,13 +286,11 @@ static int max_and_check(const float *x, size_t V, float *max_out) {
     return !nan && m != INFINITY && m != -INFINITY;
 }
 
-/* Step 2: z = l' / T, each division rounded to float32 (as ref). */
-static void divide_by_temperature(float *x, size_t V, float temperature) {
-    for (size_t i = 0; i < V; ++i) x[i] = x[i] / temperature;
-}
-
-/* Step 3: e = expf(z - m) and key = order key of z; returns sum e (float64). */
-static double weights_and_keys(const float *z, size_t V, float m, float *e, uint32_t *keys) {
+/* Step 3: e = expf(z - m) and key = order key of z, for z (V). Returns the
+ * float64 sum of e over the tokens with key < from_key (the tail that the
+ * first look of the select leaves out). */
+static double weights_and_keys(const float *z, size_t V, float m, uint32_t from_key, float *e,
+                               uint32_t *keys) {
     for (size_t i = 0; i < V; ++i) {
         e[i] = expf_nonpositive(z[i] - m);
         keys[i] = order_key(z[i]);
@@ -285,11 +298,12 @@ static double weights_and_keys(const float *z, size_t V, float m, float *e, uint
     double lane_sum[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= V; i += LANES)
-        for (int j = 0; j < LANES; ++j) lane_sum[j] += (double)e[i + j];
-    double total = 0;
-    for (; i < V; ++i) total += e[i];
-    for (int j = 0; j < LANES; ++j) total += lane_sum[j];
-    return total;
+        for (int j = 0; j < LANES; ++j)
+            lane_sum[j] += keys[i + j] < from_key ? (double)e[i + j] : 0.0;
+    double tail = 0;
+    for (; i < V; ++i) tail += keys[i] < from_key ? (double)e[i] : 0.0;
+    for (int j = 0; j < LANES; ++j) tail += lane_sum[j];
+    return tail;
 }
 
 /* ---- top logprobs of the raw row ---------------------------------------- */
@@ -382,42 +396,65 @@ typedef struct prefix_cut {
 
 /* The first digit's histogram over the tokens with key >= from_key (a prefix
  * of the rank order; from_key = 0: all V): counts, and weight sums when
- * with_weights. Blocks of SCAN_BLOCK keys below from_key are skipped whole. */
-static void histogram_level0(const fast_scratch *s, size_t V, int with_weights,
-                             uint32_t from_key) {
+ * with_weights. Blocks of SCAN_BLOCK keys below from_key are skipped whole;
+ * with from_key > 0 the ids counted are listed in s->near_top (id order) and
+ * their number returned. */
+static size_t histogram_level0(const fast_scratch *s, size_t V, int with_weights,
+                               uint32_t from_key) {
     uint32_t *count = s->level0_count;
     double *weight = s->level0_weight;
     const int shift = DIGIT_SHIFT[0];
     memset(count, 0, MAX_BUCKETS * sizeof *count);
     if (with_weights) memset(weight, 0, MAX_BUCKETS * sizeof *weight);
+    if (from_key == 0) {
+        if (with_weights) {
+            for (size_t i = 0; i < V; ++i) {
+                uint32_t d = s->keys[i] >> shift;
+                count[d] += 1;
+                weight[d] += s->weights[i];
+            }
+        } else {
+            for (size_t i = 0; i < V; ++i) count[s->keys[i] >> shift] += 1;
+        }
+        return V;
+    }
+    size_t listed = 0;
     for (size_t i = 0; i < V; i += SCAN_BLOCK) {
         size_t end = i + SCAN_BLOCK;
-        if (end > V) {
-            end = V;
-        } else if (from_key > 0) {
+        if (end <= V) {
             uint32_t any = 0;
             for (int j = 0; j < SCAN_BLOCK; ++j) any |= s->keys[i + j] >= from_key;
             if (!any) continue;
-        }
-        if (with_weights) {
-            for (size_t t = i; t < end; ++t) {
-                if (s->keys[t] < from_key) continue;
-                uint32_t d = s->keys[t] >> shift;
-                count[d] += 1;
-                weight[d] += s->weights[t];
-            }
         } else {
-            for (size_t t = i; t < end; ++t)
-                if (s->keys[t] >= from_key) count[s->keys[t] >> shift] += 1;
+            end = V;
+        }
+        for (size_t t = i; t < end; ++t) {
+            if (s->keys[t] < from_key) continue;
+            uint32_t d = s->keys[t] >> shift;
+            count[d] += 1;
+            if (with_weights) weight[d] += s->weights[t];
+            s->near_top[listed++] = (int32_t)t;
         }
     }
+    return listed;
+}
+
+/* Sum of the first digit's weights, buckets from the top down: the order
+ * of ref's rank-order sum, as closely as buckets allow (tiny weights join
+ * the large ones last, so ties that hit a top-p target exactly agree). */
+static double level0_weight_total(const fast_scratch *s) {
+    double total = 0;
+    for (int d = MAX_BUCKETS - 1; d >= 0; --d) total += s->level0_weight[d];
+    return total;
 }
 
 /* Moves the candidates (s->ids, cand_keys, cand_weights) whose digit at
  * `shift` is `digit` to the front; returns how many. Level 0 gathers them
- * from all V tokens with key >= from_key, stopping once `expected` are found. */
+ * from all V tokens (from_key = 0) or from the near_top list, stopping once
+ * `expected` are found. */
 static size_t narrow_candidates(const fast_scratch *s, size_t V, int level, size_t candidates,
-                                uint32_t digit, uint32_t from_key, size_t expected) {
+                                uint32_t digit, uint32_t from_key, size_t listed,
+                                size_t expected) {
     const int shift = DIGIT_SHIFT[level];
     const uint32_t mask = (1u << DIGIT_BITS[level]) - 1;
     size_t kept = 0;
@@ -427,6 +464,18 @@ static size_t narrow_candidates(const fast_scratch *s, size_t V, int level, size
                 s->ids[kept] = s->ids[c];
                 s->cand_keys[kept] = s->cand_keys[c];
                 s->cand_weights[kept] = s->cand_weights[c];
+                ++kept;
+            }
+        }
+        return kept;
+    }
+    if (from_key > 0) {
+        for (size_t c = 0; c < listed && kept < expected; ++c) {
+            int32_t id = s->near_top[c];
+            if ((s->keys[id] >> shift) == digit) {
+                s->ids[kept] = id;
+                s->cand_keys[kept] = s->keys[id];
+                s->cand_weights[kept] = s->weights[id];
                 ++kept;
             }
         }
@@ -442,7 +491,7 @@ static size_t narrow_candidates(const fast_scratch *s, size_t V, int level, size
             end = V;
         }
         for (size_t t = i; t < end; ++t) {
-            if ((s->keys[t] >> shift) == digit && s->keys[t] >= from_key) {
+            if ((s->keys[t] >> shift) == digit) {
                 s->ids[kept] = (int32_t)t;
                 s->cand_keys[kept] = s->keys[t];
                 s->cand_weights[kept] = s->weights[t];
@@ -456,11 +505,12 @@ static size_t narrow_candidates(const fast_scratch *s, size_t V, int level, size
 /* The shortest prefix of the rank order holding count_target tokens
  * (by_weight = 0) or reaching weight_target (by_weight = 1, ">="), among the
  * tokens with key >= from_key. Weights are summed when with_weights (always in
- * weight mode). Needs histogram_level0 with the same with_weights, from_key.
+ * weight mode). Needs histogram_level0 with the same with_weights, from_key
+ * (`listed` is what it returned).
  * cut.reached = 0 when those tokens fall short of the target. */
 static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
                                 int64_t count_target, double weight_target, int with_weights,
-                                uint32_t from_key) {
+                                uint32_t from_key, size_t listed) {
     prefix_cut cut = {0, 0, 0, 0, 0.0, 1};
     int64_t count_above = 0;   /* tokens ranked above the current range */
     double weight_above = 0.0; /* their weight */
@@ -524,7 +574,7 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
             break;
         }
         candidates = narrow_candidates(s, V, level, candidates, (uint32_t)chosen, from_key,
-                                       (size_t)chosen_count);
+                                       listed, (size_t)chosen_count);
         base = low;
         if (level == DIGIT_LEVELS - 1) {
             /* Every candidate has key == low: equal z, equal e. Take ties in
@@ -572,25 +622,27 @@ static void write_invalid_row(const r1_sampling_outputs *out, int64_t b, size_t 
     }
 }
 
-/* Step 1 over the history ids only; counts[] is zeroed for them first, and
- * left zero. */
-static void apply_penalties(float *values, int32_t *counts, const int32_t *history,
-                            int64_t length, const r1_sampling_params *p) {
+/* Step 1 over the history ids only, on the scaled row: x[id] = l'[id] /
+ * divisor with l'[id] computed from the input logit l[id] as ref does.
+ * counts[] is zeroed for the history ids first, and left zero. */
+static void apply_penalties(float *x, const void *row, r1_dtype dtype, float divisor,
+                            int32_t *counts, const int32_t *history, int64_t length,
+                            const r1_sampling_params *p) {
     for (int64_t j = 0; j < length; ++j) counts[history[j]] = 0;
     for (int64_t j = 0; j < length; ++j) counts[history[j]] += 1;
     for (int64_t j = 0; j < length; ++j) {
         int32_t id = history[j];
-        if (counts[id] == 0) continue;
-        float x = values[id];
-        x = (x > 0.0f) ? x / p->repetition_penalty : x * p->repetition_penalty;
+        if (counts[id] == 0) continue; /* already applied for an earlier repeat */
+        float value = input_value(row, dtype, (size_t)id);
+        value = (value > 0.0f) ? value / p->repetition_penalty : value * p->repetition_penalty;
         float penalty = p->frequency_penalty * (float)counts[id] + p->presence_penalty;
-        values[id] = x - penalty;
+        x[id] = (value - penalty) / divisor;
         counts[id] = 0;
     }
 }
 
-/* Whether block [i, i + SCAN_BLOCK) may hold a kept token: integer compares only
- * (weights are >= 0, so their bits order like their values). */
+/* Whether block [i, i + SCAN_BLOCK) may hold a kept token: integer compares
+ * only (weights are >= 0, so their bits order like their values). */
 static inline int block_may_keep(const uint32_t *keys, const float *weights, uint32_t take_from,
                                  uint32_t tie_key, uint32_t min_p_bits) {
     uint32_t any = 0;
@@ -602,15 +654,31 @@ static inline int block_may_keep(const uint32_t *keys, const float *weights, uin
     return any != 0;
 }
 
-/* The kept ids (prefix of `cut` and e >= min_p) in increasing order into
- * s->ids; returns how many. */
-static size_t collect_kept(const fast_scratch *s, size_t V, prefix_cut cut, float min_p) {
+/* The kept ids (in the prefix `cut`, and e >= min_p) in increasing order into
+ * s->ids; returns how many. With from_key > 0 the prefix lies inside the
+ * near_top list (`listed` ids), else all V are scanned. */
+static size_t collect_kept(const fast_scratch *s, size_t V, prefix_cut cut, float min_p,
+                           uint32_t from_key, size_t listed) {
     const uint32_t take_from = cut.take_from;
     const uint32_t tie_key = cut.ties > 0 ? cut.tie_key : take_from;
     uint32_t min_p_bits = 0;
     if (min_p > 0.0f) memcpy(&min_p_bits, &min_p, sizeof min_p_bits);
     int64_t ties_left = cut.ties;
     size_t kept = 0;
+#define KEEP_IF_KEPT(t)                                                        \
+    do {                                                                       \
+        uint32_t key = s->keys[t];                                             \
+        int in_prefix = key >= take_from;                                      \
+        if (!in_prefix && key == tie_key && ties_left > 0) {                   \
+            in_prefix = 1; /* ties are taken in increasing id order */         \
+            --ties_left;                                                       \
+        }                                                                      \
+        if (in_prefix && s->weights[t] >= min_p) s->ids[kept++] = (int32_t)(t); \
+    } while (0)
+    if (from_key > 0) {
+        for (size_t c = 0; c < listed; ++c) KEEP_IF_KEPT(s->near_top[c]);
+        return kept;
+    }
     for (size_t i = 0; i < V; i += SCAN_BLOCK) {
         size_t end = i + SCAN_BLOCK;
         if (end <= V) {
@@ -619,44 +687,50 @@ static size_t collect_kept(const fast_scratch *s, size_t V, prefix_cut cut, floa
         } else {
             end = V;
         }
-        for (size_t t = i; t < end; ++t) {
-            uint32_t key = s->keys[t];
-            int in_prefix = key >= take_from;
-            if (!in_prefix && key == tie_key && ties_left > 0) {
-                in_prefix = 1;
-                --ties_left;
-            }
-            if (in_prefix && s->weights[t] >= min_p) s->ids[kept++] = (int32_t)t;
-        }
+        for (size_t t = i; t < end; ++t) KEEP_IF_KEPT(t);
     }
+#undef KEEP_IF_KEPT
     return kept;
 }
 
+/* One row: steps 1-8 of the semantics. */
 static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t b,
                        const r1_sampling_outputs *out, const fast_scratch *s) {
     const size_t V = (size_t)desc->vocab;
     const int32_t n = desc->top_logprobs;
     const r1_sampling_params *p = &desc->params[b];
+    const r1_dtype dtype = desc->logits_dtype;
+    const void *row = (const char *)logits + (size_t)b * V * (dtype == R1_F32 ? 4 : 2);
     float *filtered = out->filtered_probs ? out->filtered_probs + (size_t)b * V : NULL;
 
-    load_row(desc, logits, b, s->values);
-    /* The raw row is valid whenever the final one is (penalties and T cannot
-     * clear a NaN, +inf or an all -inf row), so an invalid row found below
-     * simply overwrites these. */
-    if (n > 0)
-        raw_top_logprobs(s->values, V, n, out->top_ids + (size_t)b * (size_t)n,
+    /* Top logprobs from the raw row. It is valid whenever the final row is
+     * (penalties and T cannot clear a NaN, +inf or an all -inf row), so an
+     * invalid row found below simply overwrites them. */
+    if (n > 0) {
+        const float *raw = row;
+        if (dtype != R1_F32) {
+            load_scaled(row, dtype, V, 1.0f, s->weights); /* widened, x / 1 = x */
+            raw = s->weights;
+        }
+        raw_top_logprobs(raw, V, n, out->top_ids + (size_t)b * (size_t)n,
                          out->top_logprobs + (size_t)b * (size_t)n);
-    if (desc->history_offsets) {
-        int64_t begin = desc->history_offsets[b], end = desc->history_offsets[b + 1];
-        apply_penalties(s->values, s->counts, desc->history + begin, end - begin, p);
     }
 
+    /* Steps 1-2: x = l' / T (l' itself when greedy: division by 1 is exact). */
+    const int greedy = p->temperature == 0.0f;
+    const float divisor = greedy ? 1.0f : p->temperature;
+    load_scaled(row, dtype, V, divisor, s->values);
+    if (desc->history_offsets) {
+        int64_t begin = desc->history_offsets[b], end = desc->history_offsets[b + 1];
+        apply_penalties(s->values, row, dtype, divisor, s->counts, desc->history + begin,
+                        end - begin, p);
+    }
     float m;
-    if (p->temperature == 0.0f) {
-        if (!max_and_check(s->values, V, &m)) {
-            write_invalid_row(out, b, V, n);
-            return;
-        }
+    if (!max_and_check(s->values, V, &m)) {
+        write_invalid_row(out, b, V, n);
+        return;
+    }
+    if (greedy) {
         size_t token = 0;
         while (s->values[token] != m) ++token; /* first index of the max */
         out->tokens[b] = (int32_t)token;
@@ -667,45 +741,50 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
         }
         return;
     }
-    divide_by_temperature(s->values, V, p->temperature);
-    if (!max_and_check(s->values, V, &m)) {
-        write_invalid_row(out, b, V, n);
-        return;
-    }
-    double total = weights_and_keys(s->values, V, m, s->weights, s->keys);
 
-    /* Steps 5-6: the kept prefix. The select first looks only at the tokens
-     * with z >= m - PREFILTER_DEPTH (weights >= e^-16, usually a handful);
-     * if they fall short of the target it looks again at all V. */
+    /* Step 3. */
+    uint32_t from_key = order_key(m - PREFILTER_DEPTH);
+    double tail_weight = weights_and_keys(s->values, V, m, from_key, s->weights, s->keys);
+
+    /* Steps 4-6: the kept prefix. The select first looks only at the tokens
+     * with z >= m - PREFILTER_DEPTH (weights above about e^-16: usually a
+     * handful, listed in s->near_top); if they fall short of the target it
+     * looks again at all V. */
     const int top_k_on = p->top_k > 0 && (size_t)p->top_k < V;
     const int top_p_on = p->top_p < 1.0f;
-    prefix_cut cut = {0, 0, 0, (int64_t)V, total, 1}; /* everything */
-    if (top_k_on || top_p_on) {
-        uint32_t from_key = order_key(m - PREFILTER_DEPTH);
-        for (;;) {
-            prefix_cut prefix = cut;
-            histogram_level0(s, V, top_p_on, from_key);
-            if (top_k_on) prefix = select_prefix(s, V, 0, p->top_k, 0.0, top_p_on, from_key);
-            if (top_p_on && prefix.reached) {
-                prefix_cut by_p = select_prefix(s, V, 1, 0, (double)p->top_p * prefix.weight, 1,
-                                                from_key);
-                if (!by_p.reached) prefix.reached = 0;
-                else if (by_p.length <= prefix.length) prefix = by_p;
-            }
-            if (prefix.reached || from_key == 0) {
-                cut = prefix;
-                break;
-            }
-            from_key = 0;
+    prefix_cut cut = {0, 0, 0, (int64_t)V, 0.0, 1}; /* everything */
+    size_t listed = V;
+    if (!top_k_on && !top_p_on) from_key = 0;
+    while (top_k_on || top_p_on) {
+        prefix_cut prefix = cut;
+        listed = histogram_level0(s, V, top_p_on, from_key);
+        if (top_k_on)
+            prefix = select_prefix(s, V, 0, p->top_k, 0.0, top_p_on, from_key, listed);
+        if (top_p_on && prefix.reached) {
+            /* top-p's target: top_p times the weight top-k kept (all V:
+             * the first digit's buckets from the top, then the tail). */
+            double kept_weight =
+                top_k_on ? prefix.weight : level0_weight_total(s) + tail_weight;
+            prefix_cut by_p = select_prefix(s, V, 1, 0, (double)p->top_p * kept_weight, 1,
+                                            from_key, listed);
+            if (!by_p.reached) prefix.reached = 0;
+            else if (by_p.length <= prefix.length) prefix = by_p;
         }
+        if (prefix.reached || from_key == 0) {
+            cut = prefix;
+            break;
+        }
+        from_key = 0;
+        tail_weight = 0.0;
     }
 
-    /* Steps 7-8. */
-    size_t kept = collect_kept(s, V, cut, p->min_p);
+    /* Step 7: min-p while listing the kept ids. Step 8: the draw, by id. */
+    const size_t kept = collect_kept(s, V, cut, p->min_p, from_key, listed);
     double kept_weight = 0;
     for (size_t j = 0; j < kept; ++j) kept_weight += s->weights[s->ids[j]];
-    double u = r1_sampling_uniform(p->seed, (uint64_t)b, p->step);
-    double threshold = u * kept_weight, running = 0;
+    const double u = r1_sampling_uniform(p->seed, (uint64_t)b, p->step);
+    const double threshold = u * kept_weight;
+    double running = 0;
     int32_t token = -1, last_positive = -1;
     for (size_t j = 0; j < kept; ++j) {
         int32_t id = s->ids[j];
@@ -716,7 +795,7 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
             break;
         }
     }
-    if (token < 0) token = last_positive;
+    if (token < 0) token = last_positive; /* rounding left u * F at the very top */
     out->tokens[b] = token;
     if (out->logprobs)
         out->logprobs[b] = (float)(log((double)s->weights[token]) - log(kept_weight));
