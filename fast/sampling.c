@@ -2,26 +2,29 @@
  * fast/sampling.c — the optimized CPU sampler. Same function as ref/sampling.c
  * (semantics in r1lab/sampling.h): for each row of logits l (V values),
  *   l' = penalties(l, history), z = l' / T (T = 0: argmax l'),
- *   e_i = expf(z_i - max z), keep the top-k / top-p prefix of the order
+ *   e_i = expf(z_i - max z), keep the top-k / top-p prefix of the rank order
  *   "z descending, ties by lower id", drop e_i < min_p, draw the first kept id
  *   (by id) whose float64 running weight exceeds u * F, u = Philox(seed, row, step).
  * Shapes: logits (B, V); every per-row buffer below is (V) unless stated.
  *
- * ALGORITHM (no sort; O(V) per row, a handful of passes):
- *  1. load the row (bf16 widens exactly), top logprobs from the raw row
- *     (one pass keeping the best n in a small sorted array; a 16-wide block is
- *     skipped unless it holds a value above the current n-th), penalties over
- *     the history ids only;
- *  2. z = l' / T with a lane-wise max and NaN check (one vectorized pass);
- *  3. e = expf(z - m) and key = r1_float_order_key(z) (one vectorized pass).
- *     The expf is glibc's own algorithm (ARM optimized-routines, glibc >= 2.28:
- *     x * 32/ln2 = k + r, 2^(k/32) from a 32-entry table, a cubic in r, all
- *     in double, rounded once to float) written so the compiler vectorizes
- *     it: on this machine it returns the bit pattern glibc's expf returns for
- *     every float in [-110, 0] and -inf (checked exhaustively), so e, the
- *     kept set and the draw match ref bit for bit;
- *  4. radix select over the 32-bit key, digits of 11 + 11 + 10 bits, from the
- *     most significant: a histogram of counts (top-k) and float64 weight sums
+ * ALGORITHM (no sort: a few O(V) passes per row, the select touches few tokens)
+ *  1. top logprobs of the raw row: one pass keeps the best n (<= 20) in a
+ *     small sorted array, skipping 64-value blocks with nothing above the
+ *     current n-th; log-sum-exp in float64 (a vectorized exp);
+ *  2. z = l / T while loading (bf16 widens exactly), then the penalties for
+ *     the history ids only, recomputed from the input logit as ref does, then
+ *     max z and the NaN / +inf / all -inf check (an integer-key maximum in 16
+ *     lanes, so the loop vectorizes);
+ *  3. e = expf(z - m) and key = r1_float_order_key(z) in one vectorized pass.
+ *     The expf is glibc's own algorithm (the ARM optimized-routines expf that
+ *     glibc >= 2.28 ships: x * 32/ln2 = k + r, 2^(k/32) from a 32-entry table,
+ *     a cubic in r, all in double, rounded once to float), written as plain C
+ *     that the compiler vectorizes. On the development machine (glibc 2.36,
+ *     its FMA variant) it returns glibc's bits for every float in [-110, 0]
+ *     and for -inf (checked exhaustively: 1.1e9 inputs, 0 differences), so e,
+ *     the kept set and the draw match ref bit for bit;
+ *  4. radix select over the 32-bit key, digits of 11 + 11 + 10 bits from the
+ *     most significant: histograms of counts (top-k) and float64 weight sums
  *     (top-p) over the tokens still matching the digits chosen so far; walking
  *     the buckets from the top, the bucket where the running count / weight
  *     reaches the target is chosen. The walk stops early when that bucket
@@ -29,18 +32,34 @@
  *     exact and the tied tokens (equal z, so equal e) needed follow from
  *     arithmetic, taken in increasing id order. top-k and top-p are prefixes
  *     of the same order, so the kept prefix is the shorter one; top-p's target
- *     is top_p * (weight of the top-k prefix). The first histogram covers all
- *     V tokens and is shared by both selections; deeper ones cover only the
- *     gathered candidates;
- *  5. one pass by id collects the kept ids (prefix and e >= min_p; a 16-wide
- *     block is skipped when it holds none), then F and the draw in float64 by
- *     increasing id, exactly as ref.
- *  Rows run in parallel (OpenMP, dynamic schedule); the workspace is carved
- *  into one scratch area per thread.
+ *     is top_p * (weight of the top-k prefix). The first histogram is shared
+ *     by both and first covers only the tokens with z >= m - 16 (a prefix of
+ *     the order, usually a handful, whose ids it lists); when they fall short
+ *     of a target it is rebuilt over all V. Weight sums run over buckets from
+ *     the top down, close to ref's rank-order sum;
+ *  5. the kept ids (prefix and e >= min_p) in increasing order, from that list
+ *     or from a V scan that skips 64-key blocks holding none; then F and the
+ *     draw in float64 by increasing id, the same additions as ref.
+ *  Rows run in parallel (OpenMP, dynamic schedule); the workspace holds one
+ *  scratch area per thread (omp_get_max_threads(), at most B).
  *
- * VERSIONS (B = 64, V = 152064, T = 0.6, top_p = 0.95, f32, LLM-like logits,
- * 2-core AMD EPYC (Zen 5, AVX-512), gcc 12 -O3 -march=native -fopenmp):
- *  v1  radix select 11+11+10, glibc-exact vectorized expf, OpenMP over rows.
+ * VERSIONS. B = 64 (and 1), V = 152064, T = 0.6, top_p = 0.95, f32 logits
+ * normal(0, 2) with 10 tokens raised by 8..15; 2-core AMD EPYC (Zen 5,
+ * AVX-512) VM, gcc 12 -O3 -march=native -fopenmp; ref takes about 1.3 s at
+ * B = 64 and 19 ms at B = 1. Times on this VM vary by up to 30 %.
+ *  v1  radix select 11+11+10 over all V; glibc-exact vectorized expf;
+ *      OpenMP over rows.                                 14.8 ms (0.41 ms)
+ *  v2  64-wide block tests in the id scans (gcc leaves 16-wide ones
+ *      scalar); the first histogram first looks only at z >= m - 16.
+ *                                                        11.1 ms (0.32 ms)
+ *  v3  max as its own loop over integer keys (fused with the division it
+ *      compiled to scalar code inside the library).       5.9 ms (0.17 ms)
+ *  v4  division fused with the load (penalties recomputed from the input);
+ *      the prefilter's id list replaces two V scans; top-p's total summed
+ *      over buckets from the top down.                    5.1 ms (0.13 ms)
+ *  Now about 2/3 of a row is the expf pass, bound by its table gather
+ *  (vpgatherqq); an AVX-512 two-register permute instead measured 92 -> 65 us
+ *  per row for that pass and was left out to keep one portable C path.
  */
 #include <math.h>
 #include <stdint.h>
@@ -88,12 +107,15 @@ static inline double exp_core(double x) {
     uint64_t k_bits;
     memcpy(&k_bits, &shifted, sizeof k_bits);
     double k = shifted - EXP_SHIFT;
+    /* With one rounding (FMA) this matches glibc's __expf_fma bit for bit on
+     * all of [-110, 0]; without FMA 1 input in 1.1e9 differs by 1 ulp. */
 #ifdef __FMA__
-    double r = fma(EXP_INV_LN2_N, x, -k); /* what gcc contracts in glibc's FMA build */
+    double r = fma(EXP_INV_LN2_N, x, -k);
 #else
     double r = scaled - k;
 #endif
-    uint64_t s_bits = EXP_TABLE[k_bits % (1u << EXP_TABLE_BITS)] + (k_bits << (52 - EXP_TABLE_BITS));
+    uint64_t s_bits =
+        EXP_TABLE[k_bits % (1u << EXP_TABLE_BITS)] + (k_bits << (52 - EXP_TABLE_BITS));
     double s;
     memcpy(&s, &s_bits, sizeof s);
     double cubic = EXP_C0 * r + EXP_C1;
@@ -142,7 +164,7 @@ static const int DIGIT_BITS[DIGIT_LEVELS] = {11, 11, 10};
                           vectorizes a 64-long test, not a 16-long one) */
 
 typedef struct fast_scratch {
-    float *values;          /* (V) l, then l' after penalties, then z           */
+    float *values;          /* (V) z = l' / T (l' itself when greedy)           */
     float *weights;         /* (V) e                                            */
     uint32_t *keys;         /* (V) r1_float_order_key(z)                        */
     int32_t *counts;        /* (V) history counts; only history ids are touched */

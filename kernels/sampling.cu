@@ -1077,6 +1077,10 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
         int limit = device_limits().optin / 2;
         if (limit < (int)plan.shared_bytes) limit = (int)plan.shared_bytes;
         CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+        /* Ask for the largest shared-memory carveout so that two blocks fit
+         * on an SM. */
+        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      (int)cudaSharedmemCarveoutMaxShared));
         raised_to = limit;
     }
     cudaLaunchConfig_t config = {};
