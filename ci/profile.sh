@@ -22,6 +22,6 @@ FILTERS=("$@")
 for filter in "${FILTERS[@]}"; do
     echo "==== $filter ====" >> "$OUT/ncu.txt"
     ncu --launch-skip 3 --launch-count 1 -k regex:sample_rows --set detailed \
-        build-gpu/r1lab-bench --benchmark_filter="$filter" --benchmark_min_time=0.01s \
+        build-gpu/r1lab-bench --benchmark_filter="$filter" --benchmark_min_time=0.01 \
         >> "$OUT/ncu.txt" 2>&1
 done
