@@ -172,17 +172,18 @@ typedef struct fast_scratch {
     int32_t *ids;           /* (V) candidates of the select, then kept ids      */
     uint32_t *cand_keys;    /* (V) keys of the candidates                       */
     float *cand_weights;    /* (V) weights of the candidates                    */
-    uint32_t *level0_count; /* (MAX_BUCKETS) first digit                        */
-    double *level0_weight;  /* (MAX_BUCKETS)                                    */
-    uint32_t *level_count;  /* (MAX_BUCKETS) deeper digits                      */
+    uint32_t *level0_count; /* (MAX_BUCKETS) first digit: tokens per bucket     */
+    double *level0_weight;  /* (MAX_BUCKETS) their weight sum                   */
+    float *level0_max;      /* (MAX_BUCKETS) their largest weight               */
+    uint32_t *level_count;  /* (MAX_BUCKETS) the same for the deeper digits     */
     double *level_weight;   /* (MAX_BUCKETS)                                    */
+    float *level_max;       /* (MAX_BUCKETS)                                    */
 } fast_scratch;
 
 static size_t align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 static size_t scratch_bytes(size_t V) {
-    return 8 * align64(V * 4) + align64(MAX_BUCKETS * (4 + 8)) +
-           align64(MAX_BUCKETS * (4 + 8)) + 64;
+    return 8 * align64(V * 4) + 2 * align64(MAX_BUCKETS * (4 + 8 + 4)) + 64;
 }
 
 static fast_scratch carve_scratch(void *area, size_t V) {
@@ -197,9 +198,11 @@ static fast_scratch carve_scratch(void *area, size_t V) {
     s.cand_keys = (uint32_t *)p, p += align64(V * 4);
     s.cand_weights = (float *)p, p += align64(V * 4);
     s.level0_weight = (double *)p, p += MAX_BUCKETS * 8;
-    s.level0_count = (uint32_t *)p, p += align64(MAX_BUCKETS * 4);
+    s.level0_count = (uint32_t *)p, p += MAX_BUCKETS * 4;
+    s.level0_max = (float *)p, p += align64(MAX_BUCKETS * 4);
     s.level_weight = (double *)p, p += MAX_BUCKETS * 8;
-    s.level_count = (uint32_t *)p;
+    s.level_count = (uint32_t *)p, p += MAX_BUCKETS * 4;
+    s.level_max = (float *)p;
     return s;
 }
 
@@ -310,21 +313,39 @@ static int max_and_check(const float *x, size_t V, float *max_out) {
 
 /* Step 3: e = expf(z - m) and key = order key of z, for z (V). Returns the
  * float64 sum of e over the tokens with key < from_key (the tail that the
- * first look of the select leaves out). */
+ * first look of the select leaves out) and their largest e in *tail_max. */
 static double weights_and_keys(const float *z, size_t V, float m, uint32_t from_key, float *e,
-                               uint32_t *keys) {
+                               uint32_t *keys, float *tail_max) {
     for (size_t i = 0; i < V; ++i) {
         e[i] = expf_nonpositive(z[i] - m);
         keys[i] = order_key(z[i]);
     }
+    /* e >= 0, so the bits of e order like e. */
     double lane_sum[LANES] = {0};
+    uint32_t lane_max[LANES] = {0};
     size_t i = 0;
     for (; i + LANES <= V; i += LANES)
-        for (int j = 0; j < LANES; ++j)
+        for (int j = 0; j < LANES; ++j) {
+            uint32_t bits;
+            memcpy(&bits, &e[i + j], sizeof bits);
+            bits = keys[i + j] < from_key ? bits : 0u;
+            lane_max[j] = bits > lane_max[j] ? bits : lane_max[j];
             lane_sum[j] += keys[i + j] < from_key ? (double)e[i + j] : 0.0;
+        }
     double tail = 0;
-    for (; i < V; ++i) tail += keys[i] < from_key ? (double)e[i] : 0.0;
-    for (int j = 0; j < LANES; ++j) tail += lane_sum[j];
+    uint32_t largest = 0;
+    for (; i < V; ++i) {
+        uint32_t bits;
+        memcpy(&bits, &e[i], sizeof bits);
+        bits = keys[i] < from_key ? bits : 0u;
+        largest = bits > largest ? bits : largest;
+        tail += keys[i] < from_key ? (double)e[i] : 0.0;
+    }
+    for (int j = 0; j < LANES; ++j) {
+        tail += lane_sum[j];
+        largest = lane_max[j] > largest ? lane_max[j] : largest;
+    }
+    memcpy(tail_max, &largest, sizeof largest);
     return tail;
 }
 
@@ -425,15 +446,20 @@ static size_t histogram_level0(const fast_scratch *s, size_t V, int with_weights
                                uint32_t from_key) {
     uint32_t *count = s->level0_count;
     double *weight = s->level0_weight;
+    float *largest = s->level0_max;
     const int shift = DIGIT_SHIFT[0];
     memset(count, 0, MAX_BUCKETS * sizeof *count);
-    if (with_weights) memset(weight, 0, MAX_BUCKETS * sizeof *weight);
+    if (with_weights) {
+        memset(weight, 0, MAX_BUCKETS * sizeof *weight);
+        memset(largest, 0, MAX_BUCKETS * sizeof *largest);
+    }
     if (from_key == 0) {
         if (with_weights) {
             for (size_t i = 0; i < V; ++i) {
                 uint32_t d = s->keys[i] >> shift;
                 count[d] += 1;
                 weight[d] += s->weights[i];
+                if (s->weights[i] > largest[d]) largest[d] = s->weights[i];
             }
         } else {
             for (size_t i = 0; i < V; ++i) count[s->keys[i] >> shift] += 1;
@@ -454,19 +480,34 @@ static size_t histogram_level0(const fast_scratch *s, size_t V, int with_weights
             if (s->keys[t] < from_key) continue;
             uint32_t d = s->keys[t] >> shift;
             count[d] += 1;
-            if (with_weights) weight[d] += s->weights[t];
+            if (with_weights) {
+                weight[d] += s->weights[t];
+                if (s->weights[t] > largest[d]) largest[d] = s->weights[t];
+            }
             s->near_top[listed++] = (int32_t)t;
         }
     }
     return listed;
 }
 
-/* Sum of the first digit's weights, buckets from the top down: the order
- * of ref's rank-order sum, as closely as buckets allow (tiny weights join
- * the large ones last, so ties that hit a top-p target exactly agree). */
+/* running + (a bucket's weight sum), the way ref's rank-order sum sees it.
+ * ref adds weights one at a time from the top of the order; one below half
+ * an ulp of its running sum leaves the sum unchanged, and so do all the
+ * smaller ones after it. A bucket whose largest weight is below that adds
+ * nothing here either, so that tied weights that reach a top-p target
+ * exactly in ref (e.g. many equal top logits and a tail of tiny weights)
+ * reach it here too. Buckets are added from the top down. */
+static inline double add_weights(double running, double bucket_sum, float bucket_max) {
+    if (running > 0.0 && (double)bucket_max < 0.5 * (nextafter(running, INFINITY) - running))
+        return running;
+    return running + bucket_sum;
+}
+
+/* The weight of all tokens the first digit's histogram counted. */
 static double level0_weight_total(const fast_scratch *s) {
     double total = 0;
-    for (int d = MAX_BUCKETS - 1; d >= 0; --d) total += s->level0_weight[d];
+    for (int d = MAX_BUCKETS - 1; d >= 0; --d)
+        if (s->level0_count[d] > 0) total = add_weights(total, s->level0_weight[d], s->level0_max[d]);
     return total;
 }
 
@@ -543,16 +584,20 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
         const uint32_t mask = (uint32_t)buckets - 1;
         const uint32_t *count = s->level0_count;
         const double *weight = s->level0_weight;
+        const float *largest = s->level0_max;
         if (level > 0) {
             uint32_t *level_count = s->level_count;
             double *level_weight = s->level_weight;
+            float *level_max = s->level_max;
             memset(level_count, 0, (size_t)buckets * sizeof *level_count);
             if (with_weights) {
                 memset(level_weight, 0, (size_t)buckets * sizeof *level_weight);
+                memset(level_max, 0, (size_t)buckets * sizeof *level_max);
                 for (size_t c = 0; c < candidates; ++c) {
                     uint32_t d = (s->cand_keys[c] >> shift) & mask;
                     level_count[d] += 1;
                     level_weight[d] += s->cand_weights[c];
+                    if (s->cand_weights[c] > level_max[d]) level_max[d] = s->cand_weights[c];
                 }
             } else {
                 for (size_t c = 0; c < candidates; ++c)
@@ -560,21 +605,23 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
             }
             count = level_count;
             weight = level_weight;
+            largest = level_max;
         }
 
         /* Walk the buckets from the top until the target is reached. */
         int chosen = -1;
         for (int d = buckets - 1; d >= 0; --d) {
             if (count[d] == 0) continue;
-            double w = with_weights ? weight[d] : 0.0;
-            int reached = by_weight ? (weight_above + w >= weight_target)
+            double with_d =
+                with_weights ? add_weights(weight_above, weight[d], largest[d]) : 0.0;
+            int reached = by_weight ? (with_d >= weight_target)
                                     : (count_above + (int64_t)count[d] >= count_target);
             if (reached) {
                 chosen = d;
                 break;
             }
             count_above += count[d];
-            weight_above += w;
+            weight_above = with_d;
         }
         if (chosen < 0) {
             /* At level 0: the counted tokens fall short. Deeper, only float64
@@ -587,12 +634,12 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
         }
         const uint64_t low = base + ((uint64_t)chosen << shift);
         const int64_t chosen_count = count[chosen];
-        const double chosen_weight = with_weights ? weight[chosen] : 0.0;
         if (chosen_count == 1 || (!by_weight && count_above + chosen_count == count_target)) {
             /* The whole bucket belongs to the prefix. */
             cut.take_from = (uint32_t)low;
             cut.length = count_above + chosen_count;
-            cut.weight = weight_above + chosen_weight;
+            if (with_weights)
+                cut.weight = add_weights(weight_above, weight[chosen], largest[chosen]);
             break;
         }
         candidates = narrow_candidates(s, V, level, candidates, (uint32_t)chosen, from_key,
@@ -621,7 +668,7 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
             cut.tie_key = (uint32_t)low;
             cut.ties = ties;
             cut.length = count_above + ties;
-            cut.weight = weight_above + (double)ties * tie_weight;
+            cut.weight = add_weights(weight_above, (double)ties * tie_weight, (float)tie_weight);
         }
     }
     /* Only tokens with key >= from_key were counted; a bucket's lower end may
@@ -766,7 +813,9 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
 
     /* Step 3. */
     uint32_t from_key = order_key(m - PREFILTER_DEPTH);
-    double tail_weight = weights_and_keys(s->values, V, m, from_key, s->weights, s->keys);
+    float tail_max;
+    double tail_weight =
+        weights_and_keys(s->values, V, m, from_key, s->weights, s->keys, &tail_max);
 
     /* Steps 4-6: the kept prefix. The select first looks only at the tokens
      * with z >= m - PREFILTER_DEPTH (weights above about e^-16: usually a
@@ -785,8 +834,9 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
         if (top_p_on && prefix.reached) {
             /* top-p's target: top_p times the weight top-k kept (all V:
              * the first digit's buckets from the top, then the tail). */
-            double kept_weight =
-                top_k_on ? prefix.weight : level0_weight_total(s) + tail_weight;
+            double kept_weight = top_k_on ? prefix.weight
+                                          : add_weights(level0_weight_total(s), tail_weight,
+                                                        tail_max);
             prefix_cut by_p = select_prefix(s, V, 1, 0, (double)p->top_p * kept_weight, 1,
                                             from_key, listed);
             if (!by_p.reached) prefix.reached = 0;
@@ -798,6 +848,7 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
         }
         from_key = 0;
         tail_weight = 0.0;
+        tail_max = 0.0f;
     }
 
     /* Step 7: min-p while listing the kept ids. Step 8: the draw, by id. */

@@ -33,6 +33,11 @@
  *       key's top bits (a peaked row crowded ~40 exponent bins, serializing
  *       the double atomics); device attributes and the kernel's shared-memory
  *       opt-in are set once per process instead of every call.
+ *       H100, B=256, V=152064: top_p 567 us, min_p 297 us. Nsight Compute:
+ *       41% issue-slot use, 50% occupancy, DRAM 7-14% busy, 46% of shared
+ *       wavefronts excess (4-way conflicted cache stores, double CAS atomics).
+ *   v4  16-byte stores into the cached chunk; histogram weights in 64-bit
+ *       fixed point (native integer atomics instead of a double CAS loop).
  *
  * Grid: (C * B) blocks of 512 threads, cluster (C, 1, 1). Shapes: logits (B, V).
  */
@@ -234,12 +239,13 @@ struct LoadState {
     float best = -INFINITY;
     long long best_index = LLONG_MAX;
     int bad = 0, finite = 0;
-    __device__ __forceinline__ void take(const RowContext &row, float *cache, long long i, float x) {
+    /* Folds element i into the running max / validity and returns its z. */
+    __device__ __forceinline__ float take(const RowContext &row, long long i, float x) {
         float z = row.temperature > 0.0f ? __fdiv_rn(x, row.temperature) : x;
-        if (cache) cache[i - row.begin] = z;
         bad |= isnan(z) || z == INFINITY;
         finite |= z != -INFINITY;
         if (z > best) { best = z; best_index = i; }
+        return z;
     }
 };
 
@@ -258,11 +264,21 @@ __device__ void load_row(RowContext &row, const In *source, float *cache, Shared
             float x[kVector];
             Vector<In>::load(source + i, x);
 #pragma unroll
-            for (int k = 0; k < kVector; ++k) state.take(row, cache, i + k, x[k]);
+            for (int k = 0; k < kVector; ++k) x[k] = state.take(row, i + k, x[k]);
+            /* 16-byte stores: a warp writes whole 128-byte lines, no bank
+             * conflicts (four scalar stores at a 16-byte stride were 4-way). */
+            if (cache) {
+                float4 *to = (float4 *)(cache + (i - row.begin));
+#pragma unroll
+                for (int k = 0; k < kVector / 4; ++k)
+                    to[k] = make_float4(x[4 * k], x[4 * k + 1], x[4 * k + 2], x[4 * k + 3]);
+            }
         }
     } else {
-        for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads)
-            state.take(row, cache, i, to_float(source[i]));
+        for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads) {
+            float z = state.take(row, i, to_float(source[i]));
+            if (cache) cache[i - row.begin] = z;
+        }
     }
     float best = state.best;
     long long best_index = state.best_index;
@@ -309,13 +325,24 @@ __device__ void load_row(RowContext &row, const In *source, float *cache, Shared
 /* Finds, in merged bins [first, first + count) read from block `owner`, the
  * digit (scanning from the top) where above + running reaches the target.
  * Run by warp 0 of every block; returns -1 if the target is not reached. */
-__device__ int find_crossing_digit(const double *bin_weight, const int *bin_count, int first,
+/* Histogram weights are fixed point: round(e * 2^40) in 64-bit integers.
+ * Integer atomics are native on shared memory (double atomics are a
+ * compare-and-swap loop), sums are exact and independent of order, and the
+ * rounding, at most 2^-41 per token, sits far below the float64 sums' bar. */
+typedef unsigned long long fixed_weight;
+constexpr double kFixedScale = 1099511627776.0; /* 2^40 */
+__device__ __forceinline__ fixed_weight to_fixed(float e) {
+    return __float2ull_rn(e * 1099511627776.0f);
+}
+__device__ __forceinline__ double from_fixed(fixed_weight w) { return (double)w / kFixedScale; }
+
+__device__ int find_crossing_digit(const fixed_weight *bin_weight, const int *bin_count, int first,
                                    int count, bool by_count, double target,
                                    double &above_weight, long long &above_count) {
     const int lane = threadIdx.x % 32;
     for (int top = first + count - 1; top >= first; top -= 32) {
         int digit = top - lane;
-        double w = digit >= first ? bin_weight[digit - first] : 0.0;
+        double w = digit >= first ? from_fixed(bin_weight[digit - first]) : 0.0;
         long long c = digit >= first ? (long long)bin_count[digit - first] : 0;
         /* inclusive scan from lane 0 (the highest digit) upward in lane order */
         double w_scan = w;
@@ -349,7 +376,8 @@ __device__ int find_crossing_digit(const double *bin_weight, const int *bin_coun
  * Weights are summed in float64 (shared-memory double atomics) so that the
  * cut agrees with ref's float64 running sums, not just to float precision. */
 __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
-                            double *hist_weight, int *hist_count, double *merged_weight,
+                            bool target_is_fraction_of_total,
+                            fixed_weight *hist_weight, int *hist_count, fixed_weight *merged_weight,
                             int *merged_count, Shared &s) {
     int bucket = -1; /* distance digit chosen by round 0 */
     uint32_t prefix = 0;
@@ -365,7 +393,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
         const int digit_bits = bits < 22 ? 11 : 10;
         const int shift = 32 - bits - digit_bits;
         for (int i = threadIdx.x; i < kBins; i += kThreads) {
-            hist_weight[i] = 0.0;
+            hist_weight[i] = 0;
             hist_count[i] = 0;
         }
         __syncthreads();
@@ -377,7 +405,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
                 if (digit != bucket || (bits > 0 && (key >> (32 - bits)) != prefix)) continue;
                 digit = (int)((key >> shift) & ((1u << digit_bits) - 1u));
             }
-            atomicAdd(&hist_weight[digit], (double)weight_of(row, z));
+            atomicAdd(&hist_weight[digit], to_fixed(weight_of(row, z)));
             atomicAdd(&hist_count[digit], 1);
         }
         cluster_sync();
@@ -386,7 +414,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
         long long my_count = 0;
         for (int j = threadIdx.x; j < per_block; j += kThreads) {
             int digit = (int)row.rank * per_block + j;
-            double w = 0.0;
+            fixed_weight w = 0;
             int c = 0;
             for (unsigned b = 0; b < C; ++b) {
                 w += in_block(hist_weight, b)[digit];
@@ -394,7 +422,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
             }
             merged_weight[j] = w;
             merged_count[j] = c;
-            my_weight += w;
+            my_weight += from_fixed(w);
             my_count += c;
         }
         my_weight = block_sum(my_weight, s.scratch_d);
@@ -404,6 +432,13 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
             s.segment_count = my_count;
         }
         cluster_sync();
+        if (round == 0 && target_is_fraction_of_total) {
+            /* top-p over the whole row: the target is top_p times the total
+             * weight, which round 0's histogram just summed. */
+            double total = 0;
+            for (unsigned b = 0; b < C; ++b) total += in_block(&s, b)->segment_weight;
+            target *= total;
+        }
         /* Every block finds the crossing digit the same way. */
         if (threadIdx.x < 32) {
             double aw = above_weight;
@@ -448,7 +483,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
         {
             /* The chosen bin's totals live in its owner's merged arrays. */
             unsigned owner = (unsigned)(digit / per_block);
-            bucket_weight = in_block(merged_weight, owner)[digit - (int)owner * per_block];
+            bucket_weight = from_fixed(in_block(merged_weight, owner)[digit - (int)owner * per_block]);
             bucket_count = in_block(merged_count, owner)[digit - (int)owner * per_block];
         }
         above_weight = s.result_above_weight;
@@ -501,6 +536,9 @@ struct KeepRule {
     Cut cut;
     bool partial_ties;  /* only the first cut.take exact ties are kept */
     float min_p;
+    /* z below this has e < min_p for certain (ln(min_p) less a margin far
+     * above expf's error), so its weight need not be computed. */
+    float min_p_reject_below;
 };
 
 /* 1: in the prefix (not a partial tie); 2: a tie of a partial cut; 0: out. */
@@ -531,7 +569,7 @@ __device__ __forceinline__ void warp_segment(const RowContext &row, int warp, lo
 /* Kept weight of element i given how many partial ties precede it. */
 __device__ __forceinline__ float kept_weight(const RowContext &row, const KeepRule &rule, float z,
                                              int kind, long long ties_before) {
-    if (kind == 0) return 0.0f;
+    if (kind == 0 || z < rule.min_p_reject_below) return 0.0f;
     float e = kind == 2 ? rule.cut.tie_weight : weight_of(row, z);
     if (kind == 2 && ties_before >= rule.cut.take) return 0.0f;
     return e >= rule.min_p ? e : 0.0f;
@@ -610,8 +648,8 @@ sample_rows_kernel(KernelArguments a) {
     /* Layout: histogram (kBins doubles + ints), this block's merged digits
      * (kBins / C doubles + ints), then the cached chunk of z. */
     const int merged_bins = kBins / (int)row.cluster;
-    double *hist_weight = (double *)dynamic_shared;
-    double *merged_weight = hist_weight + kBins;
+    fixed_weight *hist_weight = (fixed_weight *)dynamic_shared;
+    fixed_weight *merged_weight = hist_weight + kBins;
     int *hist_count = (int *)(merged_weight + merged_bins);
     int *merged_count = hist_count + kBins;
     float *cache = a.cache_in_shared ? (float *)(merged_count + merged_bins) : nullptr;
@@ -682,32 +720,23 @@ sample_rows_kernel(KernelArguments a) {
     const bool use_top_p = p.top_p < 1.0f;
     Cut cut = {-1, 0u, 0, LLONG_MAX, LLONG_MAX, V, 0.0, 0.0f};
     if (use_top_k)
-        cut = radix_select(row, true, (double)p.top_k, hist_weight, hist_count, merged_weight,
-                           merged_count, s);
+        cut = radix_select(row, true, (double)p.top_k, false, hist_weight, hist_count,
+                           merged_weight, merged_count, s);
     if (use_top_p) {
-        double total;
-        if (use_top_k) {
-            total = cut.weight;
-        } else {
-            /* The weight of the whole row: sum of all weights. */
-            double local = 0;
-            for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads)
-                local += weight_of(row, load_z(row, i));
-            local = block_sum(local, s.scratch_d);
-            if (threadIdx.x == 0) s.block_weight = local;
-            cluster_sync();
-            total = 0;
-            for (unsigned r = 0; r < row.cluster; ++r) total += in_block(&s, r)->block_weight;
-            cluster_sync();
-        }
-        Cut p_cut = radix_select(row, false, (double)p.top_p * total, hist_weight, hist_count,
-                                 merged_weight, merged_count, s);
+        /* With top-k, top-p's share is of the top-k prefix's weight;
+         * without, of the whole row's (summed by the select's first round). */
+        Cut p_cut = use_top_k
+                        ? radix_select(row, false, (double)p.top_p * cut.weight, false,
+                                       hist_weight, hist_count, merged_weight, merged_count, s)
+                        : radix_select(row, false, (double)p.top_p, true, hist_weight,
+                                       hist_count, merged_weight, merged_count, s);
         if (!use_top_k || p_cut.count < cut.count) cut = p_cut;
     }
     KeepRule rule;
     rule.cut = cut;
     rule.partial_ties = cut.bits == 32 && cut.take < cut.bucket_count;
     rule.min_p = p.min_p;
+    rule.min_p_reject_below = p.min_p > 0.0f ? row.max_z + logf(p.min_p) - 1e-3f : -INFINITY;
 
     /* Draw, step 1: per-warp kept weight and partial-tie counts. */
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
