@@ -27,7 +27,7 @@ trap 'printf -- "---- %s: FAILED after %ds (total %ds)\n" "$SECTION_NAME" $((SEC
 
 # ---- packages -------------------------------------------------------------------
 section "packages"
-PACKAGES=(cmake gcc g++ make pkg-config libcjson-dev libcurl4-openssl-dev libbenchmark-dev python3)
+PACKAGES=(cmake gcc g++ make pkg-config libcjson-dev libcurl4-openssl-dev libbenchmark-dev python3 python3-venv)
 if command -v dpkg >/dev/null 2>&1; then
     MISSING=()
     for package in "${PACKAGES[@]}"; do
@@ -73,6 +73,17 @@ section_done
 # ---- scripts --------------------------------------------------------------------------
 section "ci/bench_compare.py self-test"
 python3 ci/test_bench_compare.py
+section_done
+
+# The golden files must be exactly what golden/gen makes: regenerate them in
+# memory (numpy, safetensors pinned in golden/gen/requirements.txt, installed
+# into a private venv) and compare byte for byte.
+section "golden files regenerate byte for byte (golden/gen)"
+if [ ! -x build/golden-venv/bin/python3 ]; then
+    python3 -m venv build/golden-venv
+    build/golden-venv/bin/python3 -m pip install -q -r golden/gen/requirements.txt
+fi
+build/golden-venv/bin/python3 golden/gen/sampling.py --check
 section_done
 
 trap - ERR

@@ -28,11 +28,15 @@ const char *r1_last_error(void) { return last_error_sentence; }
 
 void r1_clear_error(void) { last_error_sentence[0] = '\0'; }
 
+/* Formats into a local buffer first, so that a caller may pass
+ * r1_last_error() itself as an argument ("context: %s"). */
 r1_status r1_fail(r1_status status, const char *format, ...) {
+    char sentence[sizeof last_error_sentence];
     va_list arguments;
     va_start(arguments, format);
-    vsnprintf(last_error_sentence, sizeof last_error_sentence, format, arguments);
+    vsnprintf(sentence, sizeof sentence, format, arguments);
     va_end(arguments);
+    memcpy(last_error_sentence, sentence, sizeof sentence);
     return status;
 }
 

@@ -20,9 +20,10 @@
  *     glibc >= 2.28 ships: x * 32/ln2 = k + r, 2^(k/32) from a 32-entry table,
  *     a cubic in r, all in double, rounded once to float), written as plain C
  *     that the compiler vectorizes. On the development machine (glibc 2.36,
- *     its FMA variant) it returns glibc's bits for every float in [-110, 0]
- *     and for -inf (checked exhaustively: 1.1e9 inputs, 0 differences), so e,
- *     the kept set and the draw match ref bit for bit;
+ *     its FMA variant) it returns glibc's bits for every float <= 0 and -inf
+ *     (checked exhaustively: 2.1e9 inputs, 0 differences; built without FMA,
+ *     1 differs by 1 ulp), so e, the kept set and the draw match ref bit for
+ *     bit;
  *  4. radix select over the 32-bit key, digits of 11 + 11 + 10 bits from the
  *     most significant: histograms of counts (top-k) and float64 weight sums
  *     (top-p) over the tokens still matching the digits chosen so far; walking
@@ -36,7 +37,9 @@
  *     by both and first covers only the tokens with z >= m - 16 (a prefix of
  *     the order, usually a handful, whose ids it lists); when they fall short
  *     of a target it is rebuilt over all V. Weight sums run over buckets from
- *     the top down, close to ref's rank-order sum;
+ *     the top down, and a bucket whose largest weight is below half an ulp
+ *     of the running sum adds nothing, as in ref's one-by-one rank-order sum
+ *     (see add_weights); the tail below m - 16 is summed in step 3;
  *  5. the kept ids (prefix and e >= min_p) in increasing order, from that list
  *     or from a V scan that skips 64-key blocks holding none; then F and the
  *     draw in float64 by increasing id, the same additions as ref.
@@ -57,6 +60,10 @@
  *  v4  division fused with the load (penalties recomputed from the input);
  *      the prefilter's id list replaces two V scans; top-p's total summed
  *      over buckets from the top down.                    5.1 ms (0.13 ms)
+ *  v5  top-p's sums follow ref's rounding (add_weights): tied top logits
+ *      with a tail of tiny weights now cut where ref cuts (without it, 44
+ *      token and 99 kept-set differences in 28k such rows). Tail sum and
+ *      maximum in the expf pass.                           ~same
  *  Now about 2/3 of a row is the expf pass, bound by its table gather
  *  (vpgatherqq); an AVX-512 two-register permute instead measured 92 -> 65 us
  *  per row for that pass and was left out to keep one portable C path.
@@ -76,7 +83,8 @@
  * glibc's expf: with N = 32, x * N / ln2 = k + r (k integer, |r| <= 1/2),
  * exp(x) = 2^(k/N) * 2^(r/N) ~= s * (C0 r^3 + C1 r^2 + C2 r + 1),
  * s = 2^(k/N) built from EXP_TABLE[k % N] + (k << 47) (the table holds the bits
- * of 2^(i/N) rounded to double, minus i << 47). */
+ * of 2^(i/N) rounded to double, minus i << 47). Table and coefficients are
+ * those of ARM's optimized-routines expf (MIT licence), which glibc ships. */
 #define EXP_TABLE_BITS 5
 static const uint64_t EXP_TABLE[1 << EXP_TABLE_BITS] = {
     0x3ff0000000000000, 0x3fefd9b0d3158574, 0x3fefb5586cf9890f, 0x3fef9301d0125b51,
@@ -108,7 +116,7 @@ static inline double exp_core(double x) {
     memcpy(&k_bits, &shifted, sizeof k_bits);
     double k = shifted - EXP_SHIFT;
     /* With one rounding (FMA) this matches glibc's __expf_fma bit for bit on
-     * all of [-110, 0]; without FMA 1 input in 1.1e9 differs by 1 ulp. */
+     * every float <= 0; without FMA 1 input in 2.1e9 differs by 1 ulp. */
 #ifdef __FMA__
     double r = fma(EXP_INV_LN2_N, x, -k);
 #else
@@ -171,7 +179,7 @@ typedef struct fast_scratch {
     int32_t *near_top;      /* (V) ids with key >= from_key (the prefilter)     */
     int32_t *ids;           /* (V) candidates of the select, then kept ids      */
     uint32_t *cand_keys;    /* (V) keys of the candidates                       */
-    float *cand_weights;    /* (V) weights of the candidates                    */
+    float *cand_weights;    /* (V) weights of the candidates (step 3: scratch)  */
     uint32_t *level0_count; /* (MAX_BUCKETS) first digit: tokens per bucket     */
     double *level0_weight;  /* (MAX_BUCKETS) their weight sum                   */
     float *level0_max;      /* (MAX_BUCKETS) their largest weight               */
@@ -313,40 +321,43 @@ static int max_and_check(const float *x, size_t V, float *max_out) {
 
 /* Step 3: e = expf(z - m) and key = order key of z, for z (V). Returns the
  * float64 sum of e over the tokens with key < from_key (the tail that the
- * first look of the select leaves out) and their largest e in *tail_max. */
+ * first look of the select leaves out) and their largest e in *tail_max.
+ * tail (V) is scratch: e where key < from_key, else 0. */
 static double weights_and_keys(const float *z, size_t V, float m, uint32_t from_key, float *e,
-                               uint32_t *keys, float *tail_max) {
+                               uint32_t *keys, float *tail, float *tail_max) {
     for (size_t i = 0; i < V; ++i) {
-        e[i] = expf_nonpositive(z[i] - m);
-        keys[i] = order_key(z[i]);
+        float weight = expf_nonpositive(z[i] - m);
+        uint32_t key = order_key(z[i]);
+        e[i] = weight;
+        keys[i] = key;
+        tail[i] = key < from_key ? weight : 0.0f;
     }
-    /* e >= 0, so the bits of e order like e. */
-    double lane_sum[LANES] = {0};
-    uint32_t lane_max[LANES] = {0};
+    /* 2 * LANES lanes (gcc keeps the 16-lane form of this loop scalar); the
+     * bits of e >= 0 order like e. */
+    double lane_sum[2 * LANES] = {0};
+    uint32_t lane_max[2 * LANES] = {0};
     size_t i = 0;
-    for (; i + LANES <= V; i += LANES)
-        for (int j = 0; j < LANES; ++j) {
+    for (; i + 2 * LANES <= V; i += 2 * LANES)
+        for (int j = 0; j < 2 * LANES; ++j) {
             uint32_t bits;
-            memcpy(&bits, &e[i + j], sizeof bits);
-            bits = keys[i + j] < from_key ? bits : 0u;
+            memcpy(&bits, &tail[i + j], sizeof bits);
             lane_max[j] = bits > lane_max[j] ? bits : lane_max[j];
-            lane_sum[j] += keys[i + j] < from_key ? (double)e[i + j] : 0.0;
+            lane_sum[j] += (double)tail[i + j];
         }
-    double tail = 0;
+    double sum = 0;
     uint32_t largest = 0;
     for (; i < V; ++i) {
         uint32_t bits;
-        memcpy(&bits, &e[i], sizeof bits);
-        bits = keys[i] < from_key ? bits : 0u;
+        memcpy(&bits, &tail[i], sizeof bits);
         largest = bits > largest ? bits : largest;
-        tail += keys[i] < from_key ? (double)e[i] : 0.0;
+        sum += tail[i];
     }
-    for (int j = 0; j < LANES; ++j) {
-        tail += lane_sum[j];
+    for (int j = 0; j < 2 * LANES; ++j) {
+        sum += lane_sum[j];
         largest = lane_max[j] > largest ? lane_max[j] : largest;
     }
     memcpy(tail_max, &largest, sizeof largest);
-    return tail;
+    return sum;
 }
 
 /* ---- top logprobs of the raw row ---------------------------------------- */
@@ -815,7 +826,8 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
     uint32_t from_key = order_key(m - PREFILTER_DEPTH);
     float tail_max;
     double tail_weight =
-        weights_and_keys(s->values, V, m, from_key, s->weights, s->keys, &tail_max);
+        weights_and_keys(s->values, V, m, from_key, s->weights, s->keys, s->cand_weights,
+                         &tail_max);
 
     /* Steps 4-6: the kept prefix. The select first looks only at the tokens
      * with z >= m - PREFILTER_DEPTH (weights above about e^-16: usually a
