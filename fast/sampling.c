@@ -507,7 +507,10 @@ static size_t histogram_level0(const fast_scratch *s, size_t V, int with_weights
  * smaller ones after it. A bucket whose largest weight is below that adds
  * nothing here either, so that tied weights that reach a top-p target
  * exactly in ref (e.g. many equal top logits and a tail of tiny weights)
- * reach it here too. Buckets are added from the top down. */
+ * reach it here too. Buckets are added from the top down. Not emulated: a
+ * first-digit bucket holding both weights near 1 and such tiny ones (|z| of
+ * 150 or more, so T of about 0.01): its sum, taken by id, keeps part of the
+ * tiny ones, and an exactly hit target may then keep one more tie than ref. */
 static inline double add_weights(double running, double bucket_sum, float bucket_max) {
     if (running > 0.0 && (double)bucket_max < 0.5 * (nextafter(running, INFINITY) - running))
         return running;
