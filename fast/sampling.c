@@ -866,16 +866,21 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
         tail_max = 0.0f;
     }
 
-    /* Step 7: min-p while listing the kept ids. Step 8: the draw, by id. */
-    const size_t kept = collect_kept(s, V, cut, p->min_p, from_key, listed);
+    /* Step 7: min-p while listing the kept ids (no list when every token is
+     * kept). Step 8: the draw, by id, with ref's additions in ref's order. */
+    const int keep_all = cut.take_from == 0 && cut.ties == 0 && !(p->min_p > 0.0f);
+    const size_t kept = keep_all ? V : collect_kept(s, V, cut, p->min_p, from_key, listed);
     double kept_weight = 0;
-    for (size_t j = 0; j < kept; ++j) kept_weight += s->weights[s->ids[j]];
+    if (keep_all)
+        for (size_t i = 0; i < V; ++i) kept_weight += s->weights[i];
+    else
+        for (size_t j = 0; j < kept; ++j) kept_weight += s->weights[s->ids[j]];
     const double u = r1_sampling_uniform(p->seed, (uint64_t)b, p->step);
     const double threshold = u * kept_weight;
     double running = 0;
     int32_t token = -1, last_positive = -1;
     for (size_t j = 0; j < kept; ++j) {
-        int32_t id = s->ids[j];
+        int32_t id = keep_all ? (int32_t)j : s->ids[j];
         running += s->weights[id];
         if (s->weights[id] > 0) last_positive = id;
         if (running > threshold) {
@@ -887,7 +892,9 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
     out->tokens[b] = token;
     if (out->logprobs)
         out->logprobs[b] = (float)(log((double)s->weights[token]) - log(kept_weight));
-    if (filtered) {
+    if (filtered && keep_all) {
+        for (size_t i = 0; i < V; ++i) filtered[i] = (float)((double)s->weights[i] / kept_weight);
+    } else if (filtered) {
         memset(filtered, 0, V * sizeof *filtered);
         for (size_t j = 0; j < kept; ++j) {
             int32_t id = s->ids[j];

@@ -41,7 +41,14 @@
  *       H100, B=256, V=152064: top_p 532 us, top_k 636 us, min_p 281 us.
  *   v5  fewer instructions per token: 16-byte reads in the full passes, no
  *       expf where the fixed-point weight rounds to 0, and select rounds after
- *       the first scan a list of the chosen distance bin's tokens.
+ *       the first scan a list of the chosen distance bin's tokens. H100,
+ *       B=256, V=152064: top_p 528 us (v4: 532): instruction count was not
+ *       the limit.
+ *   v6  latency: cluster-wide values are gathered by one warp, one block per
+ *       lane, in parallel (every thread walked the 8 blocks' shared memory in
+ *       turn); histogram digits are read 128 at a time; the final scan gives
+ *       each lane a contiguous run (one warp scan, then one lane walks its
+ *       run) instead of 37 warp-wide steps.
  *
  * Grid: (C * B) blocks of 512 threads, cluster (C, 1, 1). Shapes: logits (B, V).
  */
@@ -163,6 +170,14 @@ struct Shared {
     double scratch_d[kWarps];
     long long scratch_l[kWarps];
     int result_digit;
+    double result_target;
+    /* Local copies of cluster-wide results, gathered by warp 0 (one remote
+     * read per lane, in parallel) and published to the block. */
+    float row_max;
+    int row_argmax, row_bad, row_finite;
+    long long ties_before_block;
+    double row_weight, weight_before_block;
+    int chosen_block;
     int candidate_count;    /* tokens of the chosen distance bin in this block */
     int candidate_overflow; /* more than kCandidates of them                   */
     double result_above_weight;
@@ -352,30 +367,65 @@ __device__ __forceinline__ fixed_weight fixed_weight_of(float max_z, float z) {
 __device__ int find_crossing_digit(const fixed_weight *bin_weight, const int *bin_count, int first,
                                    int count, bool by_count, double target,
                                    double &above_weight, long long &above_count) {
+    /* 128 digits per step, from the top: lane l takes the 4 consecutive
+     * digits top - 4l - k (k = 0..3), reading them together (the bins may be
+     * in another block's shared memory: one round trip, not four). */
+    constexpr int kPerLane = 4;
     const int lane = threadIdx.x % 32;
-    for (int top = first + count - 1; top >= first; top -= 32) {
-        int digit = top - lane;
-        double w = digit >= first ? from_fixed(bin_weight[digit - first]) : 0.0;
-        long long c = digit >= first ? (long long)bin_count[digit - first] : 0;
-        /* inclusive scan from lane 0 (the highest digit) upward in lane order */
-        double w_scan = w;
-        long long c_scan = c;
+    for (int top = first + count - 1; top >= first; top -= 32 * kPerLane) {
+        double w[kPerLane];
+        int c[kPerLane];
+#pragma unroll
+        for (int k = 0; k < kPerLane; ++k) {
+            int digit = top - kPerLane * lane - k;
+            w[k] = digit >= first ? from_fixed(bin_weight[digit - first]) : 0.0;
+            c[k] = digit >= first ? bin_count[digit - first] : 0;
+        }
+        double lane_weight = 0;
+        long long lane_count = 0;
+#pragma unroll
+        for (int k = 0; k < kPerLane; ++k) {
+            lane_weight += w[k];
+            lane_count += c[k];
+        }
+        double w_scan = lane_weight; /* inclusive over lanes = descending digits */
+        long long c_scan = lane_count;
         for (int offset = 1; offset < 32; offset <<= 1) {
             double wo = __shfl_up_sync(0xFFFFFFFFu, w_scan, offset);
             long long co = __shfl_up_sync(0xFFFFFFFFu, c_scan, offset);
             if (lane >= offset) { w_scan += wo; c_scan += co; }
         }
-        bool reached = digit >= first && c > 0 &&
-                       (by_count ? (above_count + c_scan >= (long long)target)
-                                 : (above_weight + w_scan >= target));
+        bool reached = lane_count > 0 && (by_count ? (above_count + c_scan >= (long long)target)
+                                                   : (above_weight + w_scan >= target));
         unsigned ballot = __ballot_sync(0xFFFFFFFFu, reached);
         if (ballot) {
-            int winner = __ffs(ballot) - 1;
-            double w_before = __shfl_sync(0xFFFFFFFFu, w_scan - w, winner);
-            long long c_before = __shfl_sync(0xFFFFFFFFu, c_scan - c, winner);
-            above_weight += w_before;
-            above_count += c_before;
-            return top - winner;
+            const int winner = __ffs(ballot) - 1;
+            int found = -1;
+            double aw = above_weight + (w_scan - lane_weight);
+            long long ac = above_count + (c_scan - lane_count);
+            if (lane == winner) {
+                for (int k = 0; k < kPerLane && found < 0; ++k) {
+                    bool hit = c[k] > 0 && (by_count ? ac + c[k] >= (long long)target
+                                                     : aw + w[k] >= target);
+                    if (hit) {
+                        found = top - kPerLane * lane - k;
+                    } else {
+                        aw += w[k];
+                        ac += c[k];
+                    }
+                }
+                if (found < 0) { /* rounding between the two sums: the last digit */
+                    for (int k = kPerLane - 1; k >= 0 && found < 0; --k)
+                        if (c[k] > 0) {
+                            found = top - kPerLane * lane - k;
+                            aw -= w[k];
+                            ac -= c[k];
+                        }
+                }
+            }
+            above_weight = __shfl_sync(0xFFFFFFFFu, aw, winner);
+            above_count = __shfl_sync(0xFFFFFFFFu, ac, winner);
+            return __shfl_sync(0xFFFFFFFFu, found, winner);
         }
         above_weight += __shfl_sync(0xFFFFFFFFu, w_scan, 31);
         above_count += __shfl_sync(0xFFFFFFFFu, c_scan, 31);
@@ -500,22 +550,32 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
             s.segment_count = my_count;
         }
         cluster_sync();
-        if (round == 0 && target_is_fraction_of_total) {
-            /* top-p over the whole row: the target is top_p times the total
-             * weight, which round 0's histogram just summed. */
-            double total = 0;
-            for (unsigned b = 0; b < C; ++b) total += in_block(&s, b)->segment_weight;
-            target *= total;
-        }
-        /* Every block finds the crossing digit the same way. */
+        /* Every block finds the crossing digit the same way, in warp 0: lane
+         * b reads block b's segment totals (in parallel), then the segments
+         * are walked from the top in registers. */
         if (threadIdx.x < 32) {
+            const unsigned lane = threadIdx.x;
+            double my_segment_weight = 0;
+            long long my_segment_count = 0;
+            if (lane < C) {
+                const Shared *other = in_block(&s, lane);
+                my_segment_weight = other->segment_weight;
+                my_segment_count = other->segment_count;
+            }
+            if (round == 0 && target_is_fraction_of_total) {
+                /* top-p over the whole row: the target is top_p times the
+                 * total weight, which round 0's histogram just summed. */
+                double total = 0;
+                for (int b = 0; b < (int)C; ++b)
+                    total += __shfl_sync(0xFFFFFFFFu, my_segment_weight, b);
+                target *= total;
+            }
             double aw = above_weight;
             long long ac = above_count;
             int digit = -1;
             for (int b = (int)C - 1; b >= 0 && digit < 0; --b) {
-                Shared *other = in_block(&s, (unsigned)b);
-                double sw = other->segment_weight;
-                long long sc = other->segment_count;
+                double sw = __shfl_sync(0xFFFFFFFFu, my_segment_weight, b);
+                long long sc = __shfl_sync(0xFFFFFFFFu, my_segment_count, b);
                 bool reached = sc > 0 && (by_count ? ac + sc >= (long long)target
                                                    : aw + sw >= target);
                 if (!reached) {
@@ -531,9 +591,11 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
                 s.result_digit = digit;
                 s.result_above_weight = aw;
                 s.result_above_count = ac;
+                s.result_target = target;
             }
         }
         __syncthreads();
+        target = s.result_target;
         int digit = s.result_digit;
         if (digit < 0) {
             /* Rounding kept the target out of reach: keep everything that
@@ -652,42 +714,70 @@ struct DrawResult {
 
 /* One warp scans its segment for the first token whose running kept weight
  * exceeds `threshold` (relative to the segment start); with threshold =
- * +inf it returns the last kept token with positive weight. */
+ * +inf it returns the last kept token with positive weight. Each lane takes
+ * a contiguous run of the segment (an odd length, so the lanes' reads fall
+ * in different banks): lane totals, one warp scan to find the lane, then
+ * that lane walks its run. */
 __device__ DrawResult scan_segment(const RowContext &row, const KeepRule &rule, long long first,
                                    long long last, long long ties_before, double threshold) {
     const int lane = threadIdx.x % 32;
-    double carry = 0;
-    DrawResult found = {-1, 0.0f};
-    for (long long base = first; base < last; base += 32) {
-        long long i = base + lane;
-        float z = i < last ? load_z(row, i) : -INFINITY;
-        int kind = i < last ? classify(row, rule, z) : 0;
-        unsigned tie_mask = __ballot_sync(0xFFFFFFFFu, kind == 2);
-        long long my_ties_before = ties_before + __popc(tie_mask & ((1u << lane) - 1u));
-        float e = kept_weight(row, rule, z, kind, my_ties_before);
-        ties_before += __popc(tie_mask);
-        double scan = e;
-        for (int offset = 1; offset < 32; offset <<= 1) {
-            double other = __shfl_up_sync(0xFFFFFFFFu, scan, offset);
-            if (lane >= offset) scan += other;
-        }
-        bool crosses = e > 0.0f && carry + scan > threshold;
-        unsigned ballot = __ballot_sync(0xFFFFFFFFu, crosses);
-        if (ballot) {
-            int winner = __ffs(ballot) - 1;
-            found.token = (int)__shfl_sync(0xFFFFFFFFu, i, winner);
-            found.weight = __shfl_sync(0xFFFFFFFFu, e, winner);
-            return found;
-        }
-        unsigned positive = __ballot_sync(0xFFFFFFFFu, e > 0.0f);
-        if (positive) {
-            int winner = 31 - __clz(positive);
-            found.token = (int)__shfl_sync(0xFFFFFFFFu, i, winner);
-            found.weight = __shfl_sync(0xFFFFFFFFu, e, winner);
-        }
-        carry += __shfl_sync(0xFFFFFFFFu, scan, 31);
+    const long long length = last - first;
+    const long long run = ((length + 31) / 32) | 1;
+    long long my_first = first + lane * run, my_last = my_first + run;
+    if (my_first > last) my_first = last;
+    if (my_last > last) my_last = last;
+
+    /* Pass 1: this lane's weight without partial ties, and its tie count. */
+    double weight = 0;
+    long long ties = 0;
+    for (long long i = my_first; i < my_last; ++i) {
+        float z = load_z(row, i);
+        int kind = classify(row, rule, z);
+        if (kind == 2) ++ties;
+        else weight += kept_weight(row, rule, z, kind, 0);
     }
-    return found; /* threshold not crossed: the last positive token, or -1 */
+    long long ties_scan = ties; /* inclusive, in lane (= id) order */
+    for (int offset = 1; offset < 32; offset <<= 1) {
+        long long other = __shfl_up_sync(0xFFFFFFFFu, ties_scan, offset);
+        if (lane >= offset) ties_scan += other;
+    }
+    const long long my_ties_before = ties_before + ties_scan - ties;
+    if (rule.partial_ties && ties > 0) {
+        long long kept = rule.cut.take - my_ties_before;
+        kept = kept < 0 ? 0 : (kept > ties ? ties : kept);
+        float e = rule.cut.tie_weight >= rule.min_p ? rule.cut.tie_weight : 0.0f;
+        weight += (double)kept * e;
+    }
+    double inclusive = weight;
+    for (int offset = 1; offset < 32; offset <<= 1) {
+        double other = __shfl_up_sync(0xFFFFFFFFu, inclusive, offset);
+        if (lane >= offset) inclusive += other;
+    }
+    unsigned crosses = __ballot_sync(0xFFFFFFFFu, weight > 0 && inclusive > threshold);
+    unsigned positive = __ballot_sync(0xFFFFFFFFu, weight > 0);
+    DrawResult found = {-1, 0.0f};
+    if (!positive) return found;
+    const int chosen = crosses ? __ffs(crosses) - 1 : 31 - __clz(positive);
+
+    /* Pass 2: the chosen lane walks its run. */
+    if (lane == chosen) {
+        double running = inclusive - weight;
+        long long tie_rank = my_ties_before;
+        for (long long i = my_first; i < my_last; ++i) {
+            float z = load_z(row, i);
+            int kind = classify(row, rule, z);
+            float e = kept_weight(row, rule, z, kind, tie_rank);
+            if (kind == 2) ++tie_rank;
+            if (e <= 0.0f) continue;
+            running += e;
+            found.token = (int)i;
+            found.weight = e;
+            if (running > threshold) break; /* else: the last positive so far */
+        }
+    }
+    found.token = __shfl_sync(0xFFFFFFFFu, found.token, chosen);
+    found.weight = __shfl_sync(0xFFFFFFFFu, found.weight, chosen);
+    return found;
 }
 
 /* ---- the kernel ------------------------------------------------------------------ */
@@ -745,21 +835,39 @@ sample_rows_kernel(KernelArguments a) {
     }
     cluster_sync();
 
-    /* Combine load results across the cluster (every block the same way). */
-    float m = -INFINITY;
-    int argmax = -1, bad = 0, finite = 0;
-    for (unsigned r = 0; r < row.cluster; ++r) {
-        const Shared *other = in_block(&s, r);
-        if (other->block_argmax >= 0 &&
-            (other->block_max > m || (other->block_max == m && other->block_argmax < argmax) ||
-             argmax < 0)) {
+    /* Combine load results across the cluster (every block the same way):
+     * lane r of warp 0 reads block r, the warp reduces, ties to the lower id. */
+    if (threadIdx.x < 32) {
+        const unsigned lane = threadIdx.x;
+        float m = -INFINITY;
+        int argmax = -1, bad = 0, finite = 0;
+        if (lane < row.cluster) {
+            const Shared *other = in_block(&s, lane);
             m = other->block_max;
             argmax = other->block_argmax;
+            bad = other->block_bad;
+            finite = other->block_finite;
         }
-        bad |= other->block_bad;
-        finite |= other->block_finite;
+        for (int offset = 16; offset > 0; offset >>= 1) {
+            float om = __shfl_xor_sync(0xFFFFFFFFu, m, offset);
+            int oa = __shfl_xor_sync(0xFFFFFFFFu, argmax, offset);
+            if (oa >= 0 && (argmax < 0 || om > m || (om == m && oa < argmax))) {
+                m = om;
+                argmax = oa;
+            }
+        }
+        bad = __any_sync(0xFFFFFFFFu, bad);
+        finite = __any_sync(0xFFFFFFFFu, finite);
+        if (lane == 0) {
+            s.row_max = m;
+            s.row_argmax = argmax;
+            s.row_bad = bad;
+            s.row_finite = finite;
+        }
     }
-    row.max_z = m;
+    __syncthreads();
+    const int argmax = s.row_argmax, bad = s.row_bad, finite = s.row_finite;
+    row.max_z = s.row_max;
     float *filtered = a.filtered ? a.filtered + b * V : nullptr;
     const bool leader = row.rank == 0 && threadIdx.x == 0;
 
@@ -857,9 +965,14 @@ sample_rows_kernel(KernelArguments a) {
         s.block_ties = ties;
     }
     cluster_sync();
-    /* Ties before this block, then the kept weight of every warp and block. */
-    long long ties_before_block = 0;
-    for (unsigned r = 0; r < row.rank; ++r) ties_before_block += in_block(&s, r)->block_ties;
+    /* Ties before this block: lane r of warp 0 reads block r's count. */
+    if (threadIdx.x < 32) {
+        long long t = threadIdx.x < row.rank ? in_block(&s, threadIdx.x)->block_ties : 0;
+        t = warp_sum(t);
+        if (threadIdx.x == 0) s.ties_before_block = t;
+    }
+    __syncthreads();
+    const long long ties_before_block = s.ties_before_block;
     const float tie_e = rule.partial_ties && cut.tie_weight >= rule.min_p ? cut.tie_weight : 0.0f;
     auto kept_ties = [&](long long before, long long count) -> long long {
         long long k = cut.take - before;
@@ -882,29 +995,35 @@ sample_rows_kernel(KernelArguments a) {
         s.block_last = last_index;
     }
     cluster_sync();
-    double F = 0, before_block = 0;
-    for (unsigned r = 0; r < row.cluster; ++r) {
-        double w = in_block(&s, r)->block_weight;
-        if (r < row.rank) before_block += w;
-        F += w;
-    }
     const double u = r1_sampling_uniform(p.seed, (uint64_t)b, p.step);
-    const double threshold = u * F;
-
-    /* Draw, step 2: the warp whose range holds the threshold scans it. The
-     * fallback (threshold >= F by rounding) is the last block/warp with weight. */
-    int chosen_block = -1;
-    {
-        double running = 0;
-        int last_with_weight = 0;
-        for (unsigned r = 0; r < row.cluster; ++r) {
-            double w = in_block(&s, r)->block_weight;
-            if (w > 0) last_with_weight = (int)r;
-            if (chosen_block < 0 && w > 0 && running + w > threshold) chosen_block = (int)r;
-            running += w;
+    /* F, the weight before this block, and the block holding u * F: lane r
+     * of warp 0 reads block r's weight; an inclusive scan over lanes (the
+     * same in every block) gives all three. The fallback, u * F >= F by
+     * rounding, is the last block with weight. */
+    if (threadIdx.x < 32) {
+        const unsigned lane = threadIdx.x;
+        double w = lane < row.cluster ? in_block(&s, lane)->block_weight : 0.0;
+        double inclusive = w;
+        for (int offset = 1; offset < 32; offset <<= 1) {
+            double other = __shfl_up_sync(0xFFFFFFFFu, inclusive, offset);
+            if ((int)lane >= offset) inclusive += other;
         }
-        if (chosen_block < 0) chosen_block = last_with_weight;
+        const double total = __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+        const double threshold_all = u * total;
+        unsigned crosses = __ballot_sync(0xFFFFFFFFu, w > 0 && inclusive > threshold_all);
+        unsigned positive = __ballot_sync(0xFFFFFFFFu, w > 0);
+        double before = __shfl_sync(0xFFFFFFFFu, inclusive - w, row.rank);
+        if (lane == 0) {
+            s.row_weight = total;
+            s.weight_before_block = before;
+            s.chosen_block = crosses ? __ffs(crosses) - 1 : (positive ? 31 - __clz(positive) : 0);
+        }
     }
+    __syncthreads();
+    const double F = s.row_weight, before_block = s.weight_before_block;
+    const double threshold = u * F;
+    const int chosen_block = s.chosen_block;
+
     if ((int)row.rank == chosen_block && warp == 0) {
         double running = before_block;
         int chosen_warp = -1, last_warp = 0;
