@@ -1137,7 +1137,7 @@ __global__ void raw_top_logprobs_kernel(const In *logits, long long vocab, int n
     for (long long i = threadIdx.x; i < vocab; i += blockDim.x)
         sum += exp((double)to_float(row[i]) - (double)m);
     sum = block_sum(sum, scratch_d);
-    const double log_normalizer = (double)m + log(sum);
+    const double log_sum = log(sum); /* (x - m) - log_sum: see ref */
     float last_value = INFINITY;
     long long last_id = -1;
     for (int j = 0; j < n; ++j) {
@@ -1177,7 +1177,7 @@ __global__ void raw_top_logprobs_kernel(const In *logits, long long vocab, int n
         }
         if (threadIdx.x == 0) {
             top_ids[b * n + j] = (int32_t)best_id;
-            top_logprobs[b * n + j] = (float)((double)best - log_normalizer);
+            top_logprobs[b * n + j] = (float)(((double)best - (double)m) - log_sum);
         }
         last_value = best;
         last_id = best_id;

@@ -194,11 +194,13 @@ static void raw_top_logprobs(const float *raw, size_t V, int32_t n, ranked_token
     for (size_t i = 0; i < V; ++i)
         if (raw[i] > m) m = raw[i];
     for (size_t i = 0; i < V; ++i) sum += exp((double)raw[i] - m);
-    double log_normalizer = m + log(sum);
+    double log_sum = log(sum);
     sort_by_rank(raw, V, ranking);
     for (int32_t j = 0; j < n; ++j) {
         top_ids[j] = ranking[j].id;
-        top_logprobs[j] = (float)((double)ranking[j].value - log_normalizer);
+        /* (x - m) first: exact for nearby x, so a logprob near 0 keeps its
+         * digits (x - (m + log sum) would round at the scale of m). */
+        top_logprobs[j] = (float)(((double)ranking[j].value - m) - log_sum);
     }
 }
 

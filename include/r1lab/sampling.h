@@ -23,7 +23,10 @@
  *     such row; other rows are still sampled.
  *  3. Softmax weights. m = max z;  e[i] = expf(z[i] - m) in float32 (so the
  *     largest weight is exactly 1). Probabilities are e[i] / sum(e); sums of
- *     weights are taken in float64.
+ *     weights are taken in float64. The order of summation is not part of
+ *     the semantics (ref sums in rank order, the CUDA kernel sums bins of
+ *     fixed-point weights): where a sum lands within its rounding of a
+ *     threshold, implementations may keep one token more or fewer.
  *  4. Order. Tokens are ranked by z descending, ties by id ascending. Every
  *     filter below keeps a prefix of this order.
  *  5. top-k (0 = off): keep the first min(top_k, V) tokens of the order.
@@ -48,7 +51,8 @@
  *                       tokens of the RAW model distribution log_softmax(l),
  *                       before penalties and temperature, in descending order
  *                       (ties by lower id) — what OpenAI-compatible servers
- *                       return as top_logprobs. Computed in float64.
+ *                       return as top_logprobs. Computed in float64 as
+ *                       (l[i] - m) - log(sum_j exp(l[j] - m)), m = max l.
  *
  * MEMORY
  *  ref / fast: every pointer is host memory. cuda: logits and outputs are
