@@ -39,9 +39,19 @@ r1_status sampling_sample_cuda(const r1_sampling_desc *desc, const void *logits,
                                const r1_sampling_outputs *out, void *workspace,
                                void *stream);
 
+/* What an invalid row reports (host outputs, n = top_logprobs): token -1,
+ * logprob NaN, filtered row NaN, top ids -1 and top logprobs NaN. */
+void sampling_write_invalid_row(const r1_sampling_outputs *out, int64_t b, size_t V,
+                                int32_t n);
+
 /* Reports the first invalid row (token -1) after a backend ran: R1_ENUMERIC
  * with a sentence, or R1_OK. `tokens` is host memory. */
 r1_status sampling_report_invalid_rows(const int32_t *tokens, int64_t batch);
+
+/* "null", "boolean", "number", "string", "array", "object": the JSON type
+ * of a parsed cJSON item, for error sentences. */
+struct cJSON;
+const char *r1_json_type_name(const struct cJSON *item);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,8 @@
  */
 #include "r1lab/jsonl.h"
 
+#include "core/internal.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,14 +232,6 @@ r1_status r1_jsonl_next_line(r1_jsonl_reader *reader, const char **line, size_t 
     }
 }
 
-static const char *json_type_name(const cJSON *item) {
-    if (cJSON_IsNull(item)) return "null";
-    if (cJSON_IsBool(item)) return "boolean";
-    if (cJSON_IsNumber(item)) return "number";
-    if (cJSON_IsString(item)) return "string";
-    if (cJSON_IsArray(item)) return "array";
-    return "value of unknown type";
-}
 
 r1_status r1_jsonl_next_object(r1_jsonl_reader *reader, cJSON **object, int64_t *line_number) {
     if (object) *object = NULL;
@@ -266,7 +260,7 @@ r1_status r1_jsonl_next_object(r1_jsonl_reader *reader, cJSON **object, int64_t 
                        reader->path, (long long)number, after + 1);
     }
     if (!cJSON_IsObject(value)) {
-        const char *type = json_type_name(value);
+        const char *type = r1_json_type_name(value);
         cJSON_Delete(value);
         return r1_fail(R1_EFORMAT, "%.200s:%lld: the line is a JSON %s, not an object",
                        reader->path, (long long)number, type);

@@ -25,6 +25,8 @@
 
 #include "r1lab/safetensors.h"
 
+#include "core/internal.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -141,15 +143,6 @@ static const char *format_shape(char *text, size_t size, const int64_t *shape, i
     return text;
 }
 
-static const char *json_type_name(const cJSON *item) {
-    if (cJSON_IsNull(item)) return "null";
-    if (cJSON_IsBool(item)) return "boolean";
-    if (cJSON_IsNumber(item)) return "number";
-    if (cJSON_IsString(item)) return "string";
-    if (cJSON_IsArray(item)) return "array";
-    if (cJSON_IsObject(item)) return "object";
-    return "value of unknown type";
-}
 
 /* 1 when `item` is a JSON number holding an integer in [0, 2^53 - 1]. */
 static int read_exact_integer(const cJSON *item, uint64_t *value) {
@@ -165,7 +158,7 @@ static int read_exact_integer(const cJSON *item, uint64_t *value) {
 /* "-3" or "a JSON string": what a bad integer field held, for messages. */
 static const char *describe_value(const cJSON *item, char *text, size_t size) {
     if (cJSON_IsNumber(item)) snprintf(text, size, "%.17g", item->valuedouble);
-    else snprintf(text, size, "a JSON %s", json_type_name(item));
+    else snprintf(text, size, "a JSON %s", r1_json_type_name(item));
     return text;
 }
 
@@ -261,7 +254,7 @@ static r1_status read_tensor_dtype(const r1_safetensors *file, const cJSON *entr
     if (dtype == NULL) return tensor_fail(file, info->name, "has no \"dtype\"");
     if (!cJSON_IsString(dtype) || dtype->valuestring == NULL)
         return tensor_fail(file, info->name, "has a \"dtype\" that is a JSON %s, not a string",
-                           json_type_name(dtype));
+                           r1_json_type_name(dtype));
     for (int i = 0; i < DTYPE_TABLE_SIZE; ++i) {
         if (strcmp(dtype->valuestring, dtype_table[i].name) == 0) {
             info->dtype = dtype_table[i].dtype;
@@ -279,7 +272,7 @@ static r1_status read_tensor_shape(const r1_safetensors *file, const cJSON *entr
     if (shape == NULL) return tensor_fail(file, info->name, "has no \"shape\"");
     if (!cJSON_IsArray(shape))
         return tensor_fail(file, info->name, "has a \"shape\" that is a JSON %s, not an array",
-                           json_type_name(shape));
+                           r1_json_type_name(shape));
     int rank = cJSON_GetArraySize(shape);
     if (rank > R1_SAFETENSORS_MAX_RANK)
         return tensor_fail(file, info->name, "has rank %d; at most %d dimensions are supported",
@@ -354,7 +347,7 @@ static r1_status read_tensor_entry(const r1_safetensors *file, const cJSON *entr
                                    r1_tensor_info *info) {
     if (!cJSON_IsObject(entry))
         return tensor_fail(file, info->name, "is a JSON %s, not an object with dtype, shape "
-                           "and data_offsets", json_type_name(entry));
+                           "and data_offsets", r1_json_type_name(entry));
     r1_status status = read_tensor_dtype(file, entry, info);
     if (status == R1_OK) status = read_tensor_shape(file, entry, info);
     if (status == R1_OK) status = read_tensor_offsets(file, entry, info);
@@ -368,7 +361,7 @@ static r1_status read_metadata(r1_safetensors *file, const cJSON *metadata) {
     file->has_metadata = 1;
     if (!cJSON_IsObject(metadata))
         return r1_fail(R1_EFORMAT, "%.200s: \"__metadata__\" is a JSON %s, not an object of strings",
-                       file->path, json_type_name(metadata));
+                       file->path, r1_json_type_name(metadata));
     int entries = cJSON_GetArraySize(metadata);
     file->metadata = calloc((size_t)entries + 1, sizeof file->metadata[0]);
     if (file->metadata == NULL)
@@ -378,7 +371,7 @@ static r1_status read_metadata(r1_safetensors *file, const cJSON *metadata) {
         if (!cJSON_IsString(item) || item->valuestring == NULL)
             return r1_fail(R1_EFORMAT,
                            "%.200s: \"__metadata__\" value of \"%.120s\" is a JSON %s, not a string",
-                           file->path, key, json_type_name(item));
+                           file->path, key, r1_json_type_name(item));
         metadata_entry *slot = &file->metadata[file->metadata_count];
         slot->key = copy_string(key);
         slot->value = copy_string(item->valuestring);
@@ -510,7 +503,7 @@ static r1_status parse_header_json(r1_safetensors *file, size_t size, cJSON **ro
                          file->path, where, length);
     } else if (!cJSON_IsObject(*root)) {
         status = r1_fail(R1_EFORMAT, "%.200s: header is a JSON %s, not an object", file->path,
-                         json_type_name(*root));
+                         r1_json_type_name(*root));
     } else {
         size_t after = (end && end >= text && end <= text + length) ? (size_t)(end - text) : length;
         while (after < length && (text[after] == ' ' || text[after] == '\t' ||

@@ -122,6 +122,18 @@ size_t r1_sampling_workspace_size(r1_backend backend, const r1_sampling_desc *de
     return 0;
 }
 
+void sampling_write_invalid_row(const r1_sampling_outputs *out, int64_t b, size_t V,
+                                int32_t n) {
+    out->tokens[b] = -1;
+    if (out->logprobs) out->logprobs[b] = NAN;
+    if (out->filtered_probs)
+        for (size_t i = 0; i < V; ++i) out->filtered_probs[(size_t)b * V + i] = NAN;
+    for (int32_t j = 0; j < n; ++j) {
+        out->top_ids[(size_t)b * (size_t)n + (size_t)j] = -1;
+        out->top_logprobs[(size_t)b * (size_t)n + (size_t)j] = NAN;
+    }
+}
+
 r1_status sampling_report_invalid_rows(const int32_t *tokens, int64_t batch) {
     int64_t first = -1, count = 0;
     for (int64_t b = 0; b < batch; ++b) {

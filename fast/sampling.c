@@ -699,16 +699,6 @@ static prefix_cut select_prefix(const fast_scratch *s, size_t V, int by_weight,
 
 /* ---- outputs ------------------------------------------------------------- */
 
-static void write_invalid_row(const r1_sampling_outputs *out, int64_t b, size_t V, int32_t n) {
-    out->tokens[b] = -1;
-    if (out->logprobs) out->logprobs[b] = NAN;
-    if (out->filtered_probs)
-        for (size_t i = 0; i < V; ++i) out->filtered_probs[(size_t)b * V + i] = NAN;
-    for (int32_t j = 0; j < n; ++j) {
-        out->top_ids[(size_t)b * (size_t)n + (size_t)j] = -1;
-        out->top_logprobs[(size_t)b * (size_t)n + (size_t)j] = NAN;
-    }
-}
 
 /* Step 1 over the history ids only, on the scaled row: x[id] = l'[id] /
  * divisor with l'[id] computed from the input logit l[id] as ref does.
@@ -815,7 +805,7 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
     }
     float m;
     if (!max_and_check(s->values, V, &m)) {
-        write_invalid_row(out, b, V, n);
+        sampling_write_invalid_row(out, b, V, n);
         return;
     }
     if (greedy) {

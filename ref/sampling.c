@@ -204,17 +204,6 @@ static void raw_top_logprobs(const float *raw, size_t V, int32_t n, ranked_token
     }
 }
 
-/* What an invalid row reports: token -1 and NaN everywhere. */
-static void write_invalid_row(const r1_sampling_outputs *out, int64_t b, size_t V, int32_t n) {
-    out->tokens[b] = -1;
-    if (out->logprobs) out->logprobs[b] = NAN;
-    if (out->filtered_probs)
-        for (size_t i = 0; i < V; ++i) out->filtered_probs[(size_t)b * V + i] = NAN;
-    for (int32_t j = 0; j < n; ++j) {
-        out->top_ids[(size_t)b * (size_t)n + (size_t)j] = -1;
-        out->top_logprobs[(size_t)b * (size_t)n + (size_t)j] = NAN;
-    }
-}
 
 static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t b,
                        const r1_sampling_outputs *out, ref_scratch *s) {
@@ -226,7 +215,7 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
     /* The raw row first, for the top logprobs (they ignore penalties). */
     load_row(desc, logits, b, s->logits);
     if (!row_is_valid(s->logits, V)) {
-        write_invalid_row(out, b, V, n);
+        sampling_write_invalid_row(out, b, V, n);
         return;
     }
     if (n > 0)
@@ -242,7 +231,7 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
     /* Step 2: greedy. */
     if (p->temperature == 0.0f) {
         if (!row_is_valid(s->logits, V)) {
-            write_invalid_row(out, b, V, n);
+            sampling_write_invalid_row(out, b, V, n);
             return;
         }
         int32_t token = greedy_argmax(s->logits, V);
@@ -256,7 +245,7 @@ static void sample_row(const r1_sampling_desc *desc, const void *logits, int64_t
     }
     scale_by_temperature(s->logits, V, p->temperature);
     if (!row_is_valid(s->logits, V)) {
-        write_invalid_row(out, b, V, n);
+        sampling_write_invalid_row(out, b, V, n);
         return;
     }
 

@@ -7,9 +7,9 @@
  * with r1_jsonl_next_object, where a bad line is R1_EFORMAT and reading goes
  * on. Neither may crash, leak or loop forever.
  *
- *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -I include -I . \
- *     core/status.c core/jsonl.c core/device_none.c tests/fuzz_jsonl.c \
- *     -lcjson -lm -o fuzz_jsonl && ./fuzz_jsonl -max_total_time=60
+ *   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DR1LAB_FUZZ=ON -DR1LAB_CUDA=OFF
+ *   cmake --build build-fuzz --target fuzz_jsonl
+ *   build-fuzz/fuzz_jsonl -max_total_time=60
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -9,9 +9,9 @@
  * which must give the same tensors (names the writer refuses, such as "" or
  * invalid UTF-8, skip this step).
  *
- *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -I include -I . \
- *     core/status.c core/safetensors.c core/device_none.c tests/fuzz_safetensors.c \
- *     -lcjson -lm -o fuzz_safetensors && ./fuzz_safetensors -max_total_time=60
+ *   CC=clang CXX=clang++ cmake -S . -B build-fuzz -DR1LAB_FUZZ=ON -DR1LAB_CUDA=OFF
+ *   cmake --build build-fuzz --target fuzz_safetensors
+ *   build-fuzz/fuzz_safetensors -max_total_time=60
  */
 #define _POSIX_C_SOURCE 200809L /* getpid */
 
