@@ -578,10 +578,11 @@ static int agreement_batch(r1_backend backend, check_rng *r, int64_t B, int64_t 
         random_logits(r, logits + b * V, V);
         params[b] = random_params(r, V);
         int64_t length = params[b].repetition_penalty != 1.0f ? rng_range(r, 0, 16) : 0;
+        /* Half the ids from the first 8 (so ids repeat), half from anywhere. */
         for (int64_t j = 0; j < length; ++j)
-            history[offsets[b] + j] = (int32_t)rng_range(r, 0, (V < 8 ? V : 8) - 1) *
-                                      (int32_t)(rng_uniform(r) < 0.5 ? 1 : 0) +
-                                      (int32_t)rng_range(r, 0, V - 1) * 0;
+            history[offsets[b] + j] = (int32_t)(rng_uniform(r) < 0.5
+                                                    ? rng_range(r, 0, (V < 8 ? V : 8) - 1)
+                                                    : rng_range(r, 0, V - 1));
         offsets[b + 1] = offsets[b] + length;
     }
     if (use_bf16) {

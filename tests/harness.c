@@ -40,6 +40,9 @@ void r1t_begin(int argc, char **argv, const char *component) {
                    "random inputs; --small shrinks sizes\n",
                    argv[0], component);
             exit(0);
+        } else {
+            fprintf(stderr, "%s: unknown argument \"%s\" (see --help)\n", argv[0], argv[i]);
+            exit(2);
         }
     }
     const char *seed_text = getenv("R1_SEED");
