@@ -50,10 +50,6 @@
  *       each lane a contiguous run (one warp scan, then one lane walks its
  *       run) instead of 37 warp-wide steps. H100, B=256, V=152064: top_p
  *       538 us (no change), min_p 252 us (v5: 271), B=1 top_p 57 us (v5: 62).
- *   v7  the cut inside the chosen distance bin in one step: its tokens (at
- *       most 512 in the cluster) are ranked against each other in parallel
- *       with exact fixed-point prefix sums, replacing up to three radix
- *       rounds; the cut is then the token (z, id) itself.
  *   Next: the select rounds after the first still cost a chain of cluster
  *   barriers and remote reads each; sorting the chosen bin's candidates in
  *   one step (they are few in a peaked row) would replace them, and a
@@ -86,7 +82,6 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kBins = 2048;       /* 11-bit digits, the last one 10 bits */
 constexpr int kMaxCluster = 8;
 constexpr int kCandidates = 1024; /* per block: tokens of the chosen distance bin */
-constexpr int kRankMax = 512;     /* cluster-wide candidates ranked in one step    */
 
 #define CUDA_TRY(call)                                                                    \
     do {                                                                                  \
@@ -189,12 +184,6 @@ struct Shared {
     double row_weight, weight_before_block;
     int chosen_block;
     int candidate_count;    /* tokens of the chosen distance bin in this block */
-    int rank_total;         /* candidates in the whole cluster                 */
-    int rank_offset[kMaxCluster];
-    int rank_hit;           /* the candidate where the target is reached       */
-    long long rank_hit_rank;
-    unsigned long long rank_hit_through; /* fixed weight up to and with it     */
-    unsigned long long rank_sum;         /* fixed weight of all candidates     */
     int candidate_overflow; /* more than kCandidates of them                   */
     double result_above_weight;
     long long result_above_count;
@@ -206,11 +195,6 @@ struct Shared {
  * ties, all of weight tie_weight). */
 struct Cut {
     int bucket;          /* distance digit of the cut; -1 = no cut, all kept */
-    /* by_id: within the bucket, the prefix ends at token (z_cut, id_cut):
-     * kept when z > z_cut, or z == z_cut and id <= id_cut. */
-    bool by_id;
-    float z_cut;
-    long long id_cut;
     uint32_t prefix;
     int bits;
     long long take;
@@ -226,7 +210,6 @@ struct RowContext {
     int source_is_bf16;
     float temperature;     /* 0 = greedy: z = l'                              */
     long long begin, end;  /* this block's chunk [begin, end) of the row      */
-    long long chunk;       /* elements per block: block r starts at r * chunk */
     float max_z;
     unsigned rank, cluster;
 };
@@ -483,89 +466,6 @@ __device__ bool list_bucket(const RowContext &row, int bucket, int *candidates, 
     return !overflow;
 }
 
-/* The cut inside the chosen distance bin in one step. The bin's tokens (the
- * candidates every block listed) are gathered into each block; thread t
- * ranks candidate t against all others in the order (z desc, id asc) and
- * sums the fixed-point weight of those before it, exactly (integers). The
- * candidate whose interval [before, through] holds the target is the last
- * token of the prefix. Every block computes the same cut. Returns false,
- * in every block, when the cluster has more than kRankMax candidates. */
-__device__ bool rank_candidates(const RowContext &row, bool by_count, double target,
-                                double above_weight, long long above_count,
-                                int *candidates, float *z_pool, int *id_pool,
-                                fixed_weight *weight_pool, Shared &s, Cut &cut) {
-    if (threadIdx.x < 32) {
-        const unsigned lane = threadIdx.x;
-        int count = lane < row.cluster ? in_block(&s, lane)->candidate_count : 0;
-        int inclusive = count;
-        for (int offset = 1; offset < 32; offset <<= 1) {
-            int other = __shfl_up_sync(0xFFFFFFFFu, inclusive, offset);
-            if ((int)lane >= offset) inclusive += other;
-        }
-        if (lane < kMaxCluster) s.rank_offset[lane] = inclusive - count;
-        if (lane == 31) s.rank_total = inclusive;
-        if (lane == 0) s.rank_hit = -1;
-    }
-    __syncthreads();
-    const int n = s.rank_total;
-    if (n > kRankMax) return false;
-    for (int t = threadIdx.x; t < n; t += kThreads) {
-        unsigned owner = 0;
-        while (owner + 1 < row.cluster && s.rank_offset[owner + 1] <= t) ++owner;
-        int j = in_block(candidates, owner)[t - s.rank_offset[owner]];
-        float z = in_block((float *)row.cached, owner)[j];
-        z_pool[t] = z;
-        id_pool[t] = (int)((long long)owner * row.chunk + j);
-        weight_pool[t] = fixed_weight_of(row.max_z, z);
-    }
-    __syncthreads();
-    unsigned long long sum = 0;
-    for (int t = threadIdx.x; t < n; t += kThreads) {
-        const float zt = z_pool[t];
-        const int it = id_pool[t];
-        long long rank = 0;
-        fixed_weight before = 0;
-        for (int u = 0; u < n; ++u) {
-            const float zu = z_pool[u];
-            if (zu > zt || (zu == zt && id_pool[u] < it)) {
-                ++rank;
-                before += weight_pool[u];
-            }
-        }
-        const fixed_weight through = before + weight_pool[t];
-        bool hit = by_count ? above_count + rank + 1 == (long long)target
-                            : weight_pool[t] > 0 && above_weight + from_fixed(before) < target &&
-                                  above_weight + from_fixed(through) >= target;
-        if (hit) {
-            s.rank_hit = t;
-            s.rank_hit_rank = rank;
-            s.rank_hit_through = through;
-        }
-        sum += weight_pool[t];
-    }
-    sum = block_sum(sum, (unsigned long long *)s.scratch_l);
-    if (threadIdx.x == 0) s.rank_sum = sum;
-    __syncthreads();
-    cut.by_id = true;
-    cut.prefix = 0;
-    cut.bits = 0;
-    cut.tie_weight = 0.0f;
-    if (s.rank_hit >= 0) {
-        cut.z_cut = z_pool[s.rank_hit];
-        cut.id_cut = id_pool[s.rank_hit];
-        cut.count = above_count + s.rank_hit_rank + 1;
-        cut.weight = above_weight + from_fixed(s.rank_hit_through);
-    } else { /* rounding kept the target out of reach: the whole bin */
-        cut.z_cut = -INFINITY;
-        cut.id_cut = LLONG_MAX;
-        cut.count = above_count + n;
-        cut.weight = above_weight + from_fixed(s.rank_sum);
-    }
-    cut.take = cut.bucket_count = cut.count - above_count;
-    cluster_sync(); /* other blocks read this block's candidates and cache */
-    return true;
-}
-
 /* Radix select of the shortest prefix whose count reaches `target` (top-k) or
  * whose weight reaches it (top-p). hist_* are kBins-sized shared arrays;
  * merged_* hold this block's kBins / C digits of the merged histogram.
@@ -706,8 +606,7 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
             /* Rounding kept the target out of reach: keep everything that
              * matches the prefix so far (the whole row, or the whole bucket
              * chosen in the previous round). */
-            Cut all = {bucket, false, 0.0f, 0, prefix, bits, LLONG_MAX, LLONG_MAX, LLONG_MAX, 0.0,
-                       0.0f};
+            Cut all = {bucket, prefix, bits, LLONG_MAX, LLONG_MAX, LLONG_MAX, 0.0, 0.0f};
             if (round > 0) {
                 all.take = all.bucket_count = bucket_count;
                 all.count = above_count + bucket_count;
@@ -735,21 +634,10 @@ __device__ Cut radix_select(const RowContext &row, bool by_count, double target,
         cluster_sync(); /* merged arrays are read above; they are rewritten next round */
         if (bucket_count == 1) break;
         if (by_count && above_count + bucket_count == (long long)target) break;
-        if (round == 0 && use_candidates) {
-            Cut ranked;
-            ranked.bucket = bucket;
-            if (rank_candidates(row, by_count, target, above_weight, above_count, candidates,
-                                (float *)hist_count, (int *)hist_count + kRankMax, hist_weight,
-                                s, ranked))
-                return ranked;
-        }
     }
 
     Cut cut;
     cut.bucket = bucket;
-    cut.by_id = false;
-    cut.z_cut = 0.0f;
-    cut.id_cut = 0;
     cut.prefix = prefix;
     cut.bits = bits;
     cut.bucket_count = bucket_count;
@@ -791,13 +679,11 @@ struct KeepRule {
 };
 
 /* 1: in the prefix (not a partial tie); 2: a tie of a partial cut; 0: out. */
-__device__ __forceinline__ int classify(const RowContext &row, const KeepRule &rule, float z,
-                                        long long i) {
+__device__ __forceinline__ int classify(const RowContext &row, const KeepRule &rule, float z) {
     const Cut &c = rule.cut;
     if (c.bucket < 0) return 1;
     int digit = distance_digit(row, z);
     if (digit != c.bucket) return digit > c.bucket ? 1 : 0;
-    if (c.by_id) return (z > c.z_cut || (z == c.z_cut && i <= c.id_cut)) ? 1 : 0;
     if (c.bits == 0) return 1; /* the whole bucket is in */
     uint32_t key = order_key(z);
     uint32_t top = c.bits == 32 ? key : (key >> (32 - c.bits));
@@ -851,7 +737,7 @@ __device__ DrawResult scan_segment(const RowContext &row, const KeepRule &rule, 
     long long ties = 0;
     for (long long i = my_first; i < my_last; ++i) {
         float z = load_z(row, i);
-        int kind = classify(row, rule, z, i);
+        int kind = classify(row, rule, z);
         if (kind == 2) ++ties;
         else weight += kept_weight(row, rule, z, kind, 0);
     }
@@ -884,7 +770,7 @@ __device__ DrawResult scan_segment(const RowContext &row, const KeepRule &rule, 
         long long tie_rank = my_ties_before;
         for (long long i = my_first; i < my_last; ++i) {
             float z = load_z(row, i);
-            int kind = classify(row, rule, z, i);
+            int kind = classify(row, rule, z);
             float e = kept_weight(row, rule, z, kind, tie_rank);
             if (kind == 2) ++tie_rank;
             if (e <= 0.0f) continue;
@@ -938,7 +824,6 @@ sample_rows_kernel(KernelArguments a) {
     const long long b = blockIdx.x / row.cluster;
     const long long V = a.vocab;
     const r1_sampling_params p = a.params[b];
-    row.chunk = a.chunk;
     row.begin = (long long)row.rank * a.chunk;
     row.end = row.begin + a.chunk < V ? row.begin + a.chunk : V;
     if (row.begin > V) row.begin = V;
@@ -1017,7 +902,7 @@ sample_rows_kernel(KernelArguments a) {
     /* Select: top-k by count, then top-p by weight; keep the shorter prefix. */
     const bool use_top_k = p.top_k > 0 && (long long)p.top_k < V;
     const bool use_top_p = p.top_p < 1.0f;
-    Cut cut = {-1, false, 0.0f, 0, 0u, 0, LLONG_MAX, LLONG_MAX, V, 0.0, 0.0f};
+    Cut cut = {-1, 0u, 0, LLONG_MAX, LLONG_MAX, V, 0.0, 0.0f};
     if (use_top_k)
         cut = radix_select(row, true, (double)p.top_k, false, hist_weight, hist_count,
                            merged_weight, merged_count, candidates, s);
@@ -1046,7 +931,7 @@ sample_rows_kernel(KernelArguments a) {
         double weight = 0;
         int ties = 0, last_positive = -1;
         auto visit = [&](long long i, float z) {
-            int kind = classify(row, rule, z, i);
+            int kind = classify(row, rule, z);
             if (kind == 2) {
                 ++ties;
                 return;
@@ -1185,7 +1070,7 @@ sample_rows_kernel(KernelArguments a) {
         for (long long base = first; base < last; base += 32) {
             long long i = base + lane;
             float z = i < last ? load_z(row, i) : -INFINITY;
-            int kind = i < last ? classify(row, rule, z, i) : 0;
+            int kind = i < last ? classify(row, rule, z) : 0;
             unsigned tie_mask = __ballot_sync(0xFFFFFFFFu, kind == 2);
             long long mine = ties_before + __popc(tie_mask & ((1u << lane) - 1u));
             float e = kept_weight(row, rule, z, kind, mine);
