@@ -50,6 +50,12 @@
  *       each lane a contiguous run (one warp scan, then one lane walks its
  *       run) instead of 37 warp-wide steps. H100, B=256, V=152064: top_p
  *       538 us (no change), min_p 252 us (v5: 271), B=1 top_p 57 us (v5: 62).
+ *   v7  (tried, reverted) the cut inside the chosen distance bin in one
+ *       step: its tokens, at most 512 in the cluster, ranked against each
+ *       other in parallel with exact fixed-point prefix sums, replacing up
+ *       to three radix rounds. Correct (all tests, racecheck clean), but
+ *       slower: top_p 566 us, min_p 271 us (v6 twice: 537/538, 252/252);
+ *       register spills grew from ~130 to ~450 bytes per thread.
  *   Next: the select rounds after the first still cost a chain of cluster
  *   barriers and remote reads each; sorting the chosen bin's candidates in
  *   one step (they are few in a peaked row) would replace them, and a
