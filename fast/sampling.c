@@ -367,11 +367,12 @@ static double weights_and_keys(const float *z, size_t V, float m, uint32_t from_
 
 /* ---- top logprobs of the raw row ---------------------------------------- */
 
-/* best_value / best_id (n entries, full): (value desc, id asc). Puts (v, id),
- * whose id is above every kept one, in its place if it beats the last. */
-static inline void offer_top(float *best_value, int32_t *best_id, int n, float v, int32_t id) {
-    if (!(v > best_value[n - 1])) return; /* equal values keep the lower id */
-    int position = n - 1;
+/* Inserts (v, id) into the sorted list best_value / best_id, whose entries
+ * [0, position) stay and whose entry `position` is overwritten: shifts down
+ * the entries v beats. id is above every listed id, so equal values keep the
+ * lower id first. */
+static inline void insert_sorted(float *best_value, int32_t *best_id, int position, float v,
+                                 int32_t id) {
     while (position > 0 && v > best_value[position - 1]) {
         best_value[position] = best_value[position - 1];
         best_id[position] = best_id[position - 1];
@@ -379,6 +380,12 @@ static inline void offer_top(float *best_value, int32_t *best_id, int n, float v
     }
     best_value[position] = v;
     best_id[position] = id;
+}
+
+/* best_value / best_id (n entries, full): (value desc, id asc). Puts (v, id)
+ * in its place if it beats the last. */
+static inline void offer_top(float *best_value, int32_t *best_id, int n, float v, int32_t id) {
+    if (v > best_value[n - 1]) insert_sorted(best_value, best_id, n - 1, v, id);
 }
 
 /* The n best of raw (V) by (value descending, id ascending), and
@@ -389,17 +396,8 @@ static void raw_top_logprobs(const float *raw, size_t V, int32_t n, int32_t *top
     int32_t best_id[R1_SAMPLING_MAX_TOP_LOGPROBS];
     /* The first n fill the list (by insertion), the rest are offered; a block
      * with nothing above the current n-th value is skipped whole. */
-    for (int filled = 0; filled < n; ++filled) {
-        float v = raw[filled];
-        int position = filled;
-        while (position > 0 && v > best_value[position - 1]) {
-            best_value[position] = best_value[position - 1];
-            best_id[position] = best_id[position - 1];
-            --position;
-        }
-        best_value[position] = v;
-        best_id[position] = filled;
-    }
+    for (int filled = 0; filled < n; ++filled)
+        insert_sorted(best_value, best_id, filled, raw[filled], filled);
     size_t i = (size_t)n;
     for (; i < V && i % SCAN_BLOCK != 0; ++i) offer_top(best_value, best_id, n, raw[i], (int32_t)i);
     for (; i + SCAN_BLOCK <= V; i += SCAN_BLOCK) {

@@ -15,6 +15,7 @@
  */
 #include "check_sampling.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <time.h>
 
 #include "compare.h"
+#include "random.h"
 #include "r1lab/philox.h"
 #include "r1lab/safetensors.h"
 
@@ -196,11 +198,9 @@ static double logprob_error_ratio(const float *out, const float *expected, int64
         if (isnan(e) || isnan(o)) ratio = (isnan(e) && isnan(o)) ? 0 : INFINITY;
         else if (isinf(e) || isinf(o)) ratio = (o == e) ? 0 : INFINITY;
         else ratio = fabs(o - e) / (LOGPROB_BAR * (1.0 + fabs(e)));
-        if (ratio > worst || *worst_index < 0) {
-            if (ratio >= worst) {
-                worst = ratio;
-                *worst_index = i;
-            }
+        if (*worst_index < 0 || ratio > worst) {
+            worst = ratio;
+            *worst_index = i;
         }
     }
     return worst;
@@ -448,7 +448,6 @@ static int compare_names(const void *a, const void *b) {
 }
 
 /* Golden file paths under golden/sampling, sorted. */
-#include <dirent.h>
 static int list_golden(char ***paths_out) {
     char dir_path[4200];
     snprintf(dir_path, sizeof dir_path, "%s/sampling", check_golden_dir());
@@ -507,65 +506,48 @@ r1_status check_sampling_golden(r1_backend backend, check_summary *summary) {
 
 /* ---- randomized agreement --------------------------------------------------------------- */
 
-typedef struct check_rng { uint64_t state; } check_rng;
-static uint64_t rng_next(check_rng *r) {
-    uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double rng_uniform(check_rng *r) { return (double)(rng_next(r) >> 11) * 0x1p-53; }
-static int64_t rng_range(check_rng *r, int64_t lo, int64_t hi) {
-    return lo + (int64_t)(rng_next(r) % (uint64_t)(hi - lo + 1));
-}
-static double rng_normal(check_rng *r) {
-    double u1 = rng_uniform(r), u2 = rng_uniform(r);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
 /* One random row of logits in one of several shapes of distribution. */
-static void random_logits(check_rng *r, float *row, int64_t V) {
-    int shape = (int)rng_range(r, 0, 9);
+static void random_logits(r1t_rng *r, float *row, int64_t V) {
+    int shape = (int)r1t_rng_range(r, 0, 9);
     double scale = shape < 3 ? 0.5 : shape < 6 ? 2.0 : 5.0;
-    for (int64_t i = 0; i < V; ++i) row[i] = (float)(scale * rng_normal(r));
+    for (int64_t i = 0; i < V; ++i) row[i] = (float)(scale * r1t_rng_normal(r));
     if (shape == 1 || shape == 4) { /* an LLM-like peak */
-        for (int k = 0; k < 10; ++k) row[rng_range(r, 0, V - 1)] += (float)(8 + 7 * rng_uniform(r));
+        for (int k = 0; k < 10; ++k) row[r1t_rng_range(r, 0, V - 1)] += (float)(8 + 7 * r1t_rng_uniform(r));
     }
     if (shape == 7) { /* few distinct values: many exact ties */
-        for (int64_t i = 0; i < V; ++i) row[i] = (float)rng_range(r, -3, 3);
+        for (int64_t i = 0; i < V; ++i) row[i] = (float)r1t_rng_range(r, -3, 3);
     }
     if (shape == 8) { /* a masked vocabulary */
         for (int64_t i = 0; i < V; ++i)
-            if (rng_uniform(r) < 0.8) row[i] = -INFINITY;
-        row[rng_range(r, 0, V - 1)] = 1.0f;
+            if (r1t_rng_uniform(r) < 0.8) row[i] = -INFINITY;
+        row[r1t_rng_range(r, 0, V - 1)] = 1.0f;
     }
-    if (shape == 9 && rng_uniform(r) < 0.05) { /* a rare invalid row */
-        row[rng_range(r, 0, V - 1)] = rng_uniform(r) < 0.5 ? NAN : INFINITY;
+    if (shape == 9 && r1t_rng_uniform(r) < 0.05) { /* a rare invalid row */
+        row[r1t_rng_range(r, 0, V - 1)] = r1t_rng_uniform(r) < 0.5 ? NAN : INFINITY;
     }
 }
 
-static r1_sampling_params random_params(check_rng *r, int64_t V) {
+static r1_sampling_params random_params(r1t_rng *r, int64_t V) {
     r1_sampling_params p = r1_sampling_params_default();
-    double pick = rng_uniform(r);
-    p.temperature = pick < 0.05 ? 0.0f : (float)(0.05 + 2.0 * rng_uniform(r));
-    if (rng_uniform(r) < 0.3) p.temperature = 0.6f;
-    if (rng_uniform(r) < 0.4) p.top_k = (int32_t)rng_range(r, 1, V + 5);
-    if (rng_uniform(r) < 0.6) p.top_p = (float)(0.05 + 0.95 * rng_uniform(r));
-    if (rng_uniform(r) < 0.3) p.top_p = 0.95f;
-    if (rng_uniform(r) < 0.3) p.min_p = (float)(0.5 * rng_uniform(r));
-    if (rng_uniform(r) < 0.2) {
-        p.repetition_penalty = (float)(0.5 + 1.5 * rng_uniform(r));
-        p.presence_penalty = (float)(rng_uniform(r) - 0.5);
-        p.frequency_penalty = (float)(0.5 * rng_uniform(r) - 0.1);
+    double pick = r1t_rng_uniform(r);
+    p.temperature = pick < 0.05 ? 0.0f : (float)(0.05 + 2.0 * r1t_rng_uniform(r));
+    if (r1t_rng_uniform(r) < 0.3) p.temperature = 0.6f;
+    if (r1t_rng_uniform(r) < 0.4) p.top_k = (int32_t)r1t_rng_range(r, 1, V + 5);
+    if (r1t_rng_uniform(r) < 0.6) p.top_p = (float)(0.05 + 0.95 * r1t_rng_uniform(r));
+    if (r1t_rng_uniform(r) < 0.3) p.top_p = 0.95f;
+    if (r1t_rng_uniform(r) < 0.3) p.min_p = (float)(0.5 * r1t_rng_uniform(r));
+    if (r1t_rng_uniform(r) < 0.2) {
+        p.repetition_penalty = (float)(0.5 + 1.5 * r1t_rng_uniform(r));
+        p.presence_penalty = (float)(r1t_rng_uniform(r) - 0.5);
+        p.frequency_penalty = (float)(0.5 * r1t_rng_uniform(r) - 0.1);
     }
-    p.seed = rng_next(r);
-    p.step = rng_next(r) >> (int)rng_range(r, 0, 63);
+    p.seed = r1t_rng_u64(r);
+    p.step = r1t_rng_u64(r) >> (int)r1t_rng_range(r, 0, 63);
     return p;
 }
 
 /* Compares one batch of `backend` against ref; returns 1 when it agrees. */
-static int agreement_batch(r1_backend backend, check_rng *r, int64_t B, int64_t V, int use_bf16,
+static int agreement_batch(r1_backend backend, r1t_rng *r, int64_t B, int64_t V, int use_bf16,
                            check_summary *summary, int64_t *mismatch_far) {
     float *logits = malloc((size_t)(B * V) * 4);
     uint16_t *logits_bf16 = use_bf16 ? malloc((size_t)(B * V) * 2) : NULL;
@@ -577,12 +559,12 @@ static int agreement_batch(r1_backend backend, check_rng *r, int64_t B, int64_t 
     for (int64_t b = 0; b < B; ++b) {
         random_logits(r, logits + b * V, V);
         params[b] = random_params(r, V);
-        int64_t length = params[b].repetition_penalty != 1.0f ? rng_range(r, 0, 16) : 0;
+        int64_t length = params[b].repetition_penalty != 1.0f ? r1t_rng_range(r, 0, 16) : 0;
         /* Half the ids from the first 8 (so ids repeat), half from anywhere. */
         for (int64_t j = 0; j < length; ++j)
-            history[offsets[b] + j] = (int32_t)(rng_uniform(r) < 0.5
-                                                    ? rng_range(r, 0, (V < 8 ? V : 8) - 1)
-                                                    : rng_range(r, 0, V - 1));
+            history[offsets[b] + j] = (int32_t)(r1t_rng_uniform(r) < 0.5
+                                                    ? r1t_rng_range(r, 0, (V < 8 ? V : 8) - 1)
+                                                    : r1t_rng_range(r, 0, V - 1));
         offsets[b + 1] = offsets[b] + length;
     }
     if (use_bf16) {
@@ -591,7 +573,7 @@ static int agreement_batch(r1_backend backend, check_rng *r, int64_t B, int64_t 
             logits[i] = r1_bf16_to_f32(logits_bf16[i]);
         }
     }
-    int32_t n = rng_uniform(r) < 0.3 ? (int32_t)rng_range(r, 1, V < 20 ? V : 20) : 0;
+    int32_t n = r1t_rng_uniform(r) < 0.3 ? (int32_t)r1t_rng_range(r, 1, V < 20 ? V : 20) : 0;
     r1_sampling_desc desc = {0};
     desc.batch = B;
     desc.vocab = V;
@@ -688,7 +670,7 @@ static int agreement_batch(r1_backend backend, check_rng *r, int64_t B, int64_t 
 
 r1_status check_sampling_agreement(r1_backend backend, uint64_t seed, int64_t rows,
                                    check_summary *summary) {
-    check_rng r = {seed};
+    r1t_rng r = r1t_rng_make(seed);
     int64_t done = 0, far = 0;
     int64_t large_rows = rows >= 1000 ? 16 : 0; /* a few rows at the teacher vocabulary */
     while (done < rows) {
@@ -699,11 +681,11 @@ r1_status check_sampling_agreement(r1_backend backend, uint64_t seed, int64_t ro
             large_rows -= B;
         } else {
             B = rows - done < 64 ? rows - done : 64;
-            double pick = rng_uniform(&r);
-            V = pick < 0.2 ? rng_range(&r, 1, 16) : pick < 0.8 ? rng_range(&r, 17, 600)
-                                                               : rng_range(&r, 601, 4096);
+            double pick = r1t_rng_uniform(&r);
+            V = pick < 0.2 ? r1t_rng_range(&r, 1, 16) : pick < 0.8 ? r1t_rng_range(&r, 17, 600)
+                                                               : r1t_rng_range(&r, 601, 4096);
         }
-        int use_bf16 = rng_uniform(&r) < 0.2;
+        int use_bf16 = r1t_rng_uniform(&r) < 0.2;
         summary->cases_total += 1;
         summary->cases_passed += agreement_batch(backend, &r, B, V, use_bf16, summary, &far);
         done += B;
@@ -791,9 +773,9 @@ r1_status check_sampling_chi_square(r1_backend backend, int64_t draws, check_sum
     const int64_t chunk = 10000;
     for (size_t s = 0; s < sizeof settings / sizeof settings[0]; ++s) {
         const int64_t V = settings[s].vocab;
-        check_rng r = {1234 + s};
+        r1t_rng r = r1t_rng_make(1234 + s);
         float *row = malloc((size_t)V * 4);
-        for (int64_t i = 0; i < V; ++i) row[i] = (float)(1.5 * rng_normal(&r));
+        for (int64_t i = 0; i < V; ++i) row[i] = (float)(1.5 * r1t_rng_normal(&r));
         float *logits = malloc((size_t)(chunk * V) * 4);
         for (int64_t b = 0; b < chunk; ++b) memcpy(logits + b * V, row, (size_t)V * 4);
         r1_sampling_params *params = malloc((size_t)chunk * sizeof *params);
@@ -874,11 +856,11 @@ r1_status check_sampling_chi_square(r1_backend backend, int64_t draws, check_sum
 /* ---- throughput ------------------------------------------------------------------------------ */
 
 double check_sampling_throughput(r1_backend backend, int64_t batch, int64_t vocab) {
-    check_rng r = {99};
+    r1t_rng r = r1t_rng_make(99);
     float *logits = malloc((size_t)(batch * vocab) * 4);
-    for (int64_t i = 0; i < batch * vocab; ++i) logits[i] = (float)(2.0 * rng_normal(&r));
+    for (int64_t i = 0; i < batch * vocab; ++i) logits[i] = (float)(2.0 * r1t_rng_normal(&r));
     for (int64_t b = 0; b < batch; ++b)
-        for (int k = 0; k < 10; ++k) logits[b * vocab + rng_range(&r, 0, vocab - 1)] += 10.0f;
+        for (int k = 0; k < 10; ++k) logits[b * vocab + r1t_rng_range(&r, 0, vocab - 1)] += 10.0f;
     r1_sampling_params *params = malloc((size_t)batch * sizeof *params);
     for (int64_t b = 0; b < batch; ++b) {
         params[b] = r1_sampling_params_default();

@@ -61,12 +61,7 @@ void r1t_poison_i32(int32_t *values, size_t count);
 size_t r1t_count_poisoned_f32(const float *values, size_t count);
 size_t r1t_count_poisoned_i32(const int32_t *values, size_t count);
 
-/* Deterministic random numbers for test inputs (splitmix64 / xoshiro-free). */
-typedef struct r1t_rng { uint64_t state; } r1t_rng;
-r1t_rng r1t_rng_make(uint64_t seed);
-uint64_t r1t_rng_u64(r1t_rng *rng);
-double r1t_rng_uniform(r1t_rng *rng);             /* [0, 1) */
-double r1t_rng_normal(r1t_rng *rng);              /* N(0, 1) */
-int64_t r1t_rng_range(r1t_rng *rng, int64_t lo, int64_t hi); /* [lo, hi] */
+/* Random test inputs: r1t_rng_* (tests/random.h). */
+#include "random.h"
 
 #endif
