@@ -5,6 +5,7 @@
  *       runs every golden case and a randomized agreement pass for every
  *       component on every available backend and prints a table; exits 1 if
  *       anything disagrees
+ *   r1lab answer | eval | distill | sft-data | sort ...   (apps/commands.h)
  *   r1lab version
  *
  * The checks are the same routines the tests run (tests/check_*.c).
@@ -13,7 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check_sampling.h"
+#include "apps/commands.h"
+#include "check.h"
 #include "r1lab/common.h"
 
 static void print_usage(FILE *to) {
@@ -24,6 +26,11 @@ static void print_usage(FILE *to) {
             "  check      run every golden case and a randomized agreement pass for every\n"
             "             component on every available backend; print a table; exit 1 if\n"
             "             anything disagrees\n"
+            "  answer     answer extract | answer equal: \\boxed{} answers from JSONL (r1lab answer --help)\n"
+            "  eval       score predictions against gold answers in a JSONL file (r1lab eval --help)\n"
+            "  distill    send a dataset's prompts to OpenAI-compatible teachers (r1lab distill --help)\n"
+            "  sft-data   turn a distilled file into SFT pairs {src, tgt} (r1lab sft-data --help)\n"
+            "  sort       restore input order of a distilled file by line_num (r1lab sort --help)\n"
             "  version    print the version and the device\n"
             "\n"
             "check options:\n"
@@ -45,10 +52,10 @@ typedef struct check_options {
 } check_options;
 
 typedef struct table_row {
-    const char *component;
+    const check_component *component;
     r1_backend backend;
     check_summary summary;
-    double throughput; /* rows per second, 0 if not measured */
+    double throughput; /* units per second, 0 if not measured */
     int ok;
 } table_row;
 
@@ -98,44 +105,50 @@ static int parse_check_options(int argc, char **argv, check_options *options) {
     return 0;
 }
 
-/* Sampling on one backend: golden, agreement (not for ref), chi-square. */
-static table_row check_sampling_backend(r1_backend backend, const check_options *options) {
-    table_row row = {"sampling", backend, {0}, 0, 1};
+/* One component on one backend: its checks, then (with --bench) its rate. */
+static table_row check_component_backend(const check_component *component, r1_backend backend,
+                                         const check_options *options, r1_status *status) {
+    table_row row = {component, backend, {0}, 0, 1};
     row.summary.verbose = options->verbose;
-    r1_status status = check_sampling_golden(backend, &row.summary);
-    if (status != R1_OK) {
-        printf("  sampling golden (%s): %s\n", r1_backend_name(backend), r1_last_error());
+    *status = component->run(backend, options->seed, options->rows, &row.summary);
+    if (*status == R1_EUNSUPPORTED) return row;
+    if (*status != R1_OK) {
+        printf("  %s (%s): %s\n", component->name, r1_backend_name(backend), r1_last_error());
         row.ok = 0;
     }
-    if (backend != R1_REF) check_sampling_agreement(backend, options->seed, options->rows, &row.summary);
-    check_sampling_chi_square(backend, 20000, &row.summary);
-    if (row.summary.cases_passed != row.summary.cases_total) row.ok = 0;
+    if (row.summary.cases_total == 0 || row.summary.cases_passed != row.summary.cases_total)
+        row.ok = 0;
     if (row.summary.worst_ratio > 1.0) row.ok = 0;
-    if (options->bench) row.throughput = check_sampling_throughput(backend, 64, 152064);
-    else if (row.summary.seconds > 0) row.throughput = (double)row.summary.rows / row.summary.seconds;
+    if (options->bench && component->throughput) row.throughput = component->throughput(backend);
     return row;
 }
 
 static void print_table(const table_row *rows, int count, int bench) {
-    printf("\n%-10s %-8s %-13s %-12s %-40s %-16s %s\n", "component", "backend", "cases",
-           "worst/bar", "worst at", bench ? "tokens/s B=64" : "rows/s (checks)",
-           "vs ref");
-    double ref_rate = 0;
-    for (int i = 0; i < count; ++i)
-        if (rows[i].backend == R1_REF) ref_rate = rows[i].throughput;
+    printf("\n%-10s %-8s %-13s %-12s %-40s %-12s %-8s %s\n", "component", "backend", "cases",
+           "worst/bar", "worst at", bench ? "rate /s" : "", bench ? "vs ref" : "", "");
     for (int i = 0; i < count; ++i) {
         const table_row *r = &rows[i];
-        char cases[32], speed[32] = "-";
+        double ref_rate = 0;
+        for (int j = 0; j < count; ++j)
+            if (rows[j].component == r->component && rows[j].backend == R1_REF)
+                ref_rate = rows[j].throughput;
+        char cases[32], rate[32] = "", speed[32] = "";
         snprintf(cases, sizeof cases, "%d/%d", r->summary.cases_passed, r->summary.cases_total);
-        if (ref_rate > 0 && r->throughput > 0)
+        if (bench && r->throughput > 0) snprintf(rate, sizeof rate, "%.4g", r->throughput);
+        if (bench && ref_rate > 0 && r->throughput > 0)
             snprintf(speed, sizeof speed, "%.1fx", r->throughput / ref_rate);
-        printf("%-10s %-8s %-13s %-12.3g %-40.40s %-16.4g %s  %s\n", r->component,
+        printf("%-10s %-8s %-13s %-12.3g %-40.40s %-12s %-8s %s\n", r->component->name,
                r1_backend_name(r->backend), cases, r->summary.worst_ratio, r->summary.worst_what,
-               r->throughput, speed, r->ok ? "PASS" : "FAIL");
+               rate, speed, r->ok ? "PASS" : "FAIL");
     }
-    if (!bench)
-        printf("(rows/s counts every row the checks ran, small vocabularies included; "
-               "use --bench for a fixed B=64, V=152064, T=0.6, top_p=0.95 rate)\n");
+    if (bench) {
+        int components;
+        const check_component *const *list = check_components(&components);
+        printf("rates are per second of:\n");
+        for (int c = 0; c < components; ++c)
+            if (list[c]->run && list[c]->throughput)
+                printf("  %-10s %s\n", list[c]->name, list[c]->throughput_what);
+    }
 }
 
 static int command_check(int argc, char **argv) {
@@ -144,7 +157,9 @@ static int command_check(int argc, char **argv) {
     if (parse) return parse;
     printf("r1lab %s check, device: %s, seed %llu, golden files in %s\n", r1_version(),
            r1_device_name(), (unsigned long long)options.seed, check_golden_dir());
-    table_row rows[R1_BACKEND_COUNT];
+    int components;
+    const check_component *const *list = check_components(&components);
+    table_row rows[8 * R1_BACKEND_COUNT];
     int count = 0, failures = 0;
     for (int b = 0; b < R1_BACKEND_COUNT; ++b) {
         r1_backend backend = (r1_backend)b;
@@ -154,10 +169,15 @@ static int command_check(int argc, char **argv) {
                    backend == R1_CUDA ? "no CUDA build or no GPU" : "?");
             continue;
         }
-        fflush(stdout);
-        rows[count] = check_sampling_backend(backend, &options);
-        failures += !rows[count].ok;
-        ++count;
+        for (int c = 0; c < components && count < (int)(sizeof rows / sizeof rows[0]); ++c) {
+            if (!list[c]->run) continue;
+            fflush(stdout);
+            r1_status status;
+            table_row row = check_component_backend(list[c], backend, &options, &status);
+            if (status == R1_EUNSUPPORTED) continue; /* no such backend for it */
+            rows[count++] = row;
+            failures += !row.ok;
+        }
     }
     print_table(rows, count, options.bench);
     if (count == 0) {
@@ -184,6 +204,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(command, "check") == 0) return command_check(argc - 2, argv + 2);
+    static const struct {
+        const char *name;
+        int (*run)(int argc, char **argv);
+    } commands[] = {
+        {"answer", r1_command_answer}, {"eval", r1_command_eval},
+        {"distill", r1_command_distill}, {"sft-data", r1_command_sft_data},
+        {"sort", r1_command_sort},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; ++i)
+        if (strcmp(command, commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "r1lab: unknown command \"%s\" (see r1lab --help)\n", command);
     return 2;
 }

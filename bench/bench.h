@@ -65,6 +65,12 @@ void r1b_register_manual_time(const char *name, r1b_function function, const voi
  * (bench/registry.c), one r1b_register_<component>() per component. */
 void r1b_register_all(void);
 void r1b_register_sampling(void);
+void r1b_register_answer(void);
+void r1b_register_distill(void);
+void r1b_register_kd(void);
+void r1b_register_moe(void);
+void r1b_register_mla(void);
+void r1b_register_qgemm(void);
 
 /* ---- inside a benchmark -------------------------------------------------- */
 

@@ -8,4 +8,10 @@
 
 void r1b_register_all(void) {
     r1b_register_sampling();
+    r1b_register_answer();
+    r1b_register_distill();
+    r1b_register_kd();
+    r1b_register_moe();
+    r1b_register_mla();
+    r1b_register_qgemm();
 }

@@ -13,7 +13,7 @@
 #   sanitizer.log        compute-sanitizer memcheck + racecheck of each cuda test
 #   run.log              r1lab check, r1lab-bench's console output, torch baseline
 #   bench.json           r1lab-bench --benchmark_out (Google Benchmark JSON)
-#   torch_sampling.json  bench/torch_sampling.py's results (when that file exists)
+#   peers.json           every bench/torch_<component>.py's results, by component
 #
 # Every step runs even when an earlier one failed (steps that need the build
 # are marked skipped when it failed); the exit code is 1 when any step failed.
@@ -66,6 +66,12 @@ if [ -d "$DEVDEPS" ]; then
     export CPATH=$DEVDEPS/usr/include${CPATH:+:$CPATH}
     export LIBRARY_PATH=$LIBDIR${LIBRARY_PATH:+:$LIBRARY_PATH}
     export LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+# Python wheels for the peers that the GPU machine lacks (liger-kernel, ...)
+# travel in .whl/ (made on a machine with pip; see bench/README.md).
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/r1lab-site .whl/*.whl && export PYTHONPATH=/tmp/r1lab-site${PYTHONPATH:+:$PYTHONPATH}
 fi
 # nvcc and compute-sanitizer live in the CUDA toolkit, which may not be on PATH.
 for cuda_bin in "${CUDA_HOME:-}/bin" /usr/local/cuda/bin; do
@@ -236,10 +242,26 @@ else
     skip_step "r1lab-bench" "build failed"
 fi
 
-if [ -f bench/torch_sampling.py ]; then
-    run_step "torch_sampling.py" run.log 600 \
-        python3 bench/torch_sampling.py --json "$OUT/torch_sampling.json"
-fi
+# Peers measured in the same run: every bench/torch_<component>.py writes its
+# results with --json; they are merged into one peers.json {component: results}.
+PEERS_DIR=$(mktemp -d)
+for peer in bench/torch_*.py; do
+    [ -f "$peer" ] || continue
+    component=$(basename "$peer" .py)
+    component=${component#torch_}
+    run_step "$(basename "$peer")" run.log 600 \
+        python3 "$peer" --json "$PEERS_DIR/$component.json"
+done
+python3 - "$PEERS_DIR" "$OUT/peers.json" <<'PYTHON'
+import glob, json, os, sys
+merged = {}
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*.json"))):
+    with open(path) as f:
+        merged[os.path.basename(path)[:-5]] = json.load(f)
+with open(sys.argv[2], "w") as f:
+    json.dump(merged, f, indent=1)
+PYTHON
+rm -rf "$PEERS_DIR"
 
 # ---- summary ----------------------------------------------------------------------------
 {

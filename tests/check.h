@@ -31,4 +31,30 @@ void check_note_error(check_summary *summary, const char *what, double error, do
 /* Monotonic seconds. */
 double check_now(void);
 
+/* One component as `r1lab check` runs it (the list is in tests/check.c).
+ *   run         the golden cases and a randomized agreement pass of about
+ *               `rows` rows on `backend`, results in `summary`; returns R1_OK,
+ *               R1_EUNSUPPORTED when the component has no such backend (the
+ *               table then says so and moves on), or the status that stopped it
+ *   throughput  optional: one fixed benchmark configuration on `backend`, in
+ *               units of `throughput_what` per second (0 when it could not run)
+ * A component whose `run` is NULL is not built yet and is left out. */
+typedef struct check_component {
+    const char *name;
+    r1_status (*run)(r1_backend backend, uint64_t seed, int64_t rows, check_summary *summary);
+    double (*throughput)(r1_backend backend);
+    const char *throughput_what; /* e.g. "tokens, B=64 V=152064" */
+} check_component;
+
+/* Each defined in tests/check_<component>.c. */
+extern const check_component check_component_sampling;
+extern const check_component check_component_answer;
+extern const check_component check_component_kd;
+extern const check_component check_component_moe;
+extern const check_component check_component_mla;
+extern const check_component check_component_qgemm;
+
+/* The components in table order; sets *count. */
+const check_component *const *check_components(int *count);
+
 #endif

@@ -32,38 +32,6 @@
 #define FILTERED_BAR 1e-5
 #define BOUNDARY_MARGIN 1e-5
 
-/* ---- shared helpers (check.h) ------------------------------------------------- */
-
-const char *check_golden_dir(void) {
-    static char path[4096];
-    const char *dir = getenv("R1LAB_GOLDEN_DIR");
-    if (dir && *dir) return dir;
-    const char *source = getenv("R1LAB_SOURCE_DIR");
-#ifdef R1LAB_SOURCE_DIR
-    if (!source || !*source) source = R1LAB_SOURCE_DIR;
-#endif
-    snprintf(path, sizeof path, "%s/golden", source ? source : ".");
-    return path;
-}
-
-void check_note_error(check_summary *summary, const char *what, double error, double bar) {
-    double ratio = bar > 0 ? error / bar : (error > 0 ? INFINITY : 0);
-    if (isnan(ratio)) ratio = INFINITY;
-    if (ratio >= summary->worst_ratio) {
-        summary->worst_ratio = ratio;
-        size_t length = strlen(what);
-        if (length >= sizeof summary->worst_what) length = sizeof summary->worst_what - 1;
-        memcpy(summary->worst_what, what, length);
-        summary->worst_what[length] = '\0';
-    }
-}
-
-double check_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* ---- running a backend on host buffers ------------------------------------------ */
 
 static void *device_copy_of(const void *host, size_t bytes, r1_status *status) {
@@ -916,3 +884,25 @@ double check_sampling_throughput(r1_backend backend, int64_t batch, int64_t voca
     free(params);
     return rate;
 }
+
+/* ---- the component as `r1lab check` runs it ----------------------------------- */
+
+/* Golden cases, agreement with ref (not for ref itself) and chi-square. */
+static r1_status sampling_check_run(r1_backend backend, uint64_t seed, int64_t rows,
+                                    check_summary *summary) {
+    r1_status status = check_sampling_golden(backend, summary);
+    if (status != R1_OK) return status;
+    if (backend != R1_REF) {
+        status = check_sampling_agreement(backend, seed, rows, summary);
+        if (status != R1_OK) return status;
+    }
+    return check_sampling_chi_square(backend, 20000, summary);
+}
+
+static double sampling_check_throughput(r1_backend backend) {
+    return check_sampling_throughput(backend, 64, 152064);
+}
+
+const check_component check_component_sampling = {
+    "sampling", sampling_check_run, sampling_check_throughput,
+    "tokens, B=64 V=152064 T=0.6 top_p=0.95"};
