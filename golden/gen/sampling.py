@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# ci: --check
 """Golden files for r1lab sampling, from an independent numpy implementation.
 
 What it computes: for every case below, a batch of logits (B, V) with per-row
