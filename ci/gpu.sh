@@ -25,6 +25,10 @@
 # to what is left, and steps that find no time left are recorded as NOT RUN.
 # A second run reuses build-gpu/ and only rebuilds what changed.
 #
+# Environment: R1LAB_GPU_BUDGET_S (seconds, default 540), R1LAB_GPU_STEPS
+# (default "test sanitize check bench peers"), R1LAB_SANITIZER_TOOLS (default
+# "memcheck racecheck").
+#
 #   bash ci/gpu.sh OUT_DIR [BENCHMARK_FILTER_REGEX]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
@@ -41,6 +45,10 @@ BUILD=build-gpu
 JOBS=$(nproc 2>/dev/null || echo 8)
 
 BUDGET=${R1LAB_GPU_BUDGET_S:-540}
+# Which steps run after the build (the build always runs; a second call on the
+# same machine rebuilds only what changed): any of test sanitize check bench peers.
+STEPS=${R1LAB_GPU_STEPS:-test sanitize check bench peers}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 # Which compute-sanitizer tools run (racecheck takes minutes).
 SANITIZER_TOOLS=${R1LAB_SANITIZER_TOOLS:-memcheck racecheck}
 SUMMARY=$OUT/summary.txt
@@ -176,7 +184,9 @@ else
 fi
 
 # ---- tests ---------------------------------------------------------------------------
-if [ $BUILD_OK -eq 1 ]; then
+if ! want test; then
+    left_out_step "ctest" "not in R1LAB_GPU_STEPS"
+elif [ $BUILD_OK -eq 1 ]; then
     run_step "ctest -L cuda" ctest.log 900 \
         ctest --test-dir "$BUILD" -L cuda --output-on-failure -j1
     run_step "ctest -L cpu" ctest.log 900 \
@@ -197,7 +207,9 @@ for test in json.load(sys.stdin).get("tests", []):
 '
 }
 
-if [ $BUILD_OK -eq 1 ] && [ -n "$SANITIZER" ]; then
+if ! want sanitize; then
+    left_out_step "compute-sanitizer" "not in R1LAB_GPU_STEPS"
+elif [ $BUILD_OK -eq 1 ] && [ -n "$SANITIZER" ]; then
     mapfile -t CUDA_TESTS < <(cuda_test_binaries)
     if [ ${#CUDA_TESTS[@]} -eq 0 ]; then
         skip_step "compute-sanitizer" "no test labelled cuda was found"
@@ -228,8 +240,14 @@ fi
 
 # ---- r1lab check, benchmarks ------------------------------------------------------------
 if [ $BUILD_OK -eq 1 ]; then
-    run_step "r1lab check --bench" run.log 600 "$BUILD/r1lab" check --bench
-    if [ -x "$BUILD/r1lab-bench" ]; then
+    if want check; then
+        run_step "r1lab check --bench" run.log 600 "$BUILD/r1lab" check --bench
+    else
+        left_out_step "r1lab check" "not in R1LAB_GPU_STEPS"
+    fi
+    if ! want bench; then
+        left_out_step "r1lab-bench" "not in R1LAB_GPU_STEPS"
+    elif [ -x "$BUILD/r1lab-bench" ]; then
         bench_arguments=(--benchmark_out="$OUT/bench.json" --benchmark_out_format=json)
         [ -n "$BENCH_FILTER" ] && bench_arguments+=(--benchmark_filter="$BENCH_FILTER")
         run_step "r1lab-bench" run.log 900 \
@@ -246,7 +264,7 @@ fi
 # results with --json; they are merged into one peers.json {component: results}.
 PEERS_DIR=$(mktemp -d)
 for peer in bench/torch_*.py; do
-    [ -f "$peer" ] || continue
+    [ -f "$peer" ] && want peers || continue
     component=$(basename "$peer" .py)
     component=${component#torch_}
     run_step "$(basename "$peer")" run.log 600 \
