@@ -171,10 +171,8 @@ struct Shared {
     /* draw */
     double warp_weight[kWarps];
     int warp_ties[kWarps];
-    int warp_last[kWarps];
     double block_weight;
     int block_ties;
-    int block_last;
     /* scratch */
     float scratch_f[kWarps];
     int scratch_i[kWarps];
@@ -798,7 +796,6 @@ struct KernelArguments {
     const float *penalized;      /* (B, V) penalized logits, or NULL               */
     const r1_sampling_params *params;
     long long vocab;
-    int input_is_bf16;
     int cache_in_shared;         /* chunk of z kept in shared memory               */
     long long chunk;             /* elements per block                             */
     int32_t *tokens;
@@ -935,7 +932,7 @@ sample_rows_kernel(KernelArguments a) {
     warp_segment(row, warp, first, last);
     {
         double weight = 0;
-        int ties = 0, last_positive = -1;
+        int ties = 0;
         auto visit = [&](long long i, float z) {
             int kind = classify(row, rule, z);
             if (kind == 2) {
@@ -944,7 +941,6 @@ sample_rows_kernel(KernelArguments a) {
             }
             float e = kept_weight(row, rule, z, kind, 0);
             weight += e;
-            if (e > 0.0f) last_positive = (int)i;
         };
         if (row.cached) {
             /* 16-byte reads; the segment starts 128-byte aligned in the chunk. */
@@ -961,12 +957,9 @@ sample_rows_kernel(KernelArguments a) {
         }
         weight = warp_sum(weight);
         ties = warp_sum(ties);
-        for (int offset = 16; offset > 0; offset >>= 1)
-            last_positive = max(last_positive, __shfl_xor_sync(0xFFFFFFFFu, last_positive, offset));
         if (lane == 0) {
             s.warp_weight[warp] = weight;
             s.warp_ties[warp] = ties;
-            s.warp_last[warp] = last_positive;
         }
     }
     __syncthreads();
@@ -993,17 +986,14 @@ sample_rows_kernel(KernelArguments a) {
     if (threadIdx.x == 0) {
         long long before = ties_before_block;
         double total = 0;
-        int last_index = -1;
         for (int w = 0; w < kWarps; ++w) {
             long long kt = kept_ties(before, s.warp_ties[w]);
             double ww = s.warp_weight[w] + (double)kt * tie_e;
             s.warp_weight[w] = ww; /* now includes its kept ties */
             total += ww;
-            if (s.warp_last[w] > last_index) last_index = s.warp_last[w];
             before += s.warp_ties[w];
         }
         s.block_weight = total;
-        s.block_last = last_index;
     }
     cluster_sync();
     const double u = r1_sampling_uniform(p.seed, (uint64_t)b, p.step);
@@ -1311,7 +1301,6 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     a.penalized = penalized;
     a.params = params;
     a.vocab = V;
-    a.input_is_bf16 = sizeof(In) == 2;
     a.cache_in_shared = plan.cache;
     a.chunk = plan.chunk;
     a.tokens = out->tokens;
