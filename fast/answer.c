@@ -171,7 +171,7 @@ void answer_extract_fast(const char *text, size_t n, const r1_answer_options *op
         return;
     }
     count = 1;
-    const char *start = marker - (doubled ? 1 : 0);
+    const char *start = marker - (doubled && marker > region && marker[-1] == '\\' ? 1 : 0);
     while (count < 16) {
         const char *previous = last_box(region, start, end);
         if (!previous) break;

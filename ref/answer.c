@@ -123,10 +123,10 @@ static size_t box_marker_at(const char *text, size_t n, size_t i) {
     return m;
 }
 
-/* The last box marker starting in [from, to), or SIZE_MAX. */
-static size_t find_last_box(const char *text, size_t from, size_t to) {
+/* The last box marker starting in [from, to) of text[0..n), or SIZE_MAX. */
+static size_t find_last_box(const char *text, size_t from, size_t to, size_t n) {
     for (size_t i = to; i-- > from;)
-        if (text[i] == '\\' && box_marker_at(text, to, i)) return i;
+        if (text[i] == '\\' && box_marker_at(text, n, i)) return i;
     return SIZE_MAX;
 }
 
@@ -206,7 +206,7 @@ static void put_box_content(writer *w, const char *text, size_t a, size_t b, int
 /* The final box and the boxes adjacent to it, joined "2, -3" in reading
  * order; a repeated content is kept once. 1 when found. */
 static int extract_boxes(const char *text, size_t region, size_t n, writer *w) {
-    size_t last = find_last_box(text, region, n);
+    size_t last = find_last_box(text, region, n, n);
     if (last == SIZE_MAX) return -1; /* no box at all: fallbacks */
     int doubled = last > region && text[last - 1] == '\\';
     box boxes[MAX_ADJACENT_BOXES];
@@ -215,7 +215,7 @@ static int extract_boxes(const char *text, size_t region, size_t n, writer *w) {
     if (!boxes[0].closed) return 0;
     /* "\boxed{\boxed{11}}": the box that encloses the last marker is the answer */
     for (;;) {
-        size_t outer = find_last_box(text, region, last);
+        size_t outer = find_last_box(text, region, last, n);
         if (outer == SIZE_MAX) break;
         box b = read_box(text, region, n, outer, doubled);
         if (!b.closed || b.end < boxes[0].end) break;
@@ -224,9 +224,9 @@ static int extract_boxes(const char *text, size_t region, size_t n, writer *w) {
     trim(text, &boxes[0].content_begin, &boxes[0].content_end);
     if (boxes[0].content_begin == boxes[0].content_end) return 0;
     count = 1;
-    size_t start = last - (doubled ? 1 : 0);
+    size_t start = last - (doubled && last > region && text[last - 1] == '\\' ? 1 : 0);
     while (count < MAX_ADJACENT_BOXES) {
-        size_t previous = find_last_box(text, region, start);
+        size_t previous = find_last_box(text, region, start, n);
         if (previous == SIZE_MAX) break;
         box b = read_box(text, region, n, previous, doubled);
         if (!b.closed || b.end > start || !only_separators(text, b.end, start)) break;
@@ -439,6 +439,7 @@ static void unicode_to_latex(const char *s, size_t n, writer *w) {
             matched = 2;
         }
         if (matched) i += matched;
+        else if (is_space(s[i])) put_char(w, ' '), ++i; /* tabs and newlines are spaces */
         else put_char(w, s[i++]);
     }
 }
