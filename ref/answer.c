@@ -81,8 +81,11 @@ static int starts_with_nocase(const char *text, size_t n, size_t i, const char *
 static size_t find_last(const char *text, size_t from, size_t to, const char *literal, int nocase) {
     size_t m = strlen(literal);
     if (to < from || to - from < m) return SIZE_MAX;
-    for (size_t i = to - m + 1; i-- > from;)
+    char first = lower(literal[0]);
+    for (size_t i = to - m + 1; i-- > from;) {
+        if (lower(text[i]) != first) continue; /* the cheap test first */
         if (nocase ? starts_with_nocase(text, to, i, literal) : starts_with(text, to, i, literal)) return i;
+    }
     return SIZE_MAX;
 }
 
@@ -652,6 +655,10 @@ static size_t strip_trailing_units(char *s, size_t n) {
     for (int round = 0; round < 3; ++round) {
         size_t b = n;
         while (b > 0 && s[b - 1] == ' ') --b;
+        /* every unit ends in a letter, a UTF-8 byte or "^2"/"^3": "72" has none */
+        if (b == 0) break;
+        char last = s[b - 1];
+        if (!is_letter(last) && (unsigned char)last < 0x80 && !(b >= 2 && s[b - 2] == '^')) break;
         size_t best = SIZE_MAX;
         for (size_t u = 0; u < sizeof units / sizeof units[0]; ++u) {
             size_t m = strlen(units[u]);
