@@ -214,7 +214,7 @@ r1_status answer_check_agreement(r1_backend backend, uint64_t seed, int64_t item
 r1_status answer_check_agreement(r1_backend backend, uint64_t seed, int64_t items, check_summary *summary) {
     r1t_rng rng = r1t_rng_make(seed);
     corpus_item item;
-    char a_ref[ANSWER_BUFFER], a_fast[ANSWER_BUFFER], what[1024];
+    char a_ref[ANSWER_BUFFER], a_fast[ANSWER_BUFFER], what[2048];
     int64_t failures = 0;
     for (int64_t i = 0; i < items; ++i) {
         make_item(&rng, &item);
@@ -234,7 +234,7 @@ r1_status answer_check_agreement(r1_backend backend, uint64_t seed, int64_t item
                  v_fast.equal == item.expected;
         if (!ok) {
             snprintf(what, sizeof what,
-                     "agreement(seed=%llu,item=%lld) gold \"%s\" text \"%.300s\": ref \"%s\" %d/%s, %s \"%s\" %d/%s, expected %d",
+                     "agreement(seed=%llu,item=%lld) gold \"%.60s\" text \"%.300s\": ref \"%.100s\" %d/%s, %s \"%.100s\" %d/%s, expected %d",
                      (unsigned long long)seed, (long long)i, item.gold, item.text, a_ref, v_ref.equal,
                      r1_answer_rule_name(v_ref.rule), r1_backend_name(backend), a_fast, v_fast.equal,
                      r1_answer_rule_name(v_fast.rule), item.expected);
