@@ -1,14 +1,409 @@
 /*
- * apps/command_answer.c — `r1lab answer` and `r1lab eval` (not built yet).
+ * apps/command_answer.c — `r1lab answer extract`, `r1lab answer equal` and
+ * `r1lab eval`: JSONL in, JSONL out, through r1lab/answer.h.
+ *
+ * `r1lab eval` streams: lines are read in batches of BATCH_LINES into one
+ * reused buffer, each batch is scored by all threads (OpenMP), results are
+ * written in input order, and the batch's memory is reused, so the memory
+ * stays flat whatever the file's length.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "apps/commands.h"
+#include "r1lab/answer.h"
+#include "r1lab/jsonl.h"
+
+#define BATCH_LINES 4096
+#define ANSWER_CAPACITY (R1_ANSWER_MAX_LENGTH + 1)
+
+/* ---- shared helpers ------------------------------------------------------------------ */
+
+static FILE *open_output(const char *path) {
+    if (!path || strcmp(path, "-") == 0) return stdout;
+    FILE *f = fopen(path, "w");
+    if (!f) fprintf(stderr, "r1lab: cannot write %s\n", path);
+    return f;
+}
+
+/* The text of a field: a string as is, a number printed ("72"). NULL when
+ * the key is missing or holds another type. */
+static const char *field_text(const cJSON *object, const char *key, char *number, size_t capacity) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    if (cJSON_IsString(item)) return item->valuestring;
+    if (cJSON_IsNumber(item)) {
+        double v = item->valuedouble;
+        if (v == (double)(long long)v && v > -1e15 && v < 1e15) snprintf(number, capacity, "%lld", (long long)v);
+        else snprintf(number, capacity, "%.17g", v);
+        return number;
+    }
+    return NULL;
+}
+
+/* The id of a line: its "id" (any JSON value) or else the line number. */
+static cJSON *id_of(const cJSON *object, int64_t line) {
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(object, "id");
+    return id ? cJSON_Duplicate(id, 1) : cJSON_CreateNumber((double)line);
+}
+
+static int write_object(FILE *out, cJSON *object) {
+    char *text = cJSON_PrintUnformatted(object);
+    int ok = text && fputs(text, out) >= 0 && fputc('\n', out) != EOF;
+    free(text);
+    return ok;
+}
+
+/* ---- r1lab answer ----------------------------------------------------------------------- */
+
+static void answer_usage(FILE *f) {
+    fprintf(f,
+            "usage: r1lab answer extract [INPUT.jsonl] [--output F] [--backend ref|fast] [--key K]\n"
+            "       r1lab answer equal   [INPUT.jsonl] [--output F] [--backend ref|fast] [--explain]\n"
+            "                            [--tolerance T]\n"
+            "\n"
+            "extract: reads one JSON object a line with a \"text\" field (another with --key)\n"
+            "  and an optional \"id\"; writes one line each:\n"
+            "  {\"id\":..,\"found\":bool,\"answer\":\"..\",\"normalized\":\"..\",\"truncated\":bool,\"source\":\"..\"}\n"
+            "  The answer is the last \\boxed{} after the last </think> (adjacent boxes joined),\n"
+            "  else the fallbacks in order: Minerva, \"the answer is\", 答案是, **X**, ####, last number.\n"
+            "  <think> without </think> is truncated: no answer.\n"
+            "equal: reads lines with \"gold\" and \"pred\" (both answers, already extracted);\n"
+            "  writes {\"id\":..,\"equal\":bool,\"rule\":\"..\"}; --explain adds both normalized forms.\n"
+            "  --tolerance T sets the relative tolerance for decimals (default 1e-6).\n"
+            "\n"
+            "INPUT defaults to standard input; the id is the line's \"id\" or its line number.\n"
+            "A malformed line is reported on stderr with its line number and skipped; a line\n"
+            "without the needed key is an error naming the key (exit 1). Exit 0 otherwise.\n");
+}
+
+typedef struct answer_args {
+    const char *input, *output, *key;
+    r1_backend backend;
+    r1_answer_options options;
+    int explain;
+} answer_args;
+
+static int parse_answer_args(int argc, char **argv, answer_args *a) {
+    a->input = "-", a->output = "-", a->key = NULL, a->backend = R1_FAST, a->explain = 0;
+    a->options = r1_answer_options_default();
+    for (int i = 2; i < argc; ++i) {
+        const char *s = argv[i];
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) { answer_usage(stdout); return 0; }
+        else if (strcmp(s, "--explain") == 0) a->explain = 1;
+        else if (i + 1 < argc && strcmp(s, "--output") == 0) a->output = argv[++i];
+        else if (i + 1 < argc && strcmp(s, "--key") == 0) a->key = argv[++i];
+        else if (i + 1 < argc && strcmp(s, "--tolerance") == 0) a->options.relative_tolerance = atof(argv[++i]);
+        else if (i + 1 < argc && strcmp(s, "--backend") == 0) {
+            if (r1_backend_parse(argv[++i], &a->backend) != R1_OK || a->backend == R1_CUDA) {
+                fprintf(stderr, "r1lab answer: --backend must be ref or fast\n");
+                return 2;
+            }
+        } else if (s[0] != '-' || strcmp(s, "-") == 0) a->input = s;
+        else {
+            fprintf(stderr, "r1lab answer: unknown option %s\n", s);
+            answer_usage(stderr);
+            return 2;
+        }
+    }
+    return -1;
+}
+
+static int answer_stream(int argc, char **argv, int extract) {
+    answer_args a;
+    int code = parse_answer_args(argc, argv, &a);
+    if (code >= 0) return code;
+    const char *key = a.key ? a.key : "text";
+    r1_jsonl_reader *reader = NULL;
+    if (r1_jsonl_open(a.input, &reader) != R1_OK) {
+        fprintf(stderr, "r1lab answer: %s\n", r1_last_error());
+        return 1;
+    }
+    FILE *out = open_output(a.output);
+    if (!out) { r1_jsonl_close(reader); return 1; }
+    static char answer[ANSWER_CAPACITY], normalized[4 * ANSWER_CAPACITY], number[2][64];
+    int64_t lines = 0, malformed = 0;
+    int status = 0;
+    for (;;) {
+        cJSON *object = NULL;
+        int64_t line = 0;
+        r1_status s = r1_jsonl_next_object(reader, &object, &line);
+        if (s == R1_EFORMAT) {
+            fprintf(stderr, "r1lab answer: %s: skipped\n", r1_last_error());
+            ++malformed;
+            continue;
+        }
+        if (s != R1_OK) { fprintf(stderr, "r1lab answer: %s\n", r1_last_error()); status = 1; break; }
+        if (!object) break;
+        ++lines;
+        cJSON *result = cJSON_CreateObject();
+        cJSON_AddItemToObject(result, "id", id_of(object, line));
+        if (extract) {
+            const char *text = field_text(object, key, number[0], sizeof number[0]);
+            if (!text) {
+                fprintf(stderr, "r1lab answer extract: %s:%lld: no string field \"%s\"\n", r1_jsonl_path(reader), (long long)line, key);
+                status = 1;
+            } else {
+                r1_answer_extraction e;
+                r1_answer_extract(a.backend, text, strlen(text), &a.options, answer, sizeof answer, &e);
+                normalized[0] = '\0';
+                if (e.found && e.length <= R1_ANSWER_MAX_LENGTH)
+                    r1_answer_normalize(a.backend, answer, strlen(answer), normalized, sizeof normalized, NULL);
+                cJSON_AddBoolToObject(result, "found", e.found);
+                cJSON_AddStringToObject(result, "answer", answer);
+                cJSON_AddStringToObject(result, "normalized", normalized);
+                cJSON_AddBoolToObject(result, "truncated", e.truncated);
+                cJSON_AddStringToObject(result, "source", r1_answer_source_name(e.source));
+            }
+        } else {
+            const char *gold = field_text(object, "gold", number[0], sizeof number[0]);
+            const char *pred = field_text(object, "pred", number[1], sizeof number[1]);
+            if (!gold || !pred) {
+                fprintf(stderr, "r1lab answer equal: %s:%lld: no string field \"%s\"\n", r1_jsonl_path(reader),
+                        (long long)line, gold ? "pred" : "gold");
+                status = 1;
+            } else {
+                r1_answer_verdict v;
+                if (r1_answer_equal(a.backend, gold, strlen(gold), pred, strlen(pred), &a.options, &v) != R1_OK) {
+                    fprintf(stderr, "r1lab answer equal: %s\n", r1_last_error());
+                    status = 1;
+                } else {
+                    cJSON_AddBoolToObject(result, "equal", v.equal);
+                    cJSON_AddStringToObject(result, "rule", r1_answer_rule_name(v.rule));
+                    if (a.explain) {
+                        const char *which[2] = {gold, pred};
+                        const char *names[2] = {"gold_normalized", "pred_normalized"};
+                        for (int k = 0; k < 2; ++k) {
+                            normalized[0] = '\0';
+                            if (strlen(which[k]) <= R1_ANSWER_MAX_LENGTH)
+                                r1_answer_normalize(a.backend, which[k], strlen(which[k]), normalized, sizeof normalized, NULL);
+                            cJSON_AddStringToObject(result, names[k], normalized);
+                        }
+                    }
+                }
+            }
+        }
+        if (status == 0 && !write_object(out, result)) { fprintf(stderr, "r1lab answer: write failed\n"); status = 1; }
+        cJSON_Delete(result);
+        cJSON_Delete(object);
+        if (status) break;
+    }
+    if (malformed) fprintf(stderr, "r1lab answer: %lld malformed line(s) skipped, %lld processed\n", (long long)malformed, (long long)lines);
+    r1_jsonl_close(reader);
+    if (out != stdout && fclose(out) != 0) status = 1;
+    else if (out == stdout) fflush(stdout);
+    return status;
+}
 
 int r1_command_answer(int argc, char **argv) {
-    (void)argc;
-    fprintf(stderr, "r1lab %s: not built yet\n", argv[0]);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        answer_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "extract") == 0) return answer_stream(argc, argv, 1);
+    if (strcmp(argv[1], "equal") == 0) return answer_stream(argc, argv, 0);
+    fprintf(stderr, "r1lab answer: unknown subcommand \"%s\" (extract or equal)\n", argv[1]);
     return 2;
 }
 
-int r1_command_eval(int argc, char **argv) { return r1_command_answer(argc, argv); }
+/* ---- r1lab eval ------------------------------------------------------------------------------- */
+
+static void eval_usage(FILE *f) {
+    fprintf(f,
+            "usage: r1lab eval --input F.jsonl --pred-key K --gold-key G\n"
+            "                  [--gold-format boxed|gsm8k|plain] [--output per-item.jsonl]\n"
+            "                  [--threads N] [--backend ref|fast]\n"
+            "\n"
+            "Scores model outputs against gold answers. For each line the final answer of\n"
+            "field K is extracted (the last \\boxed{} after </think>, then the fallbacks) and\n"
+            "compared with the answer inside field G, read by --gold-format:\n"
+            "  boxed  G is a solution; its last \\boxed{} is the answer (MATH)      [default]\n"
+            "  gsm8k  G ends in \"#### N\" (GSM8K \"answer\")\n"
+            "  plain  G is the answer itself (GSM8K_zh \"answer_only\")\n"
+            "Numbers in G or K are read as their decimal text.\n"
+            "\n"
+            "Prints on stdout: items, correct, accuracy, no answer, truncated (<think> without\n"
+            "</think>), gold without an answer, malformed lines. With --output, one line per\n"
+            "item: {\"id\",\"line\",\"found\",\"truncated\",\"answer\",\"gold\",\"correct\",\"rule\"}.\n"
+            "\n"
+            "Streams the file in batches of %d lines over all threads (default: all cores),\n"
+            "so memory stays flat. A malformed line is reported with its line number and\n"
+            "skipped (counted); a line without K or G is an error naming the key (exit 1).\n"
+            "Examples:\n"
+            "  r1lab eval --input gsm8k_test_r1.jsonl --pred-key deepseek_r1_response \\\n"
+            "             --gold-key answer --gold-format gsm8k --output items.jsonl\n"
+            "  r1lab eval --input gsm8k_zh.jsonl --pred-key response --gold-key answer_only --gold-format plain\n",
+            BATCH_LINES);
+}
+
+typedef struct eval_item {
+    int64_t line;
+    char *text;          /* the raw line (points into the batch buffer) */
+    size_t length;
+    int malformed;       /* 1 bad JSON, 2 missing pred key, 3 missing gold key */
+    int found, truncated, gold_found, correct;
+    r1_answer_rule rule;
+    char *output;        /* the per-item line (malloc), or NULL */
+} eval_item;
+
+typedef struct eval_args {
+    const char *input, *output, *pred_key, *gold_key;
+    r1_answer_gold_format format;
+    r1_backend backend;
+    int threads;
+} eval_args;
+
+static void score_item(const eval_args *a, eval_item *item, int want_output) {
+    static _Thread_local char answer[ANSWER_CAPACITY], gold_answer[ANSWER_CAPACITY], number[2][64];
+    cJSON *object = cJSON_ParseWithLength(item->text, item->length);
+    if (!object || !cJSON_IsObject(object)) { item->malformed = 1; cJSON_Delete(object); return; }
+    const char *pred = field_text(object, a->pred_key, number[0], sizeof number[0]);
+    const char *gold = field_text(object, a->gold_key, number[1], sizeof number[1]);
+    if (!pred || !gold) { item->malformed = pred ? 3 : 2; cJSON_Delete(object); return; }
+    r1_answer_extraction e;
+    r1_answer_options options = r1_answer_options_default();
+    r1_answer_extract(a->backend, pred, strlen(pred), &options, answer, sizeof answer, &e);
+    item->found = e.found, item->truncated = e.truncated;
+    r1_answer_gold_answer(a->backend, gold, strlen(gold), a->format, gold_answer, sizeof gold_answer, &item->gold_found);
+    item->correct = 0, item->rule = R1_ANSWER_RULE_EMPTY;
+    if (e.found && item->gold_found) {
+        r1_answer_verdict v;
+        r1_answer_equal(a->backend, gold_answer, strlen(gold_answer), answer, strlen(answer), &options, &v);
+        item->correct = v.equal, item->rule = v.rule;
+    }
+    if (want_output) {
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddItemToObject(r, "id", id_of(object, item->line));
+        cJSON_AddNumberToObject(r, "line", (double)item->line);
+        cJSON_AddBoolToObject(r, "found", item->found);
+        cJSON_AddBoolToObject(r, "truncated", item->truncated);
+        cJSON_AddStringToObject(r, "answer", answer);
+        cJSON_AddStringToObject(r, "gold", item->gold_found ? gold_answer : "");
+        cJSON_AddBoolToObject(r, "correct", item->correct);
+        cJSON_AddStringToObject(r, "rule", r1_answer_rule_name(item->rule));
+        item->output = cJSON_PrintUnformatted(r);
+        cJSON_Delete(r);
+    }
+    cJSON_Delete(object);
+}
+
+static int parse_eval_args(int argc, char **argv, eval_args *a) {
+    memset(a, 0, sizeof *a);
+    a->format = R1_ANSWER_GOLD_BOXED;
+    a->backend = R1_FAST;
+    for (int i = 1; i < argc; ++i) {
+        const char *s = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) { eval_usage(stdout); return 0; }
+        if (!v) { fprintf(stderr, "r1lab eval: %s needs a value (or is unknown)\n", s); return 2; }
+        ++i;
+        if (strcmp(s, "--input") == 0) a->input = v;
+        else if (strcmp(s, "--output") == 0) a->output = v;
+        else if (strcmp(s, "--pred-key") == 0) a->pred_key = v;
+        else if (strcmp(s, "--gold-key") == 0) a->gold_key = v;
+        else if (strcmp(s, "--threads") == 0) a->threads = atoi(v);
+        else if (strcmp(s, "--gold-format") == 0) {
+            if (r1_answer_gold_format_parse(v, &a->format) != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); return 2; }
+        } else if (strcmp(s, "--backend") == 0) {
+            if (r1_backend_parse(v, &a->backend) != R1_OK || a->backend == R1_CUDA) {
+                fprintf(stderr, "r1lab eval: --backend must be ref or fast\n");
+                return 2;
+            }
+        } else { fprintf(stderr, "r1lab eval: unknown option %s\n", s); eval_usage(stderr); return 2; }
+    }
+    if (!a->input || !a->pred_key || !a->gold_key) {
+        fprintf(stderr, "r1lab eval: --input, --pred-key and --gold-key are required\n");
+        eval_usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+int r1_command_eval(int argc, char **argv) {
+    eval_args a;
+    int code = parse_eval_args(argc, argv, &a);
+    if (code >= 0) return code;
+#ifdef _OPENMP
+    if (a.threads > 0) omp_set_num_threads(a.threads);
+#endif
+    r1_jsonl_reader *reader = NULL;
+    if (r1_jsonl_open(a.input, &reader) != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); return 1; }
+    FILE *out = NULL;
+    if (a.output && !(out = open_output(a.output))) { r1_jsonl_close(reader); return 1; }
+    eval_item *items = calloc(BATCH_LINES, sizeof *items);
+    size_t buffer_capacity = 1 << 20, buffer_used = 0;
+    char *buffer = malloc(buffer_capacity);
+    int64_t total = 0, correct = 0, no_answer = 0, truncated = 0, no_gold = 0, malformed = 0;
+    int status = items && buffer ? 0 : 1;
+    int done = 0;
+    while (!done && status == 0) {
+        /* read a batch of raw lines into one buffer (offsets first: it may grow) */
+        int count = 0;
+        buffer_used = 0;
+        size_t offsets[BATCH_LINES];
+        while (count < BATCH_LINES) {
+            const char *line;
+            size_t length;
+            int64_t number;
+            r1_status s = r1_jsonl_next_line(reader, &line, &length, &number);
+            if (s == R1_EFORMAT) { fprintf(stderr, "r1lab eval: %s: skipped\n", r1_last_error()); ++malformed; continue; }
+            if (s != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); status = 1; break; }
+            if (!line) { done = 1; break; }
+            if (buffer_used + length + 1 > buffer_capacity) {
+                while (buffer_used + length + 1 > buffer_capacity) buffer_capacity *= 2;
+                char *grown = realloc(buffer, buffer_capacity);
+                if (!grown) { status = 1; break; }
+                buffer = grown;
+            }
+            memcpy(buffer + buffer_used, line, length + 1);
+            offsets[count] = buffer_used;
+            memset(&items[count], 0, sizeof items[count]);
+            items[count].line = number, items[count].length = length;
+            buffer_used += length + 1;
+            ++count;
+        }
+        for (int k = 0; k < count; ++k) items[k].text = buffer + offsets[k];
+#pragma omp parallel for schedule(dynamic, 16)
+        for (int k = 0; k < count; ++k) score_item(&a, &items[k], out != NULL);
+        for (int k = 0; k < count; ++k) {
+            eval_item *it = &items[k];
+            if (it->malformed == 1) {
+                fprintf(stderr, "r1lab eval: %s:%lld: not a JSON object: skipped\n", r1_jsonl_path(reader), (long long)it->line);
+                ++malformed;
+            } else if (it->malformed) {
+                if (status == 0)
+                    fprintf(stderr, "r1lab eval: %s:%lld: no key \"%s\" (or not a string or number)\n", r1_jsonl_path(reader),
+                            (long long)it->line, it->malformed == 2 ? a.pred_key : a.gold_key);
+                status = 1;
+            } else if (status == 0) {
+                ++total;
+                correct += it->correct;
+                no_answer += !it->found;
+                truncated += it->truncated;
+                no_gold += !it->gold_found;
+                if (out && it->output && (fputs(it->output, out) < 0 || fputc('\n', out) == EOF)) status = 1;
+            }
+            free(it->output);
+            it->output = NULL;
+        }
+    }
+    free(items);
+    free(buffer);
+    r1_jsonl_close(reader);
+    if (out && out != stdout && fclose(out) != 0) { fprintf(stderr, "r1lab eval: cannot write %s\n", a.output); status = 1; }
+    if (status != 0) return 1;
+    printf("items      %lld\n", (long long)total);
+    printf("correct    %lld\n", (long long)correct);
+    printf("accuracy   %.4f\n", total ? (double)correct / (double)total : 0.0);
+    printf("no answer  %lld\n", (long long)no_answer);
+    printf("truncated  %lld\n", (long long)truncated);
+    printf("no gold    %lld\n", (long long)no_gold);
+    printf("malformed  %lld (skipped)\n", (long long)malformed);
+    return 0;
+}

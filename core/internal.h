@@ -53,6 +53,31 @@ r1_status sampling_report_invalid_rows(const int32_t *tokens, int64_t batch);
 struct cJSON;
 const char *r1_json_type_name(const struct cJSON *item);
 
+
+/* ---- answer backends (arguments already validated) ---------------------- */
+#include "r1lab/answer.h"
+/* Scratch size for one normalized answer (growth of \frac12 -> \frac{1}{2}
+ * and Unicode -> LaTeX is at most 4x). */
+#define ANSWER_SCRATCH (4 * R1_ANSWER_MAX_LENGTH + 64)
+void answer_extract_ref(const char *text, size_t length, const r1_answer_options *options,
+                        char *answer, size_t capacity, r1_answer_extraction *result);
+void answer_extract_fast(const char *text, size_t length, const r1_answer_options *options,
+                         char *answer, size_t capacity, r1_answer_extraction *result);
+/* The fallback chain on text[region..n) (shared by fast: it runs only when
+ * the region has no box). Returns found; *length = full answer length. */
+int answer_fallbacks_ref(const char *text, size_t region, size_t n, const r1_answer_options *options,
+                         char *answer, size_t capacity, size_t *length, r1_answer_source *source);
+/* Normalizes `length` (<= R1_ANSWER_MAX_LENGTH) bytes into out[ANSWER_SCRATCH];
+ * returns the normalized length. fast shares this one (answers are short). */
+size_t answer_normalize_ref(const char *answer, size_t length, char *out);
+/* Compares two normalized answers (NUL-terminated). */
+r1_answer_verdict answer_compare_normalized_ref(const char *gold, const char *pred,
+                                                const r1_answer_options *options);
+r1_answer_verdict answer_equal_ref(const char *gold, size_t gold_length, const char *pred,
+                                   size_t pred_length, const r1_answer_options *options);
+r1_answer_verdict answer_equal_fast(const char *gold, size_t gold_length, const char *pred,
+                                    size_t pred_length, const r1_answer_options *options);
+
 #ifdef __cplusplus
 }
 #endif
