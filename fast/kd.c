@@ -83,9 +83,9 @@ static inline float load_value(const void *tensor, r1_dtype dtype, size_t i) {
 
 /* Row statistics after pass 1. */
 typedef struct row_stats {
-    float log_sum_q; /* logsumexp(s / T) */
-    float log_sum_r; /* logsumexp(s)     */
-    float log_sum_p; /* logsumexp(z / T) */
+    double log_sum_q; /* logsumexp(s / T) */
+    double log_sum_r; /* logsumexp(s)     */
+    double log_sum_p; /* logsumexp(z / T) */
     int reason;
 } row_stats;
 
@@ -138,17 +138,22 @@ static row_stats row_statistics(const float *s, const float *z, size_t V, float 
     else if (bad_z) st.reason = KD_BAD_TEACHER;
     else if (m_z == -INFINITY) st.reason = KD_TEACHER_EMPTY;
     else if (reverse && zero_p) st.reason = KD_REVERSE_INFINITE;
-    st.log_sum_q = (float)(m_s * inv_T + log(sum_q));
-    st.log_sum_r = (float)(m_s + log(sum_r));
-    st.log_sum_p = (float)(m_z * inv_T + log(sum_p));
+    st.log_sum_q = (double)m_s * inv_T + log(sum_q);
+    st.log_sum_r = (double)m_s + log(sum_r);
+    st.log_sum_p = (double)m_z * inv_T + log(sum_p);
     return st;
 }
 
 /* Passes 2 (and 3): the loss of one counted token; writes the float gradient
- * (times w) into `grad_row` (V), which may alias s. beta > 0 keeps g in z. */
+ * (times w) into `grad_row` (V), which may alias s. beta > 0 keeps g in z.
+ * log q, log p and d = log p - log q are formed in float64 (|s / T| may reach
+ * tens, where a float32 ulp is ~2e-6); exps and logs of the small results are
+ * float32. */
 static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, float *z, size_t V,
                                     int32_t y, row_stats st, float w, float *grad_row) {
-    const float T = desc->temperature, inv_T = 1.0f / T, gamma = desc->gamma, beta = desc->beta;
+    const float T = desc->temperature, gamma = desc->gamma, beta = desc->beta;
+    const double inv_T = 1.0 / (double)T;
+    const double lse_q = st.log_sum_q, lse_p = st.log_sum_p, lse_r = st.log_sum_r;
     const float a = w * (1.0f - gamma), c = w * gamma * T;
     const int need_r = gamma < 1.0f;
     const float s_y = need_r ? s[y] : 0.0f; /* s may be overwritten below */
@@ -156,50 +161,52 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
     if (beta == 0.0f) {
 #pragma omp simd reduction(+ : D)
         for (size_t i = 0; i < V; ++i) {
-            float log_q = s[i] * inv_T - st.log_sum_q;
-            float log_p = z[i] * inv_T - st.log_sum_p;
-            float p = exp_nonpositive(log_p), q = exp_nonpositive(log_q);
-            D += p > 0.0f ? p * (log_p - log_q) : 0.0f;
-            float r = need_r ? exp_nonpositive(s[i] - st.log_sum_r) : 0.0f;
+            double log_q = s[i] * inv_T - lse_q, log_p = z[i] * inv_T - lse_p;
+            float p = exp_nonpositive((float)log_p), q = exp_nonpositive((float)log_q);
+            D += p > 0.0f ? p * (log_p - log_q) : 0.0;
+            float r = need_r ? exp_nonpositive((float)(s[i] - lse_r)) : 0.0f;
             grad_row[i] = a * r + c * (q - p);
         }
     } else {
-        const float one_minus = 1.0f - beta;
-        const float log_beta = logf(beta), log_one_minus = one_minus > 0 ? logf(one_minus) : 0;
+        /* JSD: g = (1 - beta)(log q - log M) = c0 + g', with c0 = -(1 - beta) log(1 - beta)
+         * the value where p = 0 and g' = -(1 - beta) log(1 + rho e^d), rho = beta / (1 - beta),
+         * d = log p - log q. g - gbar = g' - g'bar: no cancellation against c0. */
+        const float one_minus = 1.0f - beta, rho = beta / one_minus;
+        const double c0 = beta < 1.0f ? -(double)one_minus * log((double)one_minus) : 0.0;
         const int reverse = beta == 1.0f;
         double gbar = 0.0;
-#pragma omp simd reduction(+ : D, gbar)
         for (size_t i = 0; i < V; ++i) {
-            float log_q = s[i] * inv_T - st.log_sum_q;
-            float log_p = z[i] * inv_T - st.log_sum_p;
-            float p = exp_nonpositive(log_p), q = exp_nonpositive(log_q);
-            float term, g;
+            double log_q = s[i] * inv_T - lse_q, log_p = z[i] * inv_T - lse_p;
+            float p = exp_nonpositive((float)log_p), q = exp_nonpositive((float)log_q);
+            float d = (float)(log_p - log_q); /* -inf where p = 0 */
+            double term;
+            float g;
             if (reverse) {
-                g = log_q - log_p;
-                term = q * g;
+                g = -d;
+                term = (double)q * g;
             } else {
-                /* log M = log(beta p + (1 - beta) q), in the log domain */
-                float x = log_beta + log_p, u = log_one_minus + log_q;
-                float m = fmaxf(x, u);
-                float log_M = m + logf(exp_nonpositive(x - m) + exp_nonpositive(u - m));
-                g = one_minus * (log_q - log_M);
-                term = (p > 0.0f ? beta * p * (log_p - log_M) : 0.0f) + q * g;
+                float e = exp_nonpositive(-fabsf(d));
+                float h = d > 0.0f ? d + logf(rho + e) : log1pf(rho * e);
+                g = -one_minus * h; /* g' */
+                /* log p - log M = d - h - log(1 - beta);  q g = q (g' + c0) */
+                term = (p > 0.0f ? beta * (double)p * ((double)d - h - log((double)one_minus)) : 0.0) +
+                       (double)q * ((double)g + c0);
             }
             D += term;
-            gbar += q * g;
-            z[i] = g; /* g for pass 3 */
+            gbar += (double)q * g;
+            z[i] = g; /* g (reverse) or g' (JSD) for pass 3 */
         }
         const float gb = (float)gbar;
 #pragma omp simd
         for (size_t i = 0; i < V; ++i) {
-            float q = exp_nonpositive(s[i] * inv_T - st.log_sum_q);
-            float r = need_r ? exp_nonpositive(s[i] - st.log_sum_r) : 0.0f;
+            float q = exp_nonpositive((float)(s[i] * inv_T - lse_q));
+            float r = need_r ? exp_nonpositive((float)(s[i] - lse_r)) : 0.0f;
             grad_row[i] = a * r + c * q * (z[i] - gb);
         }
     }
     double loss = (double)gamma * T * T * D;
     if (need_r) {
-        loss += (1.0 - gamma) * ((double)st.log_sum_r - s_y);
+        loss += (1.0 - gamma) * (lse_r - s_y);
         grad_row[y] -= a;
     }
     return loss;
