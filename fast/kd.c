@@ -33,6 +33,13 @@
 
 #include "core/internal.h"
 
+/* Float compares inside selects (clamps, masks) keep gcc from if-converting,
+ * hence from vectorizing, under its default -ftrapping-math; this file never
+ * relies on floating-point exception flags. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #define BLOCK 512
 
 static int thread_count(void) {
@@ -56,7 +63,8 @@ static int thread_index(void) {
  * in the exponent bits. Below -87.3 the result is 0. Relative error ~2e-7. */
 static inline float exp_nonpositive(float x) {
     x = x < -87.3f ? -87.3f : x; /* also maps -inf */
-    float k = __builtin_roundf(x * 1.44269504088896341f);
+    /* round to nearest by adding and removing 1.5 * 2^23 (no libm call) */
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - k * 0.693145751953125f;   /* ln2 high part, exact product */
     r = r - k * 1.428606765330187045e-06f;  /* ln2 low part                 */
     float p = 1.0f / 720;
@@ -107,11 +115,11 @@ static row_stats row_statistics(const float *s, const float *z, size_t V, float 
             bad_s |= (us & 0x7f800000u) == 0x7f800000u;            /* NaN or +-inf */
             bad_z |= (uz & 0x7fffffffu) > 0x7f800000u || uz == 0x7f800000u; /* NaN, +inf */
             zero_p |= uz == 0xff800000u;                            /* -inf */
-            bm_s = fmaxf(bm_s, sb[i]);
-            bm_z = fmaxf(bm_z, zb[i]);
+            bm_s = sb[i] > bm_s ? sb[i] : bm_s; /* not fmaxf: a libm call without -ffast-math */
+            bm_z = zb[i] > bm_z ? zb[i] : bm_z;
         }
         if (bad_s | bad_z) break;
-        float n_s = fmaxf(m_s, bm_s), n_z = fmaxf(m_z, bm_z);
+        float n_s = bm_s > m_s ? bm_s : m_s, n_z = bm_z > m_z ? bm_z : m_z;
         if (n_s > m_s) {
             sum_q *= exp((double)((m_s - n_s) * inv_T));
             sum_r *= exp((double)(m_s - n_s));
@@ -153,7 +161,8 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
                                     int32_t y, row_stats st, float w, float *grad_row) {
     const float T = desc->temperature, gamma = desc->gamma, beta = desc->beta;
     const double inv_T = 1.0 / (double)T;
-    const double lse_q = st.log_sum_q, lse_p = st.log_sum_p, lse_r = st.log_sum_r;
+    const double lse_q = st.log_sum_q, lse_p = st.log_sum_p;
+    const double lse_r = gamma < 1.0f ? st.log_sum_r : 1e30; /* gamma = 1: r unused, exp gives 0 */
     const float a = w * (1.0f - gamma), c = w * gamma * T;
     const int need_r = gamma < 1.0f;
     const float s_y = need_r ? s[y] : 0.0f; /* s may be overwritten below */
@@ -161,10 +170,12 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
     if (beta == 0.0f) {
 #pragma omp simd reduction(+ : D)
         for (size_t i = 0; i < V; ++i) {
+            /* branch-free: log p = -inf is clamped so that p * (log p - log q) = 0 * finite */
             double log_q = s[i] * inv_T - lse_q, log_p = z[i] * inv_T - lse_p;
+            log_p = log_p < -1e30 ? -1e30 : log_p;
             float p = exp_nonpositive((float)log_p), q = exp_nonpositive((float)log_q);
-            D += p > 0.0f ? p * (log_p - log_q) : 0.0;
-            float r = need_r ? exp_nonpositive((float)(s[i] - lse_r)) : 0.0f;
+            D += p * (log_p - log_q);
+            float r = exp_nonpositive((float)(s[i] - lse_r)); /* a = 0 when gamma = 1 */
             grad_row[i] = a * r + c * (q - p);
         }
     } else {
@@ -200,7 +211,7 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
 #pragma omp simd
         for (size_t i = 0; i < V; ++i) {
             float q = exp_nonpositive((float)(s[i] * inv_T - lse_q));
-            float r = need_r ? exp_nonpositive((float)(s[i] - lse_r)) : 0.0f;
+            float r = exp_nonpositive((float)(s[i] - lse_r)); /* a = 0 when gamma = 1 */
             grad_row[i] = a * r + c * q * (z[i] - gb);
         }
     }
