@@ -258,8 +258,15 @@ static void store_row(void *grad, r1_dtype dtype, size_t t, size_t V, const floa
         memcpy((float *)grad + t * V, row, V * 4);
         return;
     }
+    /* round to nearest even, as r1_f32_to_bf16 (gradients are never NaN here) */
     uint16_t *out = (uint16_t *)grad + t * V;
-    for (size_t i = 0; i < V; ++i) out[i] = r1_f32_to_bf16(row[i]);
+#pragma omp simd
+    for (size_t i = 0; i < V; ++i) {
+        uint32_t bits;
+        memcpy(&bits, &row[i], 4);
+        bits += 0x7fffu + ((bits >> 16) & 1u);
+        out[i] = (uint16_t)(bits >> 16);
+    }
 }
 
 static float reduction_weight(const r1_kd_desc *desc, int64_t counted) {
