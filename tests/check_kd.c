@@ -345,7 +345,8 @@ static void fill_logits(void *data, r1_dtype dtype, size_t n, r1t_rng *rng, doub
     }
 }
 
-static random_case make_random_case(r1t_rng *rng, int64_t N, int64_t V) {
+/* force_bf16_fkl: bf16 inputs, beta = 0, dense teacher (the CUDA v2 path). */
+static random_case make_random_case(r1t_rng *rng, int64_t N, int64_t V, int force_bf16_fkl) {
     static const float temperatures[] = {1.0f, 2.0f, 4.0f, 0.7f};
     static const float gammas[] = {0.0f, 0.5f, 1.0f, 0.3f};
     static const float betas[] = {0.0f, 0.5f, 1.0f, 0.2f};
@@ -359,6 +360,11 @@ static random_case make_random_case(r1t_rng *rng, int64_t N, int64_t V) {
     c.desc.beta = betas[r1t_rng_range(rng, 0, 3)];
     c.desc.reduction = (r1_kd_reduction)r1t_rng_range(rng, 0, 2);
     int sparse = r1t_rng_range(rng, 0, 3) == 0 && c.desc.beta < 1.0f;
+    if (force_bf16_fkl) {
+        c.desc.dtype = R1_BF16;
+        c.desc.beta = 0.0f;
+        sparse = 0;
+    }
     const size_t n = (size_t)(N * V);
     c.student = malloc(r1_dtype_bytes(c.desc.dtype, n));
     fill_logits(c.student, c.desc.dtype, n, rng, 1.0 + 3.0 * r1t_rng_uniform(rng));
@@ -419,9 +425,9 @@ static void describe(const random_case *c, char *label, size_t size, r1_backend 
 }
 
 /* One random case: backend vs ref, also with the gradient written in place. */
-static int agree_once(r1_backend backend, r1t_rng *rng, int64_t N, int64_t V, uint64_t seed,
-                      check_summary *summary) {
-    random_case c = make_random_case(rng, N, V);
+static int agree_once(r1_backend backend, r1t_rng *rng, int64_t N, int64_t V, int force_bf16_fkl,
+                      uint64_t seed, check_summary *summary) {
+    random_case c = make_random_case(rng, N, V, force_bf16_fkl);
     char label[384];
     describe(&c, label, sizeof label, backend, seed);
     const size_t n = (size_t)(N * V), bytes = r1_dtype_bytes(c.desc.dtype, n);
@@ -479,7 +485,7 @@ static int agree_linear_once(r1_backend backend, r1t_rng *rng, uint64_t seed,
                              check_summary *summary) {
     const int64_t N = r1t_rng_range(rng, 1, 9), V = r1t_rng_range(rng, 50, 400);
     const int64_t d = r1t_rng_range(rng, 8, 96);
-    random_case c = make_random_case(rng, N, V); /* teacher logits / sparse, labels, params */
+    random_case c = make_random_case(rng, N, V, 0); /* teacher logits / sparse, labels, params */
     r1_kd_linear_desc desc = {0};
     desc.kd = c.desc;
     desc.hidden = d;
@@ -550,8 +556,10 @@ r1_status check_kd_agreement(r1_backend backend, uint64_t seed, int64_t rows,
         /* mostly small vocabularies, sometimes one that is not a multiple of the block sizes */
         int64_t V = round % 4 == 3 ? r1t_rng_range(&rng, 20000, 40000) : r1t_rng_range(&rng, 1, 3000);
         int64_t N = V > 10000 ? r1t_rng_range(&rng, 1, 4) : r1t_rng_range(&rng, 1, 24);
-        agree_once(backend, &rng, N, V, seed, summary);
+        agree_once(backend, &rng, N, V, 0, seed, summary);
         done += N;
+        /* the Qwen2.5 vocabulary in bf16 with forward KL (CUDA's cluster path) */
+        if (round % 3 == 0) agree_once(backend, &rng, r1t_rng_range(&rng, 1, 5), 152064, 1, seed, summary);
         if (round % 2 == 0) agree_linear_once(backend, &rng, seed, summary);
     }
     return R1_OK;
