@@ -20,7 +20,11 @@
  * gradient in place, then dh = G W and dW += G^T h (threads over d / V).
  *
  * VERSIONS (N = 256, V = 152064, 2-core VM, gcc -O3 -march=native -fopenmp):
- *  v1  the design above.  (numbers in docs/kd.md)
+ *  v1  the design above; libm fmaxf / roundf calls and branches kept the
+ *      row loops scalar: 1.09 s (ref 1.52 s).
+ *  v2  branch-free masks, integer-free rounding, no-trapping-math so gcc
+ *      if-converts; vectorized bf16 store; vectorizable log / log1p for JSD.
+ *      forward KL 39.0 ms (ref 952 ms: 24x), JSD 77.7 ms.
  */
 #include <math.h>
 #include <stdint.h>
