@@ -82,3 +82,56 @@ r1_answer_verdict answer_equal_fast(const char *gold, size_t gold_length, const 
 }
 #endif
 #endif
+
+/* ---- kd backends (desc already validated) --------------------------------- */
+#include "r1lab/kd.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Why a counted token's row could not be computed (R1_ENUMERIC). */
+typedef enum kd_bad_reason {
+    KD_ROW_OK = 0,
+    KD_BAD_STUDENT = 1,      /* student logit NaN or +-inf                      */
+    KD_BAD_TEACHER = 2,      /* teacher logit / logprob NaN or +inf             */
+    KD_TEACHER_EMPTY = 3,    /* teacher row entirely -inf                       */
+    KD_REVERSE_INFINITE = 4  /* beta = 1 and a teacher probability is 0         */
+} kd_bad_reason;
+/* The first bad token a backend met (first = -1: none) and how many. */
+typedef struct kd_report {
+    int64_t first;
+    int32_t reason;
+    int64_t count;
+} kd_report;
+/* Records row t's reason in the report (lowest t wins; not thread-safe). */
+void kd_report_note(kd_report *report, int64_t t, int reason);
+/* Counted tokens: labels != ignore_index (all N when labels is NULL). */
+int64_t kd_counted_tokens(const r1_kd_desc *desc, const int32_t *labels);
+
+size_t kd_workspace_size_ref(const r1_kd_desc *desc);
+r1_status kd_loss_ref(const r1_kd_desc *desc, const r1_kd_inputs *in,
+                      const r1_kd_outputs *out, void *workspace, kd_report *report);
+size_t kd_linear_workspace_size_ref(const r1_kd_linear_desc *desc);
+r1_status kd_linear_ref(const r1_kd_linear_desc *desc, const r1_kd_linear_inputs *in,
+                        const r1_kd_linear_outputs *out, void *workspace, kd_report *report);
+size_t kd_workspace_size_fast(const r1_kd_desc *desc);
+r1_status kd_loss_fast(const r1_kd_desc *desc, const r1_kd_inputs *in,
+                       const r1_kd_outputs *out, void *workspace, kd_report *report);
+size_t kd_linear_workspace_size_fast(const r1_kd_linear_desc *desc);
+r1_status kd_linear_fast(const r1_kd_linear_desc *desc, const r1_kd_linear_inputs *in,
+                         const r1_kd_linear_outputs *out, void *workspace, kd_report *report);
+/* cuda: also checks labels and sparse ids on the device (R1_EINVAL with the
+ * same sentences as the host validation). */
+size_t kd_workspace_size_cuda(const r1_kd_desc *desc);
+r1_status kd_loss_cuda(const r1_kd_desc *desc, const r1_kd_inputs *in,
+                       const r1_kd_outputs *out, void *workspace, kd_report *report,
+                       void *stream);
+size_t kd_linear_workspace_size_cuda(const r1_kd_linear_desc *desc);
+r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_linear_inputs *in,
+                         const r1_kd_linear_outputs *out, void *workspace, kd_report *report,
+                         void *stream);
+/* The sentences for bad labels / ids, shared by host and device validation. */
+r1_status kd_fail_label(int64_t t, int32_t label, int64_t vocab, int32_t ignore_index);
+r1_status kd_fail_sparse_id(int64_t t, int32_t j, int32_t id, int64_t vocab, int repeated);
+#ifdef __cplusplus
+}
+#endif

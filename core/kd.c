@@ -1,0 +1,310 @@
+/*
+ * core/kd.c — the public kd entry points: validate once, then dispatch to
+ * ref/, fast/ or kernels/. Semantics are in r1lab/kd.h.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+r1_kd_desc r1_kd_desc_default(void) {
+    r1_kd_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.dtype = R1_F32;
+    desc.gamma = 1.0f;
+    desc.temperature = 1.0f;
+    desc.beta = 0.0f;
+    desc.ignore_index = -100;
+    desc.reduction = R1_KD_MEAN;
+    return desc;
+}
+
+void kd_report_note(kd_report *report, int64_t t, int reason) {
+    if (reason == KD_ROW_OK) return;
+    report->count += 1;
+    if (report->first < 0 || t < report->first) {
+        report->first = t;
+        report->reason = reason;
+    }
+}
+
+int64_t kd_counted_tokens(const r1_kd_desc *desc, const int32_t *labels) {
+    if (labels == NULL) return desc->tokens;
+    int64_t counted = 0;
+    for (int64_t t = 0; t < desc->tokens; ++t) counted += labels[t] != desc->ignore_index;
+    return counted;
+}
+
+r1_status kd_fail_label(int64_t t, int32_t label, int64_t vocab, int32_t ignore_index) {
+    return r1_fail(R1_EINVAL, "labels[%lld] = %d: outside [0, vocab = %lld) and not ignore_index = %d",
+                   (long long)t, label, (long long)vocab, ignore_index);
+}
+
+r1_status kd_fail_sparse_id(int64_t t, int32_t j, int32_t id, int64_t vocab, int repeated) {
+    if (repeated)
+        return r1_fail(R1_EINVAL, "teacher_ids[%lld, %d] = %d repeats an earlier id of token %lld",
+                       (long long)t, j, id, (long long)t);
+    return r1_fail(R1_EINVAL, "teacher_ids[%lld, %d] = %d: outside [0, vocab = %lld)",
+                   (long long)t, j, id, (long long)vocab);
+}
+
+static r1_status validate_parameters(const r1_kd_desc *desc) {
+    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    if (desc->tokens <= 0)
+        return r1_fail(R1_EINVAL, "tokens = %lld: must be > 0", (long long)desc->tokens);
+    if (desc->vocab <= 0 || desc->vocab > INT32_MAX)
+        return r1_fail(R1_EINVAL, "vocab = %lld: must be in [1, 2^31 - 1]", (long long)desc->vocab);
+    if (desc->dtype != R1_F32 && desc->dtype != R1_BF16)
+        return r1_fail(R1_EINVAL, "dtype = %s: kd takes f32 or bf16", r1_dtype_name(desc->dtype));
+    if (!(desc->temperature > 0.0f) || !isfinite(desc->temperature))
+        return r1_fail(R1_EINVAL, "temperature = %g: must be finite and > 0",
+                       (double)desc->temperature);
+    if (!(desc->gamma >= 0.0f && desc->gamma <= 1.0f))
+        return r1_fail(R1_EINVAL, "gamma = %g: must be in [0, 1]", (double)desc->gamma);
+    if (!(desc->beta >= 0.0f && desc->beta <= 1.0f))
+        return r1_fail(R1_EINVAL, "beta = %g: must be in [0, 1] (0 forward KL, 1 reverse KL)",
+                       (double)desc->beta);
+    if (desc->reduction != R1_KD_MEAN && desc->reduction != R1_KD_SUM &&
+        desc->reduction != R1_KD_NONE)
+        return r1_fail(R1_EINVAL, "reduction = %d: expected R1_KD_MEAN, R1_KD_SUM or R1_KD_NONE",
+                       (int)desc->reduction);
+    if (desc->teacher_topk < 0 || desc->teacher_topk > desc->vocab)
+        return r1_fail(R1_EINVAL, "teacher_topk = %d: must be in [0, vocab = %lld] (0 = dense)",
+                       desc->teacher_topk, (long long)desc->vocab);
+    return R1_OK;
+}
+
+/* Labels and sparse ids in host memory (ref / fast). */
+static r1_status validate_host_indices(const r1_kd_desc *desc, const int32_t *labels,
+                                       const int32_t *ids) {
+    const int64_t N = desc->tokens, V = desc->vocab;
+    if (labels) {
+        for (int64_t t = 0; t < N; ++t) {
+            int32_t y = labels[t];
+            if (y != desc->ignore_index && (y < 0 || y >= V))
+                return kd_fail_label(t, y, V, desc->ignore_index);
+        }
+    }
+    const int32_t k = desc->teacher_topk;
+    if (k > 0) {
+        for (int64_t t = 0; t < N; ++t) {
+            const int32_t *row = ids + t * k;
+            for (int32_t j = 0; j < k; ++j) {
+                if (row[j] < 0 || row[j] >= V) return kd_fail_sparse_id(t, j, row[j], V, 0);
+                for (int32_t i = 0; i < j; ++i)
+                    if (row[i] == row[j]) return kd_fail_sparse_id(t, j, row[j], V, 1);
+            }
+        }
+    }
+    return R1_OK;
+}
+
+static r1_status validate_common(const r1_kd_desc *desc, const int32_t *labels,
+                                 const void *teacher_logits, const int32_t *ids,
+                                 const float *logprobs, int teacher_from_hidden,
+                                 const float *loss, const float *token_losses) {
+    r1_status status = validate_parameters(desc);
+    if (status != R1_OK) return status;
+    if (labels == NULL && desc->gamma < 1.0f)
+        return r1_fail(R1_EINVAL, "labels is NULL but gamma = %g < 1 needs labels for the "
+                       "cross-entropy term", (double)desc->gamma);
+    if (desc->teacher_topk > 0) {
+        if (teacher_from_hidden)
+            return r1_fail(R1_EINVAL, "teacher_topk = %d with a teacher given as hidden states: "
+                           "choose one teacher form", desc->teacher_topk);
+        if (ids == NULL || logprobs == NULL)
+            return r1_fail(R1_EINVAL, "teacher_topk = %d but teacher_ids or teacher_logprobs is NULL",
+                           desc->teacher_topk);
+    } else if (!teacher_from_hidden && teacher_logits == NULL) {
+        return r1_fail(R1_EINVAL, "teacher_logits is NULL (dense teacher, teacher_topk = 0)");
+    }
+    if (loss == NULL) return r1_fail(R1_EINVAL, "out->loss is NULL");
+    if (desc->reduction == R1_KD_NONE && token_losses == NULL)
+        return r1_fail(R1_EINVAL, "reduction = R1_KD_NONE but out->token_losses is NULL");
+    return R1_OK;
+}
+
+r1_status r1_kd_validate(const r1_kd_desc *desc, const r1_kd_inputs *in,
+                         const r1_kd_outputs *out) {
+    if (in == NULL) return r1_fail(R1_EINVAL, "in is NULL");
+    if (out == NULL) return r1_fail(R1_EINVAL, "out is NULL");
+    r1_status status = validate_common(desc, in->labels, in->teacher_logits, in->teacher_ids,
+                                       in->teacher_logprobs, 0, out->loss, out->token_losses);
+    if (status != R1_OK) return status;
+    if (in->student_logits == NULL) return r1_fail(R1_EINVAL, "student_logits is NULL");
+    if (out->grad != NULL && desc->teacher_topk == 0) {
+        size_t bytes = r1_dtype_bytes(desc->dtype, (size_t)(desc->tokens * desc->vocab));
+        const char *g = out->grad, *z = in->teacher_logits;
+        if (g < z + bytes && z < g + bytes)
+            return r1_fail(R1_EINVAL, "out->grad overlaps teacher_logits: the gradient may only "
+                           "overwrite the student logits");
+    }
+    return R1_OK;
+}
+
+r1_status r1_kd_linear_validate(const r1_kd_linear_desc *desc, const r1_kd_linear_inputs *in,
+                                const r1_kd_linear_outputs *out) {
+    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    if (in == NULL) return r1_fail(R1_EINVAL, "in is NULL");
+    if (out == NULL) return r1_fail(R1_EINVAL, "out is NULL");
+    if (desc->hidden <= 0)
+        return r1_fail(R1_EINVAL, "hidden = %lld: must be > 0", (long long)desc->hidden);
+    if (desc->teacher_hidden < 0)
+        return r1_fail(R1_EINVAL, "teacher_hidden = %lld: must be >= 0 (0 = teacher as logits)",
+                       (long long)desc->teacher_hidden);
+    if (desc->chunk_tokens < 0)
+        return r1_fail(R1_EINVAL, "chunk_tokens = %lld: must be >= 0 (0 = backend's choice)",
+                       (long long)desc->chunk_tokens);
+    int from_hidden = desc->teacher_hidden > 0;
+    r1_status status = validate_common(&desc->kd, in->labels, in->teacher_logits, in->teacher_ids,
+                                       in->teacher_logprobs, from_hidden, out->loss,
+                                       out->token_losses);
+    if (status != R1_OK) return status;
+    if (in->student_hidden == NULL || in->student_weight == NULL)
+        return r1_fail(R1_EINVAL, "student_hidden or student_weight is NULL");
+    if (from_hidden && (in->teacher_hidden == NULL || in->teacher_weight == NULL))
+        return r1_fail(R1_EINVAL, "teacher_hidden = %lld but in->teacher_hidden or "
+                       "in->teacher_weight is NULL", (long long)desc->teacher_hidden);
+    return R1_OK;
+}
+
+size_t r1_kd_workspace_size(r1_backend backend, const r1_kd_desc *desc) {
+    if (validate_parameters(desc) != R1_OK) return 0;
+    switch (backend) {
+    case R1_REF: return kd_workspace_size_ref(desc);
+    case R1_FAST: return kd_workspace_size_fast(desc);
+    case R1_CUDA: return r1_cuda_built() ? kd_workspace_size_cuda(desc) : 0;
+    }
+    return 0;
+}
+
+size_t r1_kd_linear_workspace_size(r1_backend backend, const r1_kd_linear_desc *desc) {
+    if (desc == NULL || validate_parameters(&desc->kd) != R1_OK || desc->hidden <= 0) return 0;
+    switch (backend) {
+    case R1_REF: return kd_linear_workspace_size_ref(desc);
+    case R1_FAST: return kd_linear_workspace_size_fast(desc);
+    case R1_CUDA: return r1_cuda_built() ? kd_linear_workspace_size_cuda(desc) : 0;
+    }
+    return 0;
+}
+
+static const char *reason_sentence(int reason) {
+    switch (reason) {
+    case KD_BAD_STUDENT: return "a student logit is NaN or infinite";
+    case KD_BAD_TEACHER: return "a teacher logit (or logprob) is NaN or +inf";
+    case KD_TEACHER_EMPTY: return "the teacher row is entirely -inf (no probability anywhere)";
+    case KD_REVERSE_INFINITE:
+        return "beta = 1 (reverse KL) and the teacher gives probability 0 to an entry the "
+               "student does not: KL(q || p) is infinite";
+    }
+    return "unknown reason";
+}
+
+static r1_status report_status(const kd_report *report) {
+    if (report->first < 0) return R1_OK;
+    return r1_fail(R1_ENUMERIC, "token %lld (and %lld more): %s; its loss is NaN and its "
+                   "gradient 0", (long long)report->first, (long long)(report->count - 1),
+                   reason_sentence(report->reason));
+}
+
+static r1_status check_backend(r1_backend backend) {
+    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
+        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA", (int)backend);
+    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
+        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
+                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
+    return R1_OK;
+}
+
+/* Allocates the workspace when the caller gave none; *owned is what to free. */
+static r1_status get_workspace(r1_backend backend, size_t needed, void **workspace,
+                               size_t workspace_bytes, void **owned) {
+    *owned = NULL;
+    if (*workspace != NULL && workspace_bytes < needed)
+        return r1_fail(R1_EINVAL, "workspace_bytes = %zu: this call needs %zu", workspace_bytes,
+                       needed);
+    if (*workspace == NULL && needed > 0) {
+        r1_status status = R1_OK;
+        if (backend == R1_CUDA) status = r1_device_alloc(owned, needed);
+        else if ((*owned = malloc(needed)) == NULL) status = R1_ENOMEM;
+        if (status != R1_OK)
+            return status == R1_ENOMEM
+                       ? r1_fail(R1_ENOMEM, "could not allocate %zu bytes of workspace", needed)
+                       : status;
+        *workspace = *owned;
+    }
+    return R1_OK;
+}
+
+static r1_status release_workspace(r1_backend backend, void *owned, r1_status status) {
+    if (owned == NULL) return status;
+    if (backend == R1_CUDA) {
+        r1_status sync = r1_device_synchronize();
+        r1_device_free(owned);
+        if (status == R1_OK) status = sync;
+    } else {
+        free(owned);
+    }
+    return status;
+}
+
+r1_status r1_kd_loss(r1_backend backend, const r1_kd_desc *desc, const r1_kd_inputs *in,
+                     const r1_kd_outputs *out, void *workspace, size_t workspace_bytes,
+                     void *stream) {
+    r1_status status = r1_kd_validate(desc, in, out);
+    if (status == R1_OK) status = check_backend(backend);
+    if (status == R1_OK && backend != R1_CUDA)
+        status = validate_host_indices(desc, in->labels, in->teacher_ids);
+    if (status != R1_OK) return status;
+    void *owned = NULL;
+    status = get_workspace(backend, r1_kd_workspace_size(backend, desc), &workspace,
+                           workspace_bytes, &owned);
+    if (status != R1_OK) return status;
+    kd_report report = {-1, 0, 0};
+    switch (backend) {
+    case R1_REF: status = kd_loss_ref(desc, in, out, workspace, &report); break;
+    case R1_FAST: status = kd_loss_fast(desc, in, out, workspace, &report); break;
+    case R1_CUDA: status = kd_loss_cuda(desc, in, out, workspace, &report, stream); break;
+    }
+    if (status == R1_OK) status = report_status(&report);
+    return release_workspace(backend, owned, status);
+}
+
+r1_status r1_kd_linear(r1_backend backend, const r1_kd_linear_desc *desc,
+                       const r1_kd_linear_inputs *in, const r1_kd_linear_outputs *out,
+                       void *workspace, size_t workspace_bytes, void *stream) {
+    r1_status status = r1_kd_linear_validate(desc, in, out);
+    if (status == R1_OK) status = check_backend(backend);
+    if (status == R1_OK && backend != R1_CUDA)
+        status = validate_host_indices(&desc->kd, in->labels, in->teacher_ids);
+    if (status != R1_OK) return status;
+    void *owned = NULL;
+    status = get_workspace(backend, r1_kd_linear_workspace_size(backend, desc), &workspace,
+                           workspace_bytes, &owned);
+    if (status != R1_OK) return status;
+    kd_report report = {-1, 0, 0};
+    switch (backend) {
+    case R1_REF: status = kd_linear_ref(desc, in, out, workspace, &report); break;
+    case R1_FAST: status = kd_linear_fast(desc, in, out, workspace, &report); break;
+    case R1_CUDA: status = kd_linear_cuda(desc, in, out, workspace, &report, stream); break;
+    }
+    if (status == R1_OK) status = report_status(&report);
+    return release_workspace(backend, owned, status);
+}
+
+#ifndef R1LAB_HAVE_CUDA
+/* CPU-only build: the CUDA backend is absent (the entry points return
+ * R1_EUNSUPPORTED before reaching these). */
+size_t kd_workspace_size_cuda(const r1_kd_desc *desc) { return 0; }
+r1_status kd_loss_cuda(const r1_kd_desc *desc, const r1_kd_inputs *in, const r1_kd_outputs *out,
+                       void *workspace, kd_report *report, void *stream) {
+    return r1_fail(R1_EUNSUPPORTED, "r1lab was built without CUDA");
+}
+size_t kd_linear_workspace_size_cuda(const r1_kd_linear_desc *desc) { return 0; }
+r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_linear_inputs *in,
+                         const r1_kd_linear_outputs *out, void *workspace, kd_report *report,
+                         void *stream) {
+    return r1_fail(R1_EUNSUPPORTED, "r1lab was built without CUDA");
+}
+#endif

@@ -1,0 +1,899 @@
+/*
+ * kernels/kd.cu — the distillation loss and its gradient on the GPU (the
+ * semantics of r1lab/kd.h).
+ *
+ * Logits form, per call:
+ *  1. kd_prepare: one block checks labels and sparse ids (the same sentences
+ *     as the host validation), counts the counted tokens C (the MEAN weight
+ *     w = 1/C is read on the device, so nothing waits for the host);
+ *  2. sparse teacher only: kd_densify writes the top-k log-probs into an
+ *     (N, V) f32 row of -inf in the workspace; softmax(lp / T) of that row is
+ *     exactly the "renormalized top-k" rule, so the dense kernel follows;
+ *  3. kd_rows: one CTA per token row. Pass 1 streams s and z once with an
+ *     online max / rescaled sum per thread (student at 1/T and at 1, teacher
+ *     at 1/T), merged across the block. beta = 0 (forward KL): pass 2 reads
+ *     the row again and writes the loss terms and the gradient
+ *     w [(1 - gamma)(r - onehot) + gamma T (q - p)] in the same pass. beta > 0
+ *     (reverse KL, JSD): pass 2 sums D and gbar = sum q g, pass 3 writes
+ *     w [... + gamma T q (g - gbar)]. Values are float32; the row sums of the
+ *     loss terms float64. JSD's g is centred on its p = 0 value as in fast/.
+ *  4. kd_finish: one block sums the row losses in float64 in token order (a
+ *     deterministic loss), writes token_losses, and the first bad row.
+ * Fused-linear form: chunks of tokens; per chunk cuBLAS computes the student
+ * (and teacher) logits (C, V) in f32 (bf16 inputs on tensor cores, f32
+ * accumulation), kd_rows turns them into the gradient (bf16 for bf16 inputs,
+ * so the backward GEMMs run on tensor cores too), then dH = G W and
+ * dW += G^T H. Peak extra memory: the chunk's logits, teacher logits and G.
+ *
+ * VERSIONS
+ *  v1  the design above; loads are scalar and coalesced; bytes per element of
+ *      the benchmark (bf16, forward KL): read s, z twice, write g once
+ *      (10 bytes per element: ~4.2 ms at N = 8192, V = 152064, 2.97 TB/s).
+ *  v2  forward KL with bf16 inputs on sm_90 (the benchmark case): a cluster
+ *      of CTAs per row holds the row in shared memory (kd_rows_cluster), so
+ *      HBM sees the floor, 6 bytes per element; 16-byte loads and stores.
+ *      Other cases, and R1LAB_KD_V1=1, run v1.
+ */
+#include <cooperative_groups.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "core/internal.h"
+
+namespace cg = cooperative_groups;
+
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kWarps = kThreads / 32;
+
+#define CUDA_TRY(call)                                                                    \
+    do {                                                                                  \
+        cudaError_t cuda_try_error = (call);                                              \
+        if (cuda_try_error != cudaSuccess)                                                \
+            return r1_fail(R1_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
+                           cudaGetErrorString(cuda_try_error));                           \
+    } while (0)
+
+#define CUBLAS_TRY(call)                                                                  \
+    do {                                                                                  \
+        cublasStatus_t cublas_try_status = (call);                                        \
+        if (cublas_try_status != CUBLAS_STATUS_SUCCESS)                                   \
+            return r1_fail(R1_ECUDA, "%s:%d: %s: cuBLAS status %d", __FILE__, __LINE__,    \
+                           #call, (int)cublas_try_status);                                \
+    } while (0)
+
+/* What kd_prepare and kd_finish report back (device memory, in the workspace). */
+struct PrepareReport {
+    long long counted;         /* C                                         */
+    long long bad_label_token; /* lowest token with a bad label, or N       */
+    long long bad_id_slot;     /* lowest t * k + j with a bad id, or N * k  */
+    int repeated;              /* that id repeats an earlier one            */
+    int pad;
+    long long first_bad_row;   /* lowest row with a kd_bad_reason, or -1    */
+    long long bad_rows;
+    int first_reason;
+    int pad2;
+    float loss;                /* L, mirrored for the host                  */
+};
+
+struct RowParams {
+    int N;             /* rows in this launch                  */
+    long long V;
+    float inv_T, T, gamma, beta;
+    int ignore_index;
+    int has_labels;
+    int mean;          /* MEAN reduction: w = 1 / C             */
+};
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ void store(float *p, float v) { *p = v; }
+__device__ __forceinline__ void store(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+
+/* (max, sum of exp((x - max) * scale)) merged: the online-softmax step. */
+__device__ __forceinline__ void merge(float &m, float &sum, float m2, float sum2, float scale) {
+    if (m2 == -INFINITY) return;
+    if (m == -INFINITY) { m = m2; sum = sum2; return; }
+    float n = fmaxf(m, m2);
+    sum = sum * expf((m - n) * scale) + sum2 * expf((m2 - n) * scale);
+    m = n;
+}
+
+template <typename T>
+__device__ __forceinline__ T block_sum(T v, T *shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+    __syncthreads();
+    T total = 0;
+    for (int w = 0; w < kWarps; ++w) total += shared[w];
+    return total;
+}
+
+/* Block-wide merge of (m, sum) pairs for the three softmaxes. */
+__device__ void block_merge(float *m, float *sum, const float *scale, int count, float *shared) {
+    for (int c = 0; c < count; ++c) {
+        for (int o = 16; o > 0; o >>= 1) {
+            float m2 = __shfl_xor_sync(0xffffffffu, m[c], o);
+            float s2 = __shfl_xor_sync(0xffffffffu, sum[c], o);
+            merge(m[c], sum[c], m2, s2, scale[c]);
+        }
+    }
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0)
+        for (int c = 0; c < count; ++c) {
+            shared[(threadIdx.x >> 5) * 6 + 2 * c] = m[c];
+            shared[(threadIdx.x >> 5) * 6 + 2 * c + 1] = sum[c];
+        }
+    __syncthreads();
+    for (int c = 0; c < count; ++c) {
+        float mm = -INFINITY, ss = 0.0f;
+        for (int w = 0; w < kWarps; ++w) merge(mm, ss, shared[w * 6 + 2 * c], shared[w * 6 + 2 * c + 1], scale[c]);
+        m[c] = mm;
+        sum[c] = ss;
+    }
+}
+
+__global__ void kd_prepare(const int32_t *labels, const int32_t *ids, long long N, long long V,
+                           int k, int ignore_index, PrepareReport *report) {
+    __shared__ long long shared[kWarps];
+    __shared__ unsigned long long bad_label, bad_id;
+    if (threadIdx.x == 0) {
+        bad_label = (unsigned long long)N;
+        bad_id = (unsigned long long)(N * k);
+    }
+    __syncthreads();
+    long long counted = 0;
+    for (long long t = threadIdx.x; t < N; t += blockDim.x) {
+        if (labels == nullptr) { ++counted; continue; }
+        int y = labels[t];
+        if (y != ignore_index) ++counted;
+        if (y != ignore_index && (y < 0 || y >= V)) atomicMin(&bad_label, (unsigned long long)t);
+    }
+    for (long long slot = threadIdx.x; slot < N * k; slot += blockDim.x) {
+        long long t = slot / k;
+        int j = (int)(slot % k), id = ids[slot];
+        int bad = id < 0 || id >= V, rep = 0;
+        for (int i = 0; i < j && !bad; ++i) rep |= ids[t * k + i] == id;
+        if (bad || rep) atomicMin(&bad_id, (unsigned long long)slot);
+    }
+    long long total = block_sum<long long>(counted, shared);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        report->counted = total;
+        report->bad_label_token = (long long)bad_label;
+        report->bad_id_slot = (long long)bad_id;
+        if (bad_id < (unsigned long long)(N * k)) {
+            long long t = (long long)bad_id / k;
+            int j = (int)((long long)bad_id % k), id = ids[bad_id];
+            int rep = 0;
+            for (int i = 0; i < j; ++i) rep |= ids[t * k + i] == id;
+            report->repeated = rep && !(id < 0 || id >= V);
+        }
+        report->first_bad_row = -1;
+        report->bad_rows = 0;
+    }
+}
+
+/* Sparse teacher as an f32 row: lp on the ids, -inf elsewhere. */
+__global__ void kd_densify(const int32_t *ids, const float *lp, long long N, long long V, int k,
+                           float *z) {
+    long long t = blockIdx.x;
+    for (long long i = threadIdx.x; i < V; i += blockDim.x) z[t * V + i] = -INFINITY;
+    __syncthreads();
+    for (int j = threadIdx.x; j < k; j += blockDim.x) z[t * V + ids[t * k + j]] = lp[t * k + j];
+}
+
+/* One CTA per row. s, z: (N, V) rows of this launch; grad may be null (loss
+ * only) and may alias s. labels point at this launch's first token. */
+template <typename TS, typename TZ, typename TG>
+__global__ void __launch_bounds__(kThreads)
+kd_rows(const TS *__restrict__ s_all, const TZ *__restrict__ z_all, TG *grad_all,
+        const int32_t *labels, RowParams prm, const PrepareReport *report, float *row_loss,
+        int *row_reason) {
+    __shared__ float shared_f[kWarps * 6];
+    __shared__ double shared_d[kWarps];
+    __shared__ float s_label;
+    const long long t = blockIdx.x, V = prm.V;
+    const TS *s = s_all + t * V;
+    const TZ *z = z_all + t * V;
+    TG *grad = grad_all ? grad_all + t * V : nullptr;
+    const int y = prm.has_labels ? labels[t] : -1;
+    const bool counted = !prm.has_labels || y != prm.ignore_index;
+    const long long C = report->counted;
+    const float w = prm.mean ? (C > 0 ? (float)(1.0 / (double)C) : 0.0f) : 1.0f;
+    const bool need_r = prm.gamma < 1.0f;
+
+    int reason = KD_ROW_OK;
+    float m[3] = {-INFINITY, -INFINITY, -INFINITY}, sum[3] = {0.0f, 0.0f, 0.0f};
+    const float scale[3] = {prm.inv_T, 1.0f, prm.inv_T};
+    if (counted) {
+        /* pass 1: online max / sums, bad-number flags */
+        int bad_s = 0, bad_z = 0, zero_p = 0;
+        for (long long i = threadIdx.x; i < V; i += kThreads) {
+            float x = to_float(s[i]), u = to_float(z[i]);
+            bad_s |= !isfinite(x);
+            bad_z |= isnan(u) || u == INFINITY;
+            zero_p |= u == -INFINITY;
+            if (x > m[0]) {
+                sum[0] = sum[0] * expf((m[0] - x) * prm.inv_T) + 1.0f;
+                sum[1] = sum[1] * expf(m[0] - x) + 1.0f;
+                m[0] = m[1] = x;
+            } else {
+                sum[0] += expf((x - m[0]) * prm.inv_T);
+                sum[1] += expf(x - m[0]);
+            }
+            if (u > m[2]) {
+                sum[2] = (m[2] == -INFINITY ? 0.0f : sum[2] * expf((m[2] - u) * prm.inv_T)) + 1.0f;
+                m[2] = u;
+            } else if (u != -INFINITY) {
+                sum[2] += expf((u - m[2]) * prm.inv_T);
+            }
+        }
+        bad_s = __syncthreads_or(bad_s);
+        bad_z = __syncthreads_or(bad_z);
+        zero_p = __syncthreads_or(zero_p);
+        if (!bad_s && !bad_z) block_merge(m, sum, scale, 3, shared_f);
+        if (bad_s) reason = KD_BAD_STUDENT;
+        else if (bad_z) reason = KD_BAD_TEACHER;
+        else if (m[2] == -INFINITY) reason = KD_TEACHER_EMPTY;
+        else if (prm.beta == 1.0f && zero_p) reason = KD_REVERSE_INFINITE;
+        /* (y is checked by kd_prepare; an asynchronous call with a bad label gets NaN) */
+        if (threadIdx.x == 0 && need_r && reason == KD_ROW_OK)
+            s_label = (y >= 0 && y < V) ? to_float(s[y]) : NAN;
+        __syncthreads();
+    }
+    if (!counted || reason != KD_ROW_OK) {
+        if (grad)
+            for (long long i = threadIdx.x; i < V; i += kThreads) store(&grad[i], 0.0f);
+        if (threadIdx.x == 0) {
+            row_loss[t] = reason == KD_ROW_OK ? 0.0f : NAN;
+            row_reason[t] = reason;
+        }
+        return;
+    }
+    /* log q_i = (s_i - m_s)/T - log S_q, log p_i = (z_i - m_z)/T - log S_p, log r = s_i - m_s - log S_r */
+    const float m_s = m[0], m_z = m[2];
+    const float log_sq = logf(sum[0]), log_sr = logf(sum[1]), log_sp = logf(sum[2]);
+    const float a = w * (1.0f - prm.gamma), c = w * prm.gamma * prm.T;
+    const float beta = prm.beta, one_minus = 1.0f - beta;
+    double D = 0.0;
+    if (beta == 0.0f) {
+        /* pass 2: forward KL, loss terms and gradient together */
+        for (long long i = threadIdx.x; i < V; i += kThreads) {
+            float x = to_float(s[i]), u = to_float(z[i]);
+            float log_q = (x - m_s) * prm.inv_T - log_sq;
+            float log_p = (u - m_z) * prm.inv_T - log_sp;
+            float q = expf(log_q), p = expf(log_p);
+            if (p > 0.0f) D += (double)p * (double)(log_p - log_q);
+            if (grad) {
+                float r = need_r ? expf(x - m_s - log_sr) : 0.0f;
+                float g = a * (r - (i == y ? 1.0f : 0.0f)) + c * (q - p);
+                store(&grad[i], g);
+            }
+        }
+        D = block_sum<double>(D, shared_d);
+    } else {
+        /* pass 2: D and gbar; pass 3: the gradient */
+        const bool reverse = beta == 1.0f;
+        const float rho = reverse ? 0.0f : beta / one_minus;
+        const double log_one_minus = reverse ? 0.0 : log((double)one_minus);
+        const double c0 = reverse ? 0.0 : -(double)one_minus * log_one_minus;
+        double gbar = 0.0;
+        for (long long i = threadIdx.x; i < V; i += kThreads) {
+            float x = to_float(s[i]), u = to_float(z[i]);
+            float log_q = (x - m_s) * prm.inv_T - log_sq;
+            float log_p = (u - m_z) * prm.inv_T - log_sp;
+            float q = expf(log_q), p = expf(log_p);
+            float d = log_p - log_q;
+            float g;
+            if (reverse) {
+                g = -d;
+                D += (double)q * g;
+            } else {
+                float e = expf(-fabsf(d));
+                float h = d > 0.0f ? d + logf(rho + e) : log1pf(rho * e);
+                g = -one_minus * h;
+                if (p > 0.0f) D += beta * (double)p * ((double)d - h - log_one_minus);
+                D += (double)q * ((double)g + c0);
+            }
+            gbar += (double)q * g;
+        }
+        D = block_sum<double>(D, shared_d);
+        gbar = block_sum<double>(gbar, shared_d);
+        const float gb = (float)gbar;
+        if (grad) {
+            for (long long i = threadIdx.x; i < V; i += kThreads) {
+                float x = to_float(s[i]), u = to_float(z[i]);
+                float log_q = (x - m_s) * prm.inv_T - log_sq;
+                float log_p = (u - m_z) * prm.inv_T - log_sp;
+                float q = expf(log_q);
+                float d = log_p - log_q, g;
+                if (reverse) {
+                    g = -d;
+                } else {
+                    float e = expf(-fabsf(d));
+                    g = -one_minus * (d > 0.0f ? d + logf(rho + e) : log1pf(rho * e));
+                }
+                float r = need_r ? expf(x - m_s - log_sr) : 0.0f;
+                store(&grad[i], a * (r - (i == y ? 1.0f : 0.0f)) + c * q * (g - gb));
+            }
+        }
+    }
+    if (threadIdx.x == 0) {
+        double loss = (double)prm.gamma * prm.T * prm.T * D;
+        if (need_r) loss += (1.0 - prm.gamma) * ((double)m_s + log_sr - s_label);
+        row_loss[t] = (float)loss;
+        row_reason[t] = KD_ROW_OK;
+    }
+}
+
+/* ---- v2: a cluster of CTAs per row, the row held in shared memory ----------
+ * Forward KL, bf16 student and teacher, V % 8 == 0, sm_90. The row is split
+ * into `cluster` slices; each CTA reads its slice of s and z from HBM once
+ * (16-byte loads) into shared memory while taking the online max / sums, the
+ * CTAs of the cluster exchange their statistics through distributed shared
+ * memory, then each writes its slice's gradient (16-byte stores) from shared
+ * memory: HBM traffic is the floor, read s, z once and write g once. */
+struct SliceStats {
+    float m_s, sum_q, sum_r, m_z, sum_p;
+    int bad_s, bad_z;
+    int has_label;
+    float s_label;
+    double D;
+};
+
+__device__ __forceinline__ void cluster_sync_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::this_cluster().sync();
+#else
+    __syncthreads();
+#endif
+}
+
+__device__ __forceinline__ unsigned cluster_rank_of_block() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    return cg::this_cluster().block_rank();
+#else
+    return 0;
+#endif
+}
+
+template <typename T> __device__ __forceinline__ T *shared_of_rank(T *pointer, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    return cg::this_cluster().map_shared_rank(pointer, rank);
+#else
+    return pointer;
+#endif
+}
+
+__device__ __forceinline__ float bf16_bits_to_float(uint32_t bits16) {
+    return __uint_as_float(bits16 << 16);
+}
+
+__global__ void __launch_bounds__(kThreads)
+kd_rows_cluster(const uint16_t *__restrict__ s_all, const uint16_t *__restrict__ z_all,
+                uint16_t *grad_all, const int32_t *labels, RowParams prm, int cluster,
+                long long slice, const PrepareReport *report, float *row_loss, int *row_reason) {
+    extern __shared__ __align__(16) uint16_t slice_values[]; /* s slice, then z slice */
+    __shared__ float shared_f[kWarps * 6];
+    __shared__ double shared_d[kWarps];
+    __shared__ SliceStats mine;
+    const unsigned rank = cluster_rank_of_block();
+    const long long t = blockIdx.x / cluster, V = prm.V;
+    const long long begin = (long long)rank * slice;
+    const long long end = begin + slice < V ? begin + slice : V;
+    const long long n = end > begin ? end - begin : 0; /* a multiple of 8 */
+    uint16_t *ss = slice_values, *zs = slice_values + slice;
+    const uint16_t *s = s_all + t * V + begin, *z = z_all + t * V + begin;
+    uint16_t *grad = grad_all ? grad_all + t * V + begin : nullptr;
+    const int y = prm.has_labels ? labels[t] : -1;
+    const bool counted = !prm.has_labels || y != prm.ignore_index;
+    const long long C = report->counted;
+    const float w = prm.mean ? (C > 0 ? (float)(1.0 / (double)C) : 0.0f) : 1.0f;
+    const bool need_r = prm.gamma < 1.0f;
+
+    float m[3] = {-INFINITY, -INFINITY, -INFINITY}, sum[3] = {0.0f, 0.0f, 0.0f};
+    const float scale[3] = {prm.inv_T, 1.0f, prm.inv_T};
+    int bad_s = 0, bad_z = 0;
+    if (counted) {
+        for (long long i = 8 * (long long)threadIdx.x; i < n; i += 8 * kThreads) {
+            uint4 sv = *reinterpret_cast<const uint4 *>(s + i);
+            uint4 zv = *reinterpret_cast<const uint4 *>(z + i);
+            *reinterpret_cast<uint4 *>(ss + i) = sv;
+            *reinterpret_cast<uint4 *>(zs + i) = zv;
+            const uint32_t sw[4] = {sv.x, sv.y, sv.z, sv.w}, zw[4] = {zv.x, zv.y, zv.z, zv.w};
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                float x = bf16_bits_to_float((sw[e >> 1] >> (16 * (e & 1))) & 0xffffu);
+                float u = bf16_bits_to_float((zw[e >> 1] >> (16 * (e & 1))) & 0xffffu);
+                bad_s |= !isfinite(x);
+                bad_z |= isnan(u) || u == INFINITY;
+                if (x > m[0]) {
+                    sum[0] = sum[0] * expf((m[0] - x) * prm.inv_T) + 1.0f;
+                    sum[1] = sum[1] * expf(m[0] - x) + 1.0f;
+                    m[0] = m[1] = x;
+                } else {
+                    sum[0] += expf((x - m[0]) * prm.inv_T);
+                    sum[1] += expf(x - m[0]);
+                }
+                if (u > m[2]) {
+                    sum[2] = (m[2] == -INFINITY ? 0.0f : sum[2] * expf((m[2] - u) * prm.inv_T)) + 1.0f;
+                    m[2] = u;
+                } else if (u != -INFINITY) {
+                    sum[2] += expf((u - m[2]) * prm.inv_T);
+                }
+            }
+        }
+        bad_s = __syncthreads_or(bad_s);
+        bad_z = __syncthreads_or(bad_z);
+        if (!bad_s && !bad_z) block_merge(m, sum, scale, 3, shared_f);
+        if (threadIdx.x == 0) {
+            mine.m_s = m[0];
+            mine.sum_q = sum[0];
+            mine.sum_r = sum[1];
+            mine.m_z = m[2];
+            mine.sum_p = sum[2];
+            mine.bad_s = bad_s;
+            mine.bad_z = bad_z;
+            mine.has_label = need_r && y >= begin && y < end;
+            mine.s_label = mine.has_label ? bf16_bits_to_float(s_all[t * V + y]) : 0.0f;
+        }
+    }
+    cluster_sync_all(); /* every slice's statistics are written */
+    /* the row's statistics, merged in rank order (the same on every CTA) */
+    float row_m[3] = {-INFINITY, -INFINITY, -INFINITY}, row_sum[3] = {0.0f, 0.0f, 0.0f};
+    int row_bad_s = 0, row_bad_z = 0;
+    float s_label = 0.0f;
+    if (counted) {
+        for (int r = 0; r < cluster; ++r) {
+            const SliceStats *o = shared_of_rank(&mine, (unsigned)r);
+            row_bad_s |= o->bad_s;
+            row_bad_z |= o->bad_z;
+            if (o->has_label) s_label = o->s_label;
+            float om_s = o->m_s, osq = o->sum_q, osr = o->sum_r, om_z = o->m_z, osp = o->sum_p;
+            float m0 = row_m[0];
+            merge(row_m[0], row_sum[0], om_s, osq, prm.inv_T);
+            row_m[1] = m0;
+            merge(row_m[1], row_sum[1], om_s, osr, 1.0f);
+            merge(row_m[2], row_sum[2], om_z, osp, prm.inv_T);
+        }
+    }
+    int reason = KD_ROW_OK;
+    if (counted) {
+        if (row_bad_s) reason = KD_BAD_STUDENT;
+        else if (row_bad_z) reason = KD_BAD_TEACHER;
+        else if (row_m[2] == -INFINITY) reason = KD_TEACHER_EMPTY;
+    }
+    double D = 0.0;
+    if (!counted || reason != KD_ROW_OK) {
+        if (grad)
+            for (long long i = 8 * (long long)threadIdx.x; i < n; i += 8 * kThreads)
+                *reinterpret_cast<uint4 *>(grad + i) = make_uint4(0, 0, 0, 0);
+    } else {
+        const float m_s = row_m[0], m_z = row_m[2];
+        const float log_sq = logf(row_sum[0]), log_sr = logf(row_sum[1]), log_sp = logf(row_sum[2]);
+        const float a = w * (1.0f - prm.gamma), c = w * prm.gamma * prm.T;
+        for (long long i = 8 * (long long)threadIdx.x; i < n; i += 8 * kThreads) {
+            uint4 sv = *reinterpret_cast<const uint4 *>(ss + i);
+            uint4 zv = *reinterpret_cast<const uint4 *>(zs + i);
+            const uint32_t sw[4] = {sv.x, sv.y, sv.z, sv.w}, zw[4] = {zv.x, zv.y, zv.z, zv.w};
+            uint32_t out[4] = {0, 0, 0, 0};
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                float x = bf16_bits_to_float((sw[e >> 1] >> (16 * (e & 1))) & 0xffffu);
+                float u = bf16_bits_to_float((zw[e >> 1] >> (16 * (e & 1))) & 0xffffu);
+                float log_q = (x - m_s) * prm.inv_T - log_sq;
+                float log_p = (u - m_z) * prm.inv_T - log_sp;
+                float q = expf(log_q), p = expf(log_p);
+                if (p > 0.0f) D += (double)p * (double)(log_p - log_q);
+                float r = need_r ? expf(x - m_s - log_sr) : 0.0f;
+                float g = a * (r - (begin + i + e == y ? 1.0f : 0.0f)) + c * (q - p);
+                uint32_t bits = __bfloat16_as_ushort(__float2bfloat16_rn(g));
+                out[e >> 1] |= bits << (16 * (e & 1));
+            }
+            if (grad) *reinterpret_cast<uint4 *>(grad + i) = make_uint4(out[0], out[1], out[2], out[3]);
+        }
+        D = block_sum<double>(D, shared_d);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) mine.D = D;
+    cluster_sync_all(); /* every slice's D is written; statistics reads are done */
+    if (rank == 0 && threadIdx.x == 0) {
+        double total = 0.0;
+        for (int r = 0; r < cluster; ++r) total += shared_of_rank(&mine, (unsigned)r)->D;
+        double loss = 0.0;
+        if (counted && reason == KD_ROW_OK) {
+            loss = (double)prm.gamma * prm.T * prm.T * total;
+            if (need_r) loss += (1.0 - prm.gamma) * ((double)row_m[0] + logf(row_sum[1]) - s_label);
+        }
+        row_loss[t] = reason == KD_ROW_OK ? (float)loss : NAN;
+        row_reason[t] = reason;
+    }
+    cluster_sync_all(); /* no CTA exits while rank 0 reads its shared memory */
+}
+
+/* One block of 1024 threads: L in float64 (each thread a fixed strided set of
+ * rows, then a fixed tree: the same order every run), token_losses, the first
+ * bad row. */
+constexpr int kFinishThreads = 1024;
+__global__ void __launch_bounds__(kFinishThreads)
+kd_finish(const float *row_loss, const int *row_reason, long long N, int mean,
+          float *token_losses, float *loss, PrepareReport *report) {
+    __shared__ double partial[kFinishThreads];
+    __shared__ unsigned long long first_bad;
+    __shared__ unsigned long long bad_count;
+    if (threadIdx.x == 0) {
+        first_bad = ~0ull;
+        bad_count = 0;
+    }
+    __syncthreads();
+    double total = 0.0;
+    unsigned long long bad = 0;
+    for (long long t = threadIdx.x; t < N; t += kFinishThreads) {
+        total += row_loss[t];
+        if (token_losses) token_losses[t] = row_loss[t];
+        if (row_reason[t] != KD_ROW_OK) {
+            atomicMin(&first_bad, (unsigned long long)t);
+            ++bad;
+        }
+    }
+    if (bad) atomicAdd(&bad_count, bad);
+    partial[threadIdx.x] = total;
+    __syncthreads();
+    for (int stride = kFinishThreads / 2; stride > 0; stride >>= 1) {
+        if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        long long C = report->counted;
+        double sum = partial[0];
+        float L = (float)(mean ? (C > 0 ? sum / (double)C : 0.0) : sum);
+        *loss = L;
+        report->loss = L;
+        report->first_bad_row = first_bad == ~0ull ? -1 : (long long)first_bad;
+        report->bad_rows = (long long)bad_count;
+        report->first_reason = first_bad == ~0ull ? 0 : row_reason[first_bad];
+    }
+}
+
+size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
+
+/* Workspace layout of the logits form. */
+struct Layout {
+    size_t report, row_loss, row_reason, dense, total;
+};
+
+Layout logits_layout(const r1_kd_desc *desc) {
+    const size_t N = (size_t)desc->tokens, V = (size_t)desc->vocab;
+    Layout l;
+    l.report = 0;
+    l.row_loss = align_up(sizeof(PrepareReport));
+    l.row_reason = l.row_loss + align_up(N * 4);
+    l.dense = l.row_reason + align_up(N * 4);
+    l.total = l.dense + (desc->teacher_topk > 0 ? align_up(N * V * 4) : 0);
+    return l;
+}
+
+RowParams row_params(const r1_kd_desc *desc, int has_labels) {
+    RowParams p;
+    p.N = (int)desc->tokens;
+    p.V = desc->vocab;
+    p.T = desc->temperature;
+    p.inv_T = 1.0f / desc->temperature;
+    p.gamma = desc->gamma;
+    p.beta = desc->beta;
+    p.ignore_index = desc->ignore_index;
+    p.has_labels = has_labels;
+    p.mean = desc->reduction == R1_KD_MEAN;
+    return p;
+}
+
+template <typename TS, typename TZ, typename TG>
+void launch_rows(long long rows, const void *s, const void *z, void *grad, const int32_t *labels,
+                 RowParams prm, const PrepareReport *report, float *row_loss, int *row_reason,
+                 cudaStream_t stream) {
+    kd_rows<TS, TZ, TG><<<(unsigned)rows, kThreads, 0, stream>>>(
+        (const TS *)s, (const TZ *)z, (TG *)grad, labels, prm, report, row_loss, row_reason);
+}
+
+/* Dispatch on (student, teacher, gradient) element types. */
+void rows_any(r1_dtype s_type, r1_dtype z_type, r1_dtype g_type, long long rows, const void *s,
+              const void *z, void *grad, const int32_t *labels, RowParams prm,
+              const PrepareReport *report, float *row_loss, int *row_reason, cudaStream_t st) {
+    typedef __nv_bfloat16 bf;
+    const bool sb = s_type == R1_BF16, zb = z_type == R1_BF16, gb = g_type == R1_BF16;
+    if (!sb && !zb && !gb) launch_rows<float, float, float>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+    else if (!sb && !zb && gb) launch_rows<float, float, bf>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+    else if (!sb && zb && !gb) launch_rows<float, bf, float>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+    else if (!sb && zb && gb) launch_rows<float, bf, bf>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+    else if (sb && !zb && !gb) launch_rows<bf, float, float>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+    else if (sb && !zb && gb) launch_rows<bf, float, bf>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+    else if (sb && zb && !gb) launch_rows<bf, bf, float>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+    else launch_rows<bf, bf, bf>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
+}
+
+/* v2's plan for a row of V bf16 values: cluster size and slice length, or 0
+ * when v2 does not apply (then kd_rows runs). R1LAB_KD_V1=1 forces v1. */
+struct ClusterPlan {
+    int cluster;
+    long long slice;
+    size_t shared_bytes;
+};
+
+ClusterPlan cluster_plan(const r1_kd_desc *desc, int teacher_dense_bf16) {
+    ClusterPlan plan = {0, 0, 0};
+    static int compute_major = -1;
+    if (compute_major < 0) {
+        int device = 0, major = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
+            major = 0;
+        compute_major = major;
+    }
+    const char *force = getenv("R1LAB_KD_V1");
+    if (force && force[0] == '1') return plan;
+    const long long V = desc->vocab;
+    if (compute_major < 9 || desc->dtype != R1_BF16 || !teacher_dense_bf16 || desc->beta != 0.0f ||
+        V % 8 != 0)
+        return plan;
+    const long long target = 98304; /* bytes of s + z per CTA: two CTAs per SM */
+    long long cluster = (V * 4 + target - 1) / target;
+    if (cluster < 1) cluster = 1;
+    if (cluster > 8) return plan;
+    long long slice = (V + cluster - 1) / cluster;
+    slice = (slice + 7) / 8 * 8;
+    plan.cluster = (int)cluster;
+    plan.slice = slice;
+    plan.shared_bytes = (size_t)slice * 4;
+    return plan;
+}
+
+r1_status launch_rows_cluster(const ClusterPlan &plan, long long rows, const void *s,
+                              const void *z, void *grad, const int32_t *labels, RowParams prm,
+                              const PrepareReport *report, float *row_loss, int *row_reason,
+                              cudaStream_t stream) {
+    static size_t raised_to = 0;
+    if (raised_to < plan.shared_bytes) {
+        CUDA_TRY(cudaFuncSetAttribute(kd_rows_cluster, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      (int)plan.shared_bytes));
+        CUDA_TRY(cudaFuncSetAttribute(kd_rows_cluster, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      (int)cudaSharedmemCarveoutMaxShared));
+        raised_to = plan.shared_bytes;
+    }
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3((unsigned)(rows * plan.cluster), 1, 1);
+    config.blockDim = dim3(kThreads, 1, 1);
+    config.dynamicSmemBytes = plan.shared_bytes;
+    config.stream = stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeClusterDimension;
+    attribute[0].val.clusterDim.x = (unsigned)plan.cluster;
+    attribute[0].val.clusterDim.y = 1;
+    attribute[0].val.clusterDim.z = 1;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    CUDA_TRY(cudaLaunchKernelEx(&config, kd_rows_cluster, (const uint16_t *)s, (const uint16_t *)z,
+                                (uint16_t *)grad, labels, prm, plan.cluster, plan.slice, report,
+                                row_loss, row_reason));
+    return R1_OK;
+}
+
+/* Reads the report back (synchronous calls) and turns it into a status. */
+r1_status read_report(const r1_kd_desc *desc, const int32_t *labels, const int32_t *ids,
+                      const PrepareReport *device_report, kd_report *report, cudaStream_t stream) {
+    PrepareReport host;
+    CUDA_TRY(cudaMemcpyAsync(&host, device_report, sizeof host, cudaMemcpyDeviceToHost, stream));
+    CUDA_TRY(cudaStreamSynchronize(stream));
+    const long long N = desc->tokens, k = desc->teacher_topk;
+    if (host.bad_label_token < N) {
+        int32_t y = 0;
+        CUDA_TRY(cudaMemcpy(&y, labels + host.bad_label_token, 4, cudaMemcpyDeviceToHost));
+        return kd_fail_label(host.bad_label_token, y, desc->vocab, desc->ignore_index);
+    }
+    if (k > 0 && host.bad_id_slot < N * k) {
+        int32_t id = 0;
+        CUDA_TRY(cudaMemcpy(&id, ids + host.bad_id_slot, 4, cudaMemcpyDeviceToHost));
+        return kd_fail_sparse_id(host.bad_id_slot / k, (int32_t)(host.bad_id_slot % k), id,
+                                 desc->vocab, host.repeated);
+    }
+    if (host.first_bad_row >= 0) {
+        report->first = host.first_bad_row;
+        report->reason = host.first_reason;
+        report->count = host.bad_rows;
+    }
+    return R1_OK;
+}
+
+/* ---- cuBLAS ------------------------------------------------------------------ */
+
+cublasHandle_t blas_handle(r1_status *status) {
+    static cublasHandle_t handle = nullptr;
+    if (handle == nullptr && cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) {
+        *status = r1_fail(R1_ECUDA, "cublasCreate failed");
+        handle = nullptr;
+    }
+    return handle;
+}
+
+cudaDataType_t blas_type(r1_dtype dtype) { return dtype == R1_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+/* Row-major out (rows, V) f32 = X (rows, dim) W^T, W (V, dim). */
+r1_status gemm_logits(cublasHandle_t h, r1_dtype dtype, const void *X, const void *W, long long rows,
+                      long long V, long long dim, float *out) {
+    const float one = 1.0f, zero = 0.0f;
+    CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)V, (int)rows, (int)dim, &one, W,
+                            blas_type(dtype), (int)dim, X, blas_type(dtype), (int)dim, &zero, out,
+                            CUDA_R_32F, (int)V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return R1_OK;
+}
+
+size_t linear_chunk(const r1_kd_linear_desc *desc) {
+    size_t V = (size_t)desc->kd.vocab, N = (size_t)desc->kd.tokens;
+    size_t chunk = desc->chunk_tokens > 0 ? (size_t)desc->chunk_tokens
+                                          : ((size_t)1 << 28) / (V * 4); /* 256 MiB of f32 logits */
+    if (chunk < 1) chunk = 1;
+    return chunk > N ? N : chunk;
+}
+
+struct LinearLayout {
+    size_t report, row_loss, row_reason, dense, S, Z, G, total;
+};
+
+LinearLayout linear_layout(const r1_kd_linear_desc *desc) {
+    const r1_kd_desc *kd = &desc->kd;
+    const size_t N = (size_t)kd->tokens, V = (size_t)kd->vocab, C = linear_chunk(desc);
+    LinearLayout l;
+    l.report = 0;
+    l.row_loss = align_up(sizeof(PrepareReport));
+    l.row_reason = l.row_loss + align_up(N * 4);
+    l.dense = l.row_reason + align_up(N * 4);
+    l.S = l.dense + (kd->teacher_topk > 0 ? align_up(C * V * 4) : 0);
+    l.Z = l.S + align_up(C * V * 4);
+    l.G = l.Z + (desc->teacher_hidden > 0 ? align_up(C * V * 4) : 0);
+    l.total = l.G + (kd->dtype == R1_BF16 ? align_up(C * V * 2) : 0);
+    return l;
+}
+
+}  // namespace
+
+extern "C" size_t kd_workspace_size_cuda(const r1_kd_desc *desc) {
+    return logits_layout(desc).total;
+}
+
+extern "C" r1_status kd_loss_cuda(const r1_kd_desc *desc, const r1_kd_inputs *in,
+                                  const r1_kd_outputs *out, void *workspace, kd_report *report,
+                                  void *stream_pointer) {
+    cudaStream_t stream = (cudaStream_t)stream_pointer;
+    const long long N = desc->tokens, V = desc->vocab;
+    const int k = desc->teacher_topk;
+    Layout l = logits_layout(desc);
+    char *ws = (char *)workspace;
+    PrepareReport *dev_report = (PrepareReport *)(ws + l.report);
+    float *row_loss = (float *)(ws + l.row_loss);
+    int *row_reason = (int *)(ws + l.row_reason);
+    kd_prepare<<<1, kThreads, 0, stream>>>(in->labels, in->teacher_ids, N, V, k,
+                                           desc->ignore_index, dev_report);
+    CUDA_TRY(cudaGetLastError());
+    if (!desc->asynchronous) {
+        /* bad labels / ids must not reach the row kernel (it indexes with them) */
+        r1_status status = read_report(desc, in->labels, in->teacher_ids, dev_report, report, stream);
+        if (status != R1_OK) return status;
+    }
+    const void *teacher = in->teacher_logits;
+    r1_dtype teacher_type = desc->dtype;
+    if (k > 0) {
+        float *dense = (float *)(ws + l.dense);
+        kd_densify<<<(unsigned)N, kThreads, 0, stream>>>(in->teacher_ids, in->teacher_logprobs, N, V,
+                                                          k, dense);
+        CUDA_TRY(cudaGetLastError());
+        teacher = dense;
+        teacher_type = R1_F32;
+    }
+    RowParams prm = row_params(desc, in->labels != nullptr);
+    ClusterPlan plan = cluster_plan(desc, k == 0);
+    if (plan.cluster > 0) {
+        r1_status status = launch_rows_cluster(plan, N, in->student_logits, teacher, out->grad,
+                                               in->labels, prm, dev_report, row_loss, row_reason,
+                                               stream);
+        if (status != R1_OK) return status;
+    } else {
+        rows_any(desc->dtype, teacher_type, desc->dtype, N, in->student_logits, teacher, out->grad,
+                 in->labels, prm, dev_report, row_loss, row_reason, stream);
+    }
+    CUDA_TRY(cudaGetLastError());
+    kd_finish<<<1, kFinishThreads, 0, stream>>>(row_loss, row_reason, N, prm.mean, out->token_losses, out->loss,
+                                     dev_report);
+    CUDA_TRY(cudaGetLastError());
+    if (desc->asynchronous) return R1_OK;
+    return read_report(desc, in->labels, in->teacher_ids, dev_report, report, stream);
+}
+
+extern "C" size_t kd_linear_workspace_size_cuda(const r1_kd_linear_desc *desc) {
+    return linear_layout(desc).total;
+}
+
+extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_linear_inputs *in,
+                                    const r1_kd_linear_outputs *out, void *workspace,
+                                    kd_report *report, void *stream_pointer) {
+    cudaStream_t stream = (cudaStream_t)stream_pointer;
+    const r1_kd_desc *kd = &desc->kd;
+    const long long N = kd->tokens, V = kd->vocab, d = desc->hidden, dt = desc->teacher_hidden;
+    const int k = kd->teacher_topk;
+    const long long C = (long long)linear_chunk(desc);
+    const size_t elem = kd->dtype == R1_BF16 ? 2 : 4;
+    LinearLayout l = linear_layout(desc);
+    char *ws = (char *)workspace;
+    PrepareReport *dev_report = (PrepareReport *)(ws + l.report);
+    float *row_loss = (float *)(ws + l.row_loss);
+    int *row_reason = (int *)(ws + l.row_reason);
+    float *S = (float *)(ws + l.S), *Z = (float *)(ws + l.Z);
+    void *G = kd->dtype == R1_BF16 ? (void *)(ws + l.G) : (void *)S;
+    r1_status status = R1_OK;
+    cublasHandle_t h = blas_handle(&status);
+    if (status != R1_OK) return status;
+    CUBLAS_TRY(cublasSetStream(h, stream));
+    kd_prepare<<<1, kThreads, 0, stream>>>(in->labels, in->teacher_ids, N, V, k, kd->ignore_index,
+                                           dev_report);
+    CUDA_TRY(cudaGetLastError());
+    if (!kd->asynchronous) {
+        status = read_report(kd, in->labels, in->teacher_ids, dev_report, report, stream);
+        if (status != R1_OK) return status;
+    }
+    RowParams prm = row_params(kd, in->labels != nullptr);
+    const float one = 1.0f, zero = 0.0f;
+    for (long long t0 = 0; t0 < N; t0 += C) {
+        const long long n = N - t0 < C ? N - t0 : C;
+        const char *H = (const char *)in->student_hidden + (size_t)(t0 * d) * elem;
+        status = gemm_logits(h, kd->dtype, H, in->student_weight, n, V, d, S);
+        if (status != R1_OK) return status;
+        const void *teacher;
+        r1_dtype teacher_type = kd->dtype;
+        if (dt > 0) {
+            status = gemm_logits(h, kd->dtype, (const char *)in->teacher_hidden + (size_t)(t0 * dt) * elem,
+                                 in->teacher_weight, n, V, dt, Z);
+            if (status != R1_OK) return status;
+            teacher = Z;
+            teacher_type = R1_F32;
+        } else if (k > 0) {
+            float *dense = (float *)(ws + l.dense);
+            kd_densify<<<(unsigned)n, kThreads, 0, stream>>>(in->teacher_ids + t0 * k,
+                                                              in->teacher_logprobs + t0 * k, n, V, k,
+                                                              dense);
+            CUDA_TRY(cudaGetLastError());
+            teacher = dense;
+            teacher_type = R1_F32;
+        } else {
+            teacher = (const char *)in->teacher_logits + (size_t)(t0 * V) * elem;
+        }
+        rows_any(R1_F32, teacher_type, kd->dtype, n, S, teacher, G,
+                 in->labels ? in->labels + t0 : nullptr, prm, dev_report, row_loss + t0,
+                 row_reason + t0, stream);
+        CUDA_TRY(cudaGetLastError());
+        cudaDataType_t type = blas_type(kd->dtype);
+        if (out->grad_hidden) {
+            /* dH (n, d) = G (n, V) W (V, d) */
+            CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)d, (int)n, (int)V, &one,
+                                    in->student_weight, type, (int)d, G, type, (int)V, &zero,
+                                    out->grad_hidden + t0 * d, CUDA_R_32F, (int)d,
+                                    CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        }
+        if (out->grad_weight) {
+            /* dW (V, d) += G^T (V, n) H (n, d) */
+            CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)d, (int)V, (int)n, &one, H,
+                                    type, (int)d, G, type, (int)V, t0 == 0 ? &zero : &one,
+                                    out->grad_weight, CUDA_R_32F, (int)d, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+        }
+    }
+    kd_finish<<<1, kFinishThreads, 0, stream>>>(row_loss, row_reason, N, prm.mean, out->token_losses, out->loss,
+                                     dev_report);
+    CUDA_TRY(cudaGetLastError());
+    if (kd->asynchronous) return R1_OK;
+    return read_report(kd, in->labels, in->teacher_ids, dev_report, report, stream);
+}
