@@ -1224,8 +1224,9 @@ static r1_status main_loop(run *r) {
         int still_running = 0;
         curl_multi_perform(r->multi, &still_running);
         CURLMsg *message;
-        int left = 0;
+        int left = 0, completed = 0;
         while ((message = curl_multi_info_read(r->multi, &left)) != NULL) {
+            ++completed;
             if (message->msg != CURLMSG_DONE) continue;
             slot *s = NULL;
             curl_easy_getinfo(message->easy_handle, CURLINFO_PRIVATE, (char **)&s);
@@ -1255,6 +1256,7 @@ static r1_status main_loop(run *r) {
                                    (long long)r->summary.units_total, (long long)r->summary.failed, (long long)r->summary.retries);
             r->next_progress = now + (r->tty ? 0.25 : c->progress_interval_s);
         }
+        if (completed && r->idle_count && !r->input_done) continue; /* refill the freed slots first */
         /* sleep until socket activity, a due retry, or 100 ms */
         double wake = now + 0.1;
         if (r->waiting_count) {
