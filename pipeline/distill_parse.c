@@ -742,6 +742,7 @@ r1_status r1_distill_format_ranges(const uint64_t *bits, int64_t nbits, char **o
         return r1_fail(R1_EINVAL, "r1_distill_format_ranges: bad argument");
     distill_buffer buffer = {0};
     int ok = distill_buffer_reserve(&buffer, 16);
+    if (ok) buffer.data[0] = '\0';
     for (int64_t i = 0; ok && i < nbits;) {
         if (!(bits[i >> 6] >> (i & 63) & 1)) {
             if (bits[i >> 6] == 0 && (i & 63) == 0) i += 64;
