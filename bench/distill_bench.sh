@@ -5,9 +5,9 @@
 #   bench/distill_bench.sh BUILD_DIR [PROMPTS=20000] [BIG_LINES=1000000]
 #
 # Prints, for --concurrency 64 and 1024: requests/s (finished units / wall
-# seconds of the client, from its own summary line) and the server's max in
-# flight; then peak RSS (VmHWM via /usr/bin/time -v) of a run over a
-# BIG_LINES-line input. The server is one Python process (one core); on a
+# seconds of the client, from its own summary line) and the TCP connections
+# the server accepted (keep-alive reuse); then peak RSS (VmHWM via /usr/bin/time -v) of a run over a
+# BIG_LINES-line input (0 skips it). The server is one Python process (one core); on a
 # 2-core machine it, not the client, is usually the limit: the client's CPU
 # seconds per request are printed too.
 set -euo pipefail
@@ -53,10 +53,11 @@ echo "r1lab distill vs tests/distill_server.py (zero latency, loopback), $prompt
 for concurrency in 64 1024; do
     curl -s -X POST "http://127.0.0.1:$control/control" -d '{"reset_counters": true}' > /dev/null
     read -r units seconds cpu rss < <(run "$work/in.jsonl" "$work/out$concurrency" "$concurrency")
-    inflight=$(curl -s "http://127.0.0.1:$control/counters" | python3 -c "import json,sys; print(json.load(sys.stdin)['max_in_flight'])")
-    python3 -c "import sys; u,s,c=map(float,sys.argv[1:4]); print('concurrency %5d: %6.0f requests/s  (%d requests in %.2f s; client CPU %.0f us/request; server max in flight %s; client peak RSS %s kB)' % (int(sys.argv[5]), u/s, u, s, 1e6*c/u, sys.argv[6], sys.argv[4]))" \
-        "$units" "$seconds" "$cpu" "$rss" "$concurrency" "$inflight"
+    connections=$(curl -s "http://127.0.0.1:$control/counters" | python3 -c "import json,sys; print(sum(json.load(sys.stdin)['connections']))")
+    python3 -c "import sys; u,s,c=map(float,sys.argv[1:4]); print('concurrency %5d: %6.0f requests/s  (%d requests in %.2f s; client CPU %.0f us/request; %s connections; client peak RSS %s kB)' % (int(sys.argv[5]), u/s, u, s, 1e6*c/u, sys.argv[6], sys.argv[4]))" \
+        "$units" "$seconds" "$cpu" "$rss" "$concurrency" "$connections"
 done
+[ "$big" -gt 0 ] || exit 0
 make_input "$work/big.jsonl" "$big"
 read -r units seconds cpu rss < <(run "$work/big.jsonl" "$work/outbig" 256)
 python3 -c "import sys; print('%d-line input, concurrency 256: peak RSS %.1f MB, %.0f requests/s' % (int(sys.argv[1]), int(sys.argv[2]) / 1024, float(sys.argv[1]) / float(sys.argv[3])))" "$units" "$rss" "$seconds"
