@@ -7,7 +7,7 @@
  */
 #include <string.h>
 
-#include "pipeline/answer_placeholder.h" /* at merge: #include "r1lab/answer.h" */
+#include "r1lab/answer.h" /* at merge: #include "r1lab/answer.h" */
 #include "pipeline/distill_internal.h"
 
 int distill_resolve_gold_format(int gold_format, const char *gold) {
