@@ -81,7 +81,6 @@ r1_answer_verdict answer_equal_fast(const char *gold, size_t gold_length, const 
 #ifdef __cplusplus
 }
 #endif
-#endif
 
 /* ---- kd backends (desc already validated) --------------------------------- */
 #include "r1lab/kd.h"
@@ -135,3 +134,33 @@ r1_status kd_fail_sparse_id(int64_t t, int32_t j, int32_t id, int64_t vocab, int
 #ifdef __cplusplus
 }
 #endif
+/* ---- mla backends (begin; desc already validated) ----------------------- */
+#include "r1lab/mla.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* RoPE frequencies of the config: inv_freq (dr/2), YaRN-adjusted when
+ * config->yarn; *cos_sin_scale = mscale(factor, mscale) / mscale(factor,
+ * mscale_all_dim) with YaRN, else 1 (ref/mla.c). */
+void mla_rope_frequencies_ref(const r1_mla_config *config, double *inv_freq,
+                              double *cos_sin_scale);
+r1_status mla_decode_ref(const r1_mla_decode_desc *desc, const float *q,
+                         const r1_mla_cache *cache, float *out, float *lse);
+r1_status mla_decode_fast(const r1_mla_decode_desc *desc, const float *q,
+                          const r1_mla_cache *cache, float *out, float *lse);
+size_t mla_decode_workspace_size_cuda(const r1_mla_decode_desc *desc);
+r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void *q,
+                          const r1_mla_cache *cache, void *out, float *lse, void *workspace,
+                          void *stream);
+size_t mla_forward_workspace_size_ref(const r1_mla_forward_desc *desc);
+r1_status mla_forward_ref(const r1_mla_forward_desc *desc, const r1_mla_weights *weights,
+                          const float *x, r1_mla_cache *cache, float *out, void *workspace);
+size_t mla_forward_workspace_size_fast(const r1_mla_forward_desc *desc);
+r1_status mla_forward_fast(const r1_mla_forward_desc *desc, const r1_mla_weights *weights,
+                           const float *x, r1_mla_cache *cache, float *out, void *workspace);
+#ifdef __cplusplus
+}
+#endif
+/* ---- mla backends (end) ---------------------------------------------------- */
+
+#endif /* R1LAB_CORE_INTERNAL_H */

@@ -1,0 +1,317 @@
+/*
+ * core/mla.c — the public MLA entry points: validate once, then dispatch to
+ * ref/, fast/ or kernels/. Semantics (and the rules for bad input, seq_len 0
+ * and NaN) are in r1lab/mla.h.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/internal.h"
+
+r1_mla_config r1_mla_config_deepseek_v3(void) {
+    r1_mla_config config = {
+        .d = 7168,
+        .n_heads = 128,
+        .q_lora_rank = 1536,
+        .kv_lora_rank = 512,
+        .qk_nope_head_dim = 128,
+        .qk_rope_head_dim = 64,
+        .v_head_dim = 128,
+        .rope_theta = 10000.0,
+        .rope_layout = R1_MLA_ROPE_INTERLEAVED,
+        .rms_eps = 1e-6,
+        .yarn = 1,
+        .rope_factor = 40.0,
+        .original_seq_len = 4096,
+        .beta_fast = 32.0,
+        .beta_slow = 1.0,
+        .mscale = 1.0,
+        .mscale_all_dim = 1.0,
+    };
+    return config;
+}
+
+static double yarn_mscale(double factor, double mscale) {
+    return factor <= 1.0 ? 1.0 : 0.1 * mscale * log(factor) + 1.0;
+}
+
+double r1_mla_softmax_scale(const r1_mla_config *config) {
+    if (config == NULL) return NAN;
+    double scale = 1.0 / sqrt((double)(config->qk_nope_head_dim + config->qk_rope_head_dim));
+    if (config->yarn && config->mscale_all_dim != 0.0) {
+        double m = yarn_mscale(config->rope_factor, config->mscale_all_dim);
+        scale *= m * m;
+    }
+    return scale;
+}
+
+static r1_status check_backend(r1_backend backend) {
+    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
+        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA",
+                       (int)backend);
+    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
+        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
+                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
+    return R1_OK;
+}
+
+/* Every block that sequence b uses (its length is lengths[b] + add) lies in
+ * [0, num_blocks). */
+static r1_status check_block_table(const int32_t *block_table, int64_t batch,
+                                   int64_t max_blocks_per_seq, const int32_t *lengths,
+                                   int64_t add, int64_t num_blocks) {
+    for (int64_t b = 0; b < batch; ++b) {
+        int64_t length = (int64_t)lengths[b] + add;
+        int64_t used = (length + R1_MLA_BLOCK_SIZE - 1) / R1_MLA_BLOCK_SIZE;
+        for (int64_t k = 0; k < used; ++k) {
+            int32_t id = block_table[b * max_blocks_per_seq + k];
+            if (id < 0 || id >= num_blocks)
+                return r1_fail(R1_EINVAL,
+                               "block_table[%lld][%lld] = %d: sequence %lld (length %lld) uses "
+                               "this block, but the cache has blocks [0, %lld)",
+                               (long long)b, (long long)k, id, (long long)b, (long long)length,
+                               (long long)num_blocks);
+        }
+    }
+    return R1_OK;
+}
+
+r1_status r1_mla_decode_validate(r1_backend backend, const r1_mla_decode_desc *desc,
+                                 const void *q, const r1_mla_cache *cache, const void *out,
+                                 const float *lse) {
+    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    if (cache == NULL) return r1_fail(R1_EINVAL, "cache is NULL");
+    if (desc->batch <= 0)
+        return r1_fail(R1_EINVAL, "batch = %lld: must be > 0", (long long)desc->batch);
+    if (desc->s_q <= 0)
+        return r1_fail(R1_EINVAL, "s_q = %lld: must be > 0", (long long)desc->s_q);
+    if (desc->n_heads <= 0)
+        return r1_fail(R1_EINVAL, "n_heads = %lld: must be > 0", (long long)desc->n_heads);
+    if (desc->dim_qk <= 0 || desc->dim_v <= 0 || desc->dim_v > desc->dim_qk)
+        return r1_fail(R1_EINVAL, "dim_qk = %lld, dim_v = %lld: need 0 < dim_v <= dim_qk",
+                       (long long)desc->dim_qk, (long long)desc->dim_v);
+    if (cache->cache_dim != desc->dim_qk)
+        return r1_fail(R1_EINVAL,
+                       "cache->cache_dim = %lld but desc->dim_qk = %lld: a query has one value "
+                       "per cache column",
+                       (long long)cache->cache_dim, (long long)desc->dim_qk);
+    if (cache->num_blocks <= 0)
+        return r1_fail(R1_EINVAL, "cache->num_blocks = %lld: must be > 0",
+                       (long long)cache->num_blocks);
+    if (cache->dtype != desc->dtype)
+        return r1_fail(R1_EINVAL, "cache->dtype = %s but desc->dtype = %s: they must match",
+                       r1_dtype_name(cache->dtype), r1_dtype_name(desc->dtype));
+    if (backend == R1_CUDA && desc->dtype != R1_BF16)
+        return r1_fail(R1_EUNSUPPORTED,
+                       "dtype = %s: the cuda decode core takes bf16 queries and cache",
+                       r1_dtype_name(desc->dtype));
+    if (backend == R1_CUDA && (desc->dim_qk % 8 != 0 || desc->dim_v % 8 != 0))
+        return r1_fail(R1_EUNSUPPORTED,
+                       "dim_qk = %lld, dim_v = %lld: the cuda decode core needs multiples of 8",
+                       (long long)desc->dim_qk, (long long)desc->dim_v);
+    if (backend != R1_CUDA && desc->dtype != R1_F32)
+        return r1_fail(R1_EUNSUPPORTED, "dtype = %s: the %s decode core takes f32",
+                       r1_dtype_name(desc->dtype), r1_backend_name(backend));
+    if (!(isfinite(desc->softmax_scale) && desc->softmax_scale > 0))
+        return r1_fail(R1_EINVAL, "softmax_scale = %g: must be finite and > 0",
+                       desc->softmax_scale);
+    if (desc->max_blocks_per_seq <= 0)
+        return r1_fail(R1_EINVAL, "max_blocks_per_seq = %lld: must be > 0",
+                       (long long)desc->max_blocks_per_seq);
+    if (q == NULL) return r1_fail(R1_EINVAL, "q is NULL");
+    if (cache->blocks == NULL) return r1_fail(R1_EINVAL, "cache->blocks is NULL");
+    if (out == NULL) return r1_fail(R1_EINVAL, "out is NULL");
+    (void)lse; /* optional */
+    if (desc->seq_lens == NULL) return r1_fail(R1_EINVAL, "desc->seq_lens is NULL");
+    if (desc->block_table == NULL) return r1_fail(R1_EINVAL, "desc->block_table is NULL");
+    const int64_t capacity = desc->max_blocks_per_seq * R1_MLA_BLOCK_SIZE;
+    for (int64_t b = 0; b < desc->batch; ++b) {
+        int32_t n = desc->seq_lens[b];
+        if (n < 0 || n > capacity)
+            return r1_fail(R1_EINVAL,
+                           "seq_lens[%lld] = %d: must be in [0, max_blocks_per_seq * 64 = %lld]",
+                           (long long)b, n, (long long)capacity);
+    }
+    return check_block_table(desc->block_table, desc->batch, desc->max_blocks_per_seq,
+                             desc->seq_lens, 0, cache->num_blocks);
+}
+
+size_t r1_mla_decode_workspace_size(r1_backend backend, const r1_mla_decode_desc *desc) {
+    if (desc == NULL || desc->batch <= 0 || desc->s_q <= 0 || desc->n_heads <= 0) return 0;
+    if (backend == R1_CUDA) return r1_cuda_built() ? mla_decode_workspace_size_cuda(desc) : 0;
+    return 0;
+}
+
+r1_status r1_mla_decode(r1_backend backend, const r1_mla_decode_desc *desc, const void *q,
+                        const r1_mla_cache *cache, void *out, float *lse, void *workspace,
+                        size_t workspace_bytes, void *stream) {
+    r1_status status = check_backend(backend);
+    if (status != R1_OK) return status;
+    status = r1_mla_decode_validate(backend, desc, q, cache, out, lse);
+    if (status != R1_OK) return status;
+    size_t needed = r1_mla_decode_workspace_size(backend, desc);
+    if (workspace != NULL && workspace_bytes < needed)
+        return r1_fail(R1_EINVAL, "workspace_bytes = %zu: this call needs %zu", workspace_bytes,
+                       needed);
+    switch (backend) {
+    case R1_REF: return mla_decode_ref(desc, q, cache, out, lse);
+    case R1_FAST: return mla_decode_fast(desc, q, cache, out, lse);
+    case R1_CUDA: break;
+    }
+    void *owned = NULL;
+    if (workspace == NULL && needed > 0) {
+        status = r1_device_alloc(&owned, needed);
+        if (status != R1_OK) return status;
+        workspace = owned;
+    }
+    status = mla_decode_cuda(desc, q, cache, out, lse, workspace, stream);
+    if (owned) {
+        r1_status sync = r1_device_synchronize();
+        r1_device_free(owned);
+        if (status == R1_OK) status = sync;
+    }
+    return status;
+}
+
+/* ---- the layer -------------------------------------------------------------- */
+
+static r1_status validate_config(const r1_mla_config *c) {
+    if (c->d <= 0 || c->n_heads <= 0 || c->kv_lora_rank <= 0 || c->qk_nope_head_dim <= 0 ||
+        c->qk_rope_head_dim <= 0 || c->v_head_dim <= 0 || c->q_lora_rank < 0)
+        return r1_fail(R1_EINVAL,
+                       "config dims d = %lld, n_heads = %lld, q_lora_rank = %lld, kv_lora_rank = "
+                       "%lld, qk_nope_head_dim = %lld, qk_rope_head_dim = %lld, v_head_dim = %lld: "
+                       "all must be > 0 (q_lora_rank >= 0)",
+                       (long long)c->d, (long long)c->n_heads, (long long)c->q_lora_rank,
+                       (long long)c->kv_lora_rank, (long long)c->qk_nope_head_dim,
+                       (long long)c->qk_rope_head_dim, (long long)c->v_head_dim);
+    if (c->qk_rope_head_dim % 2 != 0)
+        return r1_fail(R1_EINVAL, "qk_rope_head_dim = %lld: RoPE rotates pairs, must be even",
+                       (long long)c->qk_rope_head_dim);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return r1_fail(R1_EINVAL, "rope_theta = %g: must be finite and > 0", c->rope_theta);
+    if (c->rope_layout != R1_MLA_ROPE_INTERLEAVED && c->rope_layout != R1_MLA_ROPE_ROTATE_HALF)
+        return r1_fail(R1_EINVAL, "rope_layout = %d: not a r1_mla_rope_layout", (int)c->rope_layout);
+    if (!(c->rms_eps >= 0) || !isfinite(c->rms_eps))
+        return r1_fail(R1_EINVAL, "rms_eps = %g: must be finite and >= 0", c->rms_eps);
+    if (c->yarn) {
+        if (!(c->rope_factor >= 1.0) || !isfinite(c->rope_factor))
+            return r1_fail(R1_EINVAL, "rope_factor = %g: YaRN needs a finite factor >= 1",
+                           c->rope_factor);
+        if (c->original_seq_len <= 0)
+            return r1_fail(R1_EINVAL, "original_seq_len = %lld: YaRN needs > 0",
+                           (long long)c->original_seq_len);
+        if (!(c->beta_fast > c->beta_slow && c->beta_slow > 0) || !isfinite(c->beta_fast))
+            return r1_fail(R1_EINVAL, "beta_fast = %g, beta_slow = %g: need beta_fast > beta_slow > 0",
+                           c->beta_fast, c->beta_slow);
+        if (!isfinite(c->mscale) || !isfinite(c->mscale_all_dim) || c->mscale < 0 ||
+            c->mscale_all_dim < 0)
+            return r1_fail(R1_EINVAL, "mscale = %g, mscale_all_dim = %g: must be finite and >= 0",
+                           c->mscale, c->mscale_all_dim);
+    }
+    return R1_OK;
+}
+
+r1_status r1_mla_forward_validate(r1_backend backend, const r1_mla_forward_desc *desc,
+                                  const r1_mla_weights *weights, const float *x,
+                                  const r1_mla_cache *cache, const float *out) {
+    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    if (weights == NULL) return r1_fail(R1_EINVAL, "weights is NULL");
+    if (cache == NULL) return r1_fail(R1_EINVAL, "cache is NULL");
+    r1_status status = validate_config(&desc->config);
+    if (status != R1_OK) return status;
+    const r1_mla_config *c = &desc->config;
+    if (desc->form != R1_MLA_NAIVE && desc->form != R1_MLA_ABSORBED)
+        return r1_fail(R1_EINVAL, "form = %d: expected R1_MLA_NAIVE or R1_MLA_ABSORBED",
+                       (int)desc->form);
+    if (desc->batch <= 0 || desc->s_new <= 0)
+        return r1_fail(R1_EINVAL, "batch = %lld, s_new = %lld: both must be > 0",
+                       (long long)desc->batch, (long long)desc->s_new);
+    if (cache->cache_dim != c->kv_lora_rank + c->qk_rope_head_dim)
+        return r1_fail(R1_EINVAL,
+                       "cache->cache_dim = %lld: must be kv_lora_rank + qk_rope_head_dim = %lld",
+                       (long long)cache->cache_dim,
+                       (long long)(c->kv_lora_rank + c->qk_rope_head_dim));
+    if (cache->dtype != R1_F32)
+        return r1_fail(R1_EUNSUPPORTED, "cache->dtype = %s: the layer forward keeps an f32 cache",
+                       r1_dtype_name(cache->dtype));
+    if (cache->num_blocks <= 0 || cache->blocks == NULL)
+        return r1_fail(R1_EINVAL, "cache: num_blocks = %lld, blocks %s: need blocks",
+                       (long long)cache->num_blocks, cache->blocks ? "set" : "NULL");
+    if (c->q_lora_rank == 0 ? weights->wq == NULL
+                            : (weights->wq_a == NULL || weights->q_norm == NULL ||
+                               weights->wq_b == NULL))
+        return r1_fail(R1_EINVAL, "q_lora_rank = %lld: %s NULL", (long long)c->q_lora_rank,
+                       c->q_lora_rank == 0 ? "weights->wq is" : "weights->wq_a, q_norm or wq_b is");
+    if (!weights->wkv_a || !weights->kv_norm || !weights->wkv_b || !weights->wo)
+        return r1_fail(R1_EINVAL, "weights->wkv_a, kv_norm, wkv_b or wo is NULL");
+    if (x == NULL || out == NULL) return r1_fail(R1_EINVAL, "x or out is NULL");
+    if (desc->start_pos == NULL || desc->block_table == NULL)
+        return r1_fail(R1_EINVAL, "desc->start_pos or desc->block_table is NULL");
+    if (desc->max_blocks_per_seq <= 0)
+        return r1_fail(R1_EINVAL, "max_blocks_per_seq = %lld: must be > 0",
+                       (long long)desc->max_blocks_per_seq);
+    const int64_t capacity = desc->max_blocks_per_seq * R1_MLA_BLOCK_SIZE;
+    for (int64_t b = 0; b < desc->batch; ++b) {
+        int64_t start = desc->start_pos[b];
+        if (start < 0 || start + desc->s_new > capacity)
+            return r1_fail(R1_EINVAL,
+                           "start_pos[%lld] = %lld: need 0 <= start_pos and start_pos + s_new "
+                           "(%lld) <= max_blocks_per_seq * 64 = %lld",
+                           (long long)b, (long long)start, (long long)desc->s_new,
+                           (long long)capacity);
+    }
+    (void)backend;
+    return check_block_table(desc->block_table, desc->batch, desc->max_blocks_per_seq,
+                             desc->start_pos, desc->s_new, cache->num_blocks);
+}
+
+size_t r1_mla_forward_workspace_size(r1_backend backend, const r1_mla_forward_desc *desc) {
+    if (desc == NULL || desc->batch <= 0 || desc->s_new <= 0 || desc->start_pos == NULL) return 0;
+    if (backend == R1_REF) return mla_forward_workspace_size_ref(desc);
+    if (backend == R1_FAST) return mla_forward_workspace_size_fast(desc);
+    return 0;
+}
+
+r1_status r1_mla_forward(r1_backend backend, const r1_mla_forward_desc *desc,
+                         const r1_mla_weights *weights, const float *x, r1_mla_cache *cache,
+                         float *out, void *workspace, size_t workspace_bytes) {
+    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
+        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA",
+                       (int)backend);
+    r1_status status = r1_mla_forward_validate(backend, desc, weights, x, cache, out);
+    if (status != R1_OK) return status;
+    if (backend == R1_CUDA)
+        return r1_fail(R1_EUNSUPPORTED,
+                       "r1_mla_forward has no cuda backend: the layer runs on ref or fast; the "
+                       "cuda decode core is r1_mla_decode");
+    size_t needed = r1_mla_forward_workspace_size(backend, desc);
+    if (workspace != NULL && workspace_bytes < needed)
+        return r1_fail(R1_EINVAL, "workspace_bytes = %zu: this call needs %zu", workspace_bytes,
+                       needed);
+    void *owned = NULL;
+    if (workspace == NULL && needed > 0) {
+        owned = malloc(needed);
+        if (owned == NULL)
+            return r1_fail(R1_ENOMEM, "could not allocate %zu bytes of workspace", needed);
+        workspace = owned;
+    }
+    status = backend == R1_REF ? mla_forward_ref(desc, weights, x, cache, out, workspace)
+                               : mla_forward_fast(desc, weights, x, cache, out, workspace);
+    free(owned);
+    return status;
+}
+
+#ifndef R1LAB_HAVE_CUDA
+/* CPU-only build: the CUDA backend is absent (the entry points return
+ * R1_EUNSUPPORTED before reaching these). */
+size_t mla_decode_workspace_size_cuda(const r1_mla_decode_desc *desc) {
+    (void)desc;
+    return 0;
+}
+r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void *q,
+                          const r1_mla_cache *cache, void *out, float *lse, void *workspace,
+                          void *stream) {
+    return r1_fail(R1_EUNSUPPORTED, "r1lab was built without CUDA");
+}
+#endif

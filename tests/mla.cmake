@@ -1,0 +1,2 @@
+r1_test(test_mla LABELS cpu)
+r1_test(test_mla_cuda LABELS cuda)

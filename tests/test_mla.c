@@ -1,0 +1,185 @@
+/*
+ * tests/test_mla.c — MLA on the CPU backends (ref, fast): bad input, the
+ * defined empty result (seq_len 0), NaN propagation, golden files
+ * (transformers' DeepseekV3Attention; a torch decode core at 576 / 512), and
+ * agreement ref naive = ref absorbed = fast within fp32 relative L2 1e-5.
+ * Unused cache blocks and tails are NaN, so a read outside the block table
+ * shows. --small shrinks the long sequence (sanitizer runs).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_mla.h"
+#include "harness.h"
+
+static check_summary fresh(void) {
+    check_summary s;
+    memset(&s, 0, sizeof s);
+    return s;
+}
+
+static void bad_input(r1_backend backend) {
+    const int32_t lengths[2] = {10, 70};
+    mla_test_cache c;
+    R1T_CHECK(mla_test_cache_make(&c, 2, lengths, 576, 1, 3), "cache");
+    float *q = calloc(2 * 16 * 576, sizeof(float)), *out = calloc(2 * 16 * 512, sizeof(float));
+    float lse[32];
+    r1_mla_cache cache = {c.blocks, R1_F32, c.num_blocks, 576};
+    r1_mla_decode_desc good = {.batch = 2, .s_q = 1, .n_heads = 16, .dim_qk = 576, .dim_v = 512,
+                               .max_blocks_per_seq = c.max_blocks_per_seq, .softmax_scale = 0.1,
+                               .causal = 1, .dtype = R1_F32, .block_table = c.block_table,
+                               .seq_lens = c.lengths};
+    R1T_CHECK(r1_mla_decode(backend, &good, q, &cache, out, lse, NULL, 0, NULL) == R1_OK, "good: %s",
+              r1_last_error());
+    r1_mla_decode_desc d;
+#define EXPECT_BAD(status, mutate)                                                            \
+    do {                                                                                      \
+        d = good;                                                                             \
+        r1_mla_cache cc = cache;                                                              \
+        (void)cc;                                                                             \
+        mutate;                                                                               \
+        r1_status got = r1_mla_decode(backend, &d, q, &cc, out, lse, NULL, 0, NULL);          \
+        R1T_CHECK(got == status, "%s: got %s (%s)", #mutate, r1_status_str(got),            \
+                  r1_last_error());                                                          \
+    } while (0)
+    EXPECT_BAD(R1_EINVAL, d.batch = 0);
+    EXPECT_BAD(R1_EINVAL, d.s_q = 0);
+    EXPECT_BAD(R1_EINVAL, d.n_heads = -1);
+    EXPECT_BAD(R1_EINVAL, d.dim_qk = 512);          /* does not match the cache */
+    EXPECT_BAD(R1_EINVAL, d.dim_v = 600);           /* dim_v > dim_qk */
+    EXPECT_BAD(R1_EINVAL, cc.cache_dim = 512);
+    EXPECT_BAD(R1_EINVAL, d.softmax_scale = NAN);
+    EXPECT_BAD(R1_EINVAL, d.seq_lens = NULL);
+    EXPECT_BAD(R1_EUNSUPPORTED, d.dtype = R1_BF16; cc.dtype = R1_BF16);
+    EXPECT_BAD(R1_EINVAL, d.dtype = R1_BF16);       /* cache and desc differ */
+    int32_t lens[2] = {10, 70};
+    lens[1] = (int32_t)(c.max_blocks_per_seq * 64 + 1);
+    EXPECT_BAD(R1_EINVAL, d.seq_lens = lens);        /* beyond the block table */
+    lens[1] = -1;
+    EXPECT_BAD(R1_EINVAL, d.seq_lens = lens);
+    int32_t table[4];
+    memcpy(table, c.block_table, sizeof table);
+    table[c.max_blocks_per_seq + 1] = (int32_t)c.num_blocks; /* block outside the cache */
+    EXPECT_BAD(R1_EINVAL, d.block_table = table);
+    table[c.max_blocks_per_seq + 1] = -1;
+    EXPECT_BAD(R1_EINVAL, d.block_table = table);
+    R1T_CHECK(r1_mla_decode((r1_backend)7, &good, q, &cache, out, lse, NULL, 0, NULL) == R1_EINVAL,
+              "backend 7: %s", r1_last_error());
+    /* An entry past a sequence's length is ignored. */
+    memcpy(table, c.block_table, sizeof table);
+    table[1] = 99999;
+    EXPECT_BAD(R1_OK, d.block_table = table);
+    R1T_CHECK(r1_mla_decode(R1_CUDA, &good, q, &cache, out, lse, NULL, 0, NULL) != R1_OK,
+              "cuda with f32 must not run");
+#undef EXPECT_BAD
+    free(q);
+    free(out);
+    mla_test_cache_free(&c);
+}
+
+/* seq_len 0 -> out 0, lse -inf; s_q = 2 causal with seq_len 1 -> query 0 sees nothing. */
+static void empty_sequences(r1_backend backend) {
+    const int32_t lengths[3] = {0, 1, 5};
+    mla_test_cache c;
+    R1T_CHECK(mla_test_cache_make(&c, 3, lengths, 576, 1, 5), "cache");
+    const int64_t H = 2, S = 2, rows = 3 * S * H;
+    float *q = malloc((size_t)rows * 576 * sizeof(float)), *out = malloc((size_t)rows * 512 * sizeof(float));
+    float lse[12];
+    for (int64_t i = 0; i < rows * 576; ++i) q[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+    r1_mla_decode_desc d = {.batch = 3, .s_q = S, .n_heads = H, .dim_qk = 576, .dim_v = 512,
+                            .max_blocks_per_seq = c.max_blocks_per_seq, .softmax_scale = 0.1,
+                            .causal = 1, .dtype = R1_F32, .block_table = c.block_table,
+                            .seq_lens = c.lengths};
+    R1T_CHECK(mla_decode_on_host(backend, &d, q, c.blocks, c.num_blocks, out, lse) == R1_OK, "%s",
+              r1_last_error());
+    for (int64_t row = 0; row < rows; ++row) {
+        int64_t b = row / (S * H), i = (row / H) % S;
+        int empty = b == 0 || (b == 1 && i == 0);
+        int zeros = 1;
+        for (int k = 0; k < 512; ++k) zeros &= out[row * 512 + k] == 0.0f;
+        if (empty)
+            R1T_CHECK(zeros && isinf(lse[row]) && lse[row] < 0,
+                      "row %lld (b=%lld, i=%lld) sees no key: want out 0, lse -inf; lse %g",
+                      (long long)row, (long long)b, (long long)i, (double)lse[row]);
+        else
+            R1T_CHECK(isfinite(lse[row]) && !isnan(out[row * 512]), "row %lld: lse %g out %g",
+                      (long long)row, (double)lse[row], (double)out[row * 512]);
+    }
+    free(q);
+    free(out);
+    mla_test_cache_free(&c);
+}
+
+/* NaN in a visible cache row of sequence 0 -> NaN out and lse there only. */
+static void nan_propagates(r1_backend backend) {
+    const int32_t lengths[2] = {70, 30};
+    mla_test_cache c;
+    R1T_CHECK(mla_test_cache_make(&c, 2, lengths, 576, 1, 9), "cache");
+    int64_t row = (int64_t)c.block_table[1] * 64 + 2; /* token 66 of sequence 0 */
+    c.blocks[row * 576 + 100] = NAN;
+    float q[2 * 4 * 576], out[2 * 4 * 512], lse[8];
+    for (int i = 0; i < 2 * 4 * 576; ++i) q[i] = (float)((i * 13 % 29) - 14) / 14.0f;
+    r1_mla_decode_desc d = {.batch = 2, .s_q = 1, .n_heads = 4, .dim_qk = 576, .dim_v = 512,
+                            .max_blocks_per_seq = c.max_blocks_per_seq, .softmax_scale = 0.1,
+                            .causal = 1, .dtype = R1_F32, .block_table = c.block_table,
+                            .seq_lens = c.lengths};
+    R1T_CHECK(mla_decode_on_host(backend, &d, q, c.blocks, c.num_blocks, out, lse) == R1_OK, "%s",
+              r1_last_error());
+    for (int h = 0; h < 4; ++h) {
+        R1T_CHECK(isnan(lse[h]) && isnan(out[h * 512]), "seq 0 head %d: NaN must propagate", h);
+        R1T_CHECK(isfinite(lse[4 + h]) && isfinite(out[(4 + h) * 512]), "seq 1 head %d: finite", h);
+    }
+    mla_test_cache_free(&c);
+}
+
+static void suite(r1_backend backend) {
+    const char *name = r1_backend_name(backend);
+    if (r1t_case("mla_bad_input(%s)", name)) bad_input(backend);
+    if (r1t_case("mla_empty(%s)", name)) empty_sequences(backend);
+    if (r1t_case("mla_nan(%s)", name)) nan_propagates(backend);
+    for (int i = 0; mla_decode_golden_names[i]; ++i)
+        if (r1t_case("mla_golden(%s,%s)", mla_decode_golden_names[i], name)) {
+            check_summary s = fresh();
+            R1T_CHECK(mla_check_decode_golden(backend, mla_decode_golden_names[i], &s),
+                      "golden %s", mla_decode_golden_names[i]);
+        }
+    for (int i = 0; mla_layer_golden_names[i]; ++i)
+        for (int form = 0; form < 2; ++form)
+            if (r1t_case("mla_golden(%s,%s,%s)", mla_layer_golden_names[i],
+                         form ? "absorbed" : "naive", name)) {
+                check_summary s = fresh();
+                R1T_CHECK(mla_check_layer_golden(backend, (r1_mla_form)form,
+                                                 mla_layer_golden_names[i], &s),
+                          "golden %s", mla_layer_golden_names[i]);
+            }
+    const uint64_t seed = r1t_seed();
+    for (int form = 0; form < 2; ++form)
+        for (int variant = 0; variant < 2; ++variant)
+            if (r1t_case("mla_layer(%s,%s,q_lora_rank=%d,yarn=%d,seed=%llu)", name,
+                         form ? "absorbed" : "naive", variant ? 0 : 32, variant,
+                         (unsigned long long)seed)) {
+                check_summary s = fresh();
+                R1T_CHECK(mla_check_layer_agreement(backend, (r1_mla_form)form, seed + variant,
+                                                    variant ? 0 : 32, variant, &s),
+                          "layer agreement");
+            }
+    if (backend == R1_FAST) {
+        int32_t lengths[6] = {1, 63, 64, 65, 0, r1t_small() ? 300 : 4096};
+        for (int s_q = 1; s_q <= 2; ++s_q)
+            if (r1t_case("mla(b=6,s_q=%d,h=16,s_k=1/63/64/65/0/%d,seed=%llu)", s_q, lengths[5],
+                         (unsigned long long)seed)) {
+                check_summary s = fresh();
+                R1T_CHECK(mla_check_decode_agreement(R1_FAST, seed, 16, s_q, lengths, 6, &s),
+                          "fast vs ref");
+            }
+    }
+}
+
+int main(int argc, char **argv) {
+    r1t_begin(argc, argv, "mla");
+    suite(R1_REF);
+    suite(R1_FAST);
+    return r1t_end();
+}
