@@ -65,6 +65,41 @@ r1_status moe_gate_logits_fast(const r1_moe_desc *desc, const float *x,
 
 /* ---- routing ----------------------------------------------------------------------- */
 
+/* r1_moe_exp_inline (core/moe_math.h) over a row, written without branches so
+ * that the compiler vectorizes it: the same operations in the same order for
+ * y in [-87, 88], and the same 0 / +inf outside (inputs are finite). */
+static void exp_row(const float *restrict y_in, float *restrict out, int n, float sign,
+                    float shift) {
+    float y[R1_MOE_MAX_EXPERTS], yc[R1_MOE_MAX_EXPERTS];
+    /* Three simple loops, each of which the compiler vectorizes. */
+    for (int i = 0; i < n; ++i) {
+        y[i] = sign * y_in[i] - shift;
+        float clamped = y[i] < -87.0f ? -87.0f : y[i];
+        yc[i] = clamped > 88.0f ? 88.0f : clamped;
+    }
+    for (int i = 0; i < n; ++i) {
+        const float a = yc[i] * 1.44269504088896341f + 0.5f;
+        const int32_t truncated = (int32_t)a;
+        const int32_t n_int = truncated - ((float)truncated > a);
+        const float n_float = (float)n_int;
+        const float r = (yc[i] - n_float * 0.693145751953125f) - n_float * 1.428606765330187e-06f;
+        float p = 1.98412698e-4f;
+        p = p * r + 1.38888889e-3f;
+        p = p * r + 8.33333333e-3f;
+        p = p * r + 4.16666667e-2f;
+        p = p * r + 1.66666667e-1f;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        union { int32_t i; float f; } scale = {.i = (n_int + 127) << 23};
+        out[i] = p * scale.f;
+    }
+    for (int i = 0; i < n; ++i) {
+        float e = y[i] < -87.0f ? 0.0f : out[i];
+        out[i] = y[i] > 88.0f ? INFINITY : e;
+    }
+}
+
 static inline int ranks_before(float a, int ia, float b, int ib) {
     return a > b || (a == b && ia < ib);
 }
@@ -92,16 +127,18 @@ static void route_token_fast(const r1_moe_desc *desc, const float *l, const floa
     float q[R1_MOE_MAX_EXPERTS], c[R1_MOE_MAX_EXPERTS];
     double full_sum = 1.0;
     if (noaux) {
+        /* sign = -1, shift = 0: exp(-l), then s = 1 / (1 + exp(-l)). */
+        exp_row(l, q, E, -1.0f, 0.0f);
         for (int i = 0; i < E; ++i) {
-            q[i] = r1_moe_sigmoid_inline(l[i]);
+            q[i] = 1.0f / (1.0f + q[i]);
             c[i] = q[i] + (bias ? bias[i] : 0.0f);
         }
     } else {
         float m = l[0];
         for (int i = 1; i < E; ++i) m = l[i] > m ? l[i] : m;
+        exp_row(l, q, E, 1.0f, m); /* l - m: 1 * l is exact */
         full_sum = 0.0;
         for (int i = 0; i < E; ++i) {
-            q[i] = r1_moe_exp_inline(l[i] - m);
             full_sum += q[i];
             c[i] = l[i];
         }
@@ -178,10 +215,11 @@ r1_status moe_dispatch_fast(const r1_moe_desc *desc, const int32_t *ids,
     const int64_t N = desc->tokens * desc->top_k;
     const int E = desc->experts;
     int32_t *histogram = workspace; /* (H, E) */
-    const int H = thread_count();
+    /* Below ~1M pairs one thread is faster than starting a team. */
+    const int H = N < ((int64_t)1 << 20) ? 1 : thread_count();
     memset(histogram, 0, (size_t)H * (size_t)E * sizeof(int32_t));
     int threads_used = H;
-#pragma omp parallel num_threads(H)
+#pragma omp parallel num_threads(H) if (H > 1)
     {
         const int h = thread_index();
 #pragma omp single
@@ -226,7 +264,6 @@ r1_status moe_dispatch_fast(const r1_moe_desc *desc, const int32_t *ids,
         *out->padded_total = total;
         for (int64_t i = total; i < P; ++i) out->sorted_padded[i] = (int32_t)N;
         for (int64_t b = total / B; b < blocks; ++b) out->block_expert[b] = -1;
-#pragma omp parallel for schedule(static)
         for (int e = 0; e < E; ++e) {
             const int32_t start = out->padded_offsets[e], count = out->counts[e];
             memcpy(out->sorted_padded + start, out->permutation + out->offsets[e],
