@@ -100,7 +100,7 @@ __global__ void moe_route_generic(const float *logits, const float *bias, int32_
     __syncthreads();
     for (int i = threadIdx.x; i < p.E; i += blockDim.x) {
         float v = l[i];
-        if (!isfinite(v) || (bias && !isfinite(bias[i]))) bad = 1;
+        if (!isfinite(v) || (bias && !isfinite(bias[i]))) atomicOr(&bad, 1);
         if (p.routing == R1_MOE_NOAUX_TC) {
             q[i] = r1_moe_sigmoid_inline(v);
             c[i] = __fadd_rn(q[i], bias ? bias[i] : 0.0f);
@@ -318,7 +318,7 @@ __global__ void moe_dispatch_block(const int32_t *ids, dispatch_params p, int32_
     for (long long j = tid; j < p.N; j += threads) {
         int e = ids[j];
         if (e < 0 || e >= p.E) {
-            s_bad = 1;
+            atomicOr(&s_bad, 1);
             atomicMin(first_bad, (unsigned long long)j);
         } else {
             atomicAdd(&s_count[e], 1);
@@ -525,8 +525,10 @@ int fused_vpt(const r1_moe_desc *desc, int *lanes_per_group) {
     return vpt;
 }
 
+/* Warps of the dispatch block: its shared memory, (4E + 2 + warps*E) int32,
+ * stays under the default 48 KiB for every E <= 1024. */
 int dispatch_warps(int E) {
-    int warps = 8192 / E;
+    int warps = 6144 / E;
     return warps < 1 ? 1 : warps > 32 ? 32 : warps;
 }
 

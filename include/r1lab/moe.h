@@ -100,7 +100,10 @@
  * repeated id within a token (dispatch); hidden <= 0 (permute / combine /
  * gate / layer); a dtype other than f32 / bf16; a required pointer NULL.
  * R1_ENUMERIC for a NaN or +-Inf logit, naming the first such token, and for
- * a non-finite bias entry, naming the expert.
+ * a non-finite bias entry, naming the expert. Ids, permutation and inverse
+ * are checked on the host for ref / fast; cuda checks ids in range (dispatch,
+ * synchronous calls) but takes permutation and inverse as r1_moe_dispatch
+ * made them (device memory is not read back to be checked).
  */
 #ifndef R1LAB_MOE_H
 #define R1LAB_MOE_H
