@@ -150,19 +150,21 @@ static void route_token_fast(const r1_moe_desc *desc, const float *l, const floa
         G = desc->n_group;
         size = E / G;
         float group[R1_MOE_MAX_EXPERTS];
+        /* Top two of every group, without branches: top2 = max(top2, min(top1, v)),
+         * top1 = max(top1, v) is the exact top-two update, ties included. */
+        float top1[R1_MOE_MAX_EXPERTS], top2[R1_MOE_MAX_EXPERTS];
         for (int g = 0; g < G; ++g) {
-            const float *v = c + g * size;
-            float first = v[0], second = -INFINITY;
-            for (int i = 1; i < size; ++i) {
-                if (v[i] > first) {
-                    second = first;
-                    first = v[i];
-                } else if (v[i] > second) {
-                    second = v[i];
-                }
-            }
-            group[g] = noaux ? first + second : first;
+            top1[g] = -INFINITY;
+            top2[g] = -INFINITY;
         }
+        for (int i = 0; i < size; ++i)
+            for (int g = 0; g < G; ++g) {
+                const float v = c[g * size + i];
+                const float low = v < top1[g] ? v : top1[g];
+                top2[g] = low > top2[g] ? low : top2[g];
+                top1[g] = v > top1[g] ? v : top1[g];
+            }
+        for (int g = 0; g < G; ++g) group[g] = noaux ? top1[g] + top2[g] : top1[g];
         for (int g = 0; g < G; ++g) {
             int rank = 0;
             for (int h = 0; h < G; ++h) rank += ranks_before(group[h], h, group[g], g);
