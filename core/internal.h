@@ -163,4 +163,66 @@ r1_status mla_forward_fast(const r1_mla_forward_desc *desc, const r1_mla_weights
 #endif
 /* ---- mla backends (end) ---------------------------------------------------- */
 
+
+/* ---- moe backends (desc and pointers already validated) ------------------ */
+#ifndef R1LAB_CORE_INTERNAL_MOE
+#define R1LAB_CORE_INTERNAL_MOE
+#include "r1lab/moe.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* R1_ENUMERIC naming the first token with a non-finite logit (or expert with
+ * a non-finite bias); host memory. */
+r1_status moe_check_logits_host(const r1_moe_desc *desc, const float *logits,
+                                const float *bias);
+r1_status moe_gate_logits_ref(const r1_moe_desc *desc, const float *x, const float *gate_weight,
+                              float *logits);
+r1_status moe_route_ref(const r1_moe_desc *desc, const float *logits, const float *bias,
+                        int32_t *ids, float *weights);
+r1_status moe_dispatch_ref(const r1_moe_desc *desc, const int32_t *ids,
+                           const r1_moe_dispatch_out *out);
+r1_status moe_permute_ref(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
+                          const int32_t *permutation, void *x_sorted);
+r1_status moe_combine_ref(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,
+                          const int32_t *inverse, const float *weights, const void *shared,
+                          void *y);
+r1_status moe_balance_ref(const r1_moe_desc *desc, const float *logits, const int32_t *ids,
+                          double alpha, float gamma, const r1_moe_balance_out *out);
+r1_status moe_layer_ref(const r1_moe_desc *desc, const r1_moe_layer_weights *weights,
+                        const float *x, float *y);
+
+r1_status moe_gate_logits_fast(const r1_moe_desc *desc, const float *x,
+                               const float *gate_weight, float *logits);
+r1_status moe_route_fast(const r1_moe_desc *desc, const float *logits, const float *bias,
+                         int32_t *ids, float *weights);
+size_t moe_dispatch_workspace_size_fast(const r1_moe_desc *desc);
+r1_status moe_dispatch_fast(const r1_moe_desc *desc, const int32_t *ids,
+                            const r1_moe_dispatch_out *out, void *workspace);
+r1_status moe_permute_fast(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
+                           const int32_t *permutation, void *x_sorted);
+r1_status moe_combine_fast(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,
+                           const int32_t *inverse, const float *weights, const void *shared,
+                           void *y);
+r1_status moe_balance_fast(const r1_moe_desc *desc, const float *logits, const int32_t *ids,
+                           double alpha, float gamma, const r1_moe_balance_out *out);
+
+size_t moe_route_workspace_size_cuda(const r1_moe_desc *desc);
+size_t moe_dispatch_workspace_size_cuda(const r1_moe_desc *desc);
+r1_status moe_gate_logits_cuda(const r1_moe_desc *desc, const float *x,
+                               const float *gate_weight, float *logits, void *stream);
+r1_status moe_route_cuda(const r1_moe_desc *desc, const float *logits, const float *bias,
+                         int32_t *ids, float *weights, void *workspace, void *stream);
+r1_status moe_dispatch_cuda(const r1_moe_desc *desc, const int32_t *ids,
+                            const r1_moe_dispatch_out *out, void *workspace, void *stream);
+r1_status moe_permute_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
+                           const int32_t *permutation, void *x_sorted, void *stream);
+r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,
+                           const int32_t *inverse, const float *weights, const void *shared,
+                           void *y, void *stream);
+#ifdef __cplusplus
+}
+#endif
+#endif /* R1LAB_CORE_INTERNAL_MOE */
+/* ---- end of moe ----------------------------------------------------------- */
+
 #endif /* R1LAB_CORE_INTERNAL_H */

@@ -1,0 +1,2 @@
+r1_test(test_moe LABELS cpu)
+r1_test(test_moe_cuda LABELS cuda)
