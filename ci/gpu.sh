@@ -27,7 +27,8 @@
 #
 # Environment: R1LAB_GPU_BUDGET_S (seconds, default 540), R1LAB_GPU_STEPS
 # (default "test sanitize check bench peers"), R1LAB_SANITIZER_TOOLS (default
-# "memcheck racecheck").
+# "memcheck racecheck"), R1LAB_GPU_PEERS (a regex of the components whose
+# bench/torch_<component>.py runs; default all).
 #
 #   bash ci/gpu.sh OUT_DIR [BENCHMARK_FILTER_REGEX]
 set -uo pipefail
@@ -267,6 +268,7 @@ for peer in bench/torch_*.py; do
     [ -f "$peer" ] && want peers || continue
     component=$(basename "$peer" .py)
     component=${component#torch_}
+    [[ "$component" =~ ^(${R1LAB_GPU_PEERS:-.*})$ ]] || continue
     run_step "$(basename "$peer")" run.log 600 \
         python3 "$peer" --json "$PEERS_DIR/$component.json"
 done
