@@ -20,7 +20,7 @@
  * W4A16 and FP8: per tile of 4 weight rows and one K block of 128, the block
  * is expanded once to float32 (int4 levels q - z; e4m3 through a 256-entry
  * table), then each row of X (a tile of up to 16 rows) is dotted with it in
- * float32 (omp simd reductions) and promoted with the block's scales into a
+ * float32 (eight independent lanes, vectorized) and promoted with the block's scales into a
  * float32 accumulator. The summation order differs from ref's (bar 1e-3).
  *
  * Versions
@@ -273,12 +273,20 @@ static void build_e4m3_table(void) {
     built = 1;
 }
 
-/* Σ_k a[k] · b[k] over one block of 128 floats. */
-static float dot_block(const float *a, const float *b) {
-    float sum = 0.0f;
-    OMP(simd reduction(+ : sum))
-    for (int k = 0; k < B; ++k) sum += a[k] * b[k];
-    return sum;
+/* out[j] = Σ_k x[k] · w[j][k] over one block of 128 floats, for the 4 rows
+ * of w at once (x is read once). Eight independent lanes per row, so the
+ * compiler vectorizes without reassociating; lanes are summed in a fixed
+ * order at the end. */
+static void dot_block_4(const float *x, const float w[TILE_N][B], float out[TILE_N]) {
+    float lanes[TILE_N][8] = {{0}};
+    for (int k = 0; k < B; k += 8)
+        for (int j = 0; j < TILE_N; ++j)
+            for (int l = 0; l < 8; ++l) lanes[j][l] += x[k + l] * w[j][k + l];
+    for (int j = 0; j < TILE_N; ++j) {
+        float sum = 0.0f;
+        for (int l = 0; l < 8; ++l) sum += lanes[j][l];
+        out[j] = sum;
+    }
 }
 
 /* The weights of rows [n0, n0 + nr), block kb, as float32: the int4 levels
@@ -335,9 +343,11 @@ static void block_scaled_driver(const r1_qgemm_desc *d, const r1_qgemm_operands 
                 for (int i = 0; i < mr; ++i) {
                     const int64_t m = m0 + i;
                     expand_activation_block(d, o, m, kb, xf);
+                    float partials[TILE_N];
+                    dot_block_4(xf, (const float(*)[B])wf, partials);
                     for (int j = 0; j < nr; ++j) {
                         const int64_t n = n0 + j;
-                        float partial = dot_block(xf, wf[j]);
+                        float partial = partials[j];
                         float scale = d->scheme == R1_QGEMM_FP8
                                           ? o->x_scale[m * G + kb] * o->w_scale[(n / B) * G + kb]
                                           : o->w_scale[n * G + kb];
