@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""bench/torch_qgemm.py — PyTorch's quantized and bf16 matrix products, the
+peers of r1lab's CUDA qgemm, timed on the same GPU in the same ci/gpu.sh run.
+
+What it times, for Y (M, N) = X (M, K) . W^T on the shapes of
+bench/bench_qgemm.c (M in {1, 16, 64, 128, 1024, 4096} x (N, K) in
+{(7168, 16384), (18432, 7168), (24576, 1536), (4096, 7168), (8192, 8192)},
+plus (28672, 8192) for M <= 16):
+  fp8_tensor    torch._scaled_mm, e4m3 x e4m3 with per-tensor scales, bf16 out
+  fp8_block     torch._scaled_mm with 1x128 activation / 128x128 weight scales,
+                when the installed torch accepts them (else reported absent)
+  int8_mm       torch._int_mm (int32 out) + a separate dequant step
+                (acc * s_x[:, None] * s_w[None, :] -> bf16), the W8A8 peer
+                (_int_mm needs M > 16: smaller M are padded to 32 rows)
+  bf16_matmul   torch.matmul in bf16 (the W4A16 peer; cuBLAS underneath)
+Times are medians of CUDA-event timings over repeated calls.
+
+    python3 bench/torch_qgemm.py --json OUT.json
+"""
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+
+SHAPES = [(7168, 16384), (18432, 7168), (24576, 1536), (4096, 7168), (8192, 8192)]
+MS = [1, 16, 64, 128, 1024, 4096]
+
+
+def time_median_us(function, repeats):
+    for _ in range(3):
+        function()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = torch.cuda.Event(enable_timing=True)
+        stop = torch.cuda.Event(enable_timing=True)
+        start.record()
+        function()
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop) * 1000.0)
+    return statistics.median(times)
+
+
+def peers(M, N, K):
+    """name -> zero-argument callable, for one shape."""
+    dev = "cuda"
+    out = {}
+    xb = torch.randn(M, K, device=dev, dtype=torch.bfloat16)
+    wb = torch.randn(N, K, device=dev, dtype=torch.bfloat16) * 0.05
+    out["bf16_matmul"] = lambda: torch.matmul(xb, wb.t())
+    if hasattr(torch, "float8_e4m3fn") and hasattr(torch, "_scaled_mm"):
+        x8 = xb.to(torch.float8_e4m3fn)
+        w8 = (wb * 20).to(torch.float8_e4m3fn)
+        one = torch.ones((), device=dev)
+        try:
+            torch._scaled_mm(x8, w8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+            out["fp8_tensor"] = lambda: torch._scaled_mm(x8, w8.t(), scale_a=one, scale_b=one,
+                                                         out_dtype=torch.bfloat16)
+        except (RuntimeError, TypeError):
+            pass
+        try:  # blockwise: 1x128 activation tiles, 128x128 weight blocks
+            sa = torch.rand(M, K // 128, device=dev) + 0.5
+            sb = torch.rand(N // 128, K // 128, device=dev) + 0.5
+            torch._scaled_mm(x8, w8.t(), scale_a=sa, scale_b=sb.t(), out_dtype=torch.bfloat16)
+            out["fp8_block"] = lambda: torch._scaled_mm(x8, w8.t(), scale_a=sa, scale_b=sb.t(),
+                                                        out_dtype=torch.bfloat16)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    Mi = max(M, 32)
+    xi = torch.randint(-127, 128, (Mi, K), device=dev, dtype=torch.int8)
+    wi = torch.randint(-127, 128, (N, K), device=dev, dtype=torch.int8)
+    sx = torch.rand(Mi, device=dev)
+    sw = torch.rand(N, device=dev)
+
+    def int8_mm():
+        acc = torch._int_mm(xi, wi.t())
+        return (acc.float() * sx[:, None] * sw[None, :]).to(torch.bfloat16)
+
+    try:
+        int8_mm()
+        out["int8_mm"] = int8_mm
+    except RuntimeError:
+        pass
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--json", help="write results here")
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("torch_qgemm: no GPU visible", file=sys.stderr)
+        return 77
+    torch.manual_seed(2026)
+    results = []
+    shapes = [(M, N, K) for (N, K) in SHAPES for M in MS] + [(M, 28672, 8192) for M in (1, 16)]
+    for M, N, K in shapes:
+        for name, function in peers(M, N, K).items():
+            us = time_median_us(function, args.repeats)
+            flop = 2.0 * M * N * K
+            label = f"torch_qgemm({name},M={M},N={N},K={K})"
+            results.append({"name": label, "peer": name, "M": M, "N": N, "K": K,
+                            "median_us": us, "tflop_per_s": flop / us / 1e6})
+            print(f"{label:55s} {us:10.1f} us {flop / us / 1e6:8.1f} TFLOP/s")
+        torch.cuda.empty_cache()
+    info = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+            "results": results}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(info, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+/*
+ * fast/qgemm.c — quantized matrix products on the CPU: blocked, vectorized,
+ * OpenMP threads over N. Same semantics as ref/qgemm.c (r1lab/qgemm.h).
+ *
+ * W8A8 int8 dot products, exact in int32, by the best path this CPU has
+ * (chosen at run time, so the file builds everywhere):
+ *   avx512-vnni  vpdpbusd on 64 bytes: Σ u8 · s8 in one instruction. x is
+ *                signed, so it is fed as u = x + 128 (x XOR 0x80) and the
+ *                result corrected by 128 · Σ_k w[n, k]. Both sums wrap modulo
+ *                2^32 the same way, so the difference is the exact int32
+ *                (the true sum fits: K <= 131071).
+ *   avx-vnni     the same on 32 bytes (VEX encoding, Alder Lake and later).
+ *   avx2         sign-extend 16 int8 to int16 (vpmovsxbw), vpmaddwd pairs
+ *                into int32: exact, no saturation (maddubs would saturate).
+ *   scalar       the ref loop.
+ * Register tile: 2 rows of X x 4 rows of W (8 accumulators); W's 4 rows stay
+ * in L1 while the rows of X stream past them. Scaling is fused into the
+ * store, with ref's float32 operations in ref's order (bit-identical).
+ *
+ * W4A16 and FP8: per tile of 4 weight rows and one K block of 128, the block
+ * is expanded once to float32 (int4 levels q - z; e4m3 through a 256-entry
+ * table), then each row of X (a tile of up to 16 rows) is dotted with it in
+ * float32 (eight independent lanes, vectorized) and promoted with the block's scales into a
+ * float32 accumulator. The summation order differs from ref's (bar 1e-3).
+ *
+ * Versions
+ *   v1  this file. 2 cores (Zen-class avx2 + avx-vnni), M = 64, N = K = 4096
+ *       W8A8: see docs/qgemm.md for the measured numbers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#define R1_PRAGMA(x) _Pragma(#x)
+#define OMP(x) R1_PRAGMA(omp x)
+#else
+#define OMP(x)
+#endif
+
+#if defined(__x86_64__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 11))
+#define QGEMM_X86 1
+#include <immintrin.h>
+#endif
+
+#define B R1_QGEMM_BLOCK
+#define TILE_N 4
+#define TILE_M 2
+
+/* ---- quantizers: ref's per-row functions on several threads ----------------------- */
+
+r1_status qgemm_quantize_fast(const r1_qgemm_quant_desc *desc, const float *x, void *q,
+                              float *scale, uint8_t *zero) {
+    /* FP8 weights are quantized in blocks of 128 rows: chunks of 128 rows. */
+    const int64_t chunk = (desc->scheme == R1_QGEMM_FP8 && desc->role == R1_QGEMM_WEIGHTS) ? B : 16;
+    const int64_t chunks = (desc->rows + chunk - 1) / chunk;
+    OMP(parallel for schedule(static))
+    for (int64_t c = 0; c < chunks; ++c) {
+        int64_t begin = c * chunk, end = begin + chunk < desc->rows ? begin + chunk : desc->rows;
+        qgemm_quantize_rows_ref(desc, begin, end, x, q, scale, zero);
+    }
+    return R1_OK;
+}
+
+/* ---- the int8 dot-product paths ----------------------------------------------------- */
+
+typedef enum isa { ISA_SCALAR = 0, ISA_AVX2, ISA_AVX_VNNI, ISA_AVX512_VNNI } isa;
+static const char *const isa_names[] = {"scalar", "avx2", "avx-vnni", "avx512-vnni"};
+
+static isa best_isa(void) {
+#ifdef QGEMM_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
+        return ISA_AVX512_VNNI;
+    if (__builtin_cpu_supports("avxvnni") && __builtin_cpu_supports("avx2")) return ISA_AVX_VNNI;
+    if (__builtin_cpu_supports("avx2")) return ISA_AVX2;
+#endif
+    return ISA_SCALAR;
+}
+
+/* The best path, capped by R1LAB_QGEMM_ISA when it names a lesser one. */
+static isa chosen_isa(void) {
+    isa best = best_isa();
+    const char *cap = getenv("R1LAB_QGEMM_ISA");
+    if (cap != NULL)
+        for (int i = 0; i < 4; ++i)
+            if (strcmp(cap, isa_names[i]) == 0 && (isa)i < best) best = (isa)i;
+    return best;
+}
+
+const char *r1_qgemm_fast_isa(void) { return isa_names[chosen_isa()]; }
+
+/* acc[i][j] = Σ_k x_i[k] · w_j[k] for the mr rows of x (stride K) and the nr
+ * rows of w (stride K), all over K. The scalar tile (also the k tail of the
+ * vector paths, from k0). */
+static void tile_scalar(const int8_t *x, const int8_t *w, int64_t K, int64_t k0, int mr, int nr,
+                        int32_t acc[TILE_M][TILE_N]) {
+    for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < nr; ++j) {
+            int32_t sum = 0;
+            for (int64_t k = k0; k < K; ++k) sum += (int32_t)x[i * K + k] * (int32_t)w[j * K + k];
+            acc[i][j] += sum;
+        }
+}
+
+#ifdef QGEMM_X86
+__attribute__((target("avx2"))) static int32_t hsum_256(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* AVX2: 16 k per step, int8 -> int16, madd into int32. A tile with fewer than
+ * TILE_M / TILE_N rows repeats its last row (results discarded). */
+__attribute__((target("avx2"))) static void tile_avx2(const int8_t *x, const int8_t *w,
+                                                      int64_t K, int mr, int nr,
+                                                      int32_t acc[TILE_M][TILE_N]) {
+    const int8_t *xr[TILE_M], *wr[TILE_N];
+    for (int i = 0; i < TILE_M; ++i) xr[i] = x + (i < mr ? i : mr - 1) * K;
+    for (int j = 0; j < TILE_N; ++j) wr[j] = w + (j < nr ? j : nr - 1) * K;
+    __m256i s[TILE_M][TILE_N];
+    for (int i = 0; i < TILE_M; ++i)
+        for (int j = 0; j < TILE_N; ++j) s[i][j] = _mm256_setzero_si256();
+    const int64_t kv = K / 16 * 16;
+    for (int64_t k = 0; k < kv; k += 16) {
+        __m256i a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xr[0] + k)));
+        __m256i a1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(xr[1] + k)));
+        for (int j = 0; j < TILE_N; ++j) {
+            __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wr[j] + k)));
+            s[0][j] = _mm256_add_epi32(s[0][j], _mm256_madd_epi16(a0, b));
+            s[1][j] = _mm256_add_epi32(s[1][j], _mm256_madd_epi16(a1, b));
+        }
+    }
+    for (int i = 0; i < mr; ++i)
+        for (int j = 0; j < nr; ++j) acc[i][j] = hsum_256(s[i][j]);
+    tile_scalar(x, w, K, kv, mr, nr, acc);
+}
+
+/* AVX-VNNI: 32 k per step, vpdpbusd on (x XOR 0x80) = x + 128 as unsigned;
+ * the correction 128 · Σ w comes from vpdpbusd of 0x80 bytes with w. */
+__attribute__((target("avx2,avxvnni"))) static void tile_avx_vnni(const int8_t *x,
+                                                                  const int8_t *w, int64_t K,
+                                                                  int mr, int nr,
+                                                                  int32_t acc[TILE_M][TILE_N]) {
+    const int8_t *xr[TILE_M], *wr[TILE_N];
+    for (int i = 0; i < TILE_M; ++i) xr[i] = x + (i < mr ? i : mr - 1) * K;
+    for (int j = 0; j < TILE_N; ++j) wr[j] = w + (j < nr ? j : nr - 1) * K;
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256i s[TILE_M][TILE_N], c[TILE_N];
+    for (int j = 0; j < TILE_N; ++j) {
+        c[j] = _mm256_setzero_si256();
+        for (int i = 0; i < TILE_M; ++i) s[i][j] = _mm256_setzero_si256();
+    }
+    const int64_t kv = K / 32 * 32;
+    for (int64_t k = 0; k < kv; k += 32) {
+        __m256i a0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(xr[0] + k)), bias);
+        __m256i a1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(xr[1] + k)), bias);
+        for (int j = 0; j < TILE_N; ++j) {
+            __m256i b = _mm256_loadu_si256((const __m256i *)(wr[j] + k));
+            s[0][j] = _mm256_dpbusd_avx_epi32(s[0][j], a0, b);
+            s[1][j] = _mm256_dpbusd_avx_epi32(s[1][j], a1, b);
+            c[j] = _mm256_dpbusd_avx_epi32(c[j], bias, b);
+        }
+    }
+    for (int j = 0; j < nr; ++j) {
+        uint32_t correction = (uint32_t)hsum_256(c[j]);
+        for (int i = 0; i < mr; ++i)
+            acc[i][j] = (int32_t)((uint32_t)hsum_256(s[i][j]) - correction);
+    }
+    tile_scalar(x, w, K, kv, mr, nr, acc);
+}
+
+/* AVX-512 VNNI: the same on 64 k per step. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_avx512_vnni(
+    const int8_t *x, const int8_t *w, int64_t K, int mr, int nr, int32_t acc[TILE_M][TILE_N]) {
+    const int8_t *xr[TILE_M], *wr[TILE_N];
+    for (int i = 0; i < TILE_M; ++i) xr[i] = x + (i < mr ? i : mr - 1) * K;
+    for (int j = 0; j < TILE_N; ++j) wr[j] = w + (j < nr ? j : nr - 1) * K;
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    __m512i s[TILE_M][TILE_N], c[TILE_N];
+    for (int j = 0; j < TILE_N; ++j) {
+        c[j] = _mm512_setzero_si512();
+        for (int i = 0; i < TILE_M; ++i) s[i][j] = _mm512_setzero_si512();
+    }
+    const int64_t kv = K / 64 * 64;
+    for (int64_t k = 0; k < kv; k += 64) {
+        __m512i a0 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(xr[0] + k)), bias);
+        __m512i a1 = _mm512_xor_si512(_mm512_loadu_si512((const void *)(xr[1] + k)), bias);
+        for (int j = 0; j < TILE_N; ++j) {
+            __m512i b = _mm512_loadu_si512((const void *)(wr[j] + k));
+            s[0][j] = _mm512_dpbusd_epi32(s[0][j], a0, b);
+            s[1][j] = _mm512_dpbusd_epi32(s[1][j], a1, b);
+            c[j] = _mm512_dpbusd_epi32(c[j], bias, b);
+        }
+    }
+    for (int j = 0; j < nr; ++j) {
+        uint32_t correction = (uint32_t)_mm512_reduce_add_epi32(c[j]);
+        for (int i = 0; i < mr; ++i)
+            acc[i][j] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(s[i][j]) - correction);
+    }
+    tile_scalar(x, w, K, kv, mr, nr, acc);
+}
+#endif
+
+/* One register tile of accumulators by the chosen path. */
+static void tile_int8(isa path, const int8_t *x, const int8_t *w, int64_t K, int mr, int nr,
+                      int32_t acc[TILE_M][TILE_N]) {
+    memset(acc, 0, sizeof(int32_t) * TILE_M * TILE_N);
+    switch (path) {
+#ifdef QGEMM_X86
+    case ISA_AVX512_VNNI: tile_avx512_vnni(x, w, K, mr, nr, acc); return;
+    case ISA_AVX_VNNI: tile_avx_vnni(x, w, K, mr, nr, acc); return;
+    case ISA_AVX2: tile_avx2(x, w, K, mr, nr, acc); return;
+#endif
+    default: tile_scalar(x, w, K, 0, mr, nr, acc); return;
+    }
+}
+
+/* Threads over tiles of N; each tile loops over all M. `y` gets either the
+ * raw accumulators (acc_out) or the scaled outputs. */
+static void w8a8_driver(const r1_qgemm_desc *d, const r1_qgemm_operands *o, int32_t *acc_out,
+                        void *y) {
+    const isa path = chosen_isa();
+    const int64_t M = d->M, N = d->N, K = d->K, tiles = (N + TILE_N - 1) / TILE_N;
+    const int8_t *x = o->x, *w = o->w;
+    OMP(parallel for schedule(static))
+    for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t n0 = t * TILE_N;
+        const int nr = (int)(N - n0 < TILE_N ? N - n0 : TILE_N);
+        for (int64_t m0 = 0; m0 < M; m0 += TILE_M) {
+            const int mr = (int)(M - m0 < TILE_M ? M - m0 : TILE_M);
+            int32_t acc[TILE_M][TILE_N];
+            tile_int8(path, x + m0 * K, w + n0 * K, K, mr, nr, acc);
+            for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < nr; ++j) {
+                    const int64_t m = m0 + i, n = n0 + j;
+                    if (acc_out != NULL) {
+                        acc_out[m * N + n] = acc[i][j];
+                        continue;
+                    }
+                    float value = ((float)acc[i][j] * o->x_scale[m]) * o->w_scale[n];
+                    if (o->bias) value += o->bias[n];
+                    if (d->out_dtype == R1_BF16) ((uint16_t *)y)[m * N + n] = r1_f32_to_bf16(value);
+                    else ((float *)y)[m * N + n] = value;
+                }
+        }
+    }
+}
+
+r1_status qgemm_w8a8_accumulators_fast(int64_t M, int64_t N, int64_t K, const int8_t *x,
+                                       const int8_t *w, int32_t *acc) {
+    r1_qgemm_desc d = {R1_QGEMM_W8A8, M, N, K, R1_F32, 0};
+    r1_qgemm_operands o = {0};
+    o.x = x;
+    o.w = w;
+    w8a8_driver(&d, &o, acc, NULL);
+    return R1_OK;
+}
+
+/* ---- W4A16 and FP8: blocks expanded to float32, promoted per block ------------------ */
+
+#define ROWS_M 16 /* rows of X per pass over a weight tile */
+
+static float e4m3_table[256];
+
+static void build_e4m3_table(void) {
+    static int built = 0; /* written before any parallel region reads it */
+    if (built) return;
+    for (int i = 0; i < 256; ++i) e4m3_table[i] = r1_f8e4m3_to_f32((uint8_t)i);
+    built = 1;
+}
+
+/* out[j] = Σ_k x[k] · w[j][k] over one block of 128 floats, for the 4 rows
+ * of w at once (x is read once). Eight independent lanes per row, so the
+ * compiler vectorizes without reassociating; lanes are summed in a fixed
+ * order at the end. */
+static void dot_block_4(const float *x, const float w[TILE_N][B], float out[TILE_N]) {
+    float lanes[TILE_N][8] = {{0}};
+    for (int k = 0; k < B; k += 8)
+        for (int j = 0; j < TILE_N; ++j)
+            for (int l = 0; l < 8; ++l) lanes[j][l] += x[k + l] * w[j][k + l];
+    for (int j = 0; j < TILE_N; ++j) {
+        float sum = 0.0f;
+        for (int l = 0; l < 8; ++l) sum += lanes[j][l];
+        out[j] = sum;
+    }
+}
+
+/* The weights of rows [n0, n0 + nr), block kb, as float32: the int4 levels
+ * q - z (W4A16, scales applied later) or the e4m3 values (FP8). wf (TILE_N, B). */
+static void expand_weight_block(const r1_qgemm_desc *d, const r1_qgemm_operands *o, int64_t n0,
+                                int nr, int64_t kb, float wf[TILE_N][B]) {
+    const int64_t K = d->K, G = K / B;
+    for (int j = 0; j < nr; ++j) {
+        const int64_t n = n0 + j;
+        if (d->scheme == R1_QGEMM_FP8) {
+            const uint8_t *row = (const uint8_t *)o->w + n * K + kb * B;
+            for (int k = 0; k < B; ++k) wf[j][k] = e4m3_table[row[k]];
+        } else {
+            const uint8_t *row = (const uint8_t *)o->w + (n * K + kb * B) / 2;
+            const int zero = d->asymmetric ? (int)o->w_zero[n * G + kb] : 0;
+            for (int k = 0; k < B; k += 2) {
+                int lo = row[k / 2] & 0xF, hi = row[k / 2] >> 4;
+                if (!d->asymmetric) {
+                    lo = lo >= 8 ? lo - 16 : lo;
+                    hi = hi >= 8 ? hi - 16 : hi;
+                }
+                wf[j][k] = (float)(lo - zero);
+                wf[j][k + 1] = (float)(hi - zero);
+            }
+        }
+    }
+}
+
+/* The activations of row m, block kb, as float32: xf (B). */
+static void expand_activation_block(const r1_qgemm_desc *d, const r1_qgemm_operands *o,
+                                    int64_t m, int64_t kb, float *xf) {
+    if (d->scheme == R1_QGEMM_FP8) {
+        const uint8_t *row = (const uint8_t *)o->x + m * d->K + kb * B;
+        for (int k = 0; k < B; ++k) xf[k] = e4m3_table[row[k]];
+    } else {
+        const uint16_t *row = (const uint16_t *)o->x + m * d->K + kb * B;
+        for (int k = 0; k < B; ++k) xf[k] = r1_bf16_to_f32(row[k]);
+    }
+}
+
+static void block_scaled_driver(const r1_qgemm_desc *d, const r1_qgemm_operands *o, void *y) {
+    build_e4m3_table();
+    const int64_t M = d->M, N = d->N, G = d->K / B, tiles = (N + TILE_N - 1) / TILE_N;
+    OMP(parallel for schedule(static))
+    for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t n0 = t * TILE_N;
+        const int nr = (int)(N - n0 < TILE_N ? N - n0 : TILE_N);
+        float wf[TILE_N][B], xf[B];
+        for (int64_t m0 = 0; m0 < M; m0 += ROWS_M) {
+            const int mr = (int)(M - m0 < ROWS_M ? M - m0 : ROWS_M);
+            float acc[ROWS_M][TILE_N] = {{0}};
+            for (int64_t kb = 0; kb < G; ++kb) {
+                expand_weight_block(d, o, n0, nr, kb, wf);
+                for (int i = 0; i < mr; ++i) {
+                    const int64_t m = m0 + i;
+                    expand_activation_block(d, o, m, kb, xf);
+                    float partials[TILE_N];
+                    dot_block_4(xf, (const float(*)[B])wf, partials);
+                    for (int j = 0; j < nr; ++j) {
+                        const int64_t n = n0 + j;
+                        float partial = partials[j];
+                        float scale = d->scheme == R1_QGEMM_FP8
+                                          ? o->x_scale[m * G + kb] * o->w_scale[(n / B) * G + kb]
+                                          : o->w_scale[n * G + kb];
+                        acc[i][j] += partial * scale;
+                    }
+                }
+            }
+            for (int i = 0; i < mr; ++i)
+                for (int j = 0; j < nr; ++j) {
+                    const int64_t m = m0 + i, n = n0 + j;
+                    float value = acc[i][j];
+                    if (o->bias) value += o->bias[n];
+                    if (d->out_dtype == R1_BF16) ((uint16_t *)y)[m * N + n] = r1_f32_to_bf16(value);
+                    else ((float *)y)[m * N + n] = value;
+                }
+        }
+    }
+}
+
+r1_status qgemm_gemm_fast(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y) {
+    if (desc->scheme == R1_QGEMM_W8A8) w8a8_driver(desc, ops, NULL, y);
+    else block_scaled_driver(desc, ops, y);
+    return R1_OK;
+}

@@ -1,0 +1,576 @@
+/*
+ * kernels/qgemm.cu — quantizers and quantized matrix products on the GPU,
+ * the semantics of r1lab/qgemm.h.
+ *
+ *   Y (M, N) = X (M, K) · Wᵀ [+ bias],  W is (N, K)
+ *
+ * Quantizers: one thread block per tile (a W8A8 row, a W4A16 group of 128, an
+ * FP8 1 x 128 activation tile or 128 x 128 weight block): block max of |x|
+ * (order-free, so exact), then the float32 formula with correctly rounded
+ * division (__fdiv_rn) and rintf, and the same bit-level e4m3 / bf16 rounding
+ * as core/dtype.c (ported below, not the CUDA intrinsics, so the bits agree
+ * by construction). A NaN / Inf records its smallest index with atomicMin.
+ *
+ * 8-bit products (W8A8 and FP8), kernel `gemm_8bit`: a 64 x 64 output tile per
+ * block of 4 warps (2 x 2, 32 x 32 per warp = 2 x 4 mma tiles), K in stages
+ * of 128 bytes, two stages in shared memory filled by cp.async (16-byte
+ * copies, zero-filled past the edges) while the other is multiplied.
+ *   W8A8  mma.sync.m16n8k32 s8 x s8 -> s32: exact int32 accumulation; the
+ *         epilogue computes ((float)acc * s_x[m]) * s_w[n] + bias with
+ *         explicitly rounded float32 operations (no fused multiply-add), the
+ *         same operations as ref, so outputs agree to the bit.
+ *   FP8   mma.sync.m16n8k32 e4m3 x e4m3 -> f32 (sm_89+): each stage is one
+ *         K block of 128; its partial sums start at zero and are promoted into
+ *         a separate float32 accumulator with s_x[m, kb] * s_w[n/128, kb]
+ *         (a 64-wide tile never straddles a 128-row weight block), so the
+ *         tensor core's reduced-precision accumulation spans one block only.
+ *   A K that is not a multiple of 16 (W8A8 only) takes the same kernel with
+ *   byte loads instead of cp.async.
+ * W4A16, kernel `gemm_w4a16` (the decode path, Marlin's idea without its
+ * offline weight shuffle): weights are never staged in shared memory. Each
+ * warp owns 32 output columns and a quarter of the K groups; a lane loads 8
+ * bytes (16 nibbles) of one weight row per 64-wide K chunk, turns them into
+ * bf16 levels q - z in registers (small integers, exact) and feeds them
+ * straight into mma.m16n8k16 bf16 B fragments. The mma's k slots are a
+ * permutation of the chunk's k (slot j of lane t <-> k = 16 t + 4 s + ...),
+ * applied to the activation fragments too, so each lane reads contiguous
+ * bytes. Per group of 128 the fp32 partial sums are scaled by s_w[n, g] and
+ * added to the accumulator; the 4 warps' accumulators are summed in shared
+ * memory in a fixed order. 16 rows of X per block (grid.y over M).
+ *
+ * Versions
+ *   v1  this file: correct-first kernels (tests/test_qgemm_cuda.c checks them
+ *       bit-exact / within bars against ref). Next: wgmma + TMA pipelines with
+ *       128 x 128+ tiles for the large shapes, and a shared-memory-tiled W4A16
+ *       kernel for M > 16 (v1 re-reads the weights once per 16 rows of X).
+ */
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+extern "C" {
+#include "core/internal.h"
+}
+
+namespace {
+
+#define CUDA_TRY(call)                                                                    \
+    do {                                                                                  \
+        cudaError_t cuda_try_error = (call);                                              \
+        if (cuda_try_error != cudaSuccess)                                                \
+            return r1_fail(R1_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
+                           cudaGetErrorString(cuda_try_error));                           \
+    } while (0)
+
+constexpr int kBlock = R1_QGEMM_BLOCK;
+
+/* ---- bit-identical conversions (core/dtype.c) --------------------------------------- */
+
+__device__ __forceinline__ uint32_t shift_round_even(uint32_t value, int shift) {
+    if (shift <= 0) return value;
+    if (shift >= 32) return 0;
+    uint32_t kept = value >> shift;
+    uint32_t dropped = value & ((1u << shift) - 1u);
+    uint32_t half = 1u << (shift - 1);
+    if (dropped > half || (dropped == half && (kept & 1u))) kept += 1u;
+    return kept;
+}
+
+/* float -> E4M3 fn, round to nearest even, saturating at +-448, NaN -> 0x7F. */
+__device__ __forceinline__ uint8_t f32_to_e4m3(float value) {
+    uint32_t bits = __float_as_uint(value);
+    uint32_t sign8 = (bits & 0x80000000u) >> 24;
+    uint32_t abs_bits = bits & 0x7FFFFFFFu;
+    if (abs_bits > 0x7F800000u) return (uint8_t)(sign8 | 0x7Fu);
+    if (abs_bits == 0x7F800000u) return (uint8_t)(sign8 | 0x7Eu);
+    int exponent = (int)(abs_bits >> 23);
+    uint32_t significand = abs_bits & 0x007FFFFFu;
+    if (exponent == 0) exponent = 1;
+    else significand |= 0x00800000u;
+    int target = exponent - 127 + 7;
+    uint32_t magnitude = target >= 1
+                             ? ((uint32_t)(target - 1) << 3) + shift_round_even(significand, 20)
+                             : shift_round_even(significand, 20 + 1 - target);
+    if (magnitude > 0x7Eu) magnitude = 0x7Eu;
+    return (uint8_t)(sign8 | magnitude);
+}
+
+/* float -> bf16 bits, round to nearest even, NaN -> quiet NaN with sign. */
+__device__ __forceinline__ uint16_t f32_to_bf16(float value) {
+    uint32_t bits = __float_as_uint(value);
+    if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)(((bits >> 16) & 0x8000u) | 0x7FC0u);
+    bits += 0x7FFFu + ((bits >> 16) & 1u);
+    return (uint16_t)(bits >> 16);
+}
+
+__device__ __forceinline__ float clampf(float v, float lo, float hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+__device__ __forceinline__ float pow2_at_least(float s) {
+    int e;
+    float f = frexpf(s, &e);
+    return f == 0.5f ? ldexpf(1.0f, e - 1) : ldexpf(1.0f, e);
+}
+
+/* ---- quantizers --------------------------------------------------------------------------- */
+
+constexpr int kQuantThreads = 128;
+
+/* Block-wide max of v (all threads get it); `shared` holds kQuantThreads / 32. */
+__device__ float block_max(float v, float *shared) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) shared[threadIdx.x >> 5] = v;
+    __syncthreads();
+    float r = shared[0];
+    for (int w = 1; w < kQuantThreads / 32; ++w) r = fmaxf(r, shared[w]);
+    return r;
+}
+
+/* One tile per block: rows [r0, r1) x columns [c0, c1) of x (rows, cols).
+ *   scheme 0 W8A8 (tile = a row), 1 W4A16 (a group), 2 FP8 (a tile / block).
+ * The scale goes to scale[blockIdx.y * gridDim.x + blockIdx.x]. */
+__global__ void quantize_kernel(int scheme, int asymmetric, int pow2, int64_t rows, int64_t cols,
+                                int tile_rows, int tile_cols, const float *__restrict__ x,
+                                void *__restrict__ q, float *__restrict__ scale,
+                                uint8_t *__restrict__ zero,
+                                unsigned long long *__restrict__ bad_index) {
+    __shared__ float shared[kQuantThreads / 32];
+    const int64_t r0 = (int64_t)blockIdx.y * tile_rows;
+    const int64_t r1 = r0 + tile_rows < rows ? r0 + tile_rows : rows;
+    const int64_t c0 = (int64_t)blockIdx.x * tile_cols;
+    const int64_t width = tile_cols, count = (r1 - r0) * width;
+    float amax = 0.0f, lo = 0.0f, hi = 0.0f;
+    for (int64_t i = threadIdx.x; i < count; i += kQuantThreads) {
+        int64_t index = (r0 + i / width) * cols + c0 + i % width;
+        float v = x[index];
+        if (!isfinite(v)) atomicMin(bad_index, (unsigned long long)index);
+        amax = fmaxf(amax, fabsf(v));
+        lo = fminf(lo, v);
+        hi = fmaxf(hi, v);
+    }
+    amax = block_max(amax, shared);
+    const int64_t tile = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
+    float s, z = 0.0f;
+    if (scheme == R1_QGEMM_W4A16 && asymmetric) {
+        hi = block_max(hi, shared);
+        lo = -block_max(-lo, shared);
+        s = __fdiv_rn(fmaxf(__fsub_rn(hi, lo), R1_QGEMM_AMAX_FLOOR), 15.0f);
+        z = clampf(rintf(__fdiv_rn(-lo, s)), 0.0f, 15.0f);
+    } else {
+        float floored = fmaxf(amax, R1_QGEMM_AMAX_FLOOR);
+        float qmax = scheme == R1_QGEMM_W8A8 ? 127.0f : scheme == R1_QGEMM_W4A16 ? 7.0f : 448.0f;
+        s = __fdiv_rn(floored, qmax);
+        if (scheme == R1_QGEMM_FP8 && pow2) s = pow2_at_least(s);
+    }
+    if (threadIdx.x == 0) {
+        scale[tile] = s;
+        if (scheme == R1_QGEMM_W4A16 && asymmetric) zero[tile] = (uint8_t)z;
+    }
+    if (scheme == R1_QGEMM_W4A16) {
+        /* pairs of elements -> one byte, element 2i in the low nibble */
+        for (int64_t i = threadIdx.x; i < count / 2; i += kQuantThreads) {
+            int64_t index = (r0 + (2 * i) / width) * cols + c0 + (2 * i) % width;
+            int level[2];
+            for (int e = 0; e < 2; ++e) {
+                float t = rintf(__fdiv_rn(x[index + e], s));
+                level[e] = asymmetric ? (int)clampf(__fadd_rn(t, z), 0.0f, 15.0f)
+                                      : (int)clampf(t, -8.0f, 7.0f);
+            }
+            ((uint8_t *)q)[index / 2] =
+                (uint8_t)((level[0] & 0xF) | ((level[1] & 0xF) << 4));
+        }
+        return;
+    }
+    for (int64_t i = threadIdx.x; i < count; i += kQuantThreads) {
+        int64_t index = (r0 + i / width) * cols + c0 + i % width;
+        float t = __fdiv_rn(x[index], s);
+        if (scheme == R1_QGEMM_W8A8) ((int8_t *)q)[index] = (int8_t)clampf(rintf(t), -127.0f, 127.0f);
+        else ((uint8_t *)q)[index] = f32_to_e4m3(t);
+    }
+}
+
+/* ---- mma / cp.async wrappers ------------------------------------------------------------- */
+
+__device__ __forceinline__ void mma_s8(int32_t c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+__device__ __forceinline__ void mma_e4m3(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+    __trap(); /* the host never launches FP8 below sm_89 */
+#endif
+}
+
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+/* 16 bytes global -> shared, zero-filled when `valid` is 0 (src-size 0). */
+__device__ __forceinline__ void cp_async_16(void *shared, const void *global, bool valid) {
+    unsigned address = (unsigned)__cvta_generic_to_shared(shared);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(address), "l"(global),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n"); }
+template <int pending>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
+}
+
+/* ---- 8-bit tiled GEMM (W8A8, its accumulators, FP8) ---------------------------------------- */
+
+enum class Mode { Accumulators, W8A8, FP8 };
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 128, kPad = 16;
+constexpr int kStride = kTileK + kPad; /* bytes per shared row: 144 = 36 words, conflict-free */
+constexpr int kGemmThreads = 128;
+
+struct Epilogue {
+    const float *x_scale, *w_scale, *bias;
+    void *y;
+    int out_bf16;
+};
+
+/* Fills one stage: rows [row0, row0 + 64) x bytes [k0, k0 + 128) of a (rows, K)
+ * int8 / e4m3 matrix into shared (64, kStride), zeros outside. */
+template <bool kAligned>
+__device__ __forceinline__ void load_stage(uint8_t *shared, const uint8_t *__restrict__ global,
+                                           int64_t rows, int64_t K, int64_t row0, int64_t k0) {
+    for (int c = threadIdx.x; c < kTileM * kTileK / 16; c += kGemmThreads) {
+        const int r = c / (kTileK / 16), col = (c % (kTileK / 16)) * 16;
+        const int64_t row = row0 + r, k = k0 + col;
+        uint8_t *dst = shared + r * kStride + col;
+        if (kAligned) {
+            bool valid = row < rows && k + 16 <= K;
+            cp_async_16(dst, valid ? global + row * K + k : global, valid);
+        } else {
+            uint4 chunk;
+            uint8_t *bytes = (uint8_t *)&chunk;
+            for (int e = 0; e < 16; ++e)
+                bytes[e] = (row < rows && k + e < K) ? global[row * K + k + e] : 0;
+            *(uint4 *)dst = chunk;
+        }
+    }
+}
+
+template <Mode kMode, bool kAligned>
+__global__ void __launch_bounds__(kGemmThreads)
+    gemm_8bit(int64_t M, int64_t N, int64_t K, const uint8_t *__restrict__ x,
+              const uint8_t *__restrict__ w, Epilogue epilogue) {
+    __shared__ __align__(16) uint8_t a_shared[2][kTileM * kStride];
+    __shared__ __align__(16) uint8_t b_shared[2][kTileN * kStride];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int group = lane >> 2, tig = lane & 3;
+    const int warp_m = (warp >> 1) * 32, warp_n = (warp & 1) * 32;
+    const int64_t m0 = (int64_t)blockIdx.y * kTileM, n0 = (int64_t)blockIdx.x * kTileN;
+    const int64_t stages = (K + kTileK - 1) / kTileK, G = K / kBlock;
+
+    int32_t iacc[2][4][4] = {};
+    float facc[2][4][4] = {};
+
+    load_stage<kAligned>(a_shared[0], x, M, K, m0, 0);
+    load_stage<kAligned>(b_shared[0], w, N, K, n0, 0);
+    cp_async_commit();
+    for (int64_t t = 0; t < stages; ++t) {
+        if (t + 1 < stages) {
+            load_stage<kAligned>(a_shared[(t + 1) & 1], x, M, K, m0, (t + 1) * kTileK);
+            load_stage<kAligned>(b_shared[(t + 1) & 1], w, N, K, n0, (t + 1) * kTileK);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const uint8_t *as = a_shared[t & 1], *bs = b_shared[t & 1];
+        float partial[2][4][4] = {};
+#pragma unroll
+        for (int ks = 0; ks < kTileK; ks += 32) {
+            uint32_t a[2][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const uint8_t *base = as + (warp_m + i * 16 + group) * kStride + ks + tig * 4;
+                a[i][0] = *(const uint32_t *)(base);
+                a[i][1] = *(const uint32_t *)(base + 8 * kStride);
+                a[i][2] = *(const uint32_t *)(base + 16);
+                a[i][3] = *(const uint32_t *)(base + 8 * kStride + 16);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const uint8_t *base = bs + (warp_n + j * 8 + group) * kStride + ks + tig * 4;
+                b[j][0] = *(const uint32_t *)(base);
+                b[j][1] = *(const uint32_t *)(base + 16);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    if (kMode == Mode::FP8) mma_e4m3(partial[i][j], a[i], b[j]);
+                    else mma_s8(iacc[i][j], a[i], b[j]);
+                }
+        }
+        if (kMode == Mode::FP8) {
+            /* promotion: acc += partial * (s_x[m, kb] * s_w[n / 128, kb]) */
+            const float sw = epilogue.w_scale[(n0 / kBlock) * G + t];
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int64_t m = m0 + warp_m + i * 16 + group + half * 8;
+                    const float sx = m < M ? epilogue.x_scale[m * G + t] : 0.0f;
+                    const float s = __fmul_rn(sx, sw);
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+#pragma unroll
+                        for (int e = 0; e < 2; ++e)
+                            facc[i][j][half * 2 + e] = __fadd_rn(
+                                facc[i][j][half * 2 + e], __fmul_rn(partial[i][j][half * 2 + e], s));
+                }
+        }
+        __syncthreads();
+    }
+
+    /* epilogue: c[0..1] row group, c[2..3] row group + 8; columns tig * 2 + {0, 1} */
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int64_t m = m0 + warp_m + i * 16 + group + (r >> 1) * 8;
+                const int64_t n = n0 + warp_n + j * 8 + tig * 2 + (r & 1);
+                if (m >= M || n >= N) continue;
+                if (kMode == Mode::Accumulators) {
+                    ((int32_t *)epilogue.y)[m * N + n] = iacc[i][j][r];
+                    continue;
+                }
+                float value;
+                if (kMode == Mode::W8A8)
+                    value = __fmul_rn(__fmul_rn(__int2float_rn(iacc[i][j][r]), epilogue.x_scale[m]),
+                                      epilogue.w_scale[n]);
+                else
+                    value = facc[i][j][r];
+                if (epilogue.bias) value = __fadd_rn(value, epilogue.bias[n]);
+                if (epilogue.out_bf16) ((uint16_t *)epilogue.y)[m * N + n] = f32_to_bf16(value);
+                else ((float *)epilogue.y)[m * N + n] = value;
+            }
+}
+
+/* ---- W4A16 decode-style GEMM ------------------------------------------------------------------- */
+
+constexpr int kW4Warps = 4, kW4Columns = 32, kW4Rows = 16;
+
+/* bf16 bits of a small integer (exact), two packed: lo in the low half. */
+__device__ __forceinline__ uint32_t pack_levels(int lo, int hi) {
+    return (__float_as_uint((float)lo) >> 16) | (__float_as_uint((float)hi) & 0xFFFF0000u);
+}
+
+__global__ void __launch_bounds__(kW4Warps * 32)
+    gemm_w4a16(int64_t M, int64_t N, int64_t K, const uint16_t *__restrict__ x,
+               const uint8_t *__restrict__ w, const float *__restrict__ w_scale,
+               const uint8_t *__restrict__ w_zero, const float *__restrict__ bias, void *y,
+               int out_bf16) {
+    __shared__ float reduce[kW4Warps][32][16];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int group = lane >> 2, tig = lane & 3;
+    const int64_t n0 = (int64_t)blockIdx.x * kW4Columns, m0 = (int64_t)blockIdx.y * kW4Rows;
+    const int64_t G = K / kBlock;
+    const int64_t row_lo = m0 + group, row_hi = m0 + group + 8;
+    float acc[4][4] = {};
+    for (int64_t g = warp; g < G; g += kW4Warps) {
+        float partial[4][4] = {};
+        int zero[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int64_t n = n0 + j * 8 + group;
+            zero[j] = (w_zero != nullptr && n < N) ? (int)w_zero[n * G + g] : 0;
+        }
+#pragma unroll
+        for (int chunk = 0; chunk < 2; ++chunk) {
+            const int64_t kc = g * kBlock + chunk * 64 + tig * 16; /* this lane's 16 k */
+            uint2 packed[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int64_t n = n0 + j * 8 + group;
+                packed[j] = n < N ? *(const uint2 *)(w + (n * K + kc) / 2) : make_uint2(0, 0);
+            }
+#pragma unroll
+            for (int s = 0; s < 4; ++s) {
+                uint32_t a[4];
+                uint2 lo = row_lo < M ? *(const uint2 *)(x + row_lo * K + kc + 4 * s) : make_uint2(0, 0);
+                uint2 hi = row_hi < M ? *(const uint2 *)(x + row_hi * K + kc + 4 * s) : make_uint2(0, 0);
+                a[0] = lo.x; /* row g,     slots tig*2 + {0,1}  <- k = kc + 4s + {0,1} */
+                a[1] = hi.x; /* row g + 8                                            */
+                a[2] = lo.y; /* row g,     slots tig*2 + 8 + {0,1} <- k = kc + 4s + {2,3} */
+                a[3] = hi.y;
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    /* nibbles 4s .. 4s+3 of this lane's 16 */
+                    const uint32_t word = s < 2 ? packed[j].x : packed[j].y;
+                    const uint32_t nib = (word >> ((s & 1) * 16)) & 0xFFFFu;
+                    int level[4];
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        int v = (int)((nib >> (4 * e)) & 0xFu);
+                        level[e] = w_zero != nullptr ? v - zero[j] : (v >= 8 ? v - 16 : v);
+                    }
+                    uint32_t b[2] = {pack_levels(level[0], level[1]), pack_levels(level[2], level[3])};
+                    mma_bf16(partial[j], a, b);
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int64_t n = n0 + j * 8 + tig * 2 + (r & 1);
+                const float s = n < N ? w_scale[n * G + g] : 0.0f;
+                acc[j][r] = __fadd_rn(acc[j][r], __fmul_rn(partial[j][r], s));
+            }
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) reduce[warp][lane][j * 4 + r] = acc[j][r];
+    __syncthreads();
+    if (warp != 0) return;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            float value = reduce[0][lane][j * 4 + r];
+            for (int v = 1; v < kW4Warps; ++v) value = __fadd_rn(value, reduce[v][lane][j * 4 + r]);
+            const int64_t m = m0 + group + (r >> 1) * 8;
+            const int64_t n = n0 + j * 8 + tig * 2 + (r & 1);
+            if (m >= M || n >= N) continue;
+            if (bias) value = __fadd_rn(value, bias[n]);
+            if (out_bf16) ((uint16_t *)y)[m * N + n] = f32_to_bf16(value);
+            else ((float *)y)[m * N + n] = value;
+        }
+}
+
+/* ---- host side -------------------------------------------------------------------------------- */
+
+/* Compute capability of the current device as 10 * major + minor (cached). */
+int device_capability() {
+    static int cached = -1;
+    if (cached < 0) {
+        int device = 0, major = 0, minor = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        cached = major * 10 + minor;
+    }
+    return cached;
+}
+
+template <Mode kMode>
+r1_status launch_8bit(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
+                      const Epilogue &epilogue, cudaStream_t stream) {
+    dim3 grid((unsigned)((N + kTileN - 1) / kTileN), (unsigned)((M + kTileM - 1) / kTileM));
+    if (grid.y > 65535u)
+        return r1_fail(R1_EUNSUPPORTED, "M = %lld: the cuda kernel handles M <= %d",
+                       (long long)M, 65535 * kTileM);
+    if (K % 16 == 0)
+        gemm_8bit<kMode, true><<<grid, kGemmThreads, 0, stream>>>(
+            M, N, K, (const uint8_t *)x, (const uint8_t *)w, epilogue);
+    else
+        gemm_8bit<kMode, false><<<grid, kGemmThreads, 0, stream>>>(
+            M, N, K, (const uint8_t *)x, (const uint8_t *)w, epilogue);
+    CUDA_TRY(cudaGetLastError());
+    return R1_OK;
+}
+
+}  // namespace
+
+extern "C" r1_status qgemm_quantize_cuda(const r1_qgemm_quant_desc *desc, const float *x, void *q,
+                                         float *scale, uint8_t *zero, void *stream_pointer) {
+    cudaStream_t stream = (cudaStream_t)stream_pointer;
+    int tile_rows = 1, tile_cols = kBlock;
+    if (desc->scheme == R1_QGEMM_W8A8) tile_cols = (int)desc->cols;
+    if (desc->scheme == R1_QGEMM_FP8 && desc->role == R1_QGEMM_WEIGHTS) tile_rows = kBlock;
+    dim3 grid((unsigned)(desc->cols / tile_cols),
+              (unsigned)((desc->rows + tile_rows - 1) / tile_rows));
+    if (grid.y > 65535u)
+        return r1_fail(R1_EUNSUPPORTED, "rows = %lld: the cuda quantizer handles at most %d tiles of rows",
+                       (long long)desc->rows, 65535);
+    unsigned long long *bad = nullptr, none = ~0ull, found = ~0ull;
+    CUDA_TRY(cudaMallocAsync((void **)&bad, sizeof *bad, stream));
+    CUDA_TRY(cudaMemcpyAsync(bad, &none, sizeof none, cudaMemcpyHostToDevice, stream));
+    quantize_kernel<<<grid, kQuantThreads, 0, stream>>>(
+        (int)desc->scheme, desc->asymmetric, desc->pow2_scales, desc->rows, desc->cols, tile_rows,
+        tile_cols, x, q, scale, zero, bad);
+    cudaError_t launch = cudaGetLastError();
+    CUDA_TRY(cudaMemcpyAsync(&found, bad, sizeof found, cudaMemcpyDeviceToHost, stream));
+    CUDA_TRY(cudaFreeAsync(bad, stream));
+    CUDA_TRY(cudaStreamSynchronize(stream));
+    CUDA_TRY(launch);
+    if (found != ~0ull) {
+        const long long i = (long long)found, cols = (long long)desc->cols;
+        return r1_fail(R1_ENUMERIC,
+                       "x[%lld] (row %lld, column %lld) is NaN or Inf: quantizer inputs must be "
+                       "finite",
+                       i, i / cols, i % cols);
+    }
+    return R1_OK;
+}
+
+extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops,
+                                     void *y, void *stream_pointer) {
+    cudaStream_t stream = (cudaStream_t)stream_pointer;
+    const int out_bf16 = desc->out_dtype == R1_BF16;
+    switch (desc->scheme) {
+    case R1_QGEMM_W8A8: {
+        Epilogue e = {ops->x_scale, ops->w_scale, ops->bias, y, out_bf16};
+        return launch_8bit<Mode::W8A8>(desc->M, desc->N, desc->K, ops->x, ops->w, e, stream);
+    }
+    case R1_QGEMM_FP8: {
+        if (device_capability() < 89)
+            return r1_fail(R1_EUNSUPPORTED,
+                           "FP8 E4M3 tensor cores need sm_89 or newer; this GPU is sm_%d",
+                           device_capability());
+        Epilogue e = {ops->x_scale, ops->w_scale, ops->bias, y, out_bf16};
+        return launch_8bit<Mode::FP8>(desc->M, desc->N, desc->K, ops->x, ops->w, e, stream);
+    }
+    case R1_QGEMM_W4A16: {
+        dim3 grid((unsigned)((desc->N + kW4Columns - 1) / kW4Columns),
+                  (unsigned)((desc->M + kW4Rows - 1) / kW4Rows));
+        if (grid.y > 65535u)
+            return r1_fail(R1_EUNSUPPORTED, "M = %lld: the cuda W4A16 kernel handles M <= %d",
+                           (long long)desc->M, 65535 * kW4Rows);
+        gemm_w4a16<<<grid, kW4Warps * 32, 0, stream>>>(
+            desc->M, desc->N, desc->K, (const uint16_t *)ops->x, (const uint8_t *)ops->w,
+            ops->w_scale, desc->asymmetric ? ops->w_zero : nullptr, ops->bias, y, out_bf16);
+        CUDA_TRY(cudaGetLastError());
+        return R1_OK;
+    }
+    }
+    return r1_fail(R1_EINTERNAL, "qgemm_gemm_cuda: unknown scheme %d", (int)desc->scheme);
+}
+
+extern "C" r1_status qgemm_w8a8_accumulators_cuda(int64_t M, int64_t N, int64_t K, const int8_t *x,
+                                                  const int8_t *w, int32_t *acc,
+                                                  void *stream_pointer) {
+    Epilogue e = {nullptr, nullptr, nullptr, acc, 0};
+    return launch_8bit<Mode::Accumulators>(M, N, K, x, w, e, (cudaStream_t)stream_pointer);
+}

@@ -1,0 +1,211 @@
+/*
+ * tests/test_qgemm.c — qgemm on the CPU backends: golden files (ref and fast),
+ * fast vs ref agreement on every int8 path this CPU has (R1LAB_QGEMM_ISA caps
+ * the path), the int32 range edge, and bad input (every error names its
+ * argument).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_qgemm.h"
+#include "harness.h"
+
+static const char *const isa_names[] = {"scalar", "avx2", "avx-vnni", "avx512-vnni"};
+
+static void run_goldens(r1_backend backend, const char *label) {
+    if (!r1t_case("qgemm_goldens(%s)", label)) return;
+    check_summary s = {0};
+    R1T_CHECK(qgemm_check_goldens(backend, &s) == R1_OK, "golden files missing");
+    R1T_CHECK(s.cases_total >= 15, "only %d golden files", s.cases_total);
+    R1T_CHECK(s.cases_passed == s.cases_total, "%d of %d golden cases failed (worst: %s)",
+              s.cases_total - s.cases_passed, s.cases_total, s.worst_what);
+}
+
+static void run_agreement(const char *label) {
+    if (!r1t_case("qgemm_agreement(fast/%s, seed=%llu)", label, (unsigned long long)r1t_seed()))
+        return;
+    check_summary s = {0};
+    qgemm_check_agreement(R1_FAST, r1t_seed(), r1t_small(), &s);
+    R1T_CHECK(s.cases_passed == s.cases_total, "%d of %d agreement cases failed (worst: %s)",
+              s.cases_total - s.cases_passed, s.cases_total, s.worst_what);
+}
+
+/* acc = K * 128^2 at the largest K: the VNNI paths' unsigned bias and its
+ * correction both wrap modulo 2^32 here; the result must still be exact. */
+static void int32_edge(void) {
+    if (!r1t_case("qgemm_w8a8_int32_edge(K=131071)")) return;
+    const int64_t M = 2, N = 3, K = R1_QGEMM_W8A8_MAX_K;
+    int8_t *x = malloc((size_t)(M * K)), *w = malloc((size_t)(N * K));
+    memset(x, 0x80, (size_t)(M * K)); /* -128 */
+    memset(w, 0x80, (size_t)(N * K));
+    for (int64_t k = 0; k < K; ++k) x[K + k] = (int8_t)(k % 2 ? 127 : -128); /* row 1 mixed */
+    int32_t ref[6], fast[6];
+    R1T_CHECK(r1_qgemm_w8a8_accumulators(R1_REF, M, N, K, x, w, ref, NULL) == R1_OK, "ref");
+    R1T_CHECK(r1_qgemm_w8a8_accumulators(R1_FAST, M, N, K, x, w, fast, NULL) == R1_OK, "fast");
+    R1T_CHECK(ref[0] == 2147467264, "ref acc[0] = %d, expected 131071 * 16384 = 2147467264",
+              ref[0]);
+    for (int i = 0; i < 6; ++i)
+        R1T_CHECK(ref[i] == fast[i], "acc[%d]: fast %d, ref %d (path %s)", i, fast[i], ref[i],
+                  r1_qgemm_fast_isa());
+    free(x);
+    free(w);
+}
+
+static void expect_error(r1_status got, r1_status want, const char *needle, const char *what) {
+    R1T_CHECK(got == want, "%s: status %s, expected %s (message: %s)", what, r1_status_str(got),
+              r1_status_str(want), r1_last_error());
+    R1T_CHECK(strstr(r1_last_error(), needle) != NULL, "%s: message '%s' does not mention '%s'",
+              what, r1_last_error(), needle);
+}
+
+static void bad_input(void) {
+    if (!r1t_case("qgemm_bad_input")) return;
+    float x[2 * 256];
+    for (int i = 0; i < 512; ++i) x[i] = (float)(i % 17) - 8.0f;
+    uint8_t q[512], zero[8];
+    float scale[16];
+    for (int b = 0; b < 2; ++b) {
+        r1_backend backend = b ? R1_FAST : R1_REF;
+        /* NaN / Inf in a quantizer input: the index, row and column */
+        x[300] = NAN;
+        r1_qgemm_quant_desc fp8 = {R1_QGEMM_FP8, R1_QGEMM_ACTIVATIONS, 2, 256, 0, 0};
+        expect_error(r1_qgemm_quantize(backend, &fp8, x, q, scale, NULL, NULL), R1_ENUMERIC,
+                     "x[300] (row 1, column 44)", "NaN in x");
+        x[300] = INFINITY;
+        r1_qgemm_quant_desc w8 = {R1_QGEMM_W8A8, R1_QGEMM_WEIGHTS, 2, 256, 0, 0};
+        expect_error(r1_qgemm_quantize(backend, &w8, x, q, scale, NULL, NULL), R1_ENUMERIC,
+                     "x[300]", "Inf in w");
+        x[300] = 1.0f;
+        /* K alignment for block / group schemes, with the sentence */
+        r1_qgemm_quant_desc bad_k = {R1_QGEMM_W4A16, R1_QGEMM_WEIGHTS, 2, 200, 0, 0};
+        expect_error(r1_qgemm_quantize(backend, &bad_k, x, q, scale, NULL, NULL), R1_EINVAL,
+                     "multiple of 128", "W4A16 K = 200");
+        r1_qgemm_quant_desc act4 = {R1_QGEMM_W4A16, R1_QGEMM_ACTIVATIONS, 2, 256, 0, 0};
+        expect_error(r1_qgemm_quantize(backend, &act4, x, q, scale, NULL, NULL), R1_EINVAL,
+                     "bf16", "W4A16 activations");
+        r1_qgemm_quant_desc asym = {R1_QGEMM_W4A16, R1_QGEMM_WEIGHTS, 2, 256, 1, 0};
+        expect_error(r1_qgemm_quantize(backend, &asym, x, q, scale, NULL, NULL), R1_EINVAL,
+                     "zero", "asymmetric without zero points");
+        R1T_CHECK(r1_qgemm_quantize(backend, &asym, x, q, scale, zero, NULL) == R1_OK,
+                  "valid asymmetric quantize: %s", r1_last_error());
+
+        /* products */
+        int8_t qx[2 * 256] = {0}, qw[3 * 256] = {0};
+        float sx[4] = {1, 1, 1, 1}, sw[3] = {1, 1, 1}, y[6];
+        r1_qgemm_desc d = {R1_QGEMM_FP8, 2, 3, 250, R1_F32, 0};
+        r1_qgemm_operands o = {qx, sx, qw, sw, NULL, NULL, 2, 2, 1, 2};
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL,
+                     "K = 250: fp8 scales K in blocks of 128", "FP8 K = 250");
+        d.K = 256;
+        o.x_scale_cols = 1;
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL,
+                     "x_scale shape (2, 1): fp8 with M = 2, K = 256 needs (2, 2)", "x scale shape");
+        o.x_scale_cols = 2, o.w_scale_rows = 2;
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL,
+                     "w_scale shape (2, 2): fp8 with N = 3, K = 256 needs (1, 2)",
+                     "FP8 weight scales per row instead of per 128-row block");
+        o.w_scale_rows = 1;
+        R1T_CHECK(r1_qgemm(backend, &d, &o, y, NULL) == R1_OK, "valid FP8 call: %s",
+                  r1_last_error());
+        d.scheme = R1_QGEMM_W8A8;
+        o.x_scale_rows = 2, o.x_scale_cols = 1, o.w_scale_rows = 2, o.w_scale_cols = 1;
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL, "w_scale shape (2, 1)",
+                     "W8A8 w scale (2, 1) for N = 3");
+        o.w_scale_rows = 3;
+        sw[1] = 0.0f;
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL, "w_scale[1] = 0",
+                     "zero scale");
+        sw[1] = 1.0f;
+        d.out_dtype = R1_F16;
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL, "f32 or bf16", "f16 output");
+        d.out_dtype = R1_F32;
+        d.K = R1_QGEMM_W8A8_MAX_K + 1;
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL, "int32", "W8A8 K too large");
+        d.K = 256;
+        expect_error(r1_qgemm(backend, &d, &o, NULL, NULL), R1_EINVAL, "NULL", "y NULL");
+        R1T_CHECK(r1_qgemm(backend, &d, &o, y, NULL) == R1_OK, "valid W8A8 call: %s",
+                  r1_last_error());
+        d.scheme = R1_QGEMM_W4A16;
+        d.asymmetric = 1;
+        r1_qgemm_set_scale_shapes(&d, &o);
+        R1T_CHECK(o.w_scale_rows == 3 && o.w_scale_cols == 2 && o.x_scale_rows == 0,
+                  "W4A16 scale shapes (%lld, %lld)", (long long)o.w_scale_rows,
+                  (long long)o.w_scale_cols);
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL, "w_zero", "no zero points");
+        d.scheme = (r1_qgemm_scheme)7;
+        expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL, "scheme = 7", "bad scheme");
+        expect_error(r1_qgemm_w8a8_accumulators(backend, 0, 1, 1, qx, qw, (int32_t *)y, NULL),
+                     R1_EINVAL, "M = 0", "M = 0");
+    }
+    expect_error(r1_qgemm(R1_CUDA, NULL, NULL, NULL, NULL), R1_EINVAL, "desc", "NULL desc");
+}
+
+/* dequantize(quantize(x)) is within half a step of x for every scheme. */
+static void round_trip(void) {
+    if (!r1t_case("qgemm_round_trip")) return;
+    enum { R = 130, K = 256 };
+    float *x = malloc(R * K * 4), *back = malloc(R * K * 4), scale[R * 2];
+    uint8_t *q = malloc(R * K), zero[R * 2];
+    r1t_rng rng = r1t_rng_make(r1t_seed());
+    for (int i = 0; i < R * K; ++i) x[i] = (float)r1t_rng_normal(&rng);
+    struct { r1_qgemm_scheme scheme; r1_qgemm_role role; int asym; double steps; } runs[] = {
+        {R1_QGEMM_W8A8, R1_QGEMM_ACTIVATIONS, 0, 0.5001},
+        {R1_QGEMM_W4A16, R1_QGEMM_WEIGHTS, 0, 0.5001},
+        {R1_QGEMM_W4A16, R1_QGEMM_WEIGHTS, 1, 0.5001},
+        {R1_QGEMM_FP8, R1_QGEMM_ACTIVATIONS, 0, 0.5001},
+        {R1_QGEMM_FP8, R1_QGEMM_WEIGHTS, 0, 0.5001},
+    };
+    for (int r = 0; r < 5; ++r) {
+        r1_qgemm_quant_desc d = {runs[r].scheme, runs[r].role, R, K, runs[r].asym, 0};
+        R1T_CHECK(r1_qgemm_quantize(R1_REF, &d, x, q, scale, runs[r].asym ? zero : NULL, NULL) == R1_OK,
+                  "%s", r1_last_error());
+        R1T_CHECK(r1_qgemm_dequantize(&d, q, scale, zero, back) == R1_OK, "%s", r1_last_error());
+        double worst = 0;
+        for (int i = 0; i < R * K; ++i) {
+            int row = i / K, col = i % K;
+            double s = d.scheme == R1_QGEMM_W8A8    ? scale[row]
+                       : d.scheme == R1_QGEMM_W4A16 ? scale[row * 2 + col / 128]
+                       : d.role == R1_QGEMM_WEIGHTS ? scale[(row / 128) * 2 + col / 128]
+                                                    : scale[row * 2 + col / 128];
+            /* int: a step is s; e4m3: a step is 2^-3 of the value's binade (and
+             * the subnormal step 2^-9 at the bottom) times s */
+            double step = s;
+            if (d.scheme == R1_QGEMM_FP8) {
+                double v = fabs(x[i]) / s;
+                step = s * (v < 0x1p-6 ? 0x1p-9 : ldexp(1.0, (int)floor(log2(v)) - 3));
+            }
+            double err = fabs(back[i] - x[i]) / step;
+            if (err > worst) worst = err;
+        }
+        R1T_CHECK(worst <= runs[r].steps, "%s role %d asym %d: worst error %.4f steps",
+                  r1_qgemm_scheme_name(d.scheme), (int)d.role, d.asymmetric, worst);
+    }
+    free(x), free(back), free(q);
+}
+
+int main(int argc, char **argv) {
+    r1t_begin(argc, argv, "qgemm");
+    printf("fast int8 path here: %s\n", r1_qgemm_fast_isa());
+    run_goldens(R1_REF, "ref");
+    bad_input();
+    round_trip();
+    /* fast on every path this CPU has, best first; the cap is lifted after. */
+    const char *best = r1_qgemm_fast_isa();
+    int top = 0;
+    for (int i = 0; i < 4; ++i)
+        if (strcmp(best, isa_names[i]) == 0) top = i;
+    for (int i = top; i >= 0; --i) {
+        setenv("R1LAB_QGEMM_ISA", isa_names[i], 1);
+        char label[64];
+        snprintf(label, sizeof label, "fast/%s", isa_names[i]);
+        run_goldens(R1_FAST, label);
+        run_agreement(isa_names[i]);
+        int32_edge();
+        if (r1t_small()) break;
+    }
+    unsetenv("R1LAB_QGEMM_ISA");
+    return r1t_end();
+}
