@@ -86,34 +86,6 @@ r1_answer_verdict answer_equal_fast(const char *gold, size_t gold_length, const 
 #include "r1lab/kd.h"
 #ifdef __cplusplus
 extern "C" {
-/* ---- qgemm backends (begin; descriptors already validated) -------------- */
-#include "r1lab/qgemm.h"
-#ifdef __cplusplus
-extern "C" {
-#endif
-/* Quantizes rows [row_begin, row_end) of x (FP8 weights: whole 128-row
- * blocks); shared by ref and fast (fast runs it on several threads). */
-void qgemm_quantize_rows_ref(const r1_qgemm_quant_desc *desc, int64_t row_begin,
-                             int64_t row_end, const float *x, void *q, float *scale,
-                             uint8_t *zero);
-r1_status qgemm_quantize_fast(const r1_qgemm_quant_desc *desc, const float *x, void *q,
-                              float *scale, uint8_t *zero);
-r1_status qgemm_quantize_cuda(const r1_qgemm_quant_desc *desc, const float *x, void *q,
-                              float *scale, uint8_t *zero, void *stream);
-r1_status qgemm_gemm_ref(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y);
-r1_status qgemm_gemm_fast(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y);
-r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y,
-                          void *stream);
-r1_status qgemm_w8a8_accumulators_ref(int64_t M, int64_t N, int64_t K, const int8_t *x,
-                                      const int8_t *w, int32_t *acc);
-r1_status qgemm_w8a8_accumulators_fast(int64_t M, int64_t N, int64_t K, const int8_t *x,
-                                       const int8_t *w, int32_t *acc);
-r1_status qgemm_w8a8_accumulators_cuda(int64_t M, int64_t N, int64_t K, const int8_t *x,
-                                       const int8_t *w, int32_t *acc, void *stream);
-#ifdef __cplusplus
-}
-#endif
-/* ---- qgemm backends (end) ------------------------------------------------- */
 #endif
 /* Why a counted token's row could not be computed (R1_ENUMERIC). */
 typedef enum kd_bad_reason {
@@ -252,5 +224,34 @@ r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *
 #endif
 #endif /* R1LAB_CORE_INTERNAL_MOE */
 /* ---- end of moe ----------------------------------------------------------- */
+
+/* ---- qgemm backends (begin; descriptors already validated) -------------- */
+#include "r1lab/qgemm.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Quantizes rows [row_begin, row_end) of x (FP8 weights: whole 128-row
+ * blocks); shared by ref and fast (fast runs it on several threads). */
+void qgemm_quantize_rows_ref(const r1_qgemm_quant_desc *desc, int64_t row_begin,
+                             int64_t row_end, const float *x, void *q, float *scale,
+                             uint8_t *zero);
+r1_status qgemm_quantize_fast(const r1_qgemm_quant_desc *desc, const float *x, void *q,
+                              float *scale, uint8_t *zero);
+r1_status qgemm_quantize_cuda(const r1_qgemm_quant_desc *desc, const float *x, void *q,
+                              float *scale, uint8_t *zero, void *stream);
+r1_status qgemm_gemm_ref(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y);
+r1_status qgemm_gemm_fast(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y);
+r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y,
+                          void *stream);
+r1_status qgemm_w8a8_accumulators_ref(int64_t M, int64_t N, int64_t K, const int8_t *x,
+                                      const int8_t *w, int32_t *acc);
+r1_status qgemm_w8a8_accumulators_fast(int64_t M, int64_t N, int64_t K, const int8_t *x,
+                                       const int8_t *w, int32_t *acc);
+r1_status qgemm_w8a8_accumulators_cuda(int64_t M, int64_t N, int64_t K, const int8_t *x,
+                                       const int8_t *w, int32_t *acc, void *stream);
+#ifdef __cplusplus
+}
+#endif
+/* ---- qgemm backends (end) ------------------------------------------------- */
 
 #endif /* R1LAB_CORE_INTERNAL_H */
