@@ -36,6 +36,7 @@
  */
 #include <cooperative_groups.h>
 #include <cublas_v2.h>
+#include <mutex>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -712,13 +713,26 @@ r1_status read_report(const r1_kd_desc *desc, const int32_t *labels, const int32
 
 /* ---- cuBLAS ------------------------------------------------------------------ */
 
+/* One cuBLAS handle for the process, made once on first use and destroyed
+ * at exit (atexit handlers run in reverse order of registration, so this runs
+ * before the CUDA runtime's own teardown, registered at its first call). */
+cublasHandle_t process_blas_handle = nullptr;
+
+void blas_handle_release() {
+    if (process_blas_handle != nullptr) cublasDestroy(process_blas_handle);
+    process_blas_handle = nullptr;
+}
+
 cublasHandle_t blas_handle(r1_status *status) {
-    static cublasHandle_t handle = nullptr;
-    if (handle == nullptr && cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) {
-        *status = r1_fail(R1_ECUDA, "cublasCreate failed");
-        handle = nullptr;
-    }
-    return handle;
+    static std::once_flag once;
+    std::call_once(once, [] {
+        if (cublasCreate(&process_blas_handle) == CUBLAS_STATUS_SUCCESS)
+            atexit(blas_handle_release);
+        else
+            process_blas_handle = nullptr;
+    });
+    if (process_blas_handle == nullptr) *status = r1_fail(R1_ECUDA, "cublasCreate failed");
+    return process_blas_handle;
 }
 
 cudaDataType_t blas_type(r1_dtype dtype) { return dtype == R1_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
