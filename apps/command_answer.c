@@ -2,10 +2,11 @@
  * apps/command_answer.c — `r1lab answer extract`, `r1lab answer equal` and
  * `r1lab eval`: JSONL in, JSONL out, through r1lab/answer.h.
  *
- * `r1lab eval` streams: lines are read in batches of BATCH_LINES into one
- * reused buffer, each batch is scored by all threads (OpenMP), results are
- * written in input order, and the batch's memory is reused, so the memory
- * stays flat whatever the file's length.
+ * `r1lab eval` streams through a pipeline: one thread reads and splits lines
+ * into batches of about 4 MiB, worker threads score whole batches, and the
+ * calling thread writes them in input order and recycles them; at most
+ * workers + 2 batches exist at once, so the memory stays flat whatever the
+ * file's length.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,15 +14,16 @@
 
 #include <cjson/cJSON.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
+#include <stdint.h>
+#include <unistd.h>
 
 #include "apps/commands.h"
 #include "r1lab/answer.h"
 #include "r1lab/jsonl.h"
 
-#define BATCH_LINES 4096
+#define BATCH_LINES 65536         /* most lines in one batch       */
+#define BATCH_BYTES (4u << 20)     /* a batch holds about 4 MiB     */
 #define ANSWER_CAPACITY (R1_ANSWER_MAX_LENGTH + 1)
 
 /* ---- shared helpers ------------------------------------------------------------------ */
@@ -232,14 +234,15 @@ static void eval_usage(FILE *f) {
             "</think>), gold without an answer, malformed lines. With --output, one line per\n"
             "item: {\"id\",\"line\",\"found\",\"truncated\",\"answer\",\"gold\",\"correct\",\"rule\"}.\n"
             "\n"
-            "Streams the file in batches of %d lines over all threads (default: all cores),\n"
-            "so memory stays flat. A malformed line is reported with its line number and\n"
+            "Streams the file: one thread reads batches of about %u MiB of lines, N worker\n"
+            "threads (--threads, default: all cores) score them, results come out in input\n"
+            "order, and at most N + 2 batches exist at once, so memory stays flat. A malformed line is reported with its line number and\n"
             "skipped (counted); a line without K or G is an error naming the key (exit 1).\n"
             "Examples:\n"
             "  r1lab eval --input gsm8k_test_r1.jsonl --pred-key deepseek_r1_response \\\n"
             "             --gold-key answer --gold-format gsm8k --output items.jsonl\n"
             "  r1lab eval --input gsm8k_zh.jsonl --pred-key response --gold-key answer_only --gold-format plain\n",
-            BATCH_LINES);
+            BATCH_BYTES >> 20);
 }
 
 typedef struct eval_item {
@@ -325,54 +328,155 @@ static int parse_eval_args(int argc, char **argv, eval_args *a) {
     return -1;
 }
 
+/* ---- the eval pipeline ---------------------------------------------------------------------
+ * One reader thread splits the file into batches of about BATCH_BYTES of whole lines; worker
+ * threads score whole batches; the calling thread writes the batches in input order and
+ * recycles them. Batch k lives in slot k % slots (slots = workers + 2), so at most `slots`
+ * batches exist at once: the memory is flat whatever the file's length. */
+typedef enum batch_state { BATCH_FREE, BATCH_READ, BATCH_SCORING, BATCH_SCORED } batch_state;
+
+typedef struct eval_batch {
+    batch_state state;
+    int64_t sequence;
+    char *buffer;
+    size_t capacity, used;
+    eval_item *items;
+    int count, item_capacity;
+    int last; /* the reader's end marker (count may be 0) */
+} eval_batch;
+
+typedef struct eval_pipeline {
+    const eval_args *args;
+    r1_jsonl_reader *reader;
+    int want_output;
+    eval_batch *slots;
+    int slot_count;
+    int64_t next_to_score;
+    int64_t malformed_lines; /* lines the reader could not split (R1_EFORMAT) */
+    int read_failed;
+    int finished;            /* a worker took the last batch: the others end */
+    int stop;                /* the writer met an error: read no further      */
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+} eval_pipeline;
+
+/* Appends one line to a batch; 0 when memory runs out. */
+static int batch_add(eval_batch *b, const char *line, size_t length, int64_t number) {
+    if (b->used + length + 1 > b->capacity) {
+        size_t c = b->capacity ? b->capacity : BATCH_BYTES;
+        while (b->used + length + 1 > c) c *= 2;
+        char *grown = realloc(b->buffer, c);
+        if (!grown) return 0;
+        b->buffer = grown, b->capacity = c;
+    }
+    if (b->count == b->item_capacity) {
+        int c = b->item_capacity ? 2 * b->item_capacity : 1024;
+        eval_item *grown = realloc(b->items, (size_t)c * sizeof *grown);
+        if (!grown) return 0;
+        b->items = grown, b->item_capacity = c;
+    }
+    memcpy(b->buffer + b->used, line, length + 1);
+    eval_item *it = &b->items[b->count++];
+    memset(it, 0, sizeof *it);
+    it->line = number, it->length = length;
+    it->text = (char *)(uintptr_t)b->used; /* an offset until the batch is full (the buffer may move) */
+    b->used += length + 1;
+    return 1;
+}
+
+static void *eval_reader(void *argument) {
+    eval_pipeline *p = argument;
+    for (int64_t sequence = 0;; ++sequence) {
+        eval_batch *b = &p->slots[sequence % p->slot_count];
+        pthread_mutex_lock(&p->lock);
+        while (b->state != BATCH_FREE) pthread_cond_wait(&p->changed, &p->lock);
+        int stop = p->stop;
+        pthread_mutex_unlock(&p->lock);
+        b->used = 0, b->count = 0, b->last = stop, b->sequence = sequence;
+        int64_t malformed = 0;
+        int failed = 0;
+        while (!b->last && b->used < BATCH_BYTES && b->count < BATCH_LINES) {
+            const char *line;
+            size_t length;
+            int64_t number;
+            r1_status s = r1_jsonl_next_line(p->reader, &line, &length, &number);
+            if (s == R1_EFORMAT) { fprintf(stderr, "r1lab eval: %s: skipped\n", r1_last_error()); ++malformed; continue; }
+            if (s != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); failed = 1; break; }
+            if (!line) { b->last = 1; break; }
+            if (!batch_add(b, line, length, number)) { fprintf(stderr, "r1lab eval: out of memory\n"); failed = 1; break; }
+        }
+        for (int k = 0; k < b->count; ++k) b->items[k].text = b->buffer + (uintptr_t)b->items[k].text;
+        if (failed) b->last = 1;
+        pthread_mutex_lock(&p->lock);
+        p->malformed_lines += malformed;
+        p->read_failed |= failed;
+        b->state = BATCH_READ;
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->lock);
+        if (b->last) return NULL;
+    }
+}
+
+static void *eval_worker(void *argument) {
+    eval_pipeline *p = argument;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        eval_batch *b;
+        for (;;) {
+            b = &p->slots[p->next_to_score % p->slot_count];
+            if (b->state == BATCH_READ && b->sequence == p->next_to_score) break;
+            if (p->finished) { pthread_mutex_unlock(&p->lock); return NULL; }
+            pthread_cond_wait(&p->changed, &p->lock);
+        }
+        b->state = BATCH_SCORING;
+        p->next_to_score++;
+        int last = b->last;
+        if (last) p->finished = 1;
+        pthread_mutex_unlock(&p->lock);
+        for (int k = 0; k < b->count; ++k) score_item(p->args, &b->items[k], p->want_output);
+        pthread_mutex_lock(&p->lock);
+        b->state = BATCH_SCORED;
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->lock);
+        if (last) return NULL;
+    }
+}
+
 int r1_command_eval(int argc, char **argv) {
     eval_args a;
     int code = parse_eval_args(argc, argv, &a);
     if (code >= 0) return code;
-#ifdef _OPENMP
-    if (a.threads > 0) omp_set_num_threads(a.threads);
-#endif
+    int workers = a.threads > 0 ? a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (workers < 1) workers = 1;
+    if (workers > 256) workers = 256;
     r1_jsonl_reader *reader = NULL;
     if (r1_jsonl_open(a.input, &reader) != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); return 1; }
     FILE *out = NULL;
     if (a.output && !(out = open_output(a.output))) { r1_jsonl_close(reader); return 1; }
-    eval_item *items = calloc(BATCH_LINES, sizeof *items);
-    size_t buffer_capacity = 1 << 20, buffer_used = 0;
-    char *buffer = malloc(buffer_capacity);
+    eval_pipeline p;
+    memset(&p, 0, sizeof p);
+    p.args = &a, p.reader = reader, p.want_output = out != NULL;
+    p.slot_count = workers + 2;
+    p.slots = calloc((size_t)p.slot_count, sizeof *p.slots);
+    pthread_t *threads = calloc((size_t)workers + 1, sizeof *threads);
     int64_t total = 0, correct = 0, no_answer = 0, truncated = 0, no_gold = 0, malformed = 0;
-    int status = items && buffer ? 0 : 1;
-    int done = 0;
-    while (!done && status == 0) {
-        /* read a batch of raw lines into one buffer (offsets first: it may grow) */
-        int count = 0;
-        buffer_used = 0;
-        size_t offsets[BATCH_LINES];
-        while (count < BATCH_LINES) {
-            const char *line;
-            size_t length;
-            int64_t number;
-            r1_status s = r1_jsonl_next_line(reader, &line, &length, &number);
-            if (s == R1_EFORMAT) { fprintf(stderr, "r1lab eval: %s: skipped\n", r1_last_error()); ++malformed; continue; }
-            if (s != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); status = 1; break; }
-            if (!line) { done = 1; break; }
-            if (buffer_used + length + 1 > buffer_capacity) {
-                while (buffer_used + length + 1 > buffer_capacity) buffer_capacity *= 2;
-                char *grown = realloc(buffer, buffer_capacity);
-                if (!grown) { status = 1; break; }
-                buffer = grown;
-            }
-            memcpy(buffer + buffer_used, line, length + 1);
-            offsets[count] = buffer_used;
-            memset(&items[count], 0, sizeof items[count]);
-            items[count].line = number, items[count].length = length;
-            buffer_used += length + 1;
-            ++count;
-        }
-        for (int k = 0; k < count; ++k) items[k].text = buffer + offsets[k];
-#pragma omp parallel for schedule(dynamic, 16)
-        for (int k = 0; k < count; ++k) score_item(&a, &items[k], out != NULL);
-        for (int k = 0; k < count; ++k) {
-            eval_item *it = &items[k];
+    int status = p.slots && threads ? 0 : 1;
+    int started = 0;
+    if (status == 0) {
+        pthread_mutex_init(&p.lock, NULL);
+        pthread_cond_init(&p.changed, NULL);
+        if (pthread_create(&threads[0], NULL, eval_reader, &p) != 0) status = 1;
+        else started = 1;
+        for (int w = 0; w < workers && status == 0; ++w)
+            if (pthread_create(&threads[1 + w], NULL, eval_worker, &p) == 0) ++started;
+    }
+    for (int64_t sequence = 0; started > 0; ++sequence) {
+        eval_batch *b = &p.slots[sequence % p.slot_count];
+        pthread_mutex_lock(&p.lock);
+        while (!(b->state == BATCH_SCORED && b->sequence == sequence)) pthread_cond_wait(&p.changed, &p.lock);
+        pthread_mutex_unlock(&p.lock);
+        for (int k = 0; k < b->count; ++k) {
+            eval_item *it = &b->items[k];
             if (it->malformed == 1) {
                 fprintf(stderr, "r1lab eval: %s:%lld: not a JSON object: skipped\n", r1_jsonl_path(reader), (long long)it->line);
                 ++malformed;
@@ -392,9 +496,24 @@ int r1_command_eval(int argc, char **argv) {
             free(it->output);
             it->output = NULL;
         }
+        int last = b->last;
+        pthread_mutex_lock(&p.lock);
+        if (!last) b->state = BATCH_FREE;
+        if (status != 0) p.stop = 1;
+        pthread_cond_broadcast(&p.changed);
+        pthread_mutex_unlock(&p.lock);
+        if (last) {
+            for (int w = 0; w < started; ++w) pthread_join(threads[w], NULL);
+            break;
+        }
     }
-    free(items);
-    free(buffer);
+    malformed += p.malformed_lines;
+    if (p.read_failed) status = 1;
+    if (p.slots)
+        for (int k = 0; k < p.slot_count; ++k) free(p.slots[k].buffer), free(p.slots[k].items);
+    if (started) pthread_mutex_destroy(&p.lock), pthread_cond_destroy(&p.changed);
+    free(p.slots);
+    free(threads);
     r1_jsonl_close(reader);
     if (out && out != stdout && fclose(out) != 0) { fprintf(stderr, "r1lab eval: cannot write %s\n", a.output); status = 1; }
     if (status != 0) return 1;

@@ -30,8 +30,8 @@ typedef struct answer_case {
 } answer_case;
 
 static const char *const paragraphs[] = {
-    "Okay, let's see. Natalia sold clips to 48 of her friends in April, and then she sold half as many "
-    "clips in May. So in May she sold \\frac{48}{2} = 24 clips, and \\boxed{24} is only May's count.\n\n",
+    /* one paragraph, one literal (clang -Wstring-concatenation) */
+    "Okay, let's see. Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. So in May she sold \\frac{48}{2} = 24 clips, and \\boxed{24} is only May's count.\n\n",
     "嗯，我再检查一下。四月卖了48个，五月卖了一半，也就是24个，所以总共是48+24=72个。\n\n",
     "Let me verify with another approach: 48 \\times 1.5 = 72. Wait, is that right? $48 + 24 = 72$. Yes.\n\n",
 };

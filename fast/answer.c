@@ -16,10 +16,17 @@
  *   v1  memrchr for '<' and '\\' from the end; memmem for "<think>" when no
  *       "</think>" exists; a direct path for two plain integers in equal
  *       ("72" vs "072": no normalizer, no parser).
+ *   v2  simple numbers (integers, decimals, D/D, \frac{D}{D} and \dfrac,
+ *       percent) compared without the normalizer and the parser: the
+ *       structure scan, element copies and relation search cost 0.5 us per
+ *       pair in ref; this path is a few dozen ns.
  *
  * No allocation: every buffer is on the stack (ANSWER_SCRATCH bytes).
  */
 #define _GNU_SOURCE
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -224,6 +231,168 @@ static int trimmed_equal(const char *a, size_t an, const char *b, size_t bn) {
     return an == bn && memcmp(a, b, an) == 0;
 }
 
+/* ---- short numeric answers without the normalizer ------------------------
+ * A simple number is, after trimming spaces:
+ *     [-] ( D | D.D | .D | \frac{D}{D} | \dfrac{D}{D} | \tfrac{D}{D} | D/D ) [ % | \% ]
+ * with D a run of 1..18 ASCII digits (a denominator not all zeros). For these
+ * ref's normalizer only renames \dfrac/\tfrac to \frac and \% to %, so the
+ * normalized text is built directly; the value is computed with the same
+ * operations as ref's evaluator (rational(), divide(), negate(), strtold for
+ * a decimal), and the verdict follows compare_scalars. Anything else goes to
+ * ref. tests/test_answer.c compares this path with ref on random inputs. */
+typedef struct number_value {
+    long double v;
+    int exact;
+    int64_t num, den;
+} number_value;
+
+typedef struct simple_number {
+    char text[64]; /* ref's normalized form */
+    size_t length;
+    int percent;
+    number_value value;
+} simple_number;
+
+static int64_t gcd_fast(int64_t a, int64_t b) {
+    if (a < 0) a = -a;
+    if (b < 0) b = -b;
+    while (b) { int64_t t = a % b; a = b; b = t; }
+    return a;
+}
+
+/* ref's rational(): v from the unreduced operands, then reduced. */
+static number_value make_rational(__int128 num, __int128 den) {
+    number_value r = {(long double)num / (long double)den, 0, 0, 1};
+    if (num > INT64_MAX || num < -INT64_MAX || den > INT64_MAX) return r;
+    int64_t g = gcd_fast((int64_t)num, (int64_t)den);
+    if (g == 0) g = 1;
+    r.exact = 1, r.num = (int64_t)num / g, r.den = (int64_t)den / g;
+    return r;
+}
+
+/* ref's divide() for a nonzero exact divisor. */
+static number_value divide_fast(number_value a, number_value b) {
+    if (a.exact) return make_rational((__int128)a.num * b.den, (__int128)a.den * b.num);
+    number_value r = {a.v / b.v, 0, 0, 1};
+    return r;
+}
+
+/* Digits at s[*i..n): 1..18 of them; their value in *value. */
+static int digit_run(const char *s, size_t n, size_t *i, int64_t *value) {
+    size_t a = *i;
+    int64_t v = 0;
+    while (*i < n && s[*i] >= '0' && s[*i] <= '9') {
+        if (*i - a == 18) return 0;
+        v = v * 10 + (s[(*i)++] - '0');
+    }
+    if (*i == a) return 0;
+    *value = v;
+    return 1;
+}
+
+static int simple_number_parse(const char *s, size_t n, simple_number *x) {
+    size_t a = 0, b = n;
+    while (a < b && space(s[a])) ++a;
+    while (b > a && space(s[b - 1])) --b;
+    if (b - a == 0 || b - a > 48) return 0;
+    s += a, n = b - a;
+    size_t i = 0, t = 0;
+    int negative = s[0] == '-';
+    if (negative) x->text[t++] = '-', ++i;
+    int64_t p, q;
+    if (i < n && s[i] == '\\') { /* \frac{p}{q}, \dfrac, \tfrac */
+        size_t m = n - i >= 7 && (memcmp(s + i, "\\dfrac{", 7) == 0 || memcmp(s + i, "\\tfrac{", 7) == 0) ? 7
+                 : n - i >= 6 && memcmp(s + i, "\\frac{", 6) == 0 ? 6 : 0;
+        if (!m) return 0;
+        i += m;
+        size_t pa = i;
+        if (!digit_run(s, n, &i, &p) || i >= n || s[i] != '}') return 0;
+        size_t pb = i++;
+        if (i >= n || s[i] != '{') return 0;
+        size_t qa = ++i;
+        if (!digit_run(s, n, &i, &q) || i >= n || s[i] != '}' || q == 0) return 0;
+        size_t qb = i++;
+        memcpy(x->text + t, "\\frac{", 6), t += 6;
+        memcpy(x->text + t, s + pa, pb - pa), t += pb - pa;
+        memcpy(x->text + t, "}{", 2), t += 2;
+        memcpy(x->text + t, s + qa, qb - qa), t += qb - qa;
+        x->text[t++] = '}';
+        x->value = make_rational(p, q);
+    } else {
+        size_t start = i;
+        int has_integer = digit_run(s, n, &i, &p);
+        if (i < n && s[i] == '.') { /* decimal: ref reads it with strtold */
+            ++i;
+            int64_t ignored;
+            if (!digit_run(s, n, &i, &ignored)) return 0;
+            char buffer[64];
+            memcpy(buffer, s + start, i - start);
+            buffer[i - start] = '\0';
+            number_value v = {strtold(buffer, NULL), 0, 0, 1};
+            x->value = v;
+        } else if (!has_integer) {
+            return 0;
+        } else if (i < n && s[i] == '/') {
+            ++i;
+            if (!digit_run(s, n, &i, &q) || q == 0) return 0;
+            x->value = make_rational(p, q);
+        } else {
+            x->value = make_rational(p, 1);
+        }
+        memcpy(x->text + t, s + start, i - start), t += i - start;
+    }
+    x->percent = 0;
+    if (i + 2 == n && s[i] == '\\' && s[i + 1] == '%') i += 2, x->percent = 1;
+    else if (i + 1 == n && s[i] == '%') i += 1, x->percent = 1;
+    if (i != n) return 0;
+    if (x->percent) x->text[t++] = '%';
+    x->text[t] = '\0';
+    x->length = t;
+    if (negative) { /* ref's negate() */
+        if (x->value.exact) x->value.num = -x->value.num;
+        x->value.v = -x->value.v;
+    }
+    return 1;
+}
+
+/* ref's close_numbers(). */
+static int close_numbers_fast(long double a, long double b, double tolerance) {
+    if (isnan(a) || isnan(b)) return 0;
+    if (isinf(a) || isinf(b)) return a == b;
+    if (a == 0 || b == 0) return fabsl(a - b) <= 1e-15L;
+    return fabsl(a - b) <= (long double)tolerance * fmaxl(fabsl(a), fabsl(b));
+}
+
+/* ref's compare_scalars() for two simple numbers. */
+static r1_answer_verdict compare_simple(const simple_number *x, const simple_number *y, const r1_answer_options *o) {
+    r1_answer_verdict v = {1, R1_ANSWER_RULE_STRING};
+    if (x->length == y->length && memcmp(x->text, y->text, x->length) == 0) return v;
+    number_value hundred = {100.0L, 1, 100, 1};
+    for (int reading = 0; reading < 2; ++reading) {
+        number_value u = x->value, w = y->value;
+        if (reading == 1) {
+            if (x->percent == y->percent) break;
+            if (x->percent) u = divide_fast(u, hundred);
+            else w = divide_fast(w, hundred);
+        }
+        int equal;
+        r1_answer_rule rule;
+        if (u.exact && w.exact) equal = u.num == w.num && u.den == w.den, rule = R1_ANSWER_RULE_EXACT;
+        else equal = close_numbers_fast(u.v, w.v, o->relative_tolerance), rule = R1_ANSWER_RULE_TOLERANCE;
+        if (equal) {
+            v.equal = 1, v.rule = reading || x->percent != y->percent ? R1_ANSWER_RULE_PERCENT : rule;
+            return v;
+        }
+        if (reading == 0 && x->percent == y->percent) {
+            v.equal = 0, v.rule = rule;
+            return v;
+        }
+    }
+    v.equal = 0;
+    v.rule = x->value.exact && y->value.exact ? R1_ANSWER_RULE_EXACT : R1_ANSWER_RULE_TOLERANCE;
+    return v;
+}
+
 r1_answer_verdict answer_equal_fast(const char *gold, size_t gold_length, const char *pred,
                                     size_t pred_length, const r1_answer_options *options) {
     int gn, pn;
@@ -239,5 +408,8 @@ r1_answer_verdict answer_equal_fast(const char *gold, size_t gold_length, const 
         }
         return v;
     }
+    simple_number x, y;
+    if (simple_number_parse(gold, gold_length, &x) && simple_number_parse(pred, pred_length, &y))
+        return compare_simple(&x, &y, options);
     return answer_equal_ref(gold, gold_length, pred, pred_length, options);
 }

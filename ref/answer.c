@@ -725,13 +725,17 @@ static void digit_groups(const char *s, size_t n, writer *w) {
     }
 }
 
-/* " and " / " or " between values are list commas: "2 or -3" -> "2,-3". */
+/* " and " / " or " between values are list commas: "2 or -3" -> "2,-3".
+ * After a comma (the serial comma, "19, 46, and 82") the connective adds
+ * nothing: "19, 46, 82". */
 static void connectives_to_commas(const char *s, size_t n, writer *w) {
     for (size_t i = 0; i < n; ++i) {
         if (s[i] == ' ' && w->length > 0) {
             size_t m = starts_with(s, n, i, " and ") ? 5 : starts_with(s, n, i, " or ") ? 4 : 0;
             if (m) {
-                put_char(w, ',');
+                size_t last = w->length < w->capacity ? w->length : 0; /* 0: cut, no look-back */
+                while (last > 0 && w->buffer[last - 1] == ' ') --last;
+                if (last == 0 || w->buffer[last - 1] != ',') put_char(w, ',');
                 i += m - 2;
                 continue;
             }
@@ -1191,6 +1195,17 @@ static int close_enough(long double a, long double b, double tolerance) {
     return fabsl(a - b) <= (long double)tolerance * scale;
 }
 
+/* Two numbers (no variables): relative tolerance with no absolute floor,
+ * so 1e-7 != 0 and 2^-99 != 2^-98 (a rounding to 6 decimals calls both
+ * pairs equal). Only an exact value of 0 against a computed one allows
+ * long double rounding noise: |x| <= 1e-15 ("\sqrt{2}^2-2" is 0). */
+static int close_numbers(long double a, long double b, double tolerance) {
+    if (isnan(a) || isnan(b)) return 0;
+    if (isinf(a) || isinf(b)) return a == b;
+    if (a == 0 || b == 0) return fabsl(a - b) <= 1e-15L;
+    return fabsl(a - b) <= (long double)tolerance * fmaxl(fabsl(a), fabsl(b));
+}
+
 static int same_text(const char *a, size_t an, const char *b, size_t bn) {
     if (an != bn) return 0;
     for (size_t i = 0; i < an; ++i)
@@ -1234,7 +1249,7 @@ static r1_answer_verdict compare_scalars(const char *a, size_t an, const char *b
         int equal;
         r1_answer_rule rule;
         if (u.exact && w.exact) equal = u.num == w.num && u.den == w.den, rule = R1_ANSWER_RULE_EXACT;
-        else equal = close_enough(u.v, w.v, o->relative_tolerance), rule = R1_ANSWER_RULE_TOLERANCE;
+        else equal = close_numbers(u.v, w.v, o->relative_tolerance), rule = R1_ANSWER_RULE_TOLERANCE;
         if (equal) return verdict(1, reading || a_percent != b_percent ? R1_ANSWER_RULE_PERCENT : rule);
         if (reading == 0 && a_percent == b_percent) return verdict(0, rule);
     }

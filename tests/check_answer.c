@@ -210,6 +210,80 @@ static void make_item(r1t_rng *rng, corpus_item *item) {
     item->expected = equal;
 }
 
+/* ---- random short numbers (fast's simple-number path against ref) ------------------------
+ * Integers, decimals, D/D, \frac \dfrac \tfrac of integers, percent, signs; runs of up to 20
+ * digits (over the path's 18), zero denominators and near-misses (a trailing '.', inner spaces,
+ * '+', "{,}") that must leave the path. Pairs are often the same value in two spellings or a
+ * decimal of the fraction printed to 3..20 digits (around the tolerance). */
+static size_t random_digits(r1t_rng *rng, char *out, int most) {
+    int n = r1t_rng_range(rng, 0, 9) == 0 ? (int)r1t_rng_range(rng, 1, most) : (int)r1t_rng_range(rng, 1, 4);
+    for (int i = 0; i < n; ++i) out[i] = (char)('0' + r1t_rng_range(rng, i == 0 && r1t_rng_range(rng, 0, 3) ? 1 : 0, 9));
+    out[n] = '\0';
+    return (size_t)n;
+}
+
+static void random_number(r1t_rng *rng, char *out, size_t capacity, long long *p, long long *q) {
+    static const char *const percent[] = {"", "", "", "%", "\\%"};
+    static const char *const noise[] = {"", "", "", "", "", "", " ", ".", "+", " x", "{,}0", "\\,"};
+    char a[32], b[32];
+    random_digits(rng, a, 20);
+    random_digits(rng, b, 20);
+    if (r1t_rng_range(rng, 0, 7) == 0) snprintf(b, sizeof b, "0");
+    *p = atoll(a), *q = atoll(b);
+    const char *sign = r1t_rng_range(rng, 0, 3) == 0 ? "-" : "";
+    const char *pc = percent[r1t_rng_range(rng, 0, 4)], *ns = noise[r1t_rng_range(rng, 0, 11)];
+    int noise_first = r1t_rng_range(rng, 0, 1) == 0;
+    char body[96];
+    switch (r1t_rng_range(rng, 0, 6)) {
+    case 0: snprintf(body, sizeof body, "%s", a); break;
+    case 1: snprintf(body, sizeof body, "%s.%s", a, b); break;
+    case 2: snprintf(body, sizeof body, ".%s", b); break;
+    case 3: snprintf(body, sizeof body, "\\frac{%s}{%s}", a, b); break;
+    case 4: snprintf(body, sizeof body, "\\dfrac{%s}{%s}", a, b); break;
+    case 5: snprintf(body, sizeof body, "\\tfrac{%s}{%s}", a, b); break;
+    default: snprintf(body, sizeof body, "%s/%s", a, b); break;
+    }
+    snprintf(out, capacity, "%s%s%s%s%s", noise_first ? ns : "", sign, body, pc, noise_first ? "" : ns);
+}
+
+/* The same value as p/q in another spelling, or a decimal of it to 3..20 digits. */
+static void related_number(r1t_rng *rng, long long p, long long q, char *out, size_t capacity) {
+    p %= 1000000000LL; /* p * k, q * k stay in range */
+    if (q == 0 || q > 1000000000LL) q = 1;
+    long long k = r1t_rng_range(rng, 1, 12);
+    switch (r1t_rng_range(rng, 0, 3)) {
+    case 0: snprintf(out, capacity, "%.*Lg", (int)r1t_rng_range(rng, 3, 20), (long double)p / (long double)q); break;
+    case 1: snprintf(out, capacity, "\\dfrac{%lld}{%lld}", p * k, q * k); break;
+    case 2: snprintf(out, capacity, "%.*Lg%%", (int)r1t_rng_range(rng, 3, 20), 100.0L * p / (long double)q); break;
+    default: snprintf(out, capacity, "%lld/%lld", p * k, q * k); break;
+    }
+}
+
+static int64_t number_agreement(r1_backend backend, uint64_t seed, int64_t items, check_summary *summary) {
+    r1t_rng rng = r1t_rng_make(seed ^ 0x5eedULL);
+    char x[128], y[128], what[512];
+    int64_t failures = 0;
+    for (int64_t i = 0; i < items; ++i) {
+        long long p, q, p2, q2;
+        random_number(&rng, x, sizeof x, &p, &q);
+        if (r1t_rng_range(&rng, 0, 1)) related_number(&rng, p, q, y, sizeof y);
+        else random_number(&rng, y, sizeof y, &p2, &q2);
+        if (r1t_rng_range(&rng, 0, 1)) { char t[128]; memcpy(t, x, sizeof t); memcpy(x, y, sizeof x); memcpy(y, t, sizeof y); }
+        r1_answer_verdict v_ref, v_fast;
+        r1_status s1 = r1_answer_equal(R1_REF, x, strlen(x), y, strlen(y), NULL, &v_ref);
+        r1_status s2 = r1_answer_equal(backend, x, strlen(x), y, strlen(y), NULL, &v_fast);
+        summary->rows++;
+        if (s1 != R1_OK || s2 != R1_OK || v_ref.equal != v_fast.equal || v_ref.rule != v_fast.rule) {
+            snprintf(what, sizeof what, "numbers(seed=%llu,item=%lld) \"%s\" vs \"%s\": ref %d/%s, %s %d/%s",
+                     (unsigned long long)seed, (long long)i, x, y, v_ref.equal, r1_answer_rule_name(v_ref.rule),
+                     r1_backend_name(backend), v_fast.equal, r1_answer_rule_name(v_fast.rule));
+            if (failures++ < 5) fprintf(stderr, "  FAIL %s\n", what);
+            check_note_error(summary, what, 1.0, 0.0);
+        }
+    }
+    return failures;
+}
+
 r1_status answer_check_agreement(r1_backend backend, uint64_t seed, int64_t items, check_summary *summary);
 r1_status answer_check_agreement(r1_backend backend, uint64_t seed, int64_t items, check_summary *summary) {
     r1t_rng rng = r1t_rng_make(seed);
@@ -242,6 +316,10 @@ r1_status answer_check_agreement(r1_backend backend, uint64_t seed, int64_t item
             check_note_error(summary, what, 1.0, 0.0);
         }
     }
+    summary->cases_total++;
+    summary->cases_passed += failures == 0;
+    /* short numbers: 4 per corpus item (fast's simple-number path) */
+    failures = number_agreement(backend, seed, 4 * items, summary);
     summary->cases_total++;
     summary->cases_passed += failures == 0;
     return R1_OK;

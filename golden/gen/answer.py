@@ -245,6 +245,36 @@ EQUAL = [
     ("((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((1))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))))", "1", F, "nesting beyond 64 levels is not evaluated"),
     ("(((1)))", "1", T, "shallow nesting is fine"),
     ("1e400", "1e401", F, "decimal overflow is not equal"),
+    # peers' rules and reported bugs (docs/answer.md, Peers)
+    ("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}", F, "Math-Verify issue 14: tiny values must not all round to 0 (its 6-decimal float rounding)"),
+    ("0.0000001", "0", F, "Math-Verify float_rounding=6 calls 1e-7 and 0 equal; tolerance is relative, never absolute"),
+    ("0.000002", "0.000003", F, "tiny decimals differ by 50%: no absolute floor (Math-Verify rounds both to 1e-6 steps)"),
+    ("1.5\\times10^{-8}", "1.5e-8", T, "tiny equal values still compare equal relative to their size"),
+    ("n=2,3,4", "n=1,2,3", F, "Math-Verify issue 14: a shared 'n=' prefix must not make different lists equal"),
+    ("D=(0,1)", "D=(0,1.5)", F, "Math-Verify issue 14: a shared 'D=' prefix must not hide a different tuple"),
+    ("19, 46, \\text{ and } 82", "21, 36, and 82", F, "Math-Verify issue 14: lists with 'and' compare element by element"),
+    ("19, 46, \\text{ and } 82", "82, 46, 19", T, "a list written with 'and' is the same unordered list"),
+    ("1-\\frac{1}{\\mathrm{e}}", "1+\\frac{1}{\\mathrm{e}}", F, "Math-Verify issue 14: sign of a term matters"),
+    ("\\pm 2021", "2021", F, "Math-Verify issue 14: \\pm is two answers, one is partial"),
+    ("12:00", "1:00", F, "Math-Verify issue 14: times are text, not ratios"),
+    ("3x-y+13=0", "3x+4y+14=0", F, "Math-Verify issue 60: different lines (parsed both to 0 there)"),
+    ("\\text{13}", "13", T, "Math-Verify issue 37: \\text{} around a number is the number"),
+    ("2x+2y=2", "x+y=1", T, "Qwen2.5-Math grader compares |lhs-rhs| without scaling; equations equal up to a factor"),
+    ("12", "1,2", F, "Qwen2.5-Math parse_digits strips every comma: '1,2' is a list, not 12"),
+    ("23", "2 and 3", F, "Qwen2.5-Math strip_string deletes 'and' anywhere: '2 and 3' is a list, not 23"),
+    ("a+b", "b", F, "Qwen2.5-Math unit list has single letters ('a', 'm', 's'...) that it strips from expressions"),
+    ("m+n", "n", F, "Qwen2.5-Math strips the unit 'm' from 'm+n'"),
+    ("(1,2)", "[1,2]", F, "Qwen2.5-Math compare_lists ignores bracket kinds: open vs closed interval"),
+    ("\\{1,2\\}", "(1,2)", F, "Qwen2.5-Math removes braces and parentheses: a set is not a tuple"),
+    ("\\{1,2\\}", "\\{2,1\\}", T, "Qwen2.5-Math misses reordered sets (string compare after bracket removal)"),
+    ("0.5", "50", F, "Qwen2.5-Math include_percentage also tries gold*100: plain 0.5 is not 50"),
+    ("50\\%", "0.5", T, "a percent gold accepts its fraction"),
+    ("1000", "1000.05", F, "Qwen2.5-Math rel_tol 1e-4 equates these (5e-5 apart); ours is 1e-6"),
+    ("3.1416", "\\pi", F, "Qwen2.5-Math clean_units turns pi into 3.14; pi is not a 6-digit decimal at 1e-6"),
+    ("\\text{five}", "5", F, "Qwen2.5-Math converts number words (word2number); rejected: words stay text"),
+    ("\\frac{\\sqrt{3}}{2}", "0.866", F, "0.866 is sqrt(3)/2 to 3 digits only: not within 1e-6"),
+    ("1", "1.0000001", T, "within 1e-6 relative"),
+    ("-1,234.5", "-1234.5", T, "PaddleNLP GSM8K reader strips commas: ours keeps thousands groups only"),
 ]
 
 # (text, found, answer, truncated, reason)
@@ -301,6 +331,14 @@ EXTRACT = [
     ("<think>\nOkay</think>\n\n**Final Answer**\nThe answer is \\boxed{12,000}.", T, "12,000", F, "R1 short form"),
     ("\\boxed{\\frac{a}{b}} is wrong, correct: \\boxed{\\dfrac{3}{5}}", T, "\\dfrac{3}{5}", F, "last box"),
     ("answer: \\boxed{{5}}", T, "{5}", F, "double braces kept for the normalizer"),
+    # peers' extraction rules and reported bugs (docs/answer.md, Peers)
+    ("I boxed the 5 earlier. The answer is \\boxed{7}. I have boxed it twice.", T, "7", F, "Qwen2.5-Math parser splits on the last word 'boxed', even in prose; only the \\boxed command counts"),
+    ("答案是 3。不对，重新计算一下：答案是 5。", T, "5", F, "Qwen2.5-Math parser takes the first '答案是'; the last one is the final answer"),
+    ("We list the pair 1,2", T, "2", F, "Qwen2.5-Math removes every comma before the last-number regex (giving 12); '1,2' is not a thousands group"),
+    ("Left: 437 + 2*234 = 905\n\nRight: 905\n\n✅ Final Answer: **73**", T, "73", F, "Math-Verify issue 76: a final **73** after an emoji heading is the answer, not an earlier 234"),
+    ("So \\boxed{3}, since {x} is even.", T, "3", F, "PaddleNLP's greedy boxed\\{(.*)\\} runs to the last brace; a box ends at its balanced brace"),
+    ("Final Answer: The final answer is $4$. I hope it is correct.\n\nWait, recheck: \\boxed{5}", T, "5", F, "Qwen2.5-Math tries the Minerva phrase before boxes; a box beats every fallback"),
+    ("The answer is 12. Let me double-check: 3*4=12 and 12/4=3.", T, "12", F, "Qwen2.5-Math takes everything after 'he answer is'; ours stops at the sentence end"),
 ]
 
 # (input, normalized, reason)

@@ -70,7 +70,7 @@ enum {
 };
 
 typedef struct r1_answer_options {
-    double relative_tolerance; /* decimals and irrationals: |a-b| <= tol*max(1,|a|,|b|); default 1e-6 */
+    double relative_tolerance; /* numbers: |a-b| <= tol*max(|a|,|b|), no absolute floor; default 1e-6 */
     unsigned fallbacks;        /* R1_ANSWER_FALLBACK_* bits; default R1_ANSWER_FALLBACK_ALL         */
 } r1_answer_options;
 
