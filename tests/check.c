@@ -2,6 +2,7 @@
  * tests/check.c — helpers shared by every component's checks (check.h) and
  * the list of components that `r1lab check` runs.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "check.h"
 
 #include <math.h>
