@@ -12,12 +12,13 @@ inputs rotated so that they do not sit in L2.
 
     python3 bench/torch_sampling.py --json OUT.json
 """
-import argparse
-import json
-import statistics
+import os
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import gpu_visible, parse_arguments, time_median_us, write_results  # noqa: E402
 
 
 def make_logits(batch, vocab, generator):
@@ -57,30 +58,9 @@ SETTINGS = {
 }
 
 
-def time_median_us(function, inputs, repeats):
-    for x in inputs[:3]:
-        function(x)
-    torch.cuda.synchronize()
-    times = []
-    for i in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        x = inputs[i % len(inputs)]
-        start.record()
-        function(x)
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) * 1000.0)
-    return statistics.median(times)
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--json", help="write results here")
-    parser.add_argument("--repeats", type=int, default=50)
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("torch_sampling: no GPU visible", file=sys.stderr)
+    args = parse_arguments(__doc__.split("\n")[0], default_repeats=50)
+    if not gpu_visible("torch_sampling"):
         return 77
     generator = torch.Generator(device="cuda")
     generator.manual_seed(2026)
@@ -91,18 +71,14 @@ def main():
                 bytes_per_call = batch * vocab * 4
                 copies = max(1, min(8, (128 << 20) // bytes_per_call))
                 inputs = [make_logits(batch, vocab, generator) for _ in range(copies)]
-                microseconds = time_median_us(function, inputs, args.repeats)
+                microseconds = time_median_us(function, args.repeats, inputs, warmup=3)
                 name = f"torch_sampling(B={batch},V={vocab},{setting})"
                 results.append({"name": name, "batch": batch, "vocab": vocab,
                                 "setting": setting, "median_us": microseconds,
                                 "gb_per_s": bytes_per_call / microseconds / 1e3})
                 print(f"{name:55s} {microseconds:10.1f} us")
                 del inputs
-    info = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-            "results": results}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    write_results(args.json, results)
     return 0
 
 
