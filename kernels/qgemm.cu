@@ -533,7 +533,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
                 const uint8_t *__restrict__ w, const uint8_t *__restrict__ w_zero,
                 Epilogue epilogue) {
     using Acc = typename std::conditional<kMode == Mode::FP8 || kW4, float, int32_t>::type;
-    constexpr int kPrefetch = kW4 ? 4 : 2;
+    constexpr int kPrefetch = 2;
     constexpr int kLoads = kW4 ? 1 : 2; /* 16-byte weight loads per row per step */
     constexpr int kRegs = TN * MT * 4;
     __shared__ Acc reduce[kDecodeWarps][kRegs][32];
@@ -545,21 +545,38 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
     const int64_t row_bytes = kW4 ? K / 2 : K;
     Acc acc[TN][MT][4] = {};
 
-    for (int64_t g0 = kslice; g0 < G; g0 += (int64_t)ksplit * kPrefetch) {
-        uint4 wv[kPrefetch][TN][kLoads];
+    /* kPrefetch steps of weights in registers; W4A16 (long steps: 16 mma and
+     * 8 loads of X each) also double-buffers them, so the next steps' loads
+     * are in flight while this batch is multiplied. */
+    uint4 wv[kPrefetch][TN][kLoads], next[kPrefetch][TN][kLoads];
+    auto load_batch = [&](uint4 (&dst)[kPrefetch][TN][kLoads], int64_t first) {
 #pragma unroll
         for (int u = 0; u < kPrefetch; ++u) {
-            const int64_t g = g0 + (int64_t)u * ksplit;
+            const int64_t g = first + (int64_t)u * ksplit;
 #pragma unroll
             for (int t = 0; t < TN; ++t) {
                 const int64_t n = n0 + t * 8 + gq;
 #pragma unroll
                 for (int h = 0; h < kLoads; ++h)
-                    wv[u][t][h] = (g < G && n < N)
-                                      ? ldg_stream(w + n * row_bytes + g * (kW4 ? 64 : 128) +
-                                                   h * 64 + tig * 16)
-                                      : make_uint4(0, 0, 0, 0);
+                    dst[u][t][h] = (g < G && n < N)
+                                       ? ldg_stream(w + n * row_bytes + g * (kW4 ? 64 : 128) +
+                                                    h * 64 + tig * 16)
+                                       : make_uint4(0, 0, 0, 0);
             }
+        }
+    };
+    if constexpr (kW4) load_batch(next, kslice);
+    for (int64_t g0 = kslice; g0 < G; g0 += (int64_t)ksplit * kPrefetch) {
+        if constexpr (kW4) {
+#pragma unroll
+            for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+                for (int t = 0; t < TN; ++t)
+#pragma unroll
+                    for (int h = 0; h < kLoads; ++h) wv[u][t][h] = next[u][t][h];
+            load_batch(next, g0 + (int64_t)ksplit * kPrefetch);
+        } else {
+            load_batch(wv, g0);
         }
 #pragma unroll
         for (int u = 0; u < kPrefetch; ++u) {
@@ -769,17 +786,17 @@ r1_status launch_decode_tiles(int64_t M, int64_t N, int64_t K, const void *x, co
             &per_sm, gemm_decode<kMode, kW4, kDecodeTN, MT>, kDecodeWarps * 32, 0));
         if (per_sm < 1) per_sm = 1;
     }
-    /* One wave: the fewest K slices per block whose grid still covers every
-     * SM; more slices only when the rows alone would leave SMs idle. A grid
-     * larger than the resident slots would leave a tail wave streaming at a
-     * fraction of the bandwidth. */
+    /* One wave: as many K slices per block (more warps streaming, each a
+     * shorter K range) as keep the grid within the resident slots; a grid
+     * larger than those would leave a tail wave streaming at a fraction of
+     * the bandwidth. */
     const int64_t sms = multiprocessor_count(), slots = sms * per_sm;
     int ksplit = 1;
     auto blocks = [&](int ks) {
         const int64_t rows = (kDecodeWarps / ks) * kDecodeTN * 8;
         return (N + rows - 1) / rows;
     };
-    while (ksplit < kDecodeWarps && blocks(ksplit) < sms && blocks(2 * ksplit) <= slots) ksplit *= 2;
+    while (ksplit < kDecodeWarps && blocks(2 * ksplit) <= slots) ksplit *= 2;
     const dim3 grid((unsigned)blocks(ksplit));
     gemm_decode<kMode, kW4, kDecodeTN, MT><<<grid, kDecodeWarps * 32, 0, stream>>>(
         M, N, K, ksplit, (const uint8_t *)x, (const uint8_t *)w, w_zero, epilogue);
