@@ -53,7 +53,7 @@
  *   v2  this file: the decode path (gemm_decode) for small M in all three
  *       schemes (H100, M=16: W8A8/FP8 N=7168 K=16384 49.4 / 49.5 us = 0.80 of
  *       HBM; W4A16 N=28672 K=8192 114 us = 0.35, below the 0.75 target);
- *       schemes; the v1 W4A16 kernel stays for 16 < M, the 64 x 64 tiles for
+ *       the v1 W4A16 kernel stays for 16 < M, the 64 x 64 tiles for
  *       M > 32. Numbers in docs/qgemm.md. Next: wgmma + TMA pipelines with
  *       128 x 128+ tiles for the large shapes (design in docs/qgemm.md), and a
  *       shared-memory-tiled W4A16 kernel for M > 16.
