@@ -203,7 +203,9 @@ static void bench_cuda(r1b_state *state, const void *user) {
         cudaEventDestroy(start);
         cudaEventDestroy(stop);
         report(state, c);
-        r1b_set_label(state, c->cublas_bf16 ? "cuBLAS bf16 (baseline)" : "v1 mma.sync");
+        r1b_set_label(state, c->cublas_bf16                                    ? "cuBLAS bf16 (baseline)"
+                             : M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32) ? "v2 decode (weight streaming)"
+                                                                         : "v1 mma.sync tiles");
     }
     r1_device_free(x), r1_device_free(w), r1_device_free(sx), r1_device_free(sw),
         r1_device_free(y);

@@ -38,15 +38,32 @@
  * added to the accumulator; the 4 warps' accumulators are summed in shared
  * memory in a fixed order. 16 rows of X per block (grid.y over M).
  *
+ * Decode path, kernel `gemm_decode` (M <= 32 for W8A8 / FP8, M <= 16 for
+ * W4A16, K % 128 == 0): a GEMV-style weight stream, described at the kernel.
+ * Each lane issues 16-byte non-allocating loads of the natural (N, K) layout,
+ * several 128-K steps ahead; nibbles become bf16 levels with the magic-number
+ * trick; the K range is split over 1, 2 or 4 warps of a block (chosen so the
+ * grid is one wave that covers every SM) and summed in shared memory.
+ *
  * Versions
- *   v1  this file: correct-first kernels (tests/test_qgemm_cuda.c checks them
- *       bit-exact / within bars against ref). Next: wgmma + TMA pipelines with
- *       128 x 128+ tiles for the large shapes, and a shared-memory-tiled W4A16
- *       kernel for M > 16 (v1 re-reads the weights once per 16 rows of X).
+ *   v1  correct-first kernels (tests/test_qgemm_cuda.c checks them bit-exact /
+ *       within bars against ref). H100, ci/gpu.sh: FP8 M=4096 N=7168
+ *       K=16384 4742 us (203 TFLOP/s); W8A8 same shape 3011 us (320 TOP/s);
+ *       W4A16 M=16 N=28672 K=8192 160.7 us (0.26 of HBM for the int4 weights).
+ *   v2  this file: the decode path (gemm_decode) for small M in all three
+ *       schemes (H100, M=16: W8A8/FP8 N=7168 K=16384 49.4 / 49.5 us = 0.80 of
+ *       HBM; W4A16 N=28672 K=8192 114 us = 0.35, below the 0.75 target);
+ *       the v1 W4A16 kernel stays for 16 < M, the 64 x 64 tiles for
+ *       M > 32. Numbers in docs/qgemm.md. Next: wgmma + TMA pipelines with
+ *       128 x 128+ tiles for the large shapes (design in docs/qgemm.md), and a
+ *       shared-memory-tiled W4A16 kernel for M > 16.
  */
 #include <cuda_runtime.h>
 
+#include <cuda_bf16.h>
+
 #include <cstdint>
+#include <type_traits>
 
 extern "C" {
 #include "core/internal.h"
@@ -466,6 +483,259 @@ __global__ void __launch_bounds__(kW4Warps * 32)
         }
 }
 
+/* ---- decode GEMM (M <= 32; W4A16 M <= 16): weight streaming -------------------------------- */
+
+/* The weights are read once, 16 bytes per lane per load, straight from global
+ * memory into mma B fragments; X is small and read through L1. A block has 4
+ * warps = kSplit K slices x (4 / kSplit) row sets; a warp owns TN tiles of 8
+ * weight rows and MT tiles of 16 rows of X, and walks its K slice in steps of
+ * 128 (one W4A16 group / FP8 block), kPrefetch steps of weight loads in flight.
+ *   8-bit: lane (gq, tig) loads bytes [64 h + 16 tig, +16) of the step's 128
+ *     for row n0 + 8 t + gq, h = 0, 1; the mma.m16n8k32 slots k = 4 tig + j
+ *     and 16 + 4 tig + j are bytes 16 tig + j and 16 tig + 4 + j of the 64, for
+ *     X (A) and W (B) alike, so both are plain 16-byte loads.
+ *   W4A16: lane loads the 16 bytes [16 tig, +16) of row n's 64-byte group =
+ *     32 nibbles, 4 words of 8 (element e at bits 4e). Word d feeds two
+ *     mma.m16n8k16: slots (2 tig, 2 tig + 1) <- elements (0, 4) | (2, 6) and
+ *     (2 tig + 8, +9) <- (1, 5) | (3, 7): the masks 0x000F000F of word >> 0,
+ *     4, 8, 12. A nibble v becomes a bf16 level with one lop3 and one bf16x2
+ *     subtraction (the magic-number trick): bf16 bits 0x4300 | u = 128 + u, so
+ *     symmetric (u = v ^ 8 = q + 8) minus 136 = q, asymmetric minus (128 + z)
+ *     = q - z, both exact. X's 16-byte loads are permuted to the same
+ *     element pairs with prmt.
+ * Per step the fp32 partial sums are scaled (W4A16 s_w[n, g]; FP8 the
+ * promotion s_x[m, kb] * s_w[n / 128, kb]) into the accumulator; W8A8 adds
+ * int32 exactly. The K slices are summed in shared memory in slice order. */
+constexpr int kDecodeWarps = 4;
+
+__device__ __forceinline__ uint4 ldg_stream(const void *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ uint4 ldg_x(const void *p) { return __ldg((const uint4 *)p); }
+
+/* bf16x2 a - b (exact here: small integers). */
+__device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
+    __nv_bfloat162 r = __hsub2(*(__nv_bfloat162 *)&a, *(__nv_bfloat162 *)&b);
+    return *(uint32_t *)&r;
+}
+
+__device__ __forceinline__ uint32_t nibble_pair(uint32_t word, int shift, uint32_t magic,
+                                                uint32_t sub) {
+    return bf16x2_sub(((word >> shift) & 0x000F000Fu) ^ magic, sub);
+}
+
+template <Mode kMode, bool kW4, int TN, int MT>
+__global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
+    gemm_decode(int64_t M, int64_t N, int64_t K, int ksplit, const uint8_t *__restrict__ x,
+                const uint8_t *__restrict__ w, const uint8_t *__restrict__ w_zero,
+                Epilogue epilogue) {
+    using Acc = typename std::conditional<kMode == Mode::FP8 || kW4, float, int32_t>::type;
+    constexpr int kPrefetch = 2;
+    constexpr int kLoads = kW4 ? 1 : 2; /* 16-byte weight loads per row per step */
+    constexpr int kRegs = TN * MT * 4;
+    __shared__ Acc reduce[kDecodeWarps][kRegs][32];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int gq = lane >> 2, tig = lane & 3;
+    const int kslice = warp % ksplit, rowset = warp / ksplit;
+    const int64_t n0 = ((int64_t)blockIdx.x * (kDecodeWarps / ksplit) + rowset) * TN * 8;
+    const int64_t G = K / kBlock;
+    const int64_t row_bytes = kW4 ? K / 2 : K;
+    Acc acc[TN][MT][4] = {};
+
+    /* kPrefetch steps of weights in registers; W4A16 (long steps: 16 mma and
+     * 8 loads of X each) also double-buffers them, so the next steps' loads
+     * are in flight while this batch is multiplied. */
+    uint4 wv[kPrefetch][TN][kLoads], next[kPrefetch][TN][kLoads];
+    auto load_batch = [&](uint4 (&dst)[kPrefetch][TN][kLoads], int64_t first) {
+#pragma unroll
+        for (int u = 0; u < kPrefetch; ++u) {
+            const int64_t g = first + (int64_t)u * ksplit;
+#pragma unroll
+            for (int t = 0; t < TN; ++t) {
+                const int64_t n = n0 + t * 8 + gq;
+#pragma unroll
+                for (int h = 0; h < kLoads; ++h)
+                    dst[u][t][h] = (g < G && n < N)
+                                       ? ldg_stream(w + n * row_bytes + g * (kW4 ? 64 : 128) +
+                                                    h * 64 + tig * 16)
+                                       : make_uint4(0, 0, 0, 0);
+            }
+        }
+    };
+    if constexpr (kW4) load_batch(next, kslice);
+    for (int64_t g0 = kslice; g0 < G; g0 += (int64_t)ksplit * kPrefetch) {
+        if constexpr (kW4) {
+#pragma unroll
+            for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+                for (int t = 0; t < TN; ++t)
+#pragma unroll
+                    for (int h = 0; h < kLoads; ++h) wv[u][t][h] = next[u][t][h];
+            load_batch(next, g0 + (int64_t)ksplit * kPrefetch);
+        } else {
+            load_batch(wv, g0);
+        }
+#pragma unroll
+        for (int u = 0; u < kPrefetch; ++u) {
+            const int64_t g = g0 + (int64_t)u * ksplit;
+            if (g >= G) break;
+            float partial[TN][MT][4] = {};
+            if constexpr (kW4) {
+                uint32_t magic[TN], sub[TN];
+#pragma unroll
+                for (int t = 0; t < TN; ++t) {
+                    const int64_t n = n0 + t * 8 + gq;
+                    if (w_zero != nullptr) {
+                        const uint32_t z = n < N ? (uint32_t)w_zero[n * G + g] : 0u;
+                        magic[t] = 0x43004300u;
+                        sub[t] = (0x4300u | z) * 0x00010001u;
+                    } else {
+                        magic[t] = 0x43084308u;
+                        sub[t] = 0x43084308u;
+                    }
+                }
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    const int64_t row_lo = mt * 16 + gq, row_hi = row_lo + 8;
+#pragma unroll
+                    for (int d = 0; d < 4; ++d) {
+                        const int64_t k = g * kBlock + tig * 32 + d * 8;
+                        const uint4 lo = row_lo < M ? ldg_x(x + (row_lo * K + k) * 2) : make_uint4(0, 0, 0, 0);
+                        const uint4 hi = row_hi < M ? ldg_x(x + (row_hi * K + k) * 2) : make_uint4(0, 0, 0, 0);
+                        const uint32_t a0[4] = {__byte_perm(lo.x, lo.z, 0x5410), __byte_perm(hi.x, hi.z, 0x5410),
+                                                __byte_perm(lo.x, lo.z, 0x7632), __byte_perm(hi.x, hi.z, 0x7632)};
+                        const uint32_t a1[4] = {__byte_perm(lo.y, lo.w, 0x5410), __byte_perm(hi.y, hi.w, 0x5410),
+                                                __byte_perm(lo.y, lo.w, 0x7632), __byte_perm(hi.y, hi.w, 0x7632)};
+#pragma unroll
+                        for (int t = 0; t < TN; ++t) {
+                            const uint32_t word = d == 0 ? wv[u][t][0].x : d == 1 ? wv[u][t][0].y
+                                                : d == 2 ? wv[u][t][0].z : wv[u][t][0].w;
+                            const uint32_t b0[2] = {nibble_pair(word, 0, magic[t], sub[t]),
+                                                    nibble_pair(word, 4, magic[t], sub[t])};
+                            const uint32_t b1[2] = {nibble_pair(word, 8, magic[t], sub[t]),
+                                                    nibble_pair(word, 12, magic[t], sub[t])};
+                            mma_bf16(partial[t][mt], a0, b0);
+                            mma_bf16(partial[t][mt], a1, b1);
+                        }
+                    }
+                }
+                /* acc += partial * s_w[n, g] */
+#pragma unroll
+                for (int t = 0; t < TN; ++t)
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                        const int64_t n = n0 + t * 8 + tig * 2 + c;
+                        const float s = n < N ? __ldg(epilogue.w_scale + n * G + g) : 0.0f;
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                            for (int half = 0; half < 2; ++half)
+                                acc[t][mt][half * 2 + c] = __fadd_rn(
+                                    acc[t][mt][half * 2 + c], __fmul_rn(partial[t][mt][half * 2 + c], s));
+                    }
+            } else {
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    const int64_t row_lo = mt * 16 + gq, row_hi = row_lo + 8;
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int64_t k = g * kBlock + h * 64 + tig * 16;
+                        const uint4 lo = row_lo < M ? ldg_x(x + row_lo * K + k) : make_uint4(0, 0, 0, 0);
+                        const uint4 hi = row_hi < M ? ldg_x(x + row_hi * K + k) : make_uint4(0, 0, 0, 0);
+                        const uint32_t a0[4] = {lo.x, hi.x, lo.y, hi.y};
+                        const uint32_t a1[4] = {lo.z, hi.z, lo.w, hi.w};
+#pragma unroll
+                        for (int t = 0; t < TN; ++t) {
+                            const uint32_t b0[2] = {wv[u][t][h].x, wv[u][t][h].y};
+                            const uint32_t b1[2] = {wv[u][t][h].z, wv[u][t][h].w};
+                            if constexpr (kMode == Mode::FP8) {
+                                mma_e4m3(partial[t][mt], a0, b0);
+                                mma_e4m3(partial[t][mt], a1, b1);
+                            } else {
+                                mma_s8((int32_t *)acc[t][mt], a0, b0);
+                                mma_s8((int32_t *)acc[t][mt], a1, b1);
+                            }
+                        }
+                    }
+                }
+                if constexpr (kMode == Mode::FP8) {
+                    /* promotion: acc += partial * (s_x[m, kb] * s_w[n / 128, kb]) */
+#pragma unroll
+                    for (int t = 0; t < TN; ++t) {
+                        const int64_t nt = n0 + t * 8;
+                        const float sw = nt < N ? __ldg(epilogue.w_scale + (nt / kBlock) * G + g) : 0.0f;
+#pragma unroll
+                        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                            for (int half = 0; half < 2; ++half) {
+                                const int64_t m = mt * 16 + gq + half * 8;
+                                const float sx = m < M ? __ldg(epilogue.x_scale + m * G + g) : 0.0f;
+                                const float s = __fmul_rn(sx, sw);
+#pragma unroll
+                                for (int c = 0; c < 2; ++c)
+                                    acc[t][mt][half * 2 + c] = __fadd_rn(
+                                        acc[t][mt][half * 2 + c], __fmul_rn(partial[t][mt][half * 2 + c], s));
+                            }
+                    }
+                }
+            }
+        }
+    }
+
+    /* split-K: slices 1.. write, slice 0 adds them in order and stores */
+    if (ksplit > 1) {
+        if (kslice != 0) {
+#pragma unroll
+            for (int t = 0; t < TN; ++t)
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) reduce[warp][(t * MT + mt) * 4 + r][lane] = acc[t][mt][r];
+        }
+        __syncthreads();
+        if (kslice != 0) return;
+        for (int v = 1; v < ksplit; ++v)
+#pragma unroll
+            for (int t = 0; t < TN; ++t)
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                    for (int r = 0; r < 4; ++r) {
+                        const Acc other = reduce[warp + v][(t * MT + mt) * 4 + r][lane];
+                        if (kMode == Mode::FP8 || kW4) acc[t][mt][r] = __fadd_rn(acc[t][mt][r], other);
+                        else acc[t][mt][r] = (Acc)((uint32_t)acc[t][mt][r] + (uint32_t)other);
+                    }
+    }
+#pragma unroll
+    for (int t = 0; t < TN; ++t)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                const int64_t m = mt * 16 + gq + (r >> 1) * 8;
+                const int64_t n = n0 + t * 8 + tig * 2 + (r & 1);
+                if (m >= M || n >= N) continue;
+                if (kMode == Mode::Accumulators) {
+                    ((int32_t *)epilogue.y)[m * N + n] = (int32_t)acc[t][mt][r];
+                    continue;
+                }
+                float value;
+                if (kMode == Mode::W8A8)
+                    value = __fmul_rn(__fmul_rn(__int2float_rn((int32_t)acc[t][mt][r]), epilogue.x_scale[m]),
+                                      epilogue.w_scale[n]);
+                else
+                    value = (float)acc[t][mt][r];
+                if (epilogue.bias) value = __fadd_rn(value, epilogue.bias[n]);
+                if (epilogue.out_bf16) ((uint16_t *)epilogue.y)[m * N + n] = f32_to_bf16(value);
+                else ((float *)epilogue.y)[m * N + n] = value;
+            }
+}
+
 /* ---- host side -------------------------------------------------------------------------------- */
 
 /* Compute capability of the current device as 10 * major + minor (cached). */
@@ -484,9 +754,75 @@ int device_capability() {
     return cached;
 }
 
+
+int multiprocessor_count() {
+    static int cached = -1;
+    if (cached < 0) {
+        int device = 0, count = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+            cudaGetLastError();
+            return 1;
+        }
+        cached = count;
+    }
+    return cached;
+}
+
+constexpr int kDecodeTN = 2;
+
+/* The decode path applies: few rows of X, whole 128-steps of K, 16-byte
+ * aligned operands (every row then starts 16-byte aligned). */
+bool decode_applies(bool w4, int64_t M, int64_t K, const void *x, const void *w) {
+    return M <= (w4 ? 16 : 32) && K % kBlock == 0 &&
+           (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
+}
+
+template <Mode kMode, bool kW4, int MT>
+r1_status launch_decode_tiles(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
+                              const uint8_t *w_zero, const Epilogue &epilogue,
+                              cudaStream_t stream) {
+    static int per_sm = 0; /* resident blocks per SM of this instantiation */
+    if (per_sm == 0) {
+        CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+            &per_sm, gemm_decode<kMode, kW4, kDecodeTN, MT>, kDecodeWarps * 32, 0));
+        if (per_sm < 1) per_sm = 1;
+    }
+    /* One wave: as many K slices per block (more warps streaming, each a
+     * shorter K range) as keep the grid within the resident slots; a grid
+     * larger than those would leave a tail wave streaming at a fraction of
+     * the bandwidth. */
+    const int64_t sms = multiprocessor_count(), slots = sms * per_sm;
+    int ksplit = 1;
+    auto blocks = [&](int ks) {
+        const int64_t rows = (kDecodeWarps / ks) * kDecodeTN * 8;
+        return (N + rows - 1) / rows;
+    };
+    while (ksplit < kDecodeWarps && blocks(2 * ksplit) <= slots) ksplit *= 2;
+    const dim3 grid((unsigned)blocks(ksplit));
+    gemm_decode<kMode, kW4, kDecodeTN, MT><<<grid, kDecodeWarps * 32, 0, stream>>>(
+        M, N, K, ksplit, (const uint8_t *)x, (const uint8_t *)w, w_zero, epilogue);
+    CUDA_TRY(cudaGetLastError());
+    return R1_OK;
+}
+
+template <Mode kMode, bool kW4>
+r1_status launch_decode(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
+                        const uint8_t *w_zero, const Epilogue &epilogue, cudaStream_t stream) {
+    if constexpr (kW4) {
+        return launch_decode_tiles<kMode, kW4, 1>(M, N, K, x, w, w_zero, epilogue, stream);
+    } else {
+        if (M <= 16)
+            return launch_decode_tiles<kMode, kW4, 1>(M, N, K, x, w, w_zero, epilogue, stream);
+        return launch_decode_tiles<kMode, kW4, 2>(M, N, K, x, w, w_zero, epilogue, stream);
+    }
+}
+
 template <Mode kMode>
 r1_status launch_8bit(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
                       const Epilogue &epilogue, cudaStream_t stream) {
+    if (decode_applies(false, M, K, x, w))
+        return launch_decode<kMode, false>(M, N, K, x, w, nullptr, epilogue, stream);
     dim3 grid((unsigned)((N + kTileN - 1) / kTileN), (unsigned)((M + kTileM - 1) / kTileM));
     if (grid.y > 65535u)
         return r1_fail(R1_EUNSUPPORTED, "M = %lld: the cuda kernel handles M <= %d",
@@ -553,6 +889,12 @@ extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_o
         return launch_8bit<Mode::FP8>(desc->M, desc->N, desc->K, ops->x, ops->w, e, stream);
     }
     case R1_QGEMM_W4A16: {
+        if (decode_applies(true, desc->M, desc->K, ops->x, ops->w)) {
+            Epilogue e = {nullptr, ops->w_scale, ops->bias, y, out_bf16};
+            return launch_decode<Mode::FP8, true>(desc->M, desc->N, desc->K, ops->x, ops->w,
+                                                  desc->asymmetric ? ops->w_zero : nullptr, e,
+                                                  stream);
+        }
         dim3 grid((unsigned)((desc->N + kW4Columns - 1) / kW4Columns),
                   (unsigned)((desc->M + kW4Rows - 1) / kW4Rows));
         if (grid.y > 65535u)
