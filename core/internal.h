@@ -18,6 +18,11 @@ extern "C" {
 /* 1 when the library was built with the CUDA backend. */
 int r1_cuda_built(void);
 
+/* R1_OK for a backend that can run here; R1_EINVAL for a value that is no
+ * backend, R1_EUNSUPPORTED for R1_CUDA without a CUDA build or a GPU, each
+ * with its sentence. Every component's dispatcher calls it. */
+r1_status r1_check_backend(r1_backend backend);
+
 /* Order-preserving key of a float: for a, b not NaN, a > b exactly when
  * key(a) > key(b) as unsigned integers, and a == b exactly when the keys are
  * equal (-0.0 is mapped to +0.0 first). */

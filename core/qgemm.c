@@ -97,16 +97,6 @@ static r1_status check_finite(const float *x, int64_t rows, int64_t cols) {
     return R1_OK;
 }
 
-static r1_status check_backend(r1_backend backend) {
-    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
-        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA",
-                       (int)backend);
-    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
-        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
-                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
-    return R1_OK;
-}
-
 r1_status r1_qgemm_quantize(r1_backend backend, const r1_qgemm_quant_desc *desc,
                             const float *x, void *q, float *scale, uint8_t *zero,
                             void *stream) {
@@ -116,7 +106,7 @@ r1_status r1_qgemm_quantize(r1_backend backend, const r1_qgemm_quant_desc *desc,
         return r1_fail(R1_EINVAL, "x, q and scale must not be NULL");
     if (desc->asymmetric && zero == NULL)
         return r1_fail(R1_EINVAL, "asymmetric W4A16 needs the zero-point array (zero is NULL)");
-    status = check_backend(backend);
+    status = r1_check_backend(backend);
     if (status != R1_OK) return status;
     if (backend == R1_CUDA) return qgemm_quantize_cuda(desc, x, q, scale, zero, stream);
     status = check_finite(x, desc->rows, desc->cols);
@@ -251,7 +241,7 @@ r1_status r1_qgemm(r1_backend backend, const r1_qgemm_desc *desc,
                    const r1_qgemm_operands *ops, void *y, void *stream) {
     r1_status status = r1_qgemm_validate(desc, ops, y);
     if (status != R1_OK) return status;
-    status = check_backend(backend);
+    status = r1_check_backend(backend);
     if (status != R1_OK) return status;
     if (backend == R1_CUDA) return qgemm_gemm_cuda(desc, ops, y, stream);
     if (ops->x_scale != NULL && desc->scheme != R1_QGEMM_W4A16) {
@@ -284,7 +274,7 @@ r1_status r1_qgemm_w8a8_accumulators(r1_backend backend, int64_t M, int64_t N, i
                        (long long)K, R1_QGEMM_W8A8_MAX_K);
     if (x == NULL || w == NULL || acc == NULL)
         return r1_fail(R1_EINVAL, "x, w and acc must not be NULL");
-    r1_status status = check_backend(backend);
+    r1_status status = r1_check_backend(backend);
     if (status != R1_OK) return status;
     switch (backend) {
     case R1_REF: return qgemm_w8a8_accumulators_ref(M, N, K, x, w, acc);

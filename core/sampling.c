@@ -154,12 +154,8 @@ r1_status r1_sampling_sample(r1_backend backend, const r1_sampling_desc *desc,
                              void *workspace, size_t workspace_bytes, void *stream) {
     r1_status status = r1_sampling_validate(desc, logits, out);
     if (status != R1_OK) return status;
-    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
-        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA",
-                       (int)backend);
-    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
-        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
-                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
+    status = r1_check_backend(backend);
+    if (status != R1_OK) return status;
 
     size_t needed = r1_sampling_workspace_size(backend, desc);
     if (workspace != NULL && workspace_bytes < needed)

@@ -71,3 +71,13 @@ int r1_backend_available(r1_backend backend) {
 }
 
 const char *r1_version(void) { return "0.1.0"; }
+
+r1_status r1_check_backend(r1_backend backend) {
+    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
+        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA",
+                       (int)backend);
+    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
+        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
+                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
+    return R1_OK;
+}
