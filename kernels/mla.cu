@@ -14,19 +14,30 @@
  * splits is chosen so that about two CTAs per SM exist even for small batches.
  *
  * VERSIONS
- *   v1 (this file)  one CTA of 256 threads per (split, sequence * query,
- *       group of 16 heads). The 16 queries sit in shared memory as fp32; keys
- *       stream through shared memory 32 rows (half a block) at a time, rows
- *       past the query's range loaded as zeros (never read: the NaN tests);
- *       each thread computes 2 of the 16 x 32 scores on CUDA cores, one thread
- *       per head updates the online softmax (running max m, sum l, the
- *       correction exp(m_old - m_new)), and each thread keeps 32 of the
- *       16 x 512 output accumulators in registers. Correct and simple; bound by
- *       CUDA-core FLOPs (1088 FMA per head and key), not by HBM.
- *   Next (not done): QK^T and PV on tensor cores with mma.sync m16n8k16 bf16
- *       (a 64-head tile as in FlashMLA: the 576-dim keys are read once for 64
- *       heads), double-buffered cp.async loads of the next block, exp2 with the
- *       scale folded into log2(e).
+ *   v1  one CTA of 256 threads per (split, sequence * query, group of 16 heads).
+ *       The 16 queries sit in shared memory as fp32; keys stream through shared
+ *       memory 32 rows (half a block) at a time, rows past the query's range
+ *       loaded as zeros (never read: the NaN tests); each thread computes 2 of
+ *       the 16 x 32 scores on CUDA cores, one thread per head updates the online
+ *       softmax (running max m, sum l, the correction exp(m_old - m_new)), and
+ *       each thread keeps 32 of the 16 x 512 output accumulators in registers.
+ *       Correct and simple; bound by CUDA-core FLOPs (1088 FMA per head and key):
+ *       b=128, s_q=1, h=128, s_k=4096 took 55177 us on an H100 (11 GB/s).
+ *       Kept as the reference path: shapes v2 does not take (dim_qk != 576,
+ *       dim_v != 512, h not a multiple of 16 or above 128, s_q > 2, devices with
+ *       less than 225 KiB of shared memory per CTA) and R1LAB_MLA_V1=1.
+ *   v2  (the default where it applies) tensor cores, FlashMLA's decomposition:
+ *       all s_q * h query rows of a sequence share each key block, so one CTA
+ *       takes 64 of them (MQA over the latent) and reads each 64 x 576 block
+ *       once for 64 rows; QK^T and PV on mma.sync m16n8k16 bf16 with ldmatrix
+ *       (.trans for V) from swizzled shared memory; cp.async double buffering
+ *       (block j + 1 loads while j computes); exp2 with the scale folded into
+ *       log2 e; bf16 out and lse written directly when the sequence is not split.
+ *       The split count minimises waves x blocks per CTA (one CTA per SM).
+ *       Measured: see docs/mla.md (H100).
+ *   Next (not done): wgmma (sm_90a) with Q and K in shared memory and P from
+ *       registers, as FlashMLA does, and its two-warpgroup seesaw schedule; a
+ *       fused combine.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
