@@ -316,7 +316,7 @@ __global__ void __launch_bounds__(kV2Threads, 1) decode_split_kernel_v2(decode_p
     float *max_s = reinterpret_cast<float *>(smem + 3 * kV2TileBytes + kV2PBytes); /* [2][64] */
     float *sum_s = max_s + 2 * kV2Rows;                                              /* [2][64] */
 
-    const int split = blockIdx.x, b = blockIdx.y, row0 = blockIdx.z * kV2Rows;
+    const int split = blockIdx.x, row0 = blockIdx.y * kV2Rows, b = blockIdx.z;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int group = warp & 3, half = warp >> 2;
     const int rows_total = p.S * p.H;
@@ -369,23 +369,34 @@ __global__ void __launch_bounds__(kV2Threads, 1) decode_split_kernel_v2(decode_p
             load_block(blk + 1, k_base + (uint32_t)((blk + 1 - block_begin) & 1) * kV2TileBytes);
         cp_async_commit();
 
-        /* S (16 x 32) = Q[16 group rows] . K[32 half keys]^T */
-        float s[4][4];
+        /* S (16 x 32) = Q[16 group rows] . K[32 half keys]^T; even and odd k-steps
+         * accumulate apart (8 independent mma chains per warp), then add. */
+        float s[4][4], s_odd[4][4];
 #pragma unroll
-        for (int n = 0; n < 4; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+        for (int n = 0; n < 4; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[n][e] = s_odd[n][e] = 0.0f;
         const int a_row = 16 * group + (lane & 15);
         const int b_key = 32 * half + (lane & 7) + ((lane >> 4) << 3);
-#pragma unroll 4
-        for (int ks = 0; ks < kV2D / 16; ++ks) {
-            uint32_t a[4], b0[4], b1[4];
-            ldmatrix_x4(a, q_base + swizzled(a_row, 2 * ks + (lane >> 4)));
-            ldmatrix_x4(b0, k_tile + swizzled(b_key, 2 * ks + ((lane >> 3) & 1)));
-            ldmatrix_x4(b1, k_tile + swizzled(b_key + 16, 2 * ks + ((lane >> 3) & 1)));
-            mma_bf16(s[0], a, b0[0], b0[1]);
-            mma_bf16(s[1], a, b0[2], b0[3]);
-            mma_bf16(s[2], a, b1[0], b1[1]);
-            mma_bf16(s[3], a, b1[2], b1[3]);
+#pragma unroll 2
+        for (int ks = 0; ks < kV2D / 16; ks += 2) {
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+                uint32_t a[4], b0[4], b1[4];
+                ldmatrix_x4(a, q_base + swizzled(a_row, 2 * (ks + u) + (lane >> 4)));
+                ldmatrix_x4(b0, k_tile + swizzled(b_key, 2 * (ks + u) + ((lane >> 3) & 1)));
+                ldmatrix_x4(b1, k_tile + swizzled(b_key + 16, 2 * (ks + u) + ((lane >> 3) & 1)));
+                float(*acc)[4] = u ? s_odd : s;
+                mma_bf16(acc[0], a, b0[0], b0[1]);
+                mma_bf16(acc[1], a, b0[2], b0[3]);
+                mma_bf16(acc[2], a, b1[0], b1[1]);
+                mma_bf16(acc[3], a, b1[2], b1[3]);
+            }
         }
+#pragma unroll
+        for (int n = 0; n < 4; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[n][e] += s_odd[n][e];
         /* Scale to log2 units, mask keys a row does not see, local row maxima. */
         const int t_base = blk * R1_MLA_BLOCK_SIZE + 32 * half + 2 * (lane & 3);
         float mx_lo = -INFINITY, mx_hi = -INFINITY;
