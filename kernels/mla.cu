@@ -34,7 +34,11 @@
  *       (block j + 1 loads while j computes); exp2 with the scale folded into
  *       log2 e; bf16 out and lse written directly when the sequence is not split.
  *       The split count minimises waves x blocks per CTA (one CTA per SM).
- *       Measured: see docs/mla.md (H100).
+ *       Measured on an NVIDIA H100 80GB HBM3 (docs/mla.md has the table):
+ *       b=128, s_q=1, h=128, s_k=4096: 654 us, 887 GB/s (0.30 of 2.98 TB/s),
+ *       223 TFLOP/s, 2.53x the PyTorch einsum path of the same run (1656 us);
+ *       s_q=2: 1267 us, 230 TFLOP/s, 2.43x. Compute-bound on mma.sync at h=128:
+ *       the warps run QK^T, softmax and PV in lockstep.
  *   Next (not done): wgmma (sm_90a) with Q and K in shared memory and P from
  *       registers, as FlashMLA does, and its two-warpgroup seesaw schedule; a
  *       fused combine.
