@@ -14,25 +14,41 @@
  * splits is chosen so that about two CTAs per SM exist even for small batches.
  *
  * VERSIONS
- *   v1 (this file)  one CTA of 256 threads per (split, sequence * query,
- *       group of 16 heads). The 16 queries sit in shared memory as fp32; keys
- *       stream through shared memory 32 rows (half a block) at a time, rows
- *       past the query's range loaded as zeros (never read: the NaN tests);
- *       each thread computes 2 of the 16 x 32 scores on CUDA cores, one thread
- *       per head updates the online softmax (running max m, sum l, the
- *       correction exp(m_old - m_new)), and each thread keeps 32 of the
- *       16 x 512 output accumulators in registers. Correct and simple; bound by
- *       CUDA-core FLOPs (1088 FMA per head and key), not by HBM.
- *   Next (not done): QK^T and PV on tensor cores with mma.sync m16n8k16 bf16
- *       (a 64-head tile as in FlashMLA: the 576-dim keys are read once for 64
- *       heads), double-buffered cp.async loads of the next block, exp2 with the
- *       scale folded into log2(e).
+ *   v1  one CTA of 256 threads per (split, sequence * query, group of 16 heads).
+ *       The 16 queries sit in shared memory as fp32; keys stream through shared
+ *       memory 32 rows (half a block) at a time, rows past the query's range
+ *       loaded as zeros (never read: the NaN tests); each thread computes 2 of
+ *       the 16 x 32 scores on CUDA cores, one thread per head updates the online
+ *       softmax (running max m, sum l, the correction exp(m_old - m_new)), and
+ *       each thread keeps 32 of the 16 x 512 output accumulators in registers.
+ *       Correct and simple; bound by CUDA-core FLOPs (1088 FMA per head and key):
+ *       b=128, s_q=1, h=128, s_k=4096 took 55177 us on an H100 (11 GB/s).
+ *       Kept as the reference path: shapes v2 does not take (dim_qk != 576,
+ *       dim_v != 512, h not a multiple of 16 or above 128, s_q > 2, devices with
+ *       less than 225 KiB of shared memory per CTA) and R1LAB_MLA_V1=1.
+ *   v2  (the default where it applies) tensor cores, FlashMLA's decomposition:
+ *       all s_q * h query rows of a sequence share each key block, so one CTA
+ *       takes 64 of them (MQA over the latent) and reads each 64 x 576 block
+ *       once for 64 rows; QK^T and PV on mma.sync m16n8k16 bf16 with ldmatrix
+ *       (.trans for V) from swizzled shared memory; cp.async double buffering
+ *       (block j + 1 loads while j computes); exp2 with the scale folded into
+ *       log2 e; bf16 out and lse written directly when the sequence is not split.
+ *       The split count minimises waves x blocks per CTA (one CTA per SM).
+ *       Measured on an NVIDIA H100 80GB HBM3 (docs/mla.md has the table):
+ *       b=128, s_q=1, h=128, s_k=4096: 654 us, 887 GB/s (0.30 of 2.98 TB/s),
+ *       223 TFLOP/s, 2.53x the PyTorch einsum path of the same run (1656 us);
+ *       s_q=2: 1267 us, 230 TFLOP/s, 2.43x. Compute-bound on mma.sync at h=128:
+ *       the warps run QK^T, softmax and PV in lockstep.
+ *   Next (not done): wgmma (sm_90a) with Q and K in shared memory and P from
+ *       registers, as FlashMLA does, and its two-warpgroup seesaw schedule; a
+ *       fused combine.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 extern "C" {
 #include "core/internal.h"
@@ -220,6 +236,290 @@ __global__ void decode_combine_kernel(decode_params p) {
         p.lse[row] = total == 0.0f ? -INFINITY : m + logf(total);
 }
 
+/* ---------------------------------------------------------------------------------
+ * v2: tensor cores. One CTA of 8 warps per (split, sequence, tile of 64 query rows);
+ * the rows of sequence b are its s_q * h queries in (i, head) order, so every row of
+ * a tile shares the keys. Shared memory (swizzled: 16-byte chunk c of row r is
+ * stored at chunk c ^ (r & 7), so the 8 rows an ldmatrix reads hit 8 different
+ * bank groups although a row is 1152 bytes = 9 * 128):
+ *   Q   64 x 576 bf16 (72 KiB)    loaded once
+ *   K   2 x 64 x 576 bf16 (144 KiB) cp.async, block j + 1 loads while j computes
+ *   P   64 x 64 bf16 (8 KiB)      softmax weights, shared by the two warps of a row group
+ *   max, sum exchange (1 KiB)
+ * Warp w: row group g = w & 3 (rows 16g .. 16g + 15), half = w >> 2.
+ *   S   = Q K^T for its 16 rows and keys 32 half .. 32 half + 31 (mma m16n8k16,
+ *         36 k-steps, A and B by ldmatrix from row-major Q and K);
+ *   the two warps of a row group swap row maxima (named barrier 1 + g), so both
+ *   keep the same running max m and the same correction exp2(m_old - m_new);
+ *   P = exp2(S * scale * log2 e - m) goes to shared memory as bf16;
+ *   O[16 rows, columns 256 half .. +255] += P (16 x 64) V (64 x 256), V = the first
+ *   512 columns of the same K block, B fragments by ldmatrix.trans; 128 fp32
+ *   accumulators per thread. l (the row sum) is kept per warp over its 32 keys
+ *   and added at the end.
+ * Keys past the largest length any row of the tile sees are loaded as zeros
+ * (cp.async zero-fill), so NaN in a cache tail never reaches P V; keys a row does
+ * not see score -inf. */
+constexpr int kV2Threads = 256;
+constexpr int kV2Rows = 64;
+constexpr int kV2D = 576, kV2Dv = 512;
+constexpr int kV2Chunks = kV2D / 8;                       /* 72 chunks of 16 bytes per row */
+constexpr int kV2RowBytes = kV2D * 2;                     /* 1152 */
+constexpr int kV2TileBytes = kV2Rows * kV2RowBytes;       /* 73728 */
+constexpr int kV2PBytes = kV2Rows * 64 * 2;               /* 8192 */
+constexpr int kV2Shared = 3 * kV2TileBytes + kV2PBytes + 2 * 2 * kV2Rows * 4; /* 230400 */
+
+__device__ __forceinline__ uint32_t swizzled(int row, int chunk) {
+    return (uint32_t)(row * kV2RowBytes + ((chunk ^ (row & 7)) << 4));
+}
+
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void *src, bool valid) {
+    const int bytes = valid ? 16 : 0; /* 0: the 16 bytes are zero-filled, nothing is read */
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+/* c (16x8 fp32) += a (16x16 bf16, row) * b (16x8 bf16, col) */
+__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* Keys query row r (= i * H + head) of sequence b sees. */
+__device__ __forceinline__ int v2_keys_seen(const decode_params &p, int n_seq, int r) {
+    if (r >= p.S * p.H) return 0;
+    int n = p.causal ? n_seq - p.S + 1 + r / p.H : n_seq;
+    return n < 0 ? 0 : n;
+}
+
+__global__ void __launch_bounds__(kV2Threads, 1) decode_split_kernel_v2(decode_params p) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t q_base = (uint32_t)__cvta_generic_to_shared(smem);
+    const uint32_t k_base = q_base + kV2TileBytes; /* two buffers */
+    const uint32_t p_base = q_base + 3 * kV2TileBytes;
+    float *max_s = reinterpret_cast<float *>(smem + 3 * kV2TileBytes + kV2PBytes); /* [2][64] */
+    float *sum_s = max_s + 2 * kV2Rows;                                              /* [2][64] */
+
+    const int split = blockIdx.x, row0 = blockIdx.y * kV2Rows, b = blockIdx.z;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int group = warp & 3, half = warp >> 2;
+    const int rows_total = p.S * p.H;
+    const int n_seq = p.seq_lens[b];
+
+    /* This tile's key range: whole blocks of the longest row, cut into splits. */
+    const int n_max = v2_keys_seen(p, n_seq, min(rows_total, row0 + kV2Rows) - 1);
+    const int blocks = (n_max + R1_MLA_BLOCK_SIZE - 1) / R1_MLA_BLOCK_SIZE;
+    const int per_split = (blocks + p.splits - 1) / p.splits;
+    const int block_begin = min(blocks, split * per_split);
+    const int block_end = min(blocks, block_begin + per_split);
+    const int32_t *table = p.block_table + (int64_t)b * p.max_blocks;
+
+    /* This thread's two rows (mma layout: lane / 4 and lane / 4 + 8 of the group). */
+    const int r_lo = 16 * group + (lane >> 2), r_hi = r_lo + 8;
+    const int n_lo = v2_keys_seen(p, n_seq, row0 + r_lo), n_hi = v2_keys_seen(p, n_seq, row0 + r_hi);
+
+    auto load_block = [&](int blk, uint32_t buffer) {
+        const int t0 = blk * R1_MLA_BLOCK_SIZE;
+        const __nv_bfloat16 *src = p.cache + (int64_t)table[blk] * R1_MLA_BLOCK_SIZE * kV2D;
+        for (int e = tid; e < kV2Rows * kV2Chunks; e += kV2Threads) {
+            const int row = e / kV2Chunks, chunk = e % kV2Chunks;
+            const bool valid = t0 + row < n_max;
+            cp_async16(buffer + swizzled(row, chunk), valid ? src + row * kV2D + chunk * 8 : src, valid);
+        }
+    };
+
+    if (block_begin < block_end) {
+        const __nv_bfloat16 *q = p.q + ((int64_t)b * rows_total + row0) * kV2D;
+        for (int e = tid; e < kV2Rows * kV2Chunks; e += kV2Threads) {
+            const int row = e / kV2Chunks, chunk = e % kV2Chunks;
+            const bool valid = row0 + row < rows_total;
+            cp_async16(q_base + swizzled(row, chunk), valid ? q + row * kV2D + chunk * 8 : q, valid);
+        }
+        load_block(block_begin, k_base);
+    }
+    cp_async_commit();
+
+    float o[32][4];
+#pragma unroll
+    for (int n = 0; n < 32; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+    const float scale_log2 = p.scale * 1.4426950408889634f;
+
+    for (int blk = block_begin; blk < block_end; ++blk) {
+        const uint32_t k_tile = k_base + (uint32_t)((blk - block_begin) & 1) * kV2TileBytes;
+        cp_async_wait_all();
+        __syncthreads(); /* block blk visible; every warp is done with blk - 1 */
+        if (blk + 1 < block_end)
+            load_block(blk + 1, k_base + (uint32_t)((blk + 1 - block_begin) & 1) * kV2TileBytes);
+        cp_async_commit();
+
+        /* S (16 x 32) = Q[16 group rows] . K[32 half keys]^T; even and odd k-steps
+         * accumulate apart (8 independent mma chains per warp), then add. */
+        float s[4][4], s_odd[4][4];
+#pragma unroll
+        for (int n = 0; n < 4; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[n][e] = s_odd[n][e] = 0.0f;
+        const int a_row = 16 * group + (lane & 15);
+        const int b_key = 32 * half + (lane & 7) + ((lane >> 4) << 3);
+#pragma unroll 2
+        for (int ks = 0; ks < kV2D / 16; ks += 2) {
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+                uint32_t a[4], b0[4], b1[4];
+                ldmatrix_x4(a, q_base + swizzled(a_row, 2 * (ks + u) + (lane >> 4)));
+                ldmatrix_x4(b0, k_tile + swizzled(b_key, 2 * (ks + u) + ((lane >> 3) & 1)));
+                ldmatrix_x4(b1, k_tile + swizzled(b_key + 16, 2 * (ks + u) + ((lane >> 3) & 1)));
+                float(*acc)[4] = u ? s_odd : s;
+                mma_bf16(acc[0], a, b0[0], b0[1]);
+                mma_bf16(acc[1], a, b0[2], b0[3]);
+                mma_bf16(acc[2], a, b1[0], b1[1]);
+                mma_bf16(acc[3], a, b1[2], b1[3]);
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < 4; ++n)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[n][e] += s_odd[n][e];
+        /* Scale to log2 units, mask keys a row does not see, local row maxima. */
+        const int t_base = blk * R1_MLA_BLOCK_SIZE + 32 * half + 2 * (lane & 3);
+        float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < 4; ++n)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const int t = t_base + 8 * n + e;
+                s[n][e] = t < n_lo ? s[n][e] * scale_log2 : -INFINITY;
+                s[n][2 + e] = t < n_hi ? s[n][2 + e] * scale_log2 : -INFINITY;
+                mx_lo = fmaxf(mx_lo, s[n][e]);
+                mx_hi = fmaxf(mx_hi, s[n][2 + e]);
+            }
+#pragma unroll
+        for (int x = 1; x <= 2; x <<= 1) {
+            mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, x));
+            mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, x));
+        }
+        if ((lane & 3) == 0) {
+            max_s[half * kV2Rows + r_lo] = mx_lo;
+            max_s[half * kV2Rows + r_hi] = mx_hi;
+        }
+        named_barrier(1 + group, 64);
+        mx_lo = fmaxf(mx_lo, max_s[(1 - half) * kV2Rows + r_lo]);
+        mx_hi = fmaxf(mx_hi, max_s[(1 - half) * kV2Rows + r_hi]);
+        const float new_lo = fmaxf(m_lo, mx_lo), new_hi = fmaxf(m_hi, mx_hi);
+        /* a row with no key yet keeps m = -inf; subtract 0 then (every weight is 0) */
+        const float use_lo = new_lo == -INFINITY ? 0.0f : new_lo;
+        const float use_hi = new_hi == -INFINITY ? 0.0f : new_hi;
+        const float corr_lo = exp2f(m_lo - use_lo), corr_hi = exp2f(m_hi - use_hi);
+        m_lo = new_lo;
+        m_hi = new_hi;
+        float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+        for (int n = 0; n < 4; ++n) {
+            s[n][0] = exp2f(s[n][0] - use_lo);
+            s[n][1] = exp2f(s[n][1] - use_lo);
+            s[n][2] = exp2f(s[n][2] - use_hi);
+            s[n][3] = exp2f(s[n][3] - use_hi);
+            sum_lo += s[n][0] + s[n][1];
+            sum_hi += s[n][2] + s[n][3];
+            /* P row r, keys 32 half + 8n + 2(lane & 3): chunk 4 half + n of a 128-byte row */
+            const int chunk = 4 * half + n, byte = 4 * (lane & 3);
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(p_base + r_lo * 128 + ((chunk ^ (r_lo & 7)) << 4) + byte),
+                         "r"(pack_bf16(s[n][0], s[n][1])));
+            asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(p_base + r_hi * 128 + ((chunk ^ (r_hi & 7)) << 4) + byte),
+                         "r"(pack_bf16(s[n][2], s[n][3])));
+        }
+        l_lo = l_lo * corr_lo + sum_lo;
+        l_hi = l_hi * corr_hi + sum_hi;
+#pragma unroll
+        for (int n = 0; n < 32; ++n) {
+            o[n][0] *= corr_lo;
+            o[n][1] *= corr_lo;
+            o[n][2] *= corr_hi;
+            o[n][3] *= corr_hi;
+        }
+        named_barrier(1 + group, 64);
+
+        /* O[16 rows, 256 half + 0..255] += P (16 x 64) . V (64 x 256) */
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            uint32_t a[4];
+            const int pr = 16 * group + (lane & 15), pc = 2 * kk + (lane >> 4);
+            ldmatrix_x4(a, p_base + pr * 128 + ((pc ^ (pr & 7)) << 4));
+            const int v_key = 16 * kk + (lane & 7) + (((lane >> 3) & 1) << 3);
+#pragma unroll
+            for (int np = 0; np < 16; ++np) {
+                uint32_t v[4];
+                ldmatrix_x4_trans(v, k_tile + swizzled(v_key, 32 * half + 2 * np + (lane >> 4)));
+                mma_bf16(o[2 * np], a, v[0], v[1]);
+                mma_bf16(o[2 * np + 1], a, v[2], v[3]);
+            }
+        }
+    }
+    cp_async_wait_all();
+
+    /* The row sums: quad reduction, then the two halves of the row group. */
+#pragma unroll
+    for (int x = 1; x <= 2; x <<= 1) {
+        l_lo += __shfl_xor_sync(0xffffffffu, l_lo, x);
+        l_hi += __shfl_xor_sync(0xffffffffu, l_hi, x);
+    }
+    if ((lane & 3) == 0) {
+        sum_s[half * kV2Rows + r_lo] = l_lo;
+        sum_s[half * kV2Rows + r_hi] = l_hi;
+    }
+    named_barrier(1 + group, 64);
+    l_lo += sum_s[(1 - half) * kV2Rows + r_lo];
+    l_hi += sum_s[(1 - half) * kV2Rows + r_hi];
+
+#pragma unroll
+    for (int which = 0; which < 2; ++which) {
+        const int r = which ? r_hi : r_lo;
+        if (row0 + r >= rows_total) continue;
+        const float l = which ? l_hi : l_lo, m = which ? m_hi : m_lo;
+        const bool empty = l == 0.0f; /* no key seen (NaN l is not empty) */
+        const float inverse = empty ? 0.0f : 1.0f / l;
+        const float row_lse = empty ? -INFINITY : (m + log2f(l)) * 0.6931471805599453f;
+        const int64_t row = (int64_t)b * rows_total + row0 + r;
+        const int column0 = 256 * half + 2 * (lane & 3);
+        if (p.splits == 1) {
+            __nv_bfloat16 *dst = p.out + row * kV2Dv + column0;
+#pragma unroll
+            for (int n = 0; n < 32; ++n)
+                *reinterpret_cast<__nv_bfloat162 *>(dst + 8 * n) =
+                    __floats2bfloat162_rn(o[n][2 * which] * inverse, o[n][2 * which + 1] * inverse);
+            if (half == 0 && (lane & 3) == 0 && p.lse) p.lse[row] = row_lse;
+        } else {
+            float *dst = p.partial_out + (row * p.splits + split) * kV2Dv + column0;
+#pragma unroll
+            for (int n = 0; n < 32; ++n)
+                *reinterpret_cast<float2 *>(dst + 8 * n) =
+                    make_float2(o[n][2 * which] * inverse, o[n][2 * which + 1] * inverse);
+            if (half == 0 && (lane & 3) == 0) p.partial_lse[row * p.splits + split] = row_lse;
+        }
+    }
+}
+
 int sm_count() {
     static int count = 0;
     if (count == 0) {
@@ -240,13 +540,51 @@ int choose_splits(const r1_mla_decode_desc *desc) {
     return splits < 1 ? 1 : (int)splits;
 }
 
+/* v2 applies to: dim_qk 576 / dim_v 512, h a multiple of 16 up to 128, s_q 1 or 2,
+ * 16-byte aligned q and cache, batch <= 65535; R1LAB_MLA_V1=1 forces v1. */
+bool use_v2(const r1_mla_decode_desc *desc) {
+    const char *force_v1 = getenv("R1LAB_MLA_V1");
+    if (force_v1 && force_v1[0] == '1') return false;
+    static int shared_optin = -1; /* v2 needs 225 KiB of shared memory per CTA (sm_90) */
+    if (shared_optin < 0) {
+        int device = 0;
+        shared_optin = 0;
+        cudaGetDevice(&device);
+        if (cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+            cudaSuccess)
+            shared_optin = 0;
+    }
+    if (shared_optin < kV2Shared) return false;
+    return desc->dim_qk == kV2D && desc->dim_v == kV2Dv && desc->n_heads % 16 == 0 &&
+           desc->n_heads <= 128 && (desc->s_q == 1 || desc->s_q == 2) && desc->batch <= 65535;
+}
+
+/* v2's splits: the count that minimises (waves of CTAs) x (blocks per CTA + 2, the
+ * Q load and epilogue), plus one for the combine pass when split; one CTA per SM. */
+int choose_splits_v2(const r1_mla_decode_desc *desc) {
+    const int64_t tiles = desc->batch * ((desc->s_q * desc->n_heads + kV2Rows - 1) / kV2Rows);
+    const int64_t blocks = desc->max_blocks_per_seq;
+    int best = 1;
+    int64_t best_cost = -1;
+    for (int64_t s = 1; s <= kMaxSplits && s <= (blocks < 1 ? 1 : blocks); ++s) {
+        const int64_t waves = (tiles * s + sm_count() - 1) / sm_count();
+        const int64_t cost = waves * ((blocks + s - 1) / s + 2) + (s > 1 ? 1 : 0);
+        if (best_cost < 0 || cost < best_cost) {
+            best_cost = cost;
+            best = (int)s;
+        }
+    }
+    return best;
+}
+
 size_t align_up(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
 } // namespace
 
 extern "C" size_t mla_decode_workspace_size_cuda(const r1_mla_decode_desc *desc) {
     const size_t rows = (size_t)(desc->batch * desc->s_q * desc->n_heads);
-    const size_t splits = (size_t)choose_splits(desc);
+    size_t splits = (size_t)choose_splits(desc);
+    if (use_v2(desc) && (size_t)choose_splits_v2(desc) > splits) splits = (size_t)choose_splits_v2(desc);
     return align_up(rows * splits * (size_t)desc->dim_v * sizeof(float)) +
            align_up(rows * splits * sizeof(float)) +
            align_up((size_t)(desc->batch * desc->max_blocks_per_seq) * sizeof(int32_t)) +
@@ -263,7 +601,9 @@ extern "C" r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void 
     cudaStream_t stream = static_cast<cudaStream_t>(stream_pointer);
     const int64_t rows = desc->batch * desc->s_q * desc->n_heads;
     decode_params p;
-    p.splits = choose_splits(desc);
+    const bool v2 = use_v2(desc) && ((uintptr_t)q % 16 == 0) && ((uintptr_t)cache->blocks % 16 == 0) &&
+                    ((uintptr_t)out % 4 == 0);
+    p.splits = v2 ? choose_splits_v2(desc) : choose_splits(desc);
     char *w = static_cast<char *>(workspace);
     p.partial_out = reinterpret_cast<float *>(w);
     w += align_up((size_t)rows * p.splits * desc->dim_v * sizeof(float));
@@ -299,15 +639,25 @@ extern "C" r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void 
     p.causal = desc->causal ? 1 : 0;
     p.scale = (float)desc->softmax_scale;
 
-    const size_t shared = (size_t)kHeadGroup * p.D * sizeof(float) +
-                          (size_t)kHeadGroup * kTile * sizeof(float) + kHeadGroup * sizeof(float) +
-                          (size_t)kTile * p.D * sizeof(__nv_bfloat16);
-    CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  (int)shared));
-    dim3 grid((unsigned)p.splits, (unsigned)(desc->batch * desc->s_q),
-              (unsigned)((desc->n_heads + kHeadGroup - 1) / kHeadGroup));
-    decode_split_kernel<<<grid, kThreads, shared, stream>>>(p);
-    CUDA_TRY(cudaGetLastError());
+    if (v2) {
+        CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel_v2,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, kV2Shared));
+        dim3 grid((unsigned)p.splits, (unsigned)((p.S * p.H + kV2Rows - 1) / kV2Rows),
+                  (unsigned)desc->batch);
+        decode_split_kernel_v2<<<grid, kV2Threads, kV2Shared, stream>>>(p);
+        CUDA_TRY(cudaGetLastError());
+        if (p.splits == 1) return R1_OK; /* v2 wrote out and lse itself */
+    } else {
+        const size_t shared = (size_t)kHeadGroup * p.D * sizeof(float) +
+                              (size_t)kHeadGroup * kTile * sizeof(float) + kHeadGroup * sizeof(float) +
+                              (size_t)kTile * p.D * sizeof(__nv_bfloat16);
+        CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
+        dim3 grid((unsigned)p.splits, (unsigned)(desc->batch * desc->s_q),
+                  (unsigned)((desc->n_heads + kHeadGroup - 1) / kHeadGroup));
+        decode_split_kernel<<<grid, kThreads, shared, stream>>>(p);
+        CUDA_TRY(cudaGetLastError());
+    }
     decode_combine_kernel<<<(unsigned)rows, 128, 0, stream>>>(p);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;

@@ -67,6 +67,10 @@
  *   out and lse NaN (every backend). Rows a query does not see — past its
  *   length, in blocks not in its table — are never read, so NaN there has no
  *   effect (the tests fill unused blocks and tails with NaN to prove it).
+ *   One exception, cuda v2 with causal = 1 and s_q = 2: the queries of a
+ *   sequence share each key block, so query 0 also multiplies the one key only
+ *   query 1 sees by its zero weight; a NaN or Inf in that row (the sequence's
+ *   last) makes query 0's out NaN too.
  *
  * BACKENDS. ref and fast: host pointers, dtype R1_F32 only. cuda: the decode
  *   core only, dtype R1_BF16 (query, cache and out in bf16, fp32 accumulation,
