@@ -45,16 +45,6 @@ double r1_mla_softmax_scale(const r1_mla_config *config) {
     return scale;
 }
 
-static r1_status check_backend(r1_backend backend) {
-    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
-        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA",
-                       (int)backend);
-    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
-        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
-                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
-    return R1_OK;
-}
-
 /* Every block that sequence b uses (its length is lengths[b] + add) lies in
  * [0, num_blocks). */
 static r1_status check_block_table(const int32_t *block_table, int64_t batch,
@@ -145,7 +135,7 @@ size_t r1_mla_decode_workspace_size(r1_backend backend, const r1_mla_decode_desc
 r1_status r1_mla_decode(r1_backend backend, const r1_mla_decode_desc *desc, const void *q,
                         const r1_mla_cache *cache, void *out, float *lse, void *workspace,
                         size_t workspace_bytes, void *stream) {
-    r1_status status = check_backend(backend);
+    r1_status status = r1_check_backend(backend);
     if (status != R1_OK) return status;
     status = r1_mla_decode_validate(backend, desc, q, cache, out, lse);
     if (status != R1_OK) return status;
