@@ -13,26 +13,34 @@
  *                           compute the scores into shared memory, thread 0
  *                           selects groups and experts exactly as ref does
  *                           (serial scans, float64 sums in index order).
- *   moe_route_noaux_warp    the fused DeepSeek-V3 gate, one warp per token,
- *                           for E = 32*VPT (VPT <= 8) with groups of whole
- *                           lanes (E/G a multiple of VPT, E/G/VPT a power of 2)
- *                           and K <= 32: each lane holds VPT experts (float4
- *                           loads) -> sigmoid -> +bias -> per-lane top-2 ->
- *                           butterfly merge of top-2 pairs inside the group's
- *                           lanes -> group sum -> every lane ranks its group
- *                           against all G group sums (kept if rank <
- *                           topk_group) -> K rounds of a warp arg-max over
- *                           (value desc, index asc) -> the K unbiased scores,
- *                           summed in float64 (exact for these magnitudes, so
- *                           the same bits as ref), normalized, scaled.
- *   moe_dispatch_block      one block: counts (shared atomics), a warp scan to
- *                           offsets and padded offsets, the padding and
- *                           block_expert, then the stable placement in chunks
- *                           of blockDim pairs taken in flat order: within a
- *                           warp, __match_any_sync groups lanes with the same
- *                           expert (rank = lower lanes of the group); across
- *                           warps, per-warp per-expert counts in shared memory;
- *                           a per-expert cursor carries chunk to chunk.
+ *   moe_route_noaux_warp    the fused DeepSeek-V3 gate, one warp per token
+ *                           (4 per block), for E = 32*VPT (VPT <= 8) with
+ *                           groups of whole lanes (E/G a multiple of VPT,
+ *                           E/G/VPT a power of 2) and K <= 32: each lane holds
+ *                           VPT experts (float4 loads of logits and bias) ->
+ *                           sigmoid (reciprocal, same bits) -> +bias ->
+ *                           per-lane top-2 -> butterfly merge of top-2 pairs
+ *                           inside the group's lanes -> group sum -> every
+ *                           lane ranks its group against all G group sums ->
+ *                           K rounds of __reduce_max_sync over order-keys of
+ *                           c, then __reduce_min_sync over the index among the
+ *                           lanes holding that key (value desc, index asc) ->
+ *                           the K unbiased scores from shared memory, summed
+ *                           in float64 (exact for these magnitudes, so the same
+ *                           bits as ref), normalized, scaled.
+ *   moe_dispatch_histogram  chunks of >= 1024 pairs (<= 256 chunks), one per
+ *                           CTA: per-expert counts (one shared atomic per run
+ *                           of equal ids in a warp, __match_any_sync) and the
+ *                           chunk's first id outside [0, E), to a workspace
+ *                           matrix (chunks, E).
+ *   moe_dispatch_place      every CTA again on its chunk: totals and its own
+ *                           prefix per expert from the matrix, block scans to
+ *                           offsets and padded offsets, then stable placement:
+ *                           warp w takes slice w of the chunk; a counting pass
+ *                           gives per-warp bases, a second pass ranks lanes of
+ *                           the same expert with __match_any_sync. CTA 0 writes
+ *                           the small arrays; padding, the tail and
+ *                           block_expert are shared out over the grid.
  *   moe_permute_rows        one block per output row, 16-byte vector copies
  *                           (scalar path when a row is not 16-byte aligned).
  *   moe_combine_rows        one block per token, 16-byte vector loads of the K
@@ -40,6 +48,23 @@
  *                           in slot order, + shared, one rounding on store.
  *   moe_gate_gemm           one warp per logit, float64 sums (not a fast GEMM:
  *                           the teacher's gate GEMM belongs to qgemm / cuBLAS).
+ *   moe_check_ids, moe_balance_load, moe_balance_affinity, moe_balance_finish
+ *                           balance statistics: ids checked (range, repeats),
+ *                           load by global atomics (exact), P_e as float64
+ *                           sums per block of 64 tokens (one warp per token)
+ *                           then atomics, the loss and the bias update in one
+ *                           block.
+ *
+ * Version history (H100 SXM, CUDA events around one call, r1lab-bench):
+ *   v1  gate: one warp per token, K rounds of a 5-step shuffle arg-max, IEEE
+ *       division in the sigmoid. T=1 12.2 us, 16 11.8, 256 12.6, 4096 20.7,
+ *       16384 49.2. dispatch: one block, 155.5 us at T=4096. permute 282 us
+ *       (counted with N*d*2 read bytes), combine 188 us (0.94 of 2.98 TB/s).
+ *       Balance: R1_EUNSUPPORTED.
+ *   v2  gate: redux arg-max (2 instructions a round instead of 10 shuffles),
+ *       __frcp_rn sigmoid, float4 bias, q from shared memory. dispatch: two
+ *       kernels over chunks of 1024 pairs. Balance on CUDA. Numbers: see
+ *       docs/moe.md.
  */
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
