@@ -11,7 +11,10 @@
  *             Bytes: ids read N*4, permutation + inverse + sorted_padded
  *             written ~3*N*4 (+ small arrays).
  *   permute   bf16 rows, d = 7168, T = 4096 (N = 32768 rows): each output row
- *             is one input row. Bytes: N*d*2 read + N*d*2 written.
+ *             is one input row. Bytes that must cross HBM: the T*d*2 input
+ *             read once + N*d*2 written (each input row is wanted K times; the
+ *             K-1 repeats can come from L2, so counting N*d*2 reads, as v1
+ *             did, gave fractions above 1).
  *   combine   bf16 rows, d = 7168, T = 4096: y[t] = sum of K weighted rows.
  *             Bytes: N*d*2 read + T*d*2 written.
  * Counters: fraction_of_hbm (bytes/s over the measured device copy bandwidth,
@@ -73,7 +76,7 @@ static int64_t bench_bytes(const moe_case *c) {
     switch (c->op) {
     case OP_GATE: return T * E * 4 + E * 4 + N * 8;
     case OP_DISPATCH: return N * 4 + 3 * N * 4;
-    case OP_PERMUTE: return 2 * N * d * 2;
+    case OP_PERMUTE: return T * d * 2 + N * d * 2;
     case OP_COMBINE: return N * d * 2 + T * d * 2;
     }
     return 0;

@@ -224,6 +224,8 @@ r1_status moe_permute_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *
 r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,
                            const int32_t *inverse, const float *weights, const void *shared,
                            void *y, void *stream);
+r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logits, const int32_t *ids,
+                           double alpha, float gamma, const r1_moe_balance_out *out);
 #ifdef __cplusplus
 }
 #endif

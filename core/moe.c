@@ -321,8 +321,7 @@ r1_status r1_moe_balance(r1_backend backend, const r1_moe_desc *desc, const floa
         return r1_fail(R1_EINVAL, "alpha = %g, gamma = %g: must be finite", alpha,
                        (double)gamma);
     if ((status = check_backend(backend)) != R1_OK) return status;
-    if (backend == R1_CUDA)
-        return r1_fail(R1_EUNSUPPORTED, "moe balance statistics run on the host (ref, fast)");
+    if (backend == R1_CUDA) return moe_balance_cuda(desc, logits, ids, alpha, gamma, out);
     if ((status = moe_check_logits_host(desc, logits, NULL)) != R1_OK) return status;
     if ((status = check_ids_host(desc, ids)) != R1_OK) return status;
     return backend == R1_REF ? moe_balance_ref(desc, logits, ids, alpha, gamma, out)
@@ -385,6 +384,11 @@ r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *
                            void *y, void *stream) {
     (void)desc; (void)dtype; (void)expert_out; (void)inverse; (void)weights; (void)shared;
     (void)y; (void)stream;
+    return no_cuda();
+}
+r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logits, const int32_t *ids,
+                           double alpha, float gamma, const r1_moe_balance_out *out) {
+    (void)desc; (void)logits; (void)ids; (void)alpha; (void)gamma; (void)out;
     return no_cuda();
 }
 #endif

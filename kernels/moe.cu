@@ -13,26 +13,34 @@
  *                           compute the scores into shared memory, thread 0
  *                           selects groups and experts exactly as ref does
  *                           (serial scans, float64 sums in index order).
- *   moe_route_noaux_warp    the fused DeepSeek-V3 gate, one warp per token,
- *                           for E = 32*VPT (VPT <= 8) with groups of whole
- *                           lanes (E/G a multiple of VPT, E/G/VPT a power of 2)
- *                           and K <= 32: each lane holds VPT experts (float4
- *                           loads) -> sigmoid -> +bias -> per-lane top-2 ->
- *                           butterfly merge of top-2 pairs inside the group's
- *                           lanes -> group sum -> every lane ranks its group
- *                           against all G group sums (kept if rank <
- *                           topk_group) -> K rounds of a warp arg-max over
- *                           (value desc, index asc) -> the K unbiased scores,
- *                           summed in float64 (exact for these magnitudes, so
- *                           the same bits as ref), normalized, scaled.
- *   moe_dispatch_block      one block: counts (shared atomics), a warp scan to
- *                           offsets and padded offsets, the padding and
- *                           block_expert, then the stable placement in chunks
- *                           of blockDim pairs taken in flat order: within a
- *                           warp, __match_any_sync groups lanes with the same
- *                           expert (rank = lower lanes of the group); across
- *                           warps, per-warp per-expert counts in shared memory;
- *                           a per-expert cursor carries chunk to chunk.
+ *   moe_route_noaux_warp    the fused DeepSeek-V3 gate, one warp per token
+ *                           (4 per block), for E = 32*VPT (VPT <= 8) with
+ *                           groups of whole lanes (E/G a multiple of VPT,
+ *                           E/G/VPT a power of 2) and K <= 32: each lane holds
+ *                           VPT experts (float4 loads of logits and bias) ->
+ *                           sigmoid (reciprocal, same bits) -> +bias ->
+ *                           per-lane top-2 -> butterfly merge of top-2 pairs
+ *                           inside the group's lanes -> group sum -> every
+ *                           lane ranks its group against all G group sums ->
+ *                           K rounds of __reduce_max_sync over order-keys of
+ *                           c, then __reduce_min_sync over the index among the
+ *                           lanes holding that key (value desc, index asc) ->
+ *                           the K unbiased scores from shared memory, summed
+ *                           in float64 (exact for these magnitudes, so the same
+ *                           bits as ref), normalized, scaled.
+ *   moe_dispatch_histogram  chunks of >= 1024 pairs (<= 256 chunks), one per
+ *                           CTA: per-expert counts (one shared atomic per run
+ *                           of equal ids in a warp, __match_any_sync) and the
+ *                           chunk's first id outside [0, E), to a workspace
+ *                           matrix (chunks, E).
+ *   moe_dispatch_place      every CTA again on its chunk: totals and its own
+ *                           prefix per expert from the matrix, block scans to
+ *                           offsets and padded offsets, then stable placement:
+ *                           warp w takes slice w of the chunk; a counting pass
+ *                           gives per-warp bases, a second pass ranks lanes of
+ *                           the same expert with __match_any_sync. CTA 0 writes
+ *                           the small arrays; padding, the tail and
+ *                           block_expert are shared out over the grid.
  *   moe_permute_rows        one block per output row, 16-byte vector copies
  *                           (scalar path when a row is not 16-byte aligned).
  *   moe_combine_rows        one block per token, 16-byte vector loads of the K
@@ -40,6 +48,23 @@
  *                           in slot order, + shared, one rounding on store.
  *   moe_gate_gemm           one warp per logit, float64 sums (not a fast GEMM:
  *                           the teacher's gate GEMM belongs to qgemm / cuBLAS).
+ *   moe_check_ids, moe_balance_load, moe_balance_affinity, moe_balance_finish
+ *                           balance statistics: ids checked (range, repeats),
+ *                           load by global atomics (exact), P_e as float64
+ *                           sums per block of 64 tokens (one warp per token)
+ *                           then atomics, the loss and the bias update in one
+ *                           block.
+ *
+ * Version history (H100 SXM, CUDA events around one call, r1lab-bench):
+ *   v1  gate: one warp per token, K rounds of a 5-step shuffle arg-max, IEEE
+ *       division in the sigmoid. T=1 12.2 us, 16 11.8, 256 12.6, 4096 20.7,
+ *       16384 49.2. dispatch: one block, 155.5 us at T=4096. permute 282 us
+ *       (counted with N*d*2 read bytes), combine 188 us (0.94 of 2.98 TB/s).
+ *       Balance: R1_EUNSUPPORTED.
+ *   v2  gate: redux arg-max (2 instructions a round instead of 10 shuffles),
+ *       __frcp_rn sigmoid, float4 bias, q from shared memory. dispatch: two
+ *       kernels over chunks of 1024 pairs. Balance on CUDA. Numbers: see
+ *       docs/moe.md.
  */
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -170,32 +195,56 @@ __global__ void moe_route_generic(const float *logits, const float *bias, int32_
 
 /* ---- the fused DeepSeek-V3 gate: one warp per token --------------------------------- */
 
+/* sigmoid with the reciprocal instruction sequence: 1/x correctly rounded is
+ * the same number as 1.0f/x correctly rounded, so these are r1_moe_sigmoidf's
+ * bits at fewer instructions than a general division. */
+__device__ __forceinline__ float sigmoid_fast_bits(float x) {
+    return __frcp_rn(__fadd_rn(1.0f, r1_moe_exp_inline(-x)));
+}
+
+/* An unsigned key with the order of the float (finite or -inf, never NaN;
+ * +0 for -0, since ref ranks -0 == +0 and breaks the tie by index). */
+__device__ __forceinline__ unsigned order_key(float v) {
+    const unsigned b = __float_as_uint(__fadd_rn(v, 0.0f));
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+constexpr int GATE_WARPS = 4; /* warps (tokens) per block */
+
 template <int VPT>
-__global__ void moe_route_noaux_warp(const float *logits, const float *bias, int32_t *ids,
-                                     float *weights, long long tokens, route_params p,
-                                     int lanes_per_group) {
-    const int lane = threadIdx.x & 31;
-    const long long t = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+__global__ void __launch_bounds__(32 * GATE_WARPS)
+moe_route_noaux_warp(const float *__restrict__ logits, const float *__restrict__ bias,
+                     int32_t *__restrict__ ids, float *__restrict__ weights, long long tokens,
+                     route_params p, int lanes_per_group) {
+    __shared__ __align__(16) float s_q[GATE_WARPS][32 * VPT]; /* unbiased scores */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const long long t = (long long)blockIdx.x * GATE_WARPS + warp;
     if (t >= tokens) return;
     const float *l = logits + t * p.E + lane * VPT;
-    float q[VPT], c[VPT];
-    bool finite = true;
+    float q[VPT], b[VPT];
     if (VPT % 4 == 0) {
 #pragma unroll
         for (int v = 0; v < VPT; v += 4) {
-            float4 x = *reinterpret_cast<const float4 *>(l + v);
+            const float4 x = __ldg(reinterpret_cast<const float4 *>(l + v));
             q[v] = x.x; q[v + 1] = x.y; q[v + 2] = x.z; q[v + 3] = x.w;
+            float4 y = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (bias) y = __ldg(reinterpret_cast<const float4 *>(bias + lane * VPT + v));
+            b[v] = y.x; b[v + 1] = y.y; b[v + 2] = y.z; b[v + 3] = y.w;
         }
     } else {
 #pragma unroll
-        for (int v = 0; v < VPT; ++v) q[v] = l[v];
+        for (int v = 0; v < VPT; ++v) {
+            q[v] = __ldg(l + v);
+            b[v] = bias ? __ldg(bias + lane * VPT + v) : 0.0f;
+        }
     }
+    bool finite = true;
+    float c[VPT];
 #pragma unroll
     for (int v = 0; v < VPT; ++v) {
-        float b = bias ? bias[lane * VPT + v] : 0.0f;
-        finite = finite && isfinite(q[v]) && isfinite(b);
-        q[v] = r1_moe_sigmoid_inline(q[v]);
-        c[v] = __fadd_rn(q[v], b);
+        finite = finite && isfinite(q[v]) && isfinite(b[v]);
+        q[v] = sigmoid_fast_bits(q[v]);
+        c[v] = __fadd_rn(q[v], b[v]);
     }
     if (__any_sync(FULL_MASK, !finite)) {
         if (lane < p.K) {
@@ -204,6 +253,8 @@ __global__ void moe_route_noaux_warp(const float *logits, const float *bias, int
         }
         return;
     }
+#pragma unroll
+    for (int v = 0; v < VPT; ++v) s_q[warp][lane * VPT + v] = q[v];
     /* Top two values of the lane, then of the group's lanes (values only: the
      * sum does not depend on which of two equal values is taken). */
     float top1 = -INFINITY, top2 = -INFINITY;
@@ -231,51 +282,39 @@ __global__ void moe_route_noaux_warp(const float *logits, const float *bias, int
         float other = __shfl_sync(FULL_MASK, group_score, h * lanes_per_group);
         rank += ranks_before(other, h, group_score, my_group);
     }
-    if (rank >= p.topk_group) {
+    /* Keys: the order of c; 0 for experts of dropped groups and for taken ones
+     * (every real key is above the key of -inf, 0x007fffff). */
+    const bool kept = rank < p.topk_group;
+    unsigned key[VPT];
 #pragma unroll
-        for (int v = 0; v < VPT; ++v) c[v] = -INFINITY;
-    }
-    /* K rounds of a warp arg-max over (value desc, index asc). */
+    for (int v = 0; v < VPT; ++v) key[v] = kept ? order_key(c[v]) : 0u;
+    unsigned best = key[0];
+    int best_v = 0;
+#pragma unroll
+    for (int v = 1; v < VPT; ++v)
+        if (key[v] > best) { best = key[v]; best_v = v; }
+    /* K rounds: the warp's largest key (redux), then the lowest index among the
+     * lanes that hold it; the owner drops it and rescans its VPT keys. */
     int my_id = -1;
-    float my_q = 0.0f;
-    unsigned taken = 0;
     for (int k = 0; k < p.K; ++k) {
-        float best = -INFINITY;
-        int best_index = 0x7fffffff;
-#pragma unroll
-        for (int v = 0; v < VPT; ++v) {
-            int index = lane * VPT + v;
-            if (!(taken & (1u << v)) && ranks_before(c[v], index, best, best_index)) {
-                best = c[v];
-                best_index = index;
-            }
-        }
-#pragma unroll
-        for (int offset = 16; offset > 0; offset /= 2) {
-            float ov = __shfl_xor_sync(FULL_MASK, best, offset);
-            int oi = __shfl_xor_sync(FULL_MASK, best_index, offset);
-            if (ranks_before(ov, oi, best, best_index)) {
-                best = ov;
-                best_index = oi;
-            }
-        }
-        const int owner = best_index / VPT;
-        float chosen_q = 0.0f;
-        if (lane == owner) {
+        const unsigned top = __reduce_max_sync(FULL_MASK, best);
+        const unsigned candidate = best == top ? (unsigned)(lane * VPT + best_v) : 0xffffffffu;
+        const unsigned winner = __reduce_min_sync(FULL_MASK, candidate);
+        if (lane == k) my_id = (int)winner;
+        if ((int)winner / VPT == lane) {
 #pragma unroll
             for (int v = 0; v < VPT; ++v)
-                if (v == best_index - owner * VPT) {
-                    chosen_q = q[v];
-                    taken |= 1u << v;
-                }
-        }
-        chosen_q = __shfl_sync(FULL_MASK, chosen_q, owner);
-        if (lane == k) {
-            my_id = best_index;
-            my_q = chosen_q;
+                if (v == best_v) key[v] = 0u;
+            best = key[0];
+            best_v = 0;
+#pragma unroll
+            for (int v = 1; v < VPT; ++v)
+                if (key[v] > best) { best = key[v]; best_v = v; }
         }
     }
-    double sum = lane < p.K ? (double)my_q : 0.0;
+    __syncwarp();
+    const float my_q = lane < p.K ? s_q[warp][my_id] : 0.0f;
+    double sum = (double)my_q;
 #pragma unroll
     for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(FULL_MASK, sum, offset);
     if (lane < p.K) {
@@ -286,130 +325,198 @@ __global__ void moe_route_noaux_warp(const float *logits, const float *bias, int
     }
 }
 
-/* ---- dispatch: one block --------------------------------------------------------------- */
+/* ---- dispatch: per-CTA histograms, then placement --------------------------------------- */
+
+constexpr int DISPATCH_THREADS = 256;
+constexpr int DISPATCH_WARPS = DISPATCH_THREADS / 32;
+constexpr int DISPATCH_MAX_CTAS = 256;
+constexpr unsigned NO_BAD = 0xffffffffu;
 
 struct dispatch_params {
     long long N;
-    int E, block, warps;
+    int E, block;
+    int ctas, per_cta; /* chunks of per_cta pairs (a multiple of DISPATCH_THREADS) */
     long long capacity, blocks;
 };
 
-__global__ void moe_dispatch_block(const int32_t *ids, dispatch_params p, int32_t *counts,
-                                   int32_t *offsets, int32_t *permutation, int32_t *inverse,
-                                   int32_t *padded_offsets, int32_t *sorted_padded,
-                                   int32_t *block_expert, int32_t *padded_total,
-                                   unsigned long long *first_bad) {
-    extern __shared__ int32_t s[];
-    int32_t *s_count = s;                     /* (E)            */
-    int32_t *s_offset = s + p.E;              /* (E+1)          */
-    int32_t *s_padded = s + 2 * p.E + 1;      /* (E+1)          */
-    int32_t *s_cursor = s + 3 * p.E + 2;      /* (E)            */
-    int32_t *s_warp = s + 4 * p.E + 2;        /* (warps, E)     */
-    __shared__ int s_bad;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int threads = blockDim.x;
-    if (tid == 0) s_bad = 0;
-    for (int e = tid; e < p.E; e += threads) {
-        s_count[e] = 0;
-        s_cursor[e] = 0;
-    }
-    for (int i = tid; i < p.warps * p.E; i += threads) s_warp[i] = 0;
+/* Chunk c's per-expert counts (cta_counts[c][e]) and its first id outside
+ * [0, E) (cta_bad[c], NO_BAD if none). Lanes with the same expert are counted
+ * by one shared atomic (__match_any_sync), so a skewed routing does not
+ * serialize on one counter. */
+__global__ void __launch_bounds__(DISPATCH_THREADS)
+moe_dispatch_histogram(const int32_t *__restrict__ ids, dispatch_params p,
+                       int32_t *__restrict__ cta_counts, unsigned *__restrict__ cta_bad) {
+    extern __shared__ int32_t s_count[]; /* (E) */
+    __shared__ unsigned s_bad;
+    const int tid = threadIdx.x, lane = tid & 31;
+    for (int e = tid; e < p.E; e += DISPATCH_THREADS) s_count[e] = 0;
+    if (tid == 0) s_bad = NO_BAD;
     __syncthreads();
-    for (long long j = tid; j < p.N; j += threads) {
-        int e = ids[j];
-        if (e < 0 || e >= p.E) {
-            atomicOr(&s_bad, 1);
-            atomicMin(first_bad, (unsigned long long)j);
-        } else {
-            atomicAdd(&s_count[e], 1);
+    const long long begin = (long long)blockIdx.x * p.per_cta;
+    for (long long base = begin; base < begin + p.per_cta; base += DISPATCH_THREADS) {
+        const long long j = base + tid;
+        int e = j < p.N ? ids[j] : p.E;
+        if (j < p.N && (e < 0 || e >= p.E)) {
+            atomicMin(&s_bad, (unsigned)j);
+            e = p.E;
+        }
+        const unsigned peers = __match_any_sync(FULL_MASK, e);
+        if (e < p.E && lane == __ffs(peers) - 1) atomicAdd(&s_count[e], __popc(peers));
+    }
+    __syncthreads();
+    for (int e = tid; e < p.E; e += DISPATCH_THREADS)
+        cta_counts[(long long)blockIdx.x * p.E + e] = s_count[e];
+    if (tid == 0) cta_bad[blockIdx.x] = s_bad;
+}
+
+/* Every CTA: totals and its own prefix per expert from the counts matrix,
+ * the scans to offsets and padded offsets, then the stable placement of its
+ * chunk (warp w takes the w-th slice; within a warp, __match_any_sync ranks
+ * lanes of the same expert; per-warp bases come from a first counting pass).
+ * CTA 0 writes the small arrays; padding and block_expert are shared out. */
+__global__ void __launch_bounds__(DISPATCH_THREADS)
+moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
+                   const int32_t *__restrict__ cta_counts, const unsigned *__restrict__ cta_bad,
+                   int32_t *counts, int32_t *offsets, int32_t *permutation, int32_t *inverse,
+                   int32_t *padded_offsets, int32_t *sorted_padded, int32_t *block_expert,
+                   int32_t *padded_total) {
+    extern __shared__ int32_t sm[];
+    int32_t *s_offset = sm;                /* (E+1) */
+    int32_t *s_padded = sm + p.E + 1;      /* (E+1) */
+    int32_t *s_total = sm + 2 * p.E + 2;   /* (E)   */
+    int32_t *s_warp = sm + 3 * p.E + 2;    /* (warps, E) */
+    __shared__ int32_t s_scan[2][DISPATCH_WARPS];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int E = p.E;
+    int bad = 0;
+    for (int c = tid; c < p.ctas; c += DISPATCH_THREADS) bad |= cta_bad[c] != NO_BAD;
+    for (int i = tid; i < DISPATCH_WARPS * E; i += DISPATCH_THREADS) s_warp[i] = 0;
+    if (__syncthreads_or(bad)) return;
+
+    /* Pass 1: each warp counts its slice per expert. */
+    const int warp_pairs = p.per_cta / DISPATCH_WARPS;
+    const long long warp_begin = (long long)blockIdx.x * p.per_cta + (long long)warp * warp_pairs;
+    int32_t *my_counts = s_warp + warp * E;
+    for (long long base = warp_begin; base < warp_begin + warp_pairs && base < p.N; base += 32) {
+        const long long j = base + lane;
+        const int e = j < p.N ? ids[j] : E;
+        const unsigned peers = __match_any_sync(FULL_MASK, e);
+        if (e < E && lane == __ffs(peers) - 1) my_counts[e] += __popc(peers);
+        __syncwarp();
+    }
+
+    /* Totals per expert and the pairs of earlier chunks. */
+    for (int e = tid; e < E; e += DISPATCH_THREADS) {
+        int total = 0, before = 0;
+        for (int c = 0; c < p.ctas; ++c) {
+            if (c == (int)blockIdx.x) before = total;
+            total += cta_counts[(long long)c * E + e];
+        }
+        s_total[e] = total;
+        s_offset[e] = before; /* parked here until the scan */
+    }
+    __syncthreads();
+    /* Per-warp bases (rank within the expert), from `before`. */
+    for (int e = tid; e < E; e += DISPATCH_THREADS) {
+        int running = s_offset[e];
+        for (int w = 0; w < DISPATCH_WARPS; ++w) {
+            const int n = s_warp[w * E + e];
+            s_warp[w * E + e] = running;
+            running += n;
         }
     }
     __syncthreads();
-    if (s_bad) return;
-    /* Warp 0: exclusive scans of counts and padded counts. */
-    if (warp == 0) {
-        const int per_lane = (p.E + 31) / 32;
-        const int begin = lane * per_lane;
+    /* Exclusive scans of totals and padded totals: thread i takes experts
+     * [i*per, i*per + per). */
+    {
+        const int per = (E + DISPATCH_THREADS - 1) / DISPATCH_THREADS;
+        const int e0 = tid * per;
         int local = 0, local_padded = 0;
-        for (int e = begin; e < begin + per_lane && e < p.E; ++e) {
-            local += s_count[e];
-            local_padded += (s_count[e] + p.block - 1) / p.block * p.block;
+        for (int e = e0; e < e0 + per && e < E; ++e) {
+            local += s_total[e];
+            local_padded += (s_total[e] + p.block - 1) / p.block * p.block;
         }
         int scan = local, scan_padded = local_padded;
         for (int offset = 1; offset < 32; offset *= 2) {
-            int a = __shfl_up_sync(FULL_MASK, scan, offset);
-            int b = __shfl_up_sync(FULL_MASK, scan_padded, offset);
+            const int a = __shfl_up_sync(FULL_MASK, scan, offset);
+            const int b = __shfl_up_sync(FULL_MASK, scan_padded, offset);
             if (lane >= offset) {
                 scan += a;
                 scan_padded += b;
             }
         }
-        int running = scan - local, running_padded = scan_padded - local_padded;
-        for (int e = begin; e < begin + per_lane && e < p.E; ++e) {
+        if (lane == 31) {
+            s_scan[0][warp] = scan;
+            s_scan[1][warp] = scan_padded;
+        }
+        __syncthreads();
+        int warp_base = 0, warp_base_padded = 0;
+        for (int w = 0; w < warp; ++w) {
+            warp_base += s_scan[0][w];
+            warp_base_padded += s_scan[1][w];
+        }
+        int running = warp_base + scan - local, running_padded = warp_base_padded + scan_padded - local_padded;
+        for (int e = e0; e < e0 + per && e < E; ++e) {
             s_offset[e] = running;
             s_padded[e] = running_padded;
-            running += s_count[e];
-            running_padded += (s_count[e] + p.block - 1) / p.block * p.block;
+            running += s_total[e];
+            running_padded += (s_total[e] + p.block - 1) / p.block * p.block;
         }
-        if (lane == 31) {
-            s_offset[p.E] = scan;
-            s_padded[p.E] = scan_padded;
+        if (tid == DISPATCH_THREADS - 1) {
+            s_offset[E] = running;
+            s_padded[E] = running_padded;
         }
     }
     __syncthreads();
-    for (int e = tid; e <= p.E; e += threads) {
-        offsets[e] = s_offset[e];
-        if (e < p.E) counts[e] = s_count[e];
-        if (padded_offsets) padded_offsets[e] = s_padded[e];
-    }
-    if (padded_offsets) {
-        const int total = s_padded[p.E];
-        if (tid == 0) *padded_total = total;
-        /* Padding inside each expert's rows, and the tail after the total. */
-        for (int e = tid; e < p.E; e += threads)
-            for (int i = s_padded[e] + s_count[e]; i < s_padded[e + 1]; ++i) sorted_padded[i] = (int32_t)p.N;
-        for (long long i = total + tid; i < p.capacity; i += threads) sorted_padded[i] = (int32_t)p.N;
-        for (long long b = tid; b < p.blocks; b += threads) {
-            long long row = b * p.block;
-            int expert = -1;
-            if (row < total) {
-                int lo = 0, hi = p.E - 1; /* the last e with s_padded[e] <= row */
-                while (lo < hi) {
-                    int mid = (lo + hi + 1) / 2;
-                    if (s_padded[mid] <= row) lo = mid;
-                    else hi = mid - 1;
-                }
-                expert = lo;
-            }
-            block_expert[b] = expert;
-        }
-    }
-    /* Stable placement, chunk by chunk in flat order. */
-    for (long long base = 0; base < p.N; base += threads) {
-        const long long j = base + tid;
-        const int e = j < p.N ? ids[j] : p.E; /* p.E: no expert */
+
+    /* Pass 2: stable placement of the warp's slice, in flat order. */
+    const bool padded = padded_offsets != nullptr;
+    for (long long base = warp_begin; base < warp_begin + warp_pairs && base < p.N; base += 32) {
+        const long long j = base + lane;
+        const int e = j < p.N ? ids[j] : E;
         const unsigned peers = __match_any_sync(FULL_MASK, e);
-        const int lane_rank = __popc(peers & ((1u << lane) - 1));
-        if (e < p.E && lane_rank == 0) s_warp[warp * p.E + e] = __popc(peers);
-        __syncthreads();
-        if (e < p.E) {
-            int before = s_cursor[e] + lane_rank;
-            for (int w = 0; w < warp; ++w) before += s_warp[w * p.E + e];
-            const int position = s_offset[e] + before;
+        if (e < E) {
+            const int r = my_counts[e] + __popc(peers & ((1u << lane) - 1));
+            const int position = s_offset[e] + r;
             permutation[position] = (int32_t)j;
             inverse[j] = position;
-            if (padded_offsets) sorted_padded[s_padded[e] + before] = (int32_t)j;
+            if (padded) sorted_padded[s_padded[e] + r] = (int32_t)j;
         }
-        __syncthreads();
-        for (int x = tid; x < p.E; x += threads) {
-            int add = 0;
-            for (int w = 0; w < p.warps; ++w) {
-                add += s_warp[w * p.E + x];
-                s_warp[w * p.E + x] = 0;
+        __syncwarp();
+        if (e < E && lane == __ffs(peers) - 1) my_counts[e] += __popc(peers);
+        __syncwarp();
+    }
+
+    /* The small arrays (CTA 0), padding (expert e by CTA e % ctas), the tail
+     * and block_expert (all threads of the grid). */
+    if (blockIdx.x == 0)
+        for (int e = tid; e <= E; e += DISPATCH_THREADS) {
+            offsets[e] = s_offset[e];
+            if (e < E) counts[e] = s_total[e];
+            if (padded) padded_offsets[e] = s_padded[e];
+            if (padded && e == E) *padded_total = s_padded[E];
+        }
+    if (!padded) return;
+    for (int e = (int)blockIdx.x; e < E; e += p.ctas)
+        for (int i = s_padded[e] + s_total[e] + tid; i < s_padded[e + 1]; i += DISPATCH_THREADS)
+            sorted_padded[i] = (int32_t)p.N;
+    const long long total = s_padded[E];
+    const long long stride = (long long)p.ctas * DISPATCH_THREADS;
+    const long long gid = (long long)blockIdx.x * DISPATCH_THREADS + tid;
+    for (long long i = total + gid; i < p.capacity; i += stride) sorted_padded[i] = (int32_t)p.N;
+    for (long long b = gid; b < p.blocks; b += stride) {
+        const long long row = b * p.block;
+        int expert = -1;
+        if (row < total) {
+            int lo = 0, hi = E - 1; /* the last e with s_padded[e] <= row */
+            while (lo < hi) {
+                const int mid = (lo + hi + 1) / 2;
+                if (s_padded[mid] <= row) lo = mid;
+                else hi = mid - 1;
             }
-            s_cursor[x] += add;
+            expert = lo;
         }
-        __syncthreads();
+        block_expert[b] = expert;
     }
 }
 
@@ -512,6 +619,97 @@ __global__ void moe_gate_gemm(const float *x, const float *w, float *logits, lon
     if (lane == 0) logits[t * E + e] = (float)sum;
 }
 
+/* ---- balance statistics ------------------------------------------------------------- */
+
+/* The first bad (token, slot) of ids: outside [0, E) (code 1) or a repeat of
+ * an earlier slot of the same token (code 2); one thread per token. first_bad
+ * holds (flat index << 2 | code), atomicMin. */
+__global__ void moe_check_ids(const int32_t *ids, long long T, int K, int E,
+                              unsigned long long *first_bad) {
+    const long long t = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= T) return;
+    const int32_t *row = ids + t * K;
+    for (int k = 0; k < K; ++k) {
+        const int id = row[k];
+        int code = (id < 0 || id >= E) ? 1 : 0;
+        for (int j = 0; j < k && !code; ++j) code = row[j] == id ? 2 : 0;
+        if (code) {
+            atomicMin(first_bad, ((unsigned long long)(t * K + k) << 2) | (unsigned long long)code);
+            return;
+        }
+    }
+}
+
+/* load[e] (int32, exact): atomics on a zeroed array; order does not matter. */
+__global__ void moe_balance_load(const int32_t *ids, long long N, int32_t *load) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < N; j += stride)
+        atomicAdd(&load[ids[j]], 1);
+}
+
+/* P[e] += sum over this block's tokens of the normalized affinity s'_{t,e}
+ * (float64). One warp per token: the row's normalizer (sum of sigmoids, or
+ * the softmax max and sum) in float64, then each lane adds its experts'
+ * affinities into the block's shared partial sums; one atomicAdd per expert
+ * per block at the end. */
+__global__ void moe_balance_affinity(const float *logits, long long T, int E, int sigmoid,
+                                     int tokens_per_block, double *P) {
+    extern __shared__ double s_P[]; /* (E) */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) s_P[e] = 0.0;
+    __syncthreads();
+    const long long first = (long long)blockIdx.x * tokens_per_block;
+    for (long long t = first + warp; t < first + tokens_per_block && t < T; t += warps) {
+        const float *l = logits + t * E;
+        float m = -INFINITY;
+        if (!sigmoid) {
+            for (int e = lane; e < E; e += 32) m = fmaxf(m, l[e]);
+            for (int o = 16; o > 0; o /= 2) m = fmaxf(m, __shfl_xor_sync(FULL_MASK, m, o));
+        }
+        double sum = 0.0;
+        for (int e = lane; e < E; e += 32)
+            sum += sigmoid ? (double)sigmoid_fast_bits(l[e]) : (double)r1_moe_exp_inline(__fsub_rn(l[e], m));
+        for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(FULL_MASK, sum, o);
+        for (int e = lane; e < E; e += 32) {
+            double a;
+            if (sigmoid) a = (double)sigmoid_fast_bits(l[e]) / sum;
+            else a = (double)(float)((double)r1_moe_exp_inline(__fsub_rn(l[e], m)) / sum);
+            atomicAdd(&s_P[e], a);
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < E; e += blockDim.x) atomicAdd(&P[e], s_P[e]);
+}
+
+/* One block: the loss alpha * sum_e f_e * P_e / T, the bias update and the
+ * load copied out. */
+__global__ void moe_balance_finish(const int32_t *load_scratch, const double *P, long long T,
+                                   int K, int E, double alpha, float gamma, int32_t *load,
+                                   double *aux_loss, float *bias) {
+    __shared__ double s_sum[32];
+    double part = 0.0;
+    const double mean = (double)(T * K) / E;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) {
+        const int n = load_scratch[e];
+        if (load) load[e] = n;
+        if (aux_loss) part += (double)E / ((double)K * (double)T) * n * (P[e] / (double)T);
+        if (bias) {
+            const double gap = mean - n;
+            const float sign = gap > 0 ? 1.0f : gap < 0 ? -1.0f : 0.0f;
+            bias[e] = __fadd_rn(bias[e], __fmul_rn(gamma, sign));
+        }
+    }
+    if (!aux_loss) return;
+    for (int o = 16; o > 0; o /= 2) part += __shfl_xor_sync(FULL_MASK, part, o);
+    if ((threadIdx.x & 31) == 0) s_sum[threadIdx.x >> 5] = part;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0.0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); ++w) total += s_sum[w];
+        *aux_loss = alpha * total;
+    }
+}
+
 /* Which fused-gate shape applies: VPT, or 0 for the generic kernel. */
 int fused_vpt(const r1_moe_desc *desc, int *lanes_per_group) {
     if (desc->routing != R1_MOE_NOAUX_TC || desc->experts % 32 != 0 || desc->top_k > 32) return 0;
@@ -525,11 +723,21 @@ int fused_vpt(const r1_moe_desc *desc, int *lanes_per_group) {
     return vpt;
 }
 
-/* Warps of the dispatch block: its shared memory, (4E + 2 + warps*E) int32,
- * stays under the default 48 KiB for every E <= 1024. */
-int dispatch_warps(int E) {
-    int warps = 6144 / E;
-    return warps < 1 ? 1 : warps > 32 ? 32 : warps;
+/* Chunks of the dispatch: at least 1024 pairs each, at most
+ * DISPATCH_MAX_CTAS of them. */
+dispatch_params dispatch_shape(const r1_moe_desc *desc) {
+    dispatch_params p;
+    p.N = desc->tokens * desc->top_k;
+    p.E = desc->experts;
+    p.block = desc->block_size;
+    long long per = (p.N + DISPATCH_MAX_CTAS - 1) / DISPATCH_MAX_CTAS;
+    per = (per + DISPATCH_THREADS - 1) / DISPATCH_THREADS * DISPATCH_THREADS;
+    if (per < 1024) per = 1024;
+    p.per_cta = (int)per;
+    p.ctas = (int)((p.N + per - 1) / per);
+    p.capacity = r1_moe_padded_capacity(desc);
+    p.blocks = p.block > 0 ? (p.capacity + p.block - 1) / p.block : 0;
+    return p;
 }
 
 } // namespace
@@ -542,8 +750,8 @@ extern "C" size_t moe_route_workspace_size_cuda(const r1_moe_desc *desc) {
 }
 
 extern "C" size_t moe_dispatch_workspace_size_cuda(const r1_moe_desc *desc) {
-    (void)desc;
-    return sizeof(unsigned long long);
+    const dispatch_params p = dispatch_shape(desc);
+    return (size_t)p.ctas * ((size_t)p.E + 1) * sizeof(int32_t);
 }
 
 extern "C" r1_status moe_gate_logits_cuda(const r1_moe_desc *desc, const float *x,
@@ -595,9 +803,9 @@ extern "C" r1_status moe_route_cuda(const r1_moe_desc *desc, const float *logits
     if (p.routing == R1_MOE_SOFTMAX_TOPK) p.G = 1;
     int lanes_per_group = 0;
     const int vpt = fused_vpt(desc, &lanes_per_group);
-    const bool aligned = ((uintptr_t)logits % 16) == 0;
+    const bool aligned = ((uintptr_t)logits % 16) == 0 && ((uintptr_t)bias % 16) == 0;
     if (vpt != 0 && (aligned || vpt < 4)) {
-        const int warps_per_block = 4;
+        const int warps_per_block = GATE_WARPS;
         const unsigned blocks = (unsigned)((T + warps_per_block - 1) / warps_per_block);
         switch (vpt) {
         case 1: moe_route_noaux_warp<1><<<blocks, 32 * warps_per_block, 0, s>>>(logits, bias, ids, weights, T, p, lanes_per_group); break;
@@ -619,30 +827,30 @@ extern "C" r1_status moe_dispatch_cuda(const r1_moe_desc *desc, const int32_t *i
                                        const r1_moe_dispatch_out *out, void *workspace,
                                        void *stream) {
     cudaStream_t s = (cudaStream_t)stream;
-    dispatch_params p;
-    p.N = desc->tokens * desc->top_k;
-    p.E = desc->experts;
-    p.block = desc->block_size;
-    p.warps = dispatch_warps(p.E);
-    p.capacity = r1_moe_padded_capacity(desc);
-    p.blocks = (p.capacity + p.block - 1) / p.block;
-    unsigned long long *first_bad = (unsigned long long *)workspace;
-    CUDA_TRY(cudaMemsetAsync(first_bad, 0xff, sizeof(unsigned long long), s));
-    const size_t shared = (4 * (size_t)p.E + 2 + (size_t)p.warps * p.E) * sizeof(int32_t);
-    moe_dispatch_block<<<1, 32 * p.warps, shared, s>>>(
-        ids, p, out->counts, out->offsets, out->permutation, out->inverse, out->padded_offsets,
-        out->sorted_padded, out->block_expert, out->padded_total, first_bad);
+    const dispatch_params p = dispatch_shape(desc);
+    int32_t *cta_counts = (int32_t *)workspace;
+    unsigned *cta_bad = (unsigned *)(cta_counts + (size_t)p.ctas * p.E);
+    moe_dispatch_histogram<<<p.ctas, DISPATCH_THREADS, (size_t)p.E * sizeof(int32_t), s>>>(
+        ids, p, cta_counts, cta_bad);
+    CUDA_TRY(cudaGetLastError());
+    const size_t shared = (3 * (size_t)p.E + 2 + (size_t)DISPATCH_WARPS * p.E) * sizeof(int32_t);
+    moe_dispatch_place<<<p.ctas, DISPATCH_THREADS, shared, s>>>(
+        ids, p, cta_counts, cta_bad, out->counts, out->offsets, out->permutation, out->inverse,
+        out->padded_offsets, out->sorted_padded, out->block_expert, out->padded_total);
     CUDA_TRY(cudaGetLastError());
     if (!desc->asynchronous) {
-        unsigned long long found;
-        CUDA_TRY(cudaMemcpyAsync(&found, first_bad, sizeof found, cudaMemcpyDeviceToHost, s));
+        unsigned found[DISPATCH_MAX_CTAS];
+        CUDA_TRY(cudaMemcpyAsync(found, cta_bad, (size_t)p.ctas * sizeof(unsigned),
+                                 cudaMemcpyDeviceToHost, s));
         CUDA_TRY(cudaStreamSynchronize(s));
-        if (found != ~0ull) {
+        unsigned first = NO_BAD;
+        for (int c = 0; c < p.ctas; ++c) first = found[c] < first ? found[c] : first;
+        if (first != NO_BAD) {
             int32_t id;
-            CUDA_TRY(cudaMemcpy(&id, ids + found, sizeof id, cudaMemcpyDeviceToHost));
+            CUDA_TRY(cudaMemcpy(&id, ids + first, sizeof id, cudaMemcpyDeviceToHost));
             return r1_fail(R1_EINVAL, "ids[%lld][%lld] = %d: expert id outside [0, %d)",
-                           (long long)(found / (unsigned long long)desc->top_k),
-                           (long long)(found % (unsigned long long)desc->top_k), id, desc->experts);
+                           (long long)(first / (unsigned)desc->top_k),
+                           (long long)(first % (unsigned)desc->top_k), id, desc->experts);
         }
     }
     return R1_OK;
@@ -678,4 +886,74 @@ extern "C" r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype,
                                                   desc->top_k, d, vector);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;
+}
+
+extern "C" r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logits,
+                                      const int32_t *ids, double alpha, float gamma,
+                                      const r1_moe_balance_out *out) {
+    const long long T = desc->tokens;
+    const int E = desc->experts, K = desc->top_k;
+    /* Scratch: 2 flags, load (E int32), P (E double). */
+    const size_t bytes = 2 * sizeof(unsigned long long) + (size_t)E * sizeof(double) +
+                         (size_t)E * sizeof(int32_t);
+    void *scratch = NULL;
+    r1_status status = r1_device_alloc(&scratch, bytes);
+    if (status != R1_OK) return status;
+    unsigned long long *flags = (unsigned long long *)scratch;
+    double *P = (double *)(flags + 2);
+    int32_t *load = (int32_t *)(P + E);
+    cudaError_t error = cudaSuccess;
+    unsigned long long found[2] = {~0ull, ~0ull};
+#define BALANCE_TRY(call) if (error == cudaSuccess) error = (call)
+    BALANCE_TRY(cudaMemset(flags, 0xff, 2 * sizeof(unsigned long long)));
+    BALANCE_TRY(cudaMemset(P, 0, (size_t)E * (sizeof(double) + sizeof(int32_t))));
+    if (error == cudaSuccess) {
+        const long long count = T * E;
+        long long blocks = (count + 255) / 256;
+        if (blocks > 1024) blocks = 1024;
+        moe_scan_nonfinite<<<(unsigned)blocks, 256>>>(logits, count, NULL, E, flags);
+        moe_check_ids<<<(unsigned)((T + 127) / 128), 128>>>(ids, T, K, E, flags + 1);
+        error = cudaGetLastError();
+    }
+    BALANCE_TRY(cudaMemcpy(found, flags, sizeof found, cudaMemcpyDeviceToHost));
+    if (error == cudaSuccess && found[0] == ~0ull && found[1] == ~0ull) {
+        long long blocks = (T * K + 255) / 256;
+        if (blocks > 1024) blocks = 1024;
+        moe_balance_load<<<(unsigned)blocks, 256>>>(ids, T * K, load);
+        if (out->aux_loss) {
+            const int tokens_per_block = 64;
+            moe_balance_affinity<<<(unsigned)((T + tokens_per_block - 1) / tokens_per_block), 256,
+                                   (size_t)E * sizeof(double)>>>(
+                logits, T, E, desc->routing == R1_MOE_NOAUX_TC, tokens_per_block, P);
+        }
+        moe_balance_finish<<<1, 1024>>>(load, P, T, K, E, alpha, gamma, out->load, out->aux_loss,
+                                        out->bias);
+        error = cudaGetLastError();
+        BALANCE_TRY(cudaDeviceSynchronize());
+    }
+#undef BALANCE_TRY
+    if (error != cudaSuccess) {
+        r1_device_free(scratch);
+        return r1_fail(R1_ECUDA, "moe balance: %s", cudaGetErrorString(error));
+    }
+    status = R1_OK;
+    if (found[0] != ~0ull) {
+        float value = 0.0f;
+        cudaMemcpy(&value, logits + found[0], sizeof value, cudaMemcpyDeviceToHost);
+        status = r1_fail(R1_ENUMERIC, "token %lld: logit of expert %lld is %g",
+                         (long long)(found[0] / (unsigned long long)E),
+                         (long long)(found[0] % (unsigned long long)E), (double)value);
+    } else if (found[1] != ~0ull) {
+        const long long flat = (long long)(found[1] >> 2);
+        int32_t id = 0;
+        cudaMemcpy(&id, ids + flat, sizeof id, cudaMemcpyDeviceToHost);
+        if ((found[1] & 3) == 1)
+            status = r1_fail(R1_EINVAL, "ids[%lld][%lld] = %d: expert id outside [0, %d)",
+                             flat / K, flat % K, id, E);
+        else
+            status = r1_fail(R1_EINVAL, "ids[%lld]: expert %d is chosen twice (slot %lld repeats "
+                             "an earlier slot)", flat / K, id, flat % K);
+    }
+    r1_device_free(scratch);
+    return status;
 }

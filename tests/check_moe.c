@@ -144,6 +144,28 @@ r1_status moe_combine_on_host(r1_backend backend, const r1_moe_desc *desc, r1_dt
     return status;
 }
 
+r1_status moe_balance_on_host(r1_backend backend, const r1_moe_desc *desc, const float *logits,
+                              const int32_t *ids, double alpha, float gamma,
+                              const r1_moe_balance_out *out) {
+    if (backend != R1_CUDA) return r1_moe_balance(backend, desc, logits, ids, alpha, gamma, out);
+    const size_t T = (size_t)desc->tokens, E = (size_t)desc->experts, K = (size_t)desc->top_k;
+    r1_status prep = R1_OK, status;
+    void *d_logits = to_device(logits, T * E * 4, &prep);
+    void *d_ids = to_device(ids, T * K * 4, &prep);
+    r1_moe_balance_out d = {0};
+    d.load = to_device(out->load, E * 4, &prep);
+    d.aux_loss = to_device(out->aux_loss, 8, &prep);
+    d.bias = to_device(out->bias, E * 4, &prep);
+    status = prep;
+    if (status == R1_OK) status = r1_moe_balance(R1_CUDA, desc, d_logits, d_ids, alpha, gamma, &d);
+    to_host(out->load, d.load, E * 4, &status);
+    to_host(out->aux_loss, d.aux_loss, 8, &status);
+    to_host(out->bias, d.bias, E * 4, &status);
+    r1_device_free(d_logits); r1_device_free(d_ids); r1_device_free(d.load);
+    r1_device_free(d.aux_loss); r1_device_free(d.bias);
+    return status;
+}
+
 /* ---- small helpers ------------------------------------------------------------- */
 
 static void note_exact(check_summary *s, const char *label, const char *what, r1t_comparison c,
@@ -212,6 +234,39 @@ static int dispatch_compare(r1_backend backend, const r1_moe_desc *desc, const i
         printf("  %s: dispatch failed: %s %s\n", label, r1_status_str(*status), r1_last_error());
     }
     free(buffer);
+    return ok;
+}
+
+/* Balance statistics of `backend` against ref on the same logits and ids:
+ * load and the bias update exact, the loss within AUX_LOSS_BAR. */
+static int balance_compare(r1_backend backend, const r1_moe_desc *desc, const float *logits,
+                           const int32_t *ids, const float *bias, const char *label,
+                           check_summary *s, r1_status *status) {
+    const size_t E = (size_t)desc->experts;
+    int32_t load[R1_MOE_MAX_EXPERTS], load_ref[R1_MOE_MAX_EXPERTS];
+    float updated[R1_MOE_MAX_EXPERTS], updated_ref[R1_MOE_MAX_EXPERTS];
+    double loss = NAN, loss_ref = NAN;
+    for (size_t i = 0; i < E; ++i) updated[i] = updated_ref[i] = bias ? bias[i] : 0.25f;
+    poison_i32(load, E);
+    r1_moe_balance_out o = {load, &loss, updated}, r = {load_ref, &loss_ref, updated_ref};
+    const double alpha = 1e-4;
+    const float gamma = 1e-3f;
+    *status = moe_balance_on_host(backend, desc, logits, ids, alpha, gamma, &o);
+    if (*status == R1_OK) *status = r1_moe_balance(R1_REF, desc, logits, ids, alpha, gamma, &r);
+    if (*status != R1_OK) {
+        printf("  %s: balance failed: %s %s\n", label, r1_status_str(*status), r1_last_error());
+        return 0;
+    }
+    int ok = 1;
+    char what[400];
+    snprintf(what, sizeof what, "%.250s balance load", label);
+    note_exact(s, label, "balance load", r1t_compare_exact_i32(what, load, load_ref, E), &ok);
+    snprintf(what, sizeof what, "%.250s balance aux_loss", label);
+    note_real(s, label, "balance aux_loss", r1t_compare_f64(what, &loss, &loss_ref, 1, AUX_LOSS_BAR),
+              AUX_LOSS_BAR, &ok);
+    snprintf(what, sizeof what, "%.250s balance bias update", label);
+    note_exact(s, label, "balance bias update",
+               r1t_compare_f32(what, updated, updated_ref, E, 0.0), &ok);
     return ok;
 }
 
@@ -336,7 +391,7 @@ static int golden_case(r1_backend backend, const char *path, check_summary *s, r
         e.padded_total = tensor(f, "padded_total", R1_I32, NULL, status);
         if (*status == R1_OK && !dispatch_compare(backend, &desc, ids_expected, &e, label, s, status))
             ok = 0;
-        if (*status == R1_OK && backend != R1_CUDA) {
+        if (*status == R1_OK) {
             const size_t E = (size_t)desc.experts;
             int32_t *load_expected = tensor(f, "load", R1_I32, NULL, status);
             double *loss_expected = tensor(f, "aux_loss", R1_F64, NULL, status);
@@ -347,7 +402,7 @@ static int golden_case(r1_backend backend, const char *path, check_summary *s, r
             for (size_t i = 0; i < E; ++i) updated[i] = bias ? bias[i] : 0.0f;
             r1_moe_balance_out bo = {load, &loss, updated};
             if (*status == R1_OK)
-                *status = r1_moe_balance(backend, &desc, logits, ids_expected,
+                *status = moe_balance_on_host(backend, &desc, logits, ids_expected,
                                          meta_double(f, "alpha"), (float)meta_double(f, "gamma"), &bo);
             if (*status == R1_OK) {
                 snprintf(what, sizeof what, "%.250s load", label);
@@ -550,6 +605,8 @@ static int agreement_problem(r1_backend backend, const r1_moe_desc *desc, r1t_rn
                                  buffer + 3 * E + 2 + 2 * N + P, buffer + 3 * E + 2 + 2 * N + P + blocks};
         *status = r1_moe_dispatch(R1_REF, desc, ids_ref, &e, NULL, 0, NULL);
         if (*status == R1_OK && !dispatch_compare(backend, desc, ids_ref, &e, label, s, status)) ok = 0;
+        if (*status == R1_OK && !balance_compare(backend, desc, logits, ids_ref, bias, label, s, status))
+            ok = 0;
         if (*status == R1_OK && d > 0) {
             float *x = malloc((size_t)T * d * 4), *eo = malloc(N * d * 4), *sh = malloc((size_t)T * d * 4);
             for (size_t i = 0; i < (size_t)T * d; ++i) x[i] = (float)r1t_rng_normal(rng);
@@ -605,10 +662,81 @@ static int agreement_problem(r1_backend backend, const r1_moe_desc *desc, r1t_rn
     return ok;
 }
 
+/* Dispatch (and balance) on constructed ids against ref: sizes that cross
+ * the CUDA chunks of 1024 pairs, E other than 256, skewed and one-expert
+ * routings. Slot k of token t takes expert (first + k * step) % E, with
+ * `first` drawn per token (or fixed: every token on the same experts). */
+static int dispatch_shape_problem(r1_backend backend, r1t_rng *rng, int64_t T, int E, int K,
+                                  int block, int same_experts, check_summary *s, r1_status *status) {
+    r1_moe_desc desc = r1_moe_desc_default();
+    desc.routing = R1_MOE_SOFTMAX_TOPK;
+    desc.tokens = T;
+    desc.experts = E;
+    desc.top_k = K;
+    desc.block_size = block;
+    desc.routed_scaling_factor = 1.0f;
+    char label[256];
+    snprintf(label, sizeof label, "moe dispatch shape(T=%lld,E=%d,K=%d,B=%d,same_experts=%d,backend=%s)",
+             (long long)T, E, K, block, same_experts, r1_backend_name(backend));
+    const size_t N = (size_t)(T * K);
+    int32_t *ids = malloc(N * 4);
+    float *logits = malloc((size_t)T * (size_t)E * 4);
+    random_logits(rng, logits, T, E, 0);
+    const int step = E / K > 0 ? E / K : 1;
+    for (int64_t t = 0; t < T; ++t) {
+        const int first = same_experts ? 7 % E : (int)r1t_rng_range(rng, 0, E - 1);
+        for (int k = 0; k < K; ++k) ids[t * K + k] = (first + k * step) % E;
+    }
+    const size_t P = (size_t)r1_moe_padded_capacity(&desc);
+    const size_t blocks = (P + (size_t)block - 1) / (size_t)block, Eu = (size_t)E;
+    int32_t *buffer = malloc((3 * (Eu + 1) + 2 * N + P + blocks + 1) * 4);
+    r1_moe_dispatch_out e = {buffer, buffer + Eu, buffer + 2 * Eu + 1, buffer + 2 * Eu + 1 + N,
+                             buffer + 2 * Eu + 1 + 2 * N, buffer + 3 * Eu + 2 + 2 * N,
+                             buffer + 3 * Eu + 2 + 2 * N + P, buffer + 3 * Eu + 2 + 2 * N + P + blocks};
+    int ok = 1;
+    *status = r1_moe_dispatch(R1_REF, &desc, ids, &e, NULL, 0, NULL);
+    if (*status == R1_OK && !dispatch_compare(backend, &desc, ids, &e, label, s, status)) ok = 0;
+    if (*status == R1_OK && !balance_compare(backend, &desc, logits, ids, NULL, label, s, status)) ok = 0;
+    if (*status != R1_OK) {
+        printf("  %s: %s %s\n", label, r1_status_str(*status), r1_last_error());
+        ok = 0;
+    }
+    if (s->verbose || !ok) printf("  %s %s\n", ok ? "ok  " : "FAIL", label);
+    free(ids); free(logits); free(buffer);
+    return ok;
+}
+
+static r1_status check_moe_dispatch_shapes(r1_backend backend, r1t_rng *rng, check_summary *summary) {
+    static const struct { int64_t T; int E, K, block, same; } shapes[] = {
+        {128, 256, 8, 64, 0},   /* exactly one chunk of 1024 pairs */
+        {129, 256, 8, 64, 0},   /* one pair-row past it            */
+        {300, 256, 8, 64, 0},   /* three chunks                    */
+        {700, 64, 6, 16, 0},    /* E = 64, 4200 pairs              */
+        {1000, 16, 4, 8, 1},    /* every token on the same 4 experts */
+        {2500, 32, 1, 64, 1},   /* all 2500 pairs to one expert    */
+        {5000, 1024, 8, 128, 0}, /* E = 1024, 40000 pairs (40 chunks) */
+        {3, 96, 3, 1, 0},       /* block 1, tiny                   */
+    };
+    r1_status result = R1_OK;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; ++i) {
+        r1_status status = R1_OK;
+        double start = check_now();
+        int ok = dispatch_shape_problem(backend, rng, shapes[i].T, shapes[i].E, shapes[i].K,
+                                        shapes[i].block, shapes[i].same, summary, &status);
+        summary->seconds += check_now() - start;
+        summary->cases_total += 1;
+        summary->cases_passed += ok;
+        summary->rows += shapes[i].T;
+        if (status != R1_OK && result == R1_OK) result = status;
+    }
+    return result;
+}
+
 r1_status check_moe_agreement(r1_backend backend, uint64_t seed, int64_t tokens,
                               check_summary *summary) {
     r1t_rng rng = r1t_rng_make(seed ^ 0x6d6f65ull);
-    r1_status result = R1_OK;
+    r1t_rng shape_rng = r1t_rng_make(seed ^ 0x7368617065ull);
+    r1_status result = check_moe_dispatch_shapes(backend, &shape_rng, summary);
     int64_t done = 0;
     for (int round = 0; done < tokens || round < 8; ++round) {
         r1_moe_desc desc = r1_moe_desc_default();

@@ -14,6 +14,9 @@ r1_status moe_route_on_host(r1_backend backend, const r1_moe_desc *desc, const f
                             const float *bias, int32_t *ids, float *weights);
 r1_status moe_dispatch_on_host(r1_backend backend, const r1_moe_desc *desc, const int32_t *ids,
                                const r1_moe_dispatch_out *out);
+r1_status moe_balance_on_host(r1_backend backend, const r1_moe_desc *desc, const float *logits,
+                              const int32_t *ids, double alpha, float gamma,
+                              const r1_moe_balance_out *out);
 r1_status moe_permute_on_host(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,
                               const void *x, const int32_t *permutation, void *x_sorted);
 r1_status moe_combine_on_host(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,

@@ -73,7 +73,8 @@
  *    order. Combine: y[t] = sum_k w[t,k] * expert_out[inverse[t*K+k]]
  *    (+ shared[t] when given), summed over k = 0..K-1, float32 accumulators in
  *    fast and cuda, float64 in ref; rows f32 or bf16 (bf16 output rounded once).
- * 4. Balance (one sequence of T tokens, host memory, ref / fast):
+ * 4. Balance (one sequence of T tokens; host memory for ref / fast, device
+ *    memory for cuda, synchronous on the default stream):
  *    load[e] = counts[e]; with s'_{t,i} the normalized affinity (noaux_tc:
  *    s_i / sum_j s_j; softmax modes: p_i), DeepSeek-V3 eq. 17-20:
  *      f_i = E / (K T) * load[i],  P_i = (1/T) sum_t s'_{t,i},
@@ -102,8 +103,9 @@
  * R1_ENUMERIC for a NaN or +-Inf logit, naming the first such token, and for
  * a non-finite bias entry, naming the expert. Ids, permutation and inverse
  * are checked on the host for ref / fast; cuda checks ids in range (dispatch,
- * synchronous calls) but takes permutation and inverse as r1_moe_dispatch
- * made them (device memory is not read back to be checked).
+ * synchronous calls; balance: range and repeats too) but takes permutation
+ * and inverse as r1_moe_dispatch made them (device memory is not read back to
+ * be checked).
  */
 #ifndef R1LAB_MOE_H
 #define R1LAB_MOE_H
@@ -193,7 +195,8 @@ r1_status r1_moe_combine(r1_backend backend, const r1_moe_desc *desc, r1_dtype d
                          const void *expert_out, const int32_t *inverse, const float *weights,
                          const void *shared, void *y, void *stream);
 
-/* Balance statistics for one sequence (ref / fast, host memory).
+/* Balance statistics for one sequence (ref / fast: host memory; cuda: device
+ * memory, load and aux_loss written on the device, synchronous).
  * logits (T, E), ids (T, K) -> load (E) int32 (optional), the auxiliary loss
  * (optional, with weight alpha), and, when bias is not NULL, the bias update
  * bias[e] += gamma * sign(N/E - load[e]) in place. */
