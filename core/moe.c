@@ -81,16 +81,6 @@ r1_status r1_moe_validate(const r1_moe_desc *desc) {
     return R1_OK;
 }
 
-static r1_status check_backend(r1_backend backend) {
-    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
-        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA",
-                       (int)backend);
-    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
-        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
-                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
-    return R1_OK;
-}
-
 static r1_status check_hidden(const r1_moe_desc *desc) {
     if (desc->hidden <= 0 || desc->hidden > ((int64_t)1 << 24))
         return r1_fail(R1_EINVAL, "hidden = %lld: must be in [1, 2^24]", (long long)desc->hidden);
@@ -174,7 +164,7 @@ r1_status r1_moe_gate_logits(r1_backend backend, const r1_moe_desc *desc, const 
     if (x == NULL || gate_weight == NULL || logits == NULL)
         return r1_fail(R1_EINVAL, "%s is NULL",
                        x == NULL ? "x" : gate_weight == NULL ? "gate_weight" : "logits");
-    if ((status = check_backend(backend)) != R1_OK) return status;
+    if ((status = r1_check_backend(backend)) != R1_OK) return status;
     switch (backend) {
     case R1_REF: return moe_gate_logits_ref(desc, x, gate_weight, logits);
     case R1_FAST: return moe_gate_logits_fast(desc, x, gate_weight, logits);
@@ -192,7 +182,7 @@ r1_status r1_moe_route(r1_backend backend, const r1_moe_desc *desc, const float 
                        logits == NULL ? "logits" : ids == NULL ? "ids" : "weights");
     if (bias != NULL && desc->routing != R1_MOE_NOAUX_TC)
         return r1_fail(R1_EINVAL, "bias is given but routing is not R1_MOE_NOAUX_TC");
-    if ((status = check_backend(backend)) != R1_OK) return status;
+    if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         status = moe_check_logits_host(desc, logits, bias);
         if (status != R1_OK) return status;
@@ -240,7 +230,7 @@ r1_status r1_moe_dispatch(r1_backend backend, const r1_moe_desc *desc, const int
         return r1_fail(R1_EINVAL,
                        "out->padded_offsets is set: out->sorted_padded, out->block_expert and "
                        "out->padded_total are required with it");
-    if ((status = check_backend(backend)) != R1_OK) return status;
+    if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         status = check_ids_host(desc, ids);
         if (status != R1_OK) return status;
@@ -266,7 +256,7 @@ r1_status r1_moe_permute(r1_backend backend, const r1_moe_desc *desc, r1_dtype d
     if (x == NULL || permutation == NULL || x_sorted == NULL)
         return r1_fail(R1_EINVAL, "%s is NULL",
                        x == NULL ? "x" : permutation == NULL ? "permutation" : "x_sorted");
-    if ((status = check_backend(backend)) != R1_OK) return status;
+    if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         const int64_t N = desc->tokens * desc->top_k;
         for (int64_t j = 0; j < N; ++j)
@@ -294,7 +284,7 @@ r1_status r1_moe_combine(r1_backend backend, const r1_moe_desc *desc, r1_dtype d
                        : inverse == NULL  ? "inverse"
                        : weights == NULL  ? "weights"
                                           : "y");
-    if ((status = check_backend(backend)) != R1_OK) return status;
+    if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         const int64_t N = desc->tokens * desc->top_k;
         for (int64_t j = 0; j < N; ++j)
@@ -320,7 +310,7 @@ r1_status r1_moe_balance(r1_backend backend, const r1_moe_desc *desc, const floa
     if (!isfinite(alpha) || !isfinite(gamma))
         return r1_fail(R1_EINVAL, "alpha = %g, gamma = %g: must be finite", alpha,
                        (double)gamma);
-    if ((status = check_backend(backend)) != R1_OK) return status;
+    if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend == R1_CUDA) return moe_balance_cuda(desc, logits, ids, alpha, gamma, out);
     if ((status = moe_check_logits_host(desc, logits, NULL)) != R1_OK) return status;
     if ((status = check_ids_host(desc, ids)) != R1_OK) return status;
@@ -347,7 +337,7 @@ r1_status r1_moe_layer(r1_backend backend, const r1_moe_desc *desc,
                        "are required");
     if (weights->bias != NULL && desc->routing != R1_MOE_NOAUX_TC)
         return r1_fail(R1_EINVAL, "bias is given but routing is not R1_MOE_NOAUX_TC");
-    if ((status = check_backend(backend)) != R1_OK) return status;
+    if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_REF)
         return r1_fail(R1_EUNSUPPORTED, "the moe layer exists in ref only (backend %s)",
                        r1_backend_name(backend));
