@@ -332,7 +332,7 @@ void r1b_register_kd(void) {
     }
 #ifdef R1LAB_HAVE_CUDA
     static const kd_case gpu[] = {
-        /* the default kernel (v3, cluster 8), then earlier versions and
+        /* the default kernel (v3, cluster 12), then earlier versions and
          * other cluster sizes for comparison */
         {R1_CUDA, 8192, 152064, 0.0f, NULL, NULL},
         {R1_CUDA, 8192, 152064, 0.5f, NULL, NULL},
@@ -340,7 +340,7 @@ void r1b_register_kd(void) {
         {R1_CUDA, 8192, 152064, 0.0f, "1", NULL},
         {R1_CUDA, 8192, 152064, 0.5f, "1", NULL},
         {R1_CUDA, 8192, 152064, 0.0f, "2", NULL},
-        {R1_CUDA, 8192, 152064, 0.0f, NULL, "12"},
+        {R1_CUDA, 8192, 152064, 0.0f, NULL, "8"},
         {R1_CUDA, 8192, 152064, 0.0f, NULL, "16"},
         {R1_CUDA, 8192, 152064, 0.5f, NULL, "16"},
     };
