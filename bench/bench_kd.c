@@ -15,6 +15,7 @@
  * Every configuration is checked before it is timed: the first rows'
  * summed loss against fast on the host (bf16 bar 1e-2).
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@ typedef struct kd_case {
     r1_backend backend;
     int64_t tokens, vocab;
     float beta;
+    const char *version; /* cuda: R1LAB_KD_VERSION for this case (NULL: default) */
+    const char *cluster; /* cuda: R1LAB_KD_CLUSTER for this case (NULL: default) */
 } kd_case;
 
 static uint64_t splitmix(uint64_t *state) {
@@ -122,25 +125,71 @@ static double host_prefix_loss(const r1_kd_desc *full, const uint16_t *s, const 
     return loss;
 }
 
+/* The cuda cases share one set of inputs (made once: 2.5 GB of random bf16
+ * takes seconds on the host); they stay until the process exits. */
+static struct {
+    int64_t tokens, vocab;
+    uint16_t *s, *z;
+    int32_t *labels;
+    void *ds, *dz, *dl;
+} cuda_inputs;
+
+static r1_status shared_cuda_inputs(const kd_case *c) {
+    if (cuda_inputs.s && cuda_inputs.tokens == c->tokens && cuda_inputs.vocab == c->vocab)
+        return R1_OK;
+    if (cuda_inputs.s) return r1_fail(R1_EINVAL, "bench_kd: one input shape per process");
+    const size_t n = (size_t)(c->tokens * c->vocab);
+    uint16_t *s = make_bf16(n, 1, 2.0), *z = make_bf16(n, 2, 2.0);
+    int32_t *labels = make_labels(c->tokens, c->vocab);
+    void *ds = NULL, *dz = NULL, *dl = NULL;
+    r1_status st = (s && z && labels) ? R1_OK : R1_ENOMEM;
+    if (st == R1_OK) st = r1_device_alloc(&ds, n * 2);
+    if (st == R1_OK) st = r1_device_alloc(&dz, n * 2);
+    if (st == R1_OK) st = r1_device_alloc(&dl, (size_t)c->tokens * 4);
+    if (st == R1_OK) st = r1_device_copy(ds, s, n * 2, R1_HOST_TO_DEVICE);
+    if (st == R1_OK) st = r1_device_copy(dz, z, n * 2, R1_HOST_TO_DEVICE);
+    if (st == R1_OK) st = r1_device_copy(dl, labels, (size_t)c->tokens * 4, R1_HOST_TO_DEVICE);
+    if (st != R1_OK) {
+        free(s);
+        free(z);
+        free(labels);
+        r1_device_free(ds);
+        r1_device_free(dz);
+        r1_device_free(dl);
+        return st;
+    }
+    cuda_inputs.tokens = c->tokens;
+    cuda_inputs.vocab = c->vocab;
+    cuda_inputs.s = s;
+    cuda_inputs.z = z;
+    cuda_inputs.labels = labels;
+    cuda_inputs.ds = ds;
+    cuda_inputs.dz = dz;
+    cuda_inputs.dl = dl;
+    return R1_OK;
+}
+
+static void set_or_unset(const char *name, const char *value) {
+    if (value) setenv(name, value, 1);
+    else unsetenv(name);
+}
+
 static void bench_cuda(r1b_state *state, const void *user) {
     const kd_case *c = user;
     r1_kd_desc desc = make_desc(c);
     desc.asynchronous = 1; /* no host round trip inside the timed region */
+    set_or_unset("R1LAB_KD_VERSION", c->version);
+    set_or_unset("R1LAB_KD_CLUSTER", c->cluster);
     const size_t n = (size_t)(c->tokens * c->vocab);
-    uint16_t *s = make_bf16(n, 1, 2.0), *z = make_bf16(n, 2, 2.0);
-    int32_t *labels = make_labels(c->tokens, c->vocab);
+    r1_status st = shared_cuda_inputs(c);
+    uint16_t *s = cuda_inputs.s, *z = cuda_inputs.z;
+    int32_t *labels = cuda_inputs.labels;
+    void *ds = cuda_inputs.ds, *dz = cuda_inputs.dz, *dl = cuda_inputs.dl;
     size_t ws_bytes = r1_kd_workspace_size(R1_CUDA, &desc);
-    void *ds = NULL, *dz = NULL, *dg = NULL, *dl = NULL, *dloss = NULL, *ws = NULL;
-    r1_status st = (s && z) ? R1_OK : R1_ENOMEM;
-    if (st == R1_OK) st = r1_device_alloc(&ds, n * 2);
-    if (st == R1_OK) st = r1_device_alloc(&dz, n * 2);
+    void *dg = NULL, *dloss = NULL, *ws = NULL;
     if (st == R1_OK) st = r1_device_alloc(&dg, n * 2);
-    if (st == R1_OK) st = r1_device_alloc(&dl, (size_t)c->tokens * 4);
     if (st == R1_OK) st = r1_device_alloc(&dloss, 4);
     if (st == R1_OK) st = r1_device_alloc(&ws, ws_bytes ? ws_bytes : 1);
-    if (st == R1_OK) st = r1_device_copy(ds, s, n * 2, R1_HOST_TO_DEVICE);
-    if (st == R1_OK) st = r1_device_copy(dz, z, n * 2, R1_HOST_TO_DEVICE);
-    if (st == R1_OK) st = r1_device_copy(dl, labels, (size_t)c->tokens * 4, R1_HOST_TO_DEVICE);
     char why[512] = "";
     if (st == R1_OK) {
         /* check: the first 4 rows (synchronous call) against fast on the host */
@@ -187,15 +236,11 @@ static void bench_cuda(r1b_state *state, const void *user) {
         double limit = r1b_device_copy_bandwidth();
         if (limit > 0) r1b_counter_rate(state, "fraction_of_hbm", (double)bytes / limit);
     }
-    r1_device_free(ds);
-    r1_device_free(dz);
     r1_device_free(dg);
-    r1_device_free(dl);
     r1_device_free(dloss);
     r1_device_free(ws);
-    free(s);
-    free(z);
-    free(labels);
+    unsetenv("R1LAB_KD_VERSION");
+    unsetenv("R1LAB_KD_CLUSTER");
 }
 
 typedef struct linear_case {
@@ -274,9 +319,9 @@ static void bench_cuda_linear(r1b_state *state, const void *user) {
 
 void r1b_register_kd(void) {
     static const kd_case cpu[] = {
-        {R1_REF, 256, 152064, 0.0f},
-        {R1_FAST, 256, 152064, 0.0f},
-        {R1_FAST, 256, 152064, 0.5f},
+        {R1_REF, 256, 152064, 0.0f, NULL, NULL},
+        {R1_FAST, 256, 152064, 0.0f, NULL, NULL},
+        {R1_FAST, 256, 152064, 0.5f, NULL, NULL},
     };
     char name[256];
     for (size_t i = 0; i < sizeof cpu / sizeof cpu[0]; ++i) {
@@ -287,12 +332,24 @@ void r1b_register_kd(void) {
     }
 #ifdef R1LAB_HAVE_CUDA
     static const kd_case gpu[] = {
-        {R1_CUDA, 8192, 152064, 0.0f},
-        {R1_CUDA, 8192, 152064, 0.5f},
+        /* the default kernel (v3, cluster 12), then earlier versions and
+         * other cluster sizes for comparison */
+        {R1_CUDA, 8192, 152064, 0.0f, NULL, NULL},
+        {R1_CUDA, 8192, 152064, 0.5f, NULL, NULL},
+        {R1_CUDA, 8192, 152064, 1.0f, NULL, NULL},
+        {R1_CUDA, 8192, 152064, 0.0f, "1", NULL},
+        {R1_CUDA, 8192, 152064, 0.5f, "1", NULL},
+        {R1_CUDA, 8192, 152064, 0.0f, "2", NULL},
+        {R1_CUDA, 8192, 152064, 0.0f, NULL, "8"},
+        {R1_CUDA, 8192, 152064, 0.0f, NULL, "16"},
+        {R1_CUDA, 8192, 152064, 0.5f, NULL, "16"},
     };
     for (size_t i = 0; i < sizeof gpu / sizeof gpu[0]; ++i) {
-        snprintf(name, sizeof name, "kd(N=%lld,V=%lld,bf16,T=2,gamma=0.5,beta=%g,backend=cuda)",
-                 (long long)gpu[i].tokens, (long long)gpu[i].vocab, (double)gpu[i].beta);
+        char variant[64] = "";
+        if (gpu[i].version) snprintf(variant, sizeof variant, ",version=%s", gpu[i].version);
+        if (gpu[i].cluster) snprintf(variant, sizeof variant, ",cluster=%s", gpu[i].cluster);
+        snprintf(name, sizeof name, "kd(N=%lld,V=%lld,bf16,T=2,gamma=0.5,beta=%g,backend=cuda%s)",
+                 (long long)gpu[i].tokens, (long long)gpu[i].vocab, (double)gpu[i].beta, variant);
         r1b_register_manual_time(name, bench_cuda, &gpu[i]);
     }
     static const linear_case linear = {8192, 4096, 128256};

@@ -37,6 +37,21 @@
 
 #include "core/internal.h"
 
+/* `omp simd` on the row loops. Under AddressSanitizer (the sanitizer and fuzz
+ * builds) clang cannot vectorize the instrumented loops and -Werror turns its
+ * -Wpass-failed notice into an error, so there the loops are left scalar. */
+#define KD_PRAGMA(text) _Pragma(#text)
+#if defined(__SANITIZE_ADDRESS__)
+#define KD_SIMD(...)
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KD_SIMD(...)
+#endif
+#endif
+#ifndef KD_SIMD
+#define KD_SIMD(...) KD_PRAGMA(omp simd __VA_ARGS__)
+#endif
+
 /* Float compares inside selects (clamps, masks) keep gcc from if-converting,
  * hence from vectorizing, under its default -ftrapping-math; this file never
  * relies on floating-point exception flags. */
@@ -140,7 +155,7 @@ static row_stats row_statistics(const float *s, const float *z, size_t V, float 
         size_t n = V - b < BLOCK ? V - b : BLOCK;
         const float *sb = s + b, *zb = z + b;
         float bm_s = -INFINITY, bm_z = -INFINITY;
-#pragma omp simd reduction(max : bm_s, bm_z) reduction(| : bad_s, bad_z, zero_p)
+KD_SIMD(reduction(max : bm_s, bm_z) reduction(| : bad_s, bad_z, zero_p))
         for (size_t i = 0; i < n; ++i) {
             uint32_t us, uz;
             memcpy(&us, &sb[i], 4);
@@ -164,7 +179,7 @@ static row_stats row_statistics(const float *s, const float *z, size_t V, float 
         }
         float bq = 0, br = 0, bp = 0;
         const float zmax = m_z == -INFINITY ? 0.0f : m_z;
-#pragma omp simd reduction(+ : bq, br, bp)
+KD_SIMD(reduction(+ : bq, br, bp))
         for (size_t i = 0; i < n; ++i) {
             bq += exp_nonpositive((sb[i] - m_s) * inv_T);
             br += need_r ? exp_nonpositive(sb[i] - m_s) : 0.0f;
@@ -201,7 +216,7 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
     const float s_y = need_r ? s[y] : 0.0f; /* s may be overwritten below */
     double D = 0.0;
     if (beta == 0.0f) {
-#pragma omp simd reduction(+ : D)
+KD_SIMD(reduction(+ : D))
         for (size_t i = 0; i < V; ++i) {
             /* branch-free: log p = -inf is clamped so that p * (log p - log q) = 0 * finite */
             double log_q = s[i] * inv_T - lse_q, log_p = z[i] * inv_T - lse_p;
@@ -220,7 +235,7 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
         const int reverse = beta == 1.0f;
         const double log_one_minus = beta < 1.0f ? log((double)one_minus) : 0.0;
         double gbar = 0.0;
-#pragma omp simd reduction(+ : D, gbar)
+KD_SIMD(reduction(+ : D, gbar))
         for (size_t i = 0; i < V; ++i) {
             double log_q = s[i] * inv_T - lse_q, log_p = z[i] * inv_T - lse_p;
             float p = exp_nonpositive((float)log_p), q = exp_nonpositive((float)log_q);
@@ -243,7 +258,7 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
             z[i] = g; /* g (reverse) or g' (JSD) for pass 3 */
         }
         const float gb = (float)gbar;
-#pragma omp simd
+KD_SIMD()
         for (size_t i = 0; i < V; ++i) {
             float q = exp_nonpositive((float)(s[i] * inv_T - lse_q));
             float r = exp_nonpositive((float)(s[i] - lse_r)); /* a = 0 when gamma = 1 */
@@ -266,7 +281,7 @@ static void load_rows(const r1_kd_desc *desc, const void *student, const void *t
         memcpy(s, (const float *)student + t * V, V * 4);
     } else {
         const uint16_t *in = (const uint16_t *)student + t * V;
-#pragma omp simd
+KD_SIMD()
         for (size_t i = 0; i < V; ++i) {
             uint32_t bits = (uint32_t)in[i] << 16;
             memcpy(&s[i], &bits, 4);
@@ -280,7 +295,7 @@ static void load_rows(const r1_kd_desc *desc, const void *student, const void *t
         memcpy(z, (const float *)teacher + t * V, V * 4);
     } else {
         const uint16_t *in = (const uint16_t *)teacher + t * V;
-#pragma omp simd
+KD_SIMD()
         for (size_t i = 0; i < V; ++i) {
             uint32_t bits = (uint32_t)in[i] << 16;
             memcpy(&z[i], &bits, 4);
@@ -295,7 +310,7 @@ static void store_row(void *grad, r1_dtype dtype, size_t t, size_t V, const floa
     }
     /* round to nearest even, as r1_f32_to_bf16 (gradients are never NaN here) */
     uint16_t *out = (uint16_t *)grad + t * V;
-#pragma omp simd
+KD_SIMD()
     for (size_t i = 0; i < V; ++i) {
         uint32_t bits;
         memcpy(&bits, &row[i], 4);
@@ -403,7 +418,7 @@ static void logits_chunk(const float *X, const float *W, size_t C, size_t V, siz
         for (size_t c = 0; c < C; ++c) {
             const float *x = X + c * dim;
             float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
+KD_SIMD(reduction(+ : sum))
             for (size_t e = 0; e < dim; ++e) sum += x[e] * wj[e];
             out[c * V + j] = sum;
         }
@@ -474,7 +489,7 @@ r1_status kd_linear_fast(const r1_kd_linear_desc *desc, const r1_kd_linear_input
                     float gj = g[j];
                     if (gj == 0.0f) continue;
                     const float *wj = Wf + j * d;
-#pragma omp simd
+KD_SIMD()
                     for (size_t e = 0; e < d; ++e) dh[e] += gj * wj[e];
                 }
             }
@@ -488,7 +503,7 @@ r1_status kd_linear_fast(const r1_kd_linear_desc *desc, const r1_kd_linear_input
                     float gj = S[c * V + j];
                     if (gj == 0.0f) continue;
                     const float *h = H + c * d;
-#pragma omp simd
+KD_SIMD()
                     for (size_t e = 0; e < d; ++e) dw[e] += gj * h[e];
                 }
             }
