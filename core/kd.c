@@ -208,15 +208,6 @@ static r1_status report_status(const kd_report *report) {
                    reason_sentence(report->reason));
 }
 
-static r1_status check_backend(r1_backend backend) {
-    if (backend != R1_REF && backend != R1_FAST && backend != R1_CUDA)
-        return r1_fail(R1_EINVAL, "backend = %d: expected R1_REF, R1_FAST or R1_CUDA", (int)backend);
-    if (backend == R1_CUDA && !r1_backend_available(R1_CUDA))
-        return r1_fail(R1_EUNSUPPORTED, "the cuda backend is not available here (%s)",
-                       r1_cuda_built() ? "no GPU visible" : "built without CUDA");
-    return R1_OK;
-}
-
 /* Allocates the workspace when the caller gave none; *owned is what to free. */
 static r1_status get_workspace(r1_backend backend, size_t needed, void **workspace,
                                size_t workspace_bytes, void **owned) {
@@ -253,7 +244,7 @@ r1_status r1_kd_loss(r1_backend backend, const r1_kd_desc *desc, const r1_kd_inp
                      const r1_kd_outputs *out, void *workspace, size_t workspace_bytes,
                      void *stream) {
     r1_status status = r1_kd_validate(desc, in, out);
-    if (status == R1_OK) status = check_backend(backend);
+    if (status == R1_OK) status = r1_check_backend(backend);
     if (status == R1_OK && backend != R1_CUDA)
         status = validate_host_indices(desc, in->labels, in->teacher_ids);
     if (status != R1_OK) return status;
@@ -275,7 +266,7 @@ r1_status r1_kd_linear(r1_backend backend, const r1_kd_linear_desc *desc,
                        const r1_kd_linear_inputs *in, const r1_kd_linear_outputs *out,
                        void *workspace, size_t workspace_bytes, void *stream) {
     r1_status status = r1_kd_linear_validate(desc, in, out);
-    if (status == R1_OK) status = check_backend(backend);
+    if (status == R1_OK) status = r1_check_backend(backend);
     if (status == R1_OK && backend != R1_CUDA)
         status = validate_host_indices(&desc->kd, in->labels, in->teacher_ids);
     if (status != R1_OK) return status;
