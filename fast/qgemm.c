@@ -205,6 +205,166 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void tile_avx512_v
 }
 #endif
 
+/* ---- W8A8 on AVX-512 VNNI: a 4 x 6 register tile over row-major X and W -------------
+ *
+ * acc[i][j] = Σ_k x[m0 + i, k] · w[n0 + j, k] for 4 rows of X and 6 rows of W:
+ * 24 zmm accumulators of 16 int32 lanes each (lane l sums k ≡ 4l..4l+3 mod 64),
+ * per 64 k: 4 loads of X, 6 loads of W, 24 vpdpbusd. W is the unsigned operand:
+ * w XOR 0x80 = w + 128, so each lane gets Σ x · w + 128 Σ x; the row term
+ * 128 Σ_k x[m, k] is computed once per call and subtracted at the end. Every
+ * sum wraps modulo 2^32 the same way, so the difference is the exact int32.
+ * The k tail (K not a multiple of 64) is a masked load: x = 0 there, so the
+ * padded w + 128 adds nothing. Lanes are reduced with a 4-way transpose-add. */
+#define W8_MR 4
+#define W8_NR 6
+#define W8_KC 4096 /* k per pass: 6 rows of W (24 KiB) stay in L1 across all of M */
+
+#ifdef QGEMM_X86
+/* The four horizontal sums of a, b, c, d as one int32x4 (a's first). */
+__attribute__((target("avx512f,avx512bw"))) static __m128i reduce4_epi32(__m512i a, __m512i b,
+                                                                       __m512i c, __m512i d) {
+    __m512i ab = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    __m512i cd = _mm512_add_epi32(_mm512_unpacklo_epi32(c, d), _mm512_unpackhi_epi32(c, d));
+    /* each 128-bit lane: a0+a2, b0+b2, a1+a3, b1+b3 | c.. d..: pair them */
+    __m512i abcd = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+    __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(abcd), _mm512_extracti64x4_epi64(abcd, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+/* out[i][j] += Σ_{k < kc} x_i[k] · (w_j[k] + 128) (mod 2^32), kc a multiple
+ * of 64, rows of x and w at strides ldx, ldw; a tile with fewer than 4 / 6
+ * rows repeats its last row and discards those sums. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void w8_kernel_avx512(
+    const int8_t *x, int64_t ldx, const int8_t *w, int64_t ldw, int64_t kc, int mr, int nr,
+    uint32_t out[][W8_NR]) {
+    const int8_t *xr[W8_MR], *wr[W8_NR];
+    for (int i = 0; i < W8_MR; ++i) xr[i] = x + (i < mr ? i : mr - 1) * ldx;
+    for (int j = 0; j < W8_NR; ++j) wr[j] = w + (j < nr ? j : nr - 1) * ldw;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    /* 24 named accumulators, each updated in place by vpdpbusd (acc += u8 · s8
+     * in groups of 4): GCC's intrinsic copies and spills them, the asm
+     * statement ties each to one register. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define W8_DPBUSD(acc, u, s) __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s))
+#else
+#define W8_DPBUSD(acc, u, s) ((acc) = _mm512_dpbusd_epi32((acc), (u), (s)))
+#endif
+#define W8_ZERO(j) __m512i s0##j = _mm512_setzero_si512(), s1##j = s0##j, s2##j = s0##j, s3##j = s0##j
+    W8_ZERO(0); W8_ZERO(1); W8_ZERO(2); W8_ZERO(3); W8_ZERO(4); W8_ZERO(5);
+#define W8_STEP(j, load_w)                                                                    \
+    do {                                                                                      \
+        __m512i b = _mm512_xor_si512(load_w, flip);                                           \
+        W8_DPBUSD(s0##j, b, a0);                                                              \
+        W8_DPBUSD(s1##j, b, a1);                                                              \
+        W8_DPBUSD(s2##j, b, a2);                                                              \
+        W8_DPBUSD(s3##j, b, a3);                                                              \
+    } while (0)
+#define W8_STEPS(LOAD)                                                                        \
+    do {                                                                                      \
+        __m512i a0 = LOAD(xr[0]), a1 = LOAD(xr[1]), a2 = LOAD(xr[2]), a3 = LOAD(xr[3]);     \
+        W8_STEP(0, LOAD(wr[0])); W8_STEP(1, LOAD(wr[1])); W8_STEP(2, LOAD(wr[2]));           \
+        W8_STEP(3, LOAD(wr[3])); W8_STEP(4, LOAD(wr[4])); W8_STEP(5, LOAD(wr[5]));           \
+    } while (0)
+    for (int64_t k = 0; k < kc; k += 64) {
+#define W8_LOAD(p) _mm512_loadu_si512((const void *)((p) + k))
+        W8_STEPS(W8_LOAD);
+    }
+#define W8_REDUCE(j)                                                                          \
+    do {                                                                                      \
+        uint32_t sums[4];                                                                     \
+        _mm_storeu_si128((__m128i *)sums, reduce4_epi32(s0##j, s1##j, s2##j, s3##j));         \
+        for (int i = 0; i < mr; ++i) out[i][j] += sums[i];                                    \
+    } while (0)
+    W8_REDUCE(0); W8_REDUCE(1); W8_REDUCE(2); W8_REDUCE(3); W8_REDUCE(4);
+    if (nr > 5) W8_REDUCE(5);
+#undef W8_ZERO
+#undef W8_DPBUSD
+#undef W8_STEP
+#undef W8_STEPS
+#undef W8_LOAD
+#undef W8_REDUCE
+}
+
+/* The same over any kc: whole steps of 64 in place, the last kc % 64 columns
+ * copied into zero-padded 64-byte rows (x = 0 there, so the padding adds
+ * nothing). */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void w8_tile_avx512(
+    const int8_t *x, const int8_t *w, int64_t ld, int64_t kc, int mr, int nr,
+    uint32_t out[][W8_NR]) {
+    const int64_t whole = kc / 64 * 64;
+    if (whole > 0) w8_kernel_avx512(x, ld, w, ld, whole, mr, nr, out);
+    if (whole == kc) return;
+    int8_t xt[W8_MR][64] = {{0}}, wt[W8_NR][64] = {{0}};
+    for (int i = 0; i < mr; ++i) memcpy(xt[i], x + i * ld + whole, (size_t)(kc - whole));
+    for (int j = 0; j < nr; ++j) memcpy(wt[j], w + j * ld + whole, (size_t)(kc - whole));
+    w8_kernel_avx512(&xt[0][0], 64, &wt[0][0], 64, 64, mr, nr, out);
+}
+#endif
+
+/* Writes acc (the exact int32) or the scaled output of element (m, n). */
+static void w8_store(const r1_qgemm_desc *d, const r1_qgemm_operands *o, int32_t *acc_out,
+                     void *y, int64_t m, int64_t n, int32_t acc) {
+    const int64_t N = d->N;
+    if (acc_out != NULL) {
+        acc_out[m * N + n] = acc;
+        return;
+    }
+    float value = ((float)acc * o->x_scale[m]) * o->w_scale[n];
+    if (o->bias) value += o->bias[n];
+    if (d->out_dtype == R1_BF16) ((uint16_t *)y)[m * N + n] = r1_f32_to_bf16(value);
+    else ((float *)y)[m * N + n] = value;
+}
+
+#ifdef QGEMM_X86
+/* Threads over tiles of 6 rows of W; per tile, K in passes of W8_KC, and in
+ * each pass every 4-row tile of X (X stays in L2, the W tile in L1). */
+static void w8a8_driver_avx512(const r1_qgemm_desc *d, const r1_qgemm_operands *o,
+                               int32_t *acc_out, void *y) {
+    const int64_t M = d->M, N = d->N, K = d->K, tiles = (N + W8_NR - 1) / W8_NR;
+    const int8_t *x = o->x, *w = o->w;
+    /* 128 Σ_k x[m, k] mod 2^32: the offset W's +128 adds to row m. */
+    uint32_t *row_offset = malloc((size_t)M * sizeof(uint32_t));
+    /* rows of X per block: about 512 KiB of X (L2), a multiple of 4 */
+    int64_t mc = (512 * 1024 / K) / W8_MR * W8_MR;
+    if (mc < W8_MR) mc = W8_MR;
+    if (mc > M) mc = M;
+    uint32_t(*acc)[W8_NR] = NULL;
+    OMP(parallel private(acc))
+    {
+        acc = malloc((size_t)mc * sizeof *acc);
+        OMP(for schedule(static))
+        for (int64_t m = 0; m < M; ++m) {
+            uint32_t sum = 0;
+            for (int64_t k = 0; k < K; ++k) sum += (uint32_t)(int32_t)x[m * K + k];
+            row_offset[m] = sum << 7;
+        }
+        for (int64_t m0 = 0; m0 < M; m0 += mc) {
+            const int64_t rows = M - m0 < mc ? M - m0 : mc;
+            OMP(for schedule(static))
+            for (int64_t t = 0; t < tiles; ++t) {
+                const int64_t n0 = t * W8_NR;
+                const int nr = (int)(N - n0 < W8_NR ? N - n0 : W8_NR);
+                memset(acc, 0, (size_t)rows * sizeof *acc);
+                for (int64_t k0 = 0; k0 < K; k0 += W8_KC) {
+                    const int64_t kc = K - k0 < W8_KC ? K - k0 : W8_KC;
+                    for (int64_t i = 0; i < rows; i += W8_MR) {
+                        const int mr = (int)(rows - i < W8_MR ? rows - i : W8_MR);
+                        w8_tile_avx512(x + (m0 + i) * K + k0, w + n0 * K + k0, K, kc, mr, nr,
+                                       acc + i);
+                    }
+                }
+                for (int64_t i = 0; i < rows; ++i)
+                    for (int j = 0; j < nr; ++j)
+                        w8_store(d, o, acc_out, y, m0 + i, n0 + j,
+                                 (int32_t)(acc[i][j] - row_offset[m0 + i]));
+            }
+        }
+        free(acc);
+    }
+    free(row_offset);
+}
+#endif
+
 /* One register tile of accumulators by the chosen path. */
 static void tile_int8(isa path, const int8_t *x, const int8_t *w, int64_t K, int mr, int nr,
                       int32_t acc[TILE_M][TILE_N]) {
@@ -224,6 +384,12 @@ static void tile_int8(isa path, const int8_t *x, const int8_t *w, int64_t K, int
 static void w8a8_driver(const r1_qgemm_desc *d, const r1_qgemm_operands *o, int32_t *acc_out,
                         void *y) {
     const isa path = chosen_isa();
+#ifdef QGEMM_X86
+    if (path == ISA_AVX512_VNNI) {
+        w8a8_driver_avx512(d, o, acc_out, y);
+        return;
+    }
+#endif
     const int64_t M = d->M, N = d->N, K = d->K, tiles = (N + TILE_N - 1) / TILE_N;
     const int8_t *x = o->x, *w = o->w;
     OMP(parallel for schedule(static))
@@ -235,17 +401,7 @@ static void w8a8_driver(const r1_qgemm_desc *d, const r1_qgemm_operands *o, int3
             int32_t acc[TILE_M][TILE_N];
             tile_int8(path, x + m0 * K, w + n0 * K, K, mr, nr, acc);
             for (int i = 0; i < mr; ++i)
-                for (int j = 0; j < nr; ++j) {
-                    const int64_t m = m0 + i, n = n0 + j;
-                    if (acc_out != NULL) {
-                        acc_out[m * N + n] = acc[i][j];
-                        continue;
-                    }
-                    float value = ((float)acc[i][j] * o->x_scale[m]) * o->w_scale[n];
-                    if (o->bias) value += o->bias[n];
-                    if (d->out_dtype == R1_BF16) ((uint16_t *)y)[m * N + n] = r1_f32_to_bf16(value);
-                    else ((float *)y)[m * N + n] = value;
-                }
+                for (int j = 0; j < nr; ++j) w8_store(d, o, acc_out, y, m0 + i, n0 + j, acc[i][j]);
         }
     }
 }
