@@ -523,8 +523,221 @@ static void block_scaled_driver(const r1_qgemm_desc *d, const r1_qgemm_operands 
     }
 }
 
+/* ---- W4A16 and FP8 on AVX-512: packed float32 panels, a 6 x 48 FMA tile -------------
+ *
+ * X (a block of rows) is converted to float32 once per call. For each panel of
+ * 48 output columns and each K block kb of 128, the panel's weights are
+ * converted (int4 levels q - z, or e4m3 values) and transposed into wp (128,
+ * 48): row k holds w[n0 .. n0 + 47, kb·128 + k], zero past N. The tile then
+ * computes, for 6 rows of X, the block's partial sums
+ *     p[i][n] = Σ_{k in kb} x[m0 + i, k] · wp[k][n]           (float32, 18 zmm)
+ * by broadcasting x and multiplying 3 vectors of 16 columns, and promotes them
+ * as the header states:
+ *     acc[i][n] += p[i][n] · (s_x[m, kb] · s_w[n / 128, kb])    FP8
+ *     acc[i][n] += p[i][n] · s_w[n, kb]                         W4A16
+ * (a float32 product, then a float32 add). The order inside p differs from
+ * ref's (the relative-L2 bar 1e-3 allows it). */
+#define F_MR 6
+#define F_NV 3
+#define F_NC (16 * F_NV) /* columns per panel */
+
+#ifdef QGEMM_X86
+/* The 16 e4m3 bytes at p as float32: the 7 magnitude bits shifted into a
+ * float32's exponent and mantissa (bias 127 instead of 7) and scaled by 2^120,
+ * which is exact for normals and subnormals alike; 0x7F / 0xFF are NaN. */
+__attribute__((target("avx512f,avx512bw"))) static __m512 e4m3x16_to_f32(const uint8_t *p) {
+    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7F));
+    __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 20)),
+                             _mm512_set1_ps(0x1p120f));
+    v = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24)));
+    __mmask16 nan = _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F));
+    return _mm512_mask_blend_ps(nan, v, _mm512_set1_ps(__builtin_nanf("")));
+}
+
+/* The 16 int4 weights at element 2·(byte offset) of a packed row (8 bytes at
+ * p) as float32 levels: signed nibbles (symmetric) or nibble − zero. */
+__attribute__((target("avx512f,avx512bw"))) static __m512 int4x16_to_f32(const uint8_t *p,
+                                                                       int asymmetric,
+                                                                       int zero) {
+    __m128i bytes = _mm_loadl_epi64((const __m128i *)p);
+    __m128i lo = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
+    __m512i u = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)); /* element 2i low nibble */
+    __m512i level = asymmetric ? _mm512_sub_epi32(u, _mm512_set1_epi32(zero))
+                               : _mm512_sub_epi32(_mm512_xor_si512(u, _mm512_set1_epi32(8)),
+                                                  _mm512_set1_epi32(8));
+    return _mm512_cvtepi32_ps(level);
+}
+
+/* In-place transpose of a 16 x 16 float32 matrix held as 16 rows. */
+__attribute__((target("avx512f"))) static void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4i + c], 128-bit lane L: rows 4i .. 4i + 3 of column 4L + c */
+    for (int i = 0; i < 4; ++i) {
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; ++c) {
+        __m512 a = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88);  /* lanes 0, 2 */
+        __m512 b = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+        __m512 a1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xDD); /* lanes 1, 3 */
+        __m512 b1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xDD);
+        r[c] = _mm512_shuffle_f32x4(a, b, 0x88);
+        r[8 + c] = _mm512_shuffle_f32x4(a, b, 0xDD);
+        r[4 + c] = _mm512_shuffle_f32x4(a1, b1, 0x88);
+        r[12 + c] = _mm512_shuffle_f32x4(a1, b1, 0xDD);
+    }
+}
+
+/* wp (128, F_NC) = the panel's weights of block kb, as described above, and
+ * ws (F_NC) the per-column weight scale of the block (0 past N). */
+__attribute__((target("avx512f,avx512bw"))) static void pack_panel_block(
+    const r1_qgemm_desc *d, const r1_qgemm_operands *o, int64_t n0, int64_t kb, float *wp,
+    float *ws) {
+    const int64_t N = d->N, K = d->K, G = K / B;
+    const int fp8 = d->scheme == R1_QGEMM_FP8;
+    for (int j = 0; j < F_NC; ++j) {
+        const int64_t n = n0 + j;
+        ws[j] = n >= N ? 0.0f : fp8 ? o->w_scale[(n / B) * G + kb] : o->w_scale[n * G + kb];
+    }
+    for (int v = 0; v < F_NV; ++v)
+        for (int k16 = 0; k16 < B; k16 += 16) {
+            __m512 r[16];
+            for (int j = 0; j < 16; ++j) {
+                const int64_t n = n0 + 16 * v + j, k = kb * B + k16;
+                if (n >= N) r[j] = _mm512_setzero_ps();
+                else if (fp8) r[j] = e4m3x16_to_f32((const uint8_t *)o->w + n * K + k);
+                else
+                    r[j] = int4x16_to_f32((const uint8_t *)o->w + (n * K + k) / 2, d->asymmetric,
+                                          d->asymmetric ? o->w_zero[n * G + kb] : 0);
+            }
+            transpose16(r);
+            for (int t = 0; t < 16; ++t) _mm512_storeu_ps(wp + (k16 + t) * F_NC + 16 * v, r[t]);
+        }
+}
+
+/* Rows [m0, m0 + rows) of X as float32 into xf (rows, K). */
+__attribute__((target("avx512f,avx512bw"))) static void convert_x_rows(
+    const r1_qgemm_desc *d, const r1_qgemm_operands *o, int64_t m0, int64_t rows, float *xf) {
+    const int64_t K = d->K;
+    OMP(for schedule(static))
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t k = 0; k < K; k += 16) {
+            __m512 v;
+            if (d->scheme == R1_QGEMM_FP8) v = e4m3x16_to_f32((const uint8_t *)o->x + (m0 + i) * K + k);
+            else {
+                __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)o->x + (m0 + i) * K + k));
+                v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+            }
+            _mm512_storeu_ps(xf + i * K + k, v);
+        }
+}
+
+/* One 6 x 48 tile, one K block: p = x rows (at stride K, pointing at the
+ * block) · wp; acc[i][·] += p[i][·] · (xs[i] · ws[·]). Rows past mr repeat the
+ * last row and are not written. */
+__attribute__((target("avx512f"), noinline)) static void f_tile_block(const float *x, int64_t K, int mr,
+                                                           const float *wp, const float *ws,
+                                                           const float xs[F_MR], float *acc) {
+    const float *xr[F_MR];
+    for (int i = 0; i < F_MR; ++i) xr[i] = x + (i < mr ? i : mr - 1) * K;
+#define F_ZERO(i) __m512 p##i##0 = _mm512_setzero_ps(), p##i##1 = p##i##0, p##i##2 = p##i##0
+    F_ZERO(0); F_ZERO(1); F_ZERO(2); F_ZERO(3); F_ZERO(4); F_ZERO(5);
+#define F_ROW(i)                                                                              \
+    do {                                                                                      \
+        __m512 a = _mm512_set1_ps(xr[i][k]);                                                  \
+        p##i##0 = _mm512_fmadd_ps(a, w0, p##i##0);                                            \
+        p##i##1 = _mm512_fmadd_ps(a, w1, p##i##1);                                            \
+        p##i##2 = _mm512_fmadd_ps(a, w2, p##i##2);                                            \
+    } while (0)
+    for (int k = 0; k < B; ++k) {
+        const __m512 w0 = _mm512_loadu_ps(wp + k * F_NC), w1 = _mm512_loadu_ps(wp + k * F_NC + 16),
+                     w2 = _mm512_loadu_ps(wp + k * F_NC + 32);
+        F_ROW(0); F_ROW(1); F_ROW(2); F_ROW(3); F_ROW(4); F_ROW(5);
+    }
+#define F_PROMOTE_V(i, v)                                                                     \
+    _mm512_storeu_ps(row + 16 * v,                                                            \
+                     _mm512_add_ps(_mm512_loadu_ps(row + 16 * v),                             \
+                                   _mm512_mul_ps(p##i##v, _mm512_mul_ps(s, _mm512_loadu_ps(ws + 16 * v)))))
+#define F_PROMOTE(i)                                                                          \
+    do {                                                                                      \
+        if (i < mr) {                                                                         \
+            const __m512 s = _mm512_set1_ps(xs[i]);                                           \
+            float *row = acc + i * F_NC;                                                      \
+            F_PROMOTE_V(i, 0);                                                                \
+            F_PROMOTE_V(i, 1);                                                                \
+            F_PROMOTE_V(i, 2);                                                                \
+        }                                                                                     \
+    } while (0)
+    F_PROMOTE(0); F_PROMOTE(1); F_PROMOTE(2); F_PROMOTE(3); F_PROMOTE(4); F_PROMOTE(5);
+#undef F_ZERO
+#undef F_ROW
+#undef F_PROMOTE
+#undef F_PROMOTE_V
+}
+
+static void block_scaled_driver_avx512(const r1_qgemm_desc *d, const r1_qgemm_operands *o,
+                                       void *y) {
+    const int64_t M = d->M, N = d->N, K = d->K, G = K / B, panels = (N + F_NC - 1) / F_NC;
+    const int fp8 = d->scheme == R1_QGEMM_FP8;
+    /* rows of X converted at a time: about 4 MiB of float32 */
+    int64_t mc = (int64_t)(4u << 20) / (K * 4);
+    mc = mc < F_MR ? F_MR : mc / F_MR * F_MR;
+    if (mc > M) mc = M;
+    float *xf = malloc((size_t)(mc * K) * sizeof(float));
+    OMP(parallel)
+    {
+        float *wp = malloc((size_t)(B * F_NC) * sizeof(float));
+        float *acc = malloc((size_t)(mc * F_NC) * sizeof(float));
+        float ws[F_NC];
+        for (int64_t m0 = 0; m0 < M; m0 += mc) {
+            const int64_t rows = M - m0 < mc ? M - m0 : mc;
+            convert_x_rows(d, o, m0, rows, xf); /* ends with a barrier */
+            OMP(for schedule(dynamic, 1))
+            for (int64_t p = 0; p < panels; ++p) {
+                const int64_t n0 = p * F_NC;
+                memset(acc, 0, (size_t)(rows * F_NC) * sizeof(float));
+                for (int64_t kb = 0; kb < G; ++kb) {
+                    pack_panel_block(d, o, n0, kb, wp, ws);
+                    for (int64_t i = 0; i < rows; i += F_MR) {
+                        const int mr = (int)(rows - i < F_MR ? rows - i : F_MR);
+                        float xs[F_MR];
+                        for (int r = 0; r < F_MR; ++r)
+                            xs[r] = fp8 && r < mr ? o->x_scale[(m0 + i + r) * G + kb] : 1.0f;
+                        f_tile_block(xf + i * K + kb * B, K, mr, wp, ws, xs, acc + i * F_NC);
+                    }
+                }
+                const int nc = (int)(N - n0 < F_NC ? N - n0 : F_NC);
+                for (int64_t i = 0; i < rows; ++i)
+                    for (int j = 0; j < nc; ++j) {
+                        const int64_t m = m0 + i, n = n0 + j;
+                        float value = acc[i * F_NC + j];
+                        if (o->bias) value += o->bias[n];
+                        if (d->out_dtype == R1_BF16) ((uint16_t *)y)[m * N + n] = r1_f32_to_bf16(value);
+                        else ((float *)y)[m * N + n] = value;
+                    }
+            }
+        }
+        free(wp);
+        free(acc);
+    }
+    free(xf);
+}
+#endif
+
 r1_status qgemm_gemm_fast(const r1_qgemm_desc *desc, const r1_qgemm_operands *ops, void *y) {
     if (desc->scheme == R1_QGEMM_W8A8) w8a8_driver(desc, ops, NULL, y);
+#ifdef QGEMM_X86
+    else if (chosen_isa() == ISA_AVX512_VNNI) block_scaled_driver_avx512(desc, ops, y);
+#endif
     else block_scaled_driver(desc, ops, y);
     return R1_OK;
 }
