@@ -542,17 +542,19 @@ static void block_scaled_driver(const r1_qgemm_desc *d, const r1_qgemm_operands 
 #define F_NC (16 * F_NV) /* columns per panel */
 
 #ifdef QGEMM_X86
-/* The 16 e4m3 bytes at p as float32: the 7 magnitude bits shifted into a
- * float32's exponent and mantissa (bias 127 instead of 7) and scaled by 2^120,
- * which is exact for normals and subnormals alike; 0x7F / 0xFF are NaN. */
-__attribute__((target("avx512f,avx512bw"))) static __m512 e4m3x16_to_f32(const uint8_t *p) {
-    __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
-    __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7F));
-    __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 20)),
-                             _mm512_set1_ps(0x1p120f));
-    v = _mm512_castsi512_ps(_mm512_or_si512(
-        _mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24)));
-    __mmask16 nan = _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F));
+/* The 16 e4m3 bytes at p as float32, through float16: a byte s eeee mmm,
+ * sign-extended to 16 bits and shifted left by 7, has s at bit 15, eeee mmm
+ * at bits 13..7 once bit 14 (a copy of s) is cleared: the float16 with value
+ * e4m3 · 2^-8 (float16's exponent bias is 15, e4m3's 7; subnormals map to
+ * subnormals). vcvtph2ps converts exactly; · 2^8 is exact. 0x7F / 0xFF are NaN. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) static __m512 e4m3x16_to_f32(
+    const uint8_t *p) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)p);
+    __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(bytes), 7),
+                                 _mm256_set1_epi16((short)0xBF80));
+    __m512 v = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+    __mmask16 nan = _mm_cmpeq_epi8_mask(_mm_and_si128(bytes, _mm_set1_epi8(0x7F)),
+                                        _mm_set1_epi8(0x7F));
     return _mm512_mask_blend_ps(nan, v, _mm512_set1_ps(__builtin_nanf("")));
 }
 
@@ -599,7 +601,7 @@ __attribute__((target("avx512f"))) static void transpose16(__m512 r[16]) {
 
 /* wp (128, F_NC) = the panel's weights of block kb, as described above, and
  * ws (F_NC) the per-column weight scale of the block (0 past N). */
-__attribute__((target("avx512f,avx512bw"))) static void pack_panel_block(
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) static void pack_panel_block(
     const r1_qgemm_desc *d, const r1_qgemm_operands *o, int64_t n0, int64_t kb, float *wp,
     float *ws) {
     const int64_t N = d->N, K = d->K, G = K / B;
@@ -624,9 +626,10 @@ __attribute__((target("avx512f,avx512bw"))) static void pack_panel_block(
         }
 }
 
-/* Rows [m0, m0 + rows) of X as float32 into xf (rows, K). */
-__attribute__((target("avx512f,avx512bw"))) static void convert_x_rows(
-    const r1_qgemm_desc *d, const r1_qgemm_operands *o, int64_t m0, int64_t rows, float *xf) {
+/* Rows [m0, m0 + rows) of X as float32 into xf (rows, K) at row stride ldx. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c"))) static void convert_x_rows(
+    const r1_qgemm_desc *d, const r1_qgemm_operands *o, int64_t m0, int64_t rows, float *xf,
+    int64_t ldx) {
     const int64_t K = d->K;
     OMP(for schedule(static))
     for (int64_t i = 0; i < rows; ++i)
@@ -637,7 +640,7 @@ __attribute__((target("avx512f,avx512bw"))) static void convert_x_rows(
                 __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)o->x + (m0 + i) * K + k));
                 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
             }
-            _mm512_storeu_ps(xf + i * K + k, v);
+            _mm512_storeu_ps(xf + i * ldx + k, v);
         }
 }
 
@@ -692,7 +695,9 @@ static void block_scaled_driver_avx512(const r1_qgemm_desc *d, const r1_qgemm_op
     int64_t mc = (int64_t)(4u << 20) / (K * 4);
     mc = mc < F_MR ? F_MR : mc / F_MR * F_MR;
     if (mc > M) mc = M;
-    float *xf = malloc((size_t)(mc * K) * sizeof(float));
+    /* rows of xf 64 bytes longer than K: rows K · 4 bytes apart would share L1 sets */
+    const int64_t ldx = K + 16;
+    float *xf = malloc((size_t)(mc * ldx) * sizeof(float));
     OMP(parallel)
     {
         float *wp = malloc((size_t)(B * F_NC) * sizeof(float));
@@ -700,7 +705,7 @@ static void block_scaled_driver_avx512(const r1_qgemm_desc *d, const r1_qgemm_op
         float ws[F_NC];
         for (int64_t m0 = 0; m0 < M; m0 += mc) {
             const int64_t rows = M - m0 < mc ? M - m0 : mc;
-            convert_x_rows(d, o, m0, rows, xf); /* ends with a barrier */
+            convert_x_rows(d, o, m0, rows, xf, ldx); /* ends with a barrier */
             OMP(for schedule(dynamic, 1))
             for (int64_t p = 0; p < panels; ++p) {
                 const int64_t n0 = p * F_NC;
@@ -712,7 +717,7 @@ static void block_scaled_driver_avx512(const r1_qgemm_desc *d, const r1_qgemm_op
                         float xs[F_MR];
                         for (int r = 0; r < F_MR; ++r)
                             xs[r] = fp8 && r < mr ? o->x_scale[(m0 + i + r) * G + kb] : 1.0f;
-                        f_tile_block(xf + i * K + kb * B, K, mr, wp, ws, xs, acc + i * F_NC);
+                        f_tile_block(xf + i * ldx + kb * B, ldx, mr, wp, ws, xs, acc + i * F_NC);
                     }
                 }
                 const int nc = (int)(N - n0 < F_NC ? N - n0 : F_NC);
