@@ -74,7 +74,9 @@ static isa best_isa(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw"))
         return ISA_AVX512_VNNI;
+#if !defined(__clang__) || __clang_major__ >= 16 /* older clang lacks the "avxvnni" name */
     if (__builtin_cpu_supports("avxvnni") && __builtin_cpu_supports("avx2")) return ISA_AVX_VNNI;
+#endif
     if (__builtin_cpu_supports("avx2")) return ISA_AVX2;
 #endif
     return ISA_SCALAR;
