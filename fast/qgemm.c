@@ -4,28 +4,44 @@
  *
  * W8A8 int8 dot products, exact in int32, by the best path this CPU has
  * (chosen at run time, so the file builds everywhere):
- *   avx512-vnni  vpdpbusd on 64 bytes: Σ u8 · s8 in one instruction. x is
- *                signed, so it is fed as u = x + 128 (x XOR 0x80) and the
- *                result corrected by 128 · Σ_k w[n, k]. Both sums wrap modulo
- *                2^32 the same way, so the difference is the exact int32
- *                (the true sum fits: K <= 131071).
- *   avx-vnni     the same on 32 bytes (VEX encoding, Alder Lake and later).
+ *   avx512-vnni  a 4 x 6 register tile (4 rows of X, 6 rows of W, 24 zmm
+ *                accumulators) of vpdpbusd over 64 k per step, row-major X
+ *                and W (no packing). W is the unsigned operand: w XOR 0x80 =
+ *                w + 128, so the sums carry 128 Σ_k x[m, k], computed once per
+ *                call and subtracted; every sum wraps modulo 2^32 the same way,
+ *                so the difference is the exact int32 (K <= 131071). K passes of
+ *                4096 (the W tile stays in L1), X in blocks of ~512 KiB (L2),
+ *                threads over W tiles, the k tail through zero-padded rows.
+ *   avx-vnni     vpdpbusd on 32 bytes (VEX encoding), 2 x 4 tile, x fed as
+ *                x + 128 and corrected by 128 Σ w per tile.
  *   avx2         sign-extend 16 int8 to int16 (vpmovsxbw), vpmaddwd pairs
  *                into int32: exact, no saturation (maddubs would saturate).
  *   scalar       the ref loop.
- * Register tile: 2 rows of X x 4 rows of W (8 accumulators); W's 4 rows stay
- * in L1 while the rows of X stream past them. Scaling is fused into the
- * store, with ref's float32 operations in ref's order (bit-identical).
+ * Scaling is fused into the store, with ref's float32 operations in ref's
+ * order (bit-identical).
  *
- * W4A16 and FP8: per tile of 4 weight rows and one K block of 128, the block
- * is expanded once to float32 (int4 levels q - z; e4m3 through a 256-entry
- * table), then each row of X (a tile of up to 16 rows) is dotted with it in
- * float32 (eight independent lanes, vectorized) and promoted with the block's scales into a
- * float32 accumulator. The summation order differs from ref's (bar 1e-3).
+ * W4A16 and FP8 on AVX-512 (the avx512-vnni path): X converted to float32 once
+ * per block of rows (bf16 by a shift, e4m3 through float16 and vcvtph2ps,
+ * exact); per panel of 48 output columns and K block of 128 the weights are
+ * converted (int4 levels q − z, e4m3 values) and transposed 16 x 16 into a
+ * packed (128, 48) tile, and a 6 x 48 FMA micro-kernel (18 zmm partial sums,
+ * x broadcast) takes the block's partial sums, promoted as the header states:
+ * acc += p · (s_x · s_w) for FP8, acc += p · s_w for W4A16 (a float32 product,
+ * then a float32 add). Other paths: per tile of 4 weight rows and one K block,
+ * the block is expanded once to float32 and each row of X is dotted with it
+ * in eight independent lanes, then promoted. The summation order inside a
+ * block differs from ref's (bar: relative L2 1e-3).
  *
- * Versions
- *   v1  this file. 2 cores (Zen-class avx2 + avx-vnni), M = 64, N = K = 4096
- *       W8A8: see docs/qgemm.md for the measured numbers.
+ * Versions (2-core AMD EPYC, AVX-512 VNNI, M = 64, N = K = 4096, 2 threads;
+ * the machine is shared, so load averages are given)
+ *   v1  2 x 4 int8 tile with per-tile correction; float path expands 4 x 128
+ *       weight blocks and re-expands X per block. W8A8 16.0 ms (load unknown)
+ *       to 5.3 ms (load 0.4); FP8 ~196–490 ms, W4A16 ~268–360 ms.
+ *   v2  this file: AVX-512 4 x 6 VNNI tile with the per-row X correction
+ *       (accumulators tied to registers by an asm statement: GCC's intrinsic
+ *       copied and spilled them, 3.6 ms -> 1.6 ms); packed float32 panels and
+ *       a 6 x 48 FMA tile for W4A16 / FP8. W8A8 1.6–1.8 ms (75–85 x ref),
+ *       FP8 6.3 ms, W4A16 6.0 ms (load 0.5–1.2); docs/qgemm.md has the table.
  */
 #include <stdlib.h>
 #include <string.h>
