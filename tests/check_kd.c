@@ -187,7 +187,7 @@ static int run_golden_file(r1_backend backend, const char *path, check_summary *
     r1_safetensors *file = NULL;
     r1_status status = r1_safetensors_open(path, &file);
     if (status != R1_OK) {
-        printf("  FAIL %s: %s (regenerate: /work/torch-venv/bin/python golden/gen/kd.py)\n", path,
+        printf("  FAIL %s: %s (regenerate: python3 golden/gen/kd.py)\n", path,
                r1_last_error());
         return 0;
     }

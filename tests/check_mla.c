@@ -174,7 +174,7 @@ static r1_safetensors *open_golden(const char *name) {
     snprintf(path, sizeof path, "%s/mla/%s.safetensors", check_golden_dir(), name);
     r1_safetensors *file = NULL;
     if (r1_safetensors_open(path, &file) != R1_OK) {
-        printf("  golden %s: %s (regenerate: /work/torch-venv/bin/python golden/gen/mla.py)\n",
+        printf("  golden %s: %s (regenerate: python3 golden/gen/mla.py)\n",
                name, r1_last_error());
         return NULL;
     }

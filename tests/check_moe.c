@@ -304,7 +304,7 @@ static void *tensor(const r1_safetensors *f, const char *name, r1_dtype want, si
     } else {
         free(out);
         *status = r1_fail(R1_EFORMAT, "%s: tensor %s has dtype %s, expected %s; regenerate with "
-                          "/work/torch-venv/bin/python golden/gen/moe.py",
+                          "python3 golden/gen/moe.py",
                           r1_safetensors_path(f), name, r1_dtype_name(info->dtype),
                           r1_dtype_name(want));
         return NULL;

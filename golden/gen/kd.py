@@ -11,7 +11,7 @@ the files check those forms too.
 Inputs are drawn in float32 or bf16 (bf16 widens exactly to float64); the
 expectations are computed in float64 from the stored input values.
 
-    /work/torch-venv/bin/python golden/gen/kd.py     # writes golden/kd/*.safetensors
+    python3 golden/gen/kd.py     # writes golden/kd/*.safetensors
                                                       # and updates golden/MANIFEST
 
 File format (golden/kd/<case>.safetensors):

@@ -27,7 +27,7 @@ decode_*  the decode core at DeepSeek's real dims (576 / 512): a torch
           computed from the widened values in float64, stored as f32.
 
 Run with a torch + transformers venv from the repository root:
-    /work/torch-venv/bin/python golden/gen/mla.py   (writes golden/mla/, updates golden/MANIFEST)
+    python3 golden/gen/mla.py   (writes golden/mla/, updates golden/MANIFEST)
 """
 
 import hashlib

@@ -35,7 +35,7 @@ those exact values: the HF gate is run with hidden_size = E and an identity
 gate weight, so its F.linear returns the logits exactly.
 
 Run with the torch venv from the repository root:
-    /work/torch-venv/bin/python golden/gen/moe.py      writes golden/moe/*.safetensors,
+    python3 golden/gen/moe.py      writes golden/moe/*.safetensors,
                                                       updates golden/MANIFEST
 """
 
@@ -279,7 +279,7 @@ def make_case(name, cfg, logits, bias, source, rng, hidden=0, store_bf16=False, 
                 routed_scaling_factor=repr(float(cfg["routed_scaling_factor"])),
                 block_size=str(cfg["block_size"]), alpha=repr(alpha), gamma=repr(gamma),
                 hidden=str(hidden), logits_dtype="bf16" if store_bf16 else "f32",
-                regenerate="/work/torch-venv/bin/python golden/gen/moe.py")
+                regenerate="python3 golden/gen/moe.py")
     print(f"{name:28s} T={T:5d} E={E:3d} K={cfg['top_k']} {cfg['routing']:20s} "
           f"min margin {float(np.min(margin)):.3g} ({source})")
     return t, meta
@@ -314,7 +314,7 @@ def layer_case(rng):
                 script=SCRIPT, source="transformers", routing="noaux_tc", T=str(T), E="16", K="4",
                 n_group="4", topk_group="2", norm_topk_prob="1", routed_scaling_factor="2.5",
                 block_size="4", hidden=str(d), intermediate=str(I), shared_intermediate=str(I),
-                logits_dtype="f32", regenerate="/work/torch-venv/bin/python golden/gen/moe.py")
+                logits_dtype="f32", regenerate="python3 golden/gen/moe.py")
     print(f"{'layer_v3_tiny':28s} T={T:5d} E= 16 K=4 noaux_tc + SwiGLU experts  (transformers)")
     return {k: np.ascontiguousarray(v) for k, v in t.items()}, meta
 
