@@ -26,7 +26,7 @@
 # A second run reuses build-gpu/ and only rebuilds what changed.
 #
 # Environment: R1LAB_GPU_BUDGET_S (seconds, default 540), R1LAB_GPU_STEPS
-# (default "test sanitize check bench peers"), R1LAB_SANITIZER_TOOLS (default
+# (default "test sanitize check bench peers goldens"), R1LAB_SANITIZER_TOOLS (default
 # "memcheck racecheck"), R1LAB_GPU_PEERS (a regex of the components whose
 # bench/torch_<component>.py runs; default all).
 #
@@ -48,7 +48,7 @@ JOBS=$(nproc 2>/dev/null || echo 8)
 BUDGET=${R1LAB_GPU_BUDGET_S:-540}
 # Which steps run after the build (the build always runs; a second call on the
 # same machine rebuilds only what changed): any of test sanitize check bench peers.
-STEPS=${R1LAB_GPU_STEPS:-test sanitize check bench peers}
+STEPS=${R1LAB_GPU_STEPS:-test sanitize check bench peers goldens}
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 # Which compute-sanitizer tools run (racecheck takes minutes).
 SANITIZER_TOOLS=${R1LAB_SANITIZER_TOOLS:-memcheck racecheck}
@@ -282,6 +282,22 @@ with open(sys.argv[2], "w") as f:
     json.dump(merged, f, indent=1)
 PYTHON
 rm -rf "$PEERS_DIR"
+
+# The golden generators that need torch/transformers (those without the
+# "# ci: --check" line that ci/test.sh runs) are verified here, where both are
+# installed: regenerated in a scratch copy and compared by content.
+if want goldens; then
+    torch_generators=()
+    for generator in golden/gen/*.py; do
+        [ "$generator" = golden/gen/verify.py ] && continue
+        grep -q "MANIFEST" "$generator" || continue
+        head -40 "$generator" | grep -q '^# ci: --check' || torch_generators+=("$generator")
+    done
+    if [ ${#torch_generators[@]} -gt 0 ]; then
+        run_step "golden/gen/verify.py (torch generators)" run.log 300 \
+            python3 golden/gen/verify.py "${torch_generators[@]}"
+    fi
+fi
 
 # ---- summary ----------------------------------------------------------------------------
 {
