@@ -21,11 +21,14 @@ Times are medians of CUDA-event timings.
 """
 import argparse
 import json
-import statistics
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import time_median_us  # noqa: E402
 
 try:
     from liger_kernel.transformers.kl_div import LigerKLDIVLoss
@@ -36,20 +39,6 @@ except Exception as error:  # ImportError, or a triton / torch mismatch
     LIGER = False
     LIGER_WHY = repr(error)
 
-
-def time_median_us(function, repeats):
-    function()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        function()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) * 1000.0)
-    return statistics.median(times)
 
 
 def torch_kd(s, z, labels, T, gamma, beta):
@@ -111,7 +100,7 @@ def main():
             torch_kd(s, z, labels, 2.0, 0.5, beta).backward()
         try:
             record(f"torch_kd(N={N},V={V},bf16,T=2,gamma=0.5,beta={beta:g},eager)",
-                   time_median_us(run, args.repeats), bytes_)
+                   time_median_us(run, args.repeats, warmup=1), bytes_)
         except torch.cuda.OutOfMemoryError:
             print(f"torch eager beta={beta}: out of memory")
         torch.cuda.empty_cache()
@@ -124,7 +113,7 @@ def main():
             log_p = torch.log_softmax(z, dim=-1)
             kl(log_q, log_p).backward()
         record(f"liger_kldiv(N={N},V={V},bf16,log_softmax included)",
-               time_median_us(run_kl, args.repeats), bytes_)
+               time_median_us(run_kl, args.repeats, warmup=1), bytes_)
         for beta in (0.0, 0.5):
             jsd = LigerJSD(beta=beta)
 
@@ -134,7 +123,7 @@ def main():
                 log_p = torch.log_softmax(z, dim=-1)
                 jsd(log_q, log_p, labels).backward()
             record(f"liger_jsd(N={N},V={V},bf16,beta={beta:g},log_softmax included)",
-                   time_median_us(run_jsd, args.repeats), bytes_)
+                   time_median_us(run_jsd, args.repeats, warmup=1), bytes_)
         torch.cuda.empty_cache()
     del s, z
     torch.cuda.empty_cache()
@@ -158,7 +147,7 @@ def main():
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        us = time_median_us(run_fl, max(3, args.repeats // 4))
+        us = time_median_us(run_fl, max(3, args.repeats // 4), warmup=1)
         extra = torch.cuda.max_memory_allocated() - base
         record(f"liger_fused_linear_jsd(N={N},d={d},V={V},bf16,beta=0.5)", us, flops=flops,
                extra=extra)

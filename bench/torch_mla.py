@@ -18,10 +18,13 @@ CUDA-event timings. Bytes and FLOPs use bench_mla.c's formulas:
 """
 import argparse
 import json
-import statistics
+import os
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import time_median_us  # noqa: E402
 
 D, DV, BLOCK = 576, 512, 64
 
@@ -52,18 +55,8 @@ def time_case(batch, s_k, heads, s_q, repeats):
     generator = torch.Generator(device="cuda").manual_seed(7)
     cache, table, q = make_case(batch, s_k, heads, s_q, generator)
     scale = 0.1352
-    for _ in range(3):
-        decode(cache, table, q, s_k, scale)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        decode(cache, table, q, s_k, scale)
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) * 1e-3)
-    seconds = statistics.median(times)
+    seconds = 1e-6 * time_median_us(lambda: decode(cache, table, q, s_k, scale), repeats,
+                                    warmup=3)
     keys = sum(s_k - s_q + 1 + i for i in range(s_q))
     flops = 2.0 * batch * heads * keys * (D + DV)
     read = batch * s_k * D * 2 + batch * s_q * heads * D * 2

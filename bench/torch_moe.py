@@ -15,10 +15,13 @@ repeated calls.
 """
 import argparse
 import json
-import statistics
+import os
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import time_median_us  # noqa: E402
 
 E, G, TOPK_GROUP, K, FACTOR = 256, 8, 4, 8, 2.5
 
@@ -35,21 +38,6 @@ def gate_v3(logits, bias):
     weights = weights / (weights.sum(dim=-1, keepdim=True) + 1e-20) * FACTOR
     return ids, weights
 
-
-def time_median_us(function, repeats):
-    for _ in range(5):
-        function()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        function()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) * 1000.0)
-    return statistics.median(times)
 
 
 def main():

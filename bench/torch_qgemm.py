@@ -19,29 +19,17 @@ Times are medians of CUDA-event timings over repeated calls.
 """
 import argparse
 import json
-import statistics
+import os
 import sys
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_timing import time_median_us  # noqa: E402
+
 SHAPES = [(7168, 16384), (18432, 7168), (24576, 1536), (4096, 7168), (8192, 8192)]
 MS = [1, 16, 64, 128, 1024, 4096]
 
-
-def time_median_us(function, repeats):
-    for _ in range(3):
-        function()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = torch.cuda.Event(enable_timing=True)
-        stop = torch.cuda.Event(enable_timing=True)
-        start.record()
-        function()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop) * 1000.0)
-    return statistics.median(times)
 
 
 def peers(M, N, K):
@@ -100,7 +88,7 @@ def main():
     shapes = [(M, N, K) for (N, K) in SHAPES for M in MS] + [(M, 28672, 8192) for M in (1, 16)]
     for M, N, K in shapes:
         for name, function in peers(M, N, K).items():
-            us = time_median_us(function, args.repeats)
+            us = time_median_us(function, args.repeats, warmup=3)
             flop = 2.0 * M * N * K
             label = f"torch_qgemm({name},M={M},N={N},K={K})"
             results.append({"name": label, "peer": name, "M": M, "N": N, "K": K,
