@@ -103,6 +103,15 @@ void r1b_set_label(r1b_state *state, const char *label);
  * the loop and then break. */
 void r1b_skip_with_error(r1b_state *state, const char *message);
 
+/* CUDA benchmarks (registered with r1b_register_manual_time): the whole
+ * timed loop. Each iteration records a CUDA event on the default stream,
+ * calls run(context), records a second event, waits for it and reports the
+ * time between the two. run returns an r1_status; one that is not R1_OK (0)
+ * stops the loop and marks the benchmark failed with r1_last_error()'s
+ * sentence, as does a CUDA error left behind. Returns that status (R1_OK when
+ * every call succeeded). Without a CUDA build it marks the benchmark failed. */
+int r1b_time_cuda_calls(r1b_state *state, int (*run)(void *context), void *context);
+
 /* Stop and restart the timer around untimed work inside the loop (costly:
  * avoid in loops of short iterations). */
 void r1b_pause_timing(r1b_state *state);

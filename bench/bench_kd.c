@@ -169,6 +169,33 @@ static r1_status shared_cuda_inputs(const kd_case *c) {
     return R1_OK;
 }
 
+/* The timed calls (r1b_time_cuda_calls). */
+typedef struct kd_loss_call {
+    const r1_kd_desc *desc;
+    const r1_kd_inputs *in;
+    const r1_kd_outputs *out;
+    void *workspace;
+    size_t workspace_bytes;
+} kd_loss_call;
+
+static int run_kd_loss(void *context) {
+    const kd_loss_call *c = context;
+    return r1_kd_loss(R1_CUDA, c->desc, c->in, c->out, c->workspace, c->workspace_bytes, NULL);
+}
+
+typedef struct kd_linear_call {
+    const r1_kd_linear_desc *desc;
+    const r1_kd_linear_inputs *in;
+    const r1_kd_linear_outputs *out;
+    void *workspace;
+    size_t workspace_bytes;
+} kd_linear_call;
+
+static int run_kd_linear(void *context) {
+    const kd_linear_call *c = context;
+    return r1_kd_linear(R1_CUDA, c->desc, c->in, c->out, c->workspace, c->workspace_bytes, NULL);
+}
+
 static void set_or_unset(const char *name, const char *value) {
     if (value) setenv(name, value, 1);
     else unsetenv(name);
@@ -215,26 +242,15 @@ static void bench_cuda(r1b_state *state, const void *user) {
     } else {
         r1_kd_inputs in = {ds, dz, NULL, NULL, dl};
         r1_kd_outputs out = {dloss, NULL, dg};
-        cudaEvent_t start, stop;
-        cudaEventCreate(&start);
-        cudaEventCreate(&stop);
-        for (; r1b_keep_running(state);) {
-            cudaEventRecord(start, 0);
-            r1_kd_loss(R1_CUDA, &desc, &in, &out, ws, ws_bytes, NULL);
-            cudaEventRecord(stop, 0);
-            cudaEventSynchronize(stop);
-            float ms = 0;
-            cudaEventElapsedTime(&ms, start, stop);
-            r1b_set_iteration_time(state, ms * 1e-3);
+        kd_loss_call call = {&desc, &in, &out, ws, ws_bytes};
+        if (r1b_time_cuda_calls(state, run_kd_loss, &call) == R1_OK) {
+            /* bytes: read s and z (bf16) once, write the bf16 gradient once */
+            int64_t bytes = r1b_iterations(state) * (int64_t)n * 6;
+            r1b_set_bytes_processed(state, bytes);
+            r1b_set_items_processed(state, r1b_iterations(state) * c->tokens);
+            double limit = r1b_device_copy_bandwidth();
+            if (limit > 0) r1b_counter_rate(state, "fraction_of_hbm", (double)bytes / limit);
         }
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
-        /* bytes: read s and z (bf16) once, write the bf16 gradient once */
-        int64_t bytes = r1b_iterations(state) * (int64_t)n * 6;
-        r1b_set_bytes_processed(state, bytes);
-        r1b_set_items_processed(state, r1b_iterations(state) * c->tokens);
-        double limit = r1b_device_copy_bandwidth();
-        if (limit > 0) r1b_counter_rate(state, "fraction_of_hbm", (double)bytes / limit);
     }
     r1_device_free(dg);
     r1_device_free(dloss);
@@ -290,26 +306,15 @@ static void bench_cuda_linear(r1b_state *state, const void *user) {
         snprintf(why, sizeof why, "kd_linear failed: %s (loss %g)", r1_last_error(), (double)first);
         r1b_skip_with_error(state, why);
     } else {
-        cudaEvent_t start, stop;
-        cudaEventCreate(&start);
-        cudaEventCreate(&stop);
-        for (; r1b_keep_running(state);) {
-            cudaEventRecord(start, 0);
-            r1_kd_linear(R1_CUDA, &desc, &in, &out, ws, ws_bytes, NULL);
-            cudaEventRecord(stop, 0);
-            cudaEventSynchronize(stop);
-            float ms = 0;
-            cudaEventElapsedTime(&ms, start, stop);
-            r1b_set_iteration_time(state, ms * 1e-3);
+        kd_linear_call call = {&desc, &in, &out, ws, ws_bytes};
+        if (r1b_time_cuda_calls(state, run_kd_linear, &call) == R1_OK) {
+            /* FLOPs: 8 N d V (four GEMMs of 2 N d V each) */
+            double flops = 8.0 * (double)N * (double)d * (double)V * (double)r1b_iterations(state);
+            r1b_counter_rate(state, "flops", flops);
+            r1b_counter_rate(state, "fraction_of_bf16_peak", flops / 790e12);
+            r1b_counter(state, "extra_memory_MiB", (double)ws_bytes / (1 << 20));
+            r1b_counter(state, "fp32_NV_buffer_MiB", (double)N * (double)V * 4 / (1 << 20));
         }
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
-        /* FLOPs: 8 N d V (four GEMMs of 2 N d V each) */
-        double flops = 8.0 * (double)N * (double)d * (double)V * (double)r1b_iterations(state);
-        r1b_counter_rate(state, "flops", flops);
-        r1b_counter_rate(state, "fraction_of_bf16_peak", flops / 790e12);
-        r1b_counter(state, "extra_memory_MiB", (double)ws_bytes / (1 << 20));
-        r1b_counter(state, "fp32_NV_buffer_MiB", (double)N * (double)V * 4 / (1 << 20));
     }
     free(host);
     void *all[8] = {h, W, ht, Wt, dh, dW, loss, ws};

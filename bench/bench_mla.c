@@ -133,6 +133,23 @@ static void bench_cpu(r1b_state *state, const void *user) {
 }
 
 #ifdef R1LAB_HAVE_CUDA
+/* The timed call (r1b_time_cuda_calls). */
+typedef struct mla_decode_call {
+    const r1_mla_decode_desc *desc;
+    const void *q;
+    const r1_mla_cache *cache;
+    void *out;
+    float *lse;
+    void *workspace;
+    size_t workspace_bytes;
+} mla_decode_call;
+
+static int run_mla_decode(void *context) {
+    const mla_decode_call *c = context;
+    return r1_mla_decode(R1_CUDA, c->desc, c->q, c->cache, c->out, c->lse, c->workspace,
+                         c->workspace_bytes, NULL);
+}
+
 static void bench_cuda(r1b_state *state, const void *user) {
     const mla_case *c = user;
     decode_inputs in = {0};
@@ -210,22 +227,9 @@ static void bench_cuda(r1b_state *state, const void *user) {
     } else if (why[0]) {
         r1b_skip_with_error(state, why);
     } else {
-        cudaEvent_t start, stop;
-        cudaEventCreate(&start);
-        cudaEventCreate(&stop);
-        for (; r1b_keep_running(state);) {
-            cudaEventRecord(start, 0);
-            r1_mla_decode(R1_CUDA, &in.desc, d_q, &cache, d_out, d_lse, workspace, workspace_bytes, NULL);
-            cudaEventRecord(stop, 0);
-            cudaEventSynchronize(stop);
-            float milliseconds = 0;
-            cudaEventElapsedTime(&milliseconds, start, stop);
-            r1b_set_iteration_time(state, milliseconds * 1e-3);
-        }
-        if (cudaGetLastError() != cudaSuccess) r1b_skip_with_error(state, "a CUDA call failed");
-        report(state, c, 2.0, r1b_device_copy_bandwidth());
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
+        mla_decode_call call = {&in.desc, d_q, &cache, d_out, d_lse, workspace, workspace_bytes};
+        if (r1b_time_cuda_calls(state, run_mla_decode, &call) == R1_OK)
+            report(state, c, 2.0, r1b_device_copy_bandwidth());
     }
     r1_device_free(d_q);
     r1_device_free(d_cache);

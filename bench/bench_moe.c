@@ -198,6 +198,38 @@ static void *upload(const void *host, size_t bytes, r1_status *status) {
     return device;
 }
 
+/* One call of the operation a case times (r1b_time_cuda_calls). */
+typedef struct moe_call {
+    int op;
+    const r1_moe_desc *desc;
+    const float *logits, *bias;
+    int32_t *ids;
+    float *weights;
+    const r1_moe_dispatch_out *dispatch;
+    const void *x;
+    const int32_t *permutation, *inverse;
+    void *out;
+    void *workspace;
+    size_t workspace_bytes;
+} moe_call;
+
+static int run_moe_op(void *context) {
+    const moe_call *m = context;
+    switch (m->op) {
+    case OP_GATE:
+        return r1_moe_route(R1_CUDA, m->desc, m->logits, m->bias, m->ids, m->weights,
+                            m->workspace, m->workspace_bytes, NULL);
+    case OP_DISPATCH:
+        return r1_moe_dispatch(R1_CUDA, m->desc, m->ids, m->dispatch, m->workspace,
+                               m->workspace_bytes, NULL);
+    case OP_PERMUTE:
+        return r1_moe_permute(R1_CUDA, m->desc, R1_BF16, m->x, m->permutation, m->out, NULL);
+    default:
+        return r1_moe_combine(R1_CUDA, m->desc, R1_BF16, m->x, m->inverse, m->weights, NULL,
+                              m->out, NULL);
+    }
+}
+
 static void bench_cuda(r1b_state *state, const void *user) {
     const moe_case *c = user;
     host_problem p;
@@ -230,15 +262,9 @@ static void bench_cuda(r1b_state *state, const void *user) {
     void *workspace = upload(NULL, r1_moe_workspace_size(R1_CUDA, &p.desc) + 16, &st);
     size_t workspace_bytes = r1_moe_workspace_size(R1_CUDA, &p.desc) + 16;
     (void)d_rows;
-#define RUN_ONCE()                                                                                 \
-    (c->op == OP_GATE ? r1_moe_route(R1_CUDA, &p.desc, d_logits, d_bias, d_ids, d_w, workspace,    \
-                                     workspace_bytes, NULL)                                        \
-     : c->op == OP_DISPATCH ? r1_moe_dispatch(R1_CUDA, &p.desc, d_ids, &o, workspace,              \
-                                              workspace_bytes, NULL)                               \
-     : c->op == OP_PERMUTE  ? r1_moe_permute(R1_CUDA, &p.desc, R1_BF16, d_x, d_perm, d_out, NULL)  \
-                            : r1_moe_combine(R1_CUDA, &p.desc, R1_BF16, d_x, d_inv, d_w, NULL,     \
-                                             d_out, NULL))
-    if (st == R1_OK) st = RUN_ONCE();
+    moe_call call = {c->op, &p.desc, d_logits, d_bias, d_ids, d_w, &o, d_x, d_perm, d_inv,
+                     d_out, workspace, workspace_bytes};
+    if (st == R1_OK) st = run_moe_op(&call);
     if (st == R1_OK) st = r1_device_synchronize();
     /* Check against the host results. */
     if (st != R1_OK) {
@@ -276,24 +302,9 @@ static void bench_cuda(r1b_state *state, const void *user) {
     if (why[0]) {
         r1b_skip_with_error(state, why);
     } else {
-        cudaEvent_t start, stop;
-        cudaEventCreate(&start);
-        cudaEventCreate(&stop);
-        for (; r1b_keep_running(state);) {
-            cudaEventRecord(start, 0);
-            RUN_ONCE();
-            cudaEventRecord(stop, 0);
-            cudaEventSynchronize(stop);
-            float milliseconds = 0;
-            cudaEventElapsedTime(&milliseconds, start, stop);
-            r1b_set_iteration_time(state, milliseconds * 1e-3);
-        }
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
-        if (cudaGetLastError() != cudaSuccess) r1b_skip_with_error(state, "a CUDA call failed");
-        report(state, c, r1b_iterations(state), r1b_device_copy_bandwidth(), "fraction_of_hbm", 1);
+        if (r1b_time_cuda_calls(state, run_moe_op, &call) == R1_OK)
+            report(state, c, r1b_iterations(state), r1b_device_copy_bandwidth(), "fraction_of_hbm", 1);
     }
-#undef RUN_ONCE
     r1_device_free(d_logits); r1_device_free(d_bias); r1_device_free(d_ids); r1_device_free(d_w);
     r1_device_free(d_dispatch); r1_device_free(d_x); r1_device_free(d_out); r1_device_free(d_perm);
     r1_device_free(d_inv); r1_device_free(workspace);

@@ -123,6 +123,22 @@ static int cublas_bf16_gemm(const qgemm_case *c, const void *x, const void *w, v
                         CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
 }
 
+/* One timed product: r1lab's, or the cuBLAS bf16 baseline (r1b_time_cuda_calls). */
+typedef struct qgemm_call {
+    const qgemm_case *c;
+    const r1_qgemm_desc *desc;
+    const r1_qgemm_operands *operands;
+    const void *x, *w;
+    void *y;
+} qgemm_call;
+
+static int run_qgemm(void *context) {
+    const qgemm_call *q = context;
+    if (!q->c->cublas_bf16) return r1_qgemm(R1_CUDA, q->desc, q->operands, q->y, NULL);
+    return cublas_bf16_gemm(q->c, q->x, q->w, q->y) ? R1_OK
+                                                     : r1_fail(R1_ECUDA, "cublasGemmEx failed");
+}
+
 static void bench_cuda(r1b_state *state, const void *user) {
     const qgemm_case *c = user;
     if (!r1_backend_available(R1_CUDA)) {
@@ -187,22 +203,8 @@ static void bench_cuda(r1b_state *state, const void *user) {
     if (!ok) {
         r1b_skip_with_error(state, message);
     } else {
-        cudaEvent_t start, stop;
-        cudaEventCreate(&start);
-        cudaEventCreate(&stop);
-        for (; r1b_keep_running(state);) {
-            cudaEventRecord(start, 0);
-            if (c->cublas_bf16) cublas_bf16_gemm(c, x, w, y);
-            else r1_qgemm(R1_CUDA, &d, &o, y, NULL);
-            cudaEventRecord(stop, 0);
-            cudaEventSynchronize(stop);
-            float ms = 0;
-            cudaEventElapsedTime(&ms, start, stop);
-            r1b_set_iteration_time(state, ms / 1e3);
-        }
-        cudaEventDestroy(start);
-        cudaEventDestroy(stop);
-        report(state, c);
+        qgemm_call call = {c, &d, &o, x, w, y};
+        if (r1b_time_cuda_calls(state, run_qgemm, &call) == R1_OK) report(state, c);
         r1b_set_label(state, c->cublas_bf16                                    ? "cuBLAS bf16 (baseline)"
                              : M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32) ? "v2 decode (weight streaming)"
                                                                          : "v1 mma.sync tiles");

@@ -153,6 +153,25 @@ static void bench_cpu(r1b_state *state, const void *user) {
 }
 
 #ifdef R1LAB_HAVE_CUDA
+/* One timed call; each call reads the next copy of the logits, so that the
+ * rotation, not L2, feeds the kernel (r1b_time_cuda_calls). */
+typedef struct sampling_call {
+    const r1_sampling_desc *desc;
+    void *const *logits; /* `copies` device copies of the same logits */
+    int copies, next;
+    const r1_sampling_outputs *out;
+    void *workspace;
+    size_t workspace_bytes;
+} sampling_call;
+
+static int run_sampling(void *context) {
+    sampling_call *call = context;
+    const void *logits = call->logits[call->next];
+    call->next = (call->next + 1) % call->copies;
+    return r1_sampling_sample(R1_CUDA, call->desc, logits, call->out, call->workspace,
+                              call->workspace_bytes, NULL);
+}
+
 static void bench_cuda(r1b_state *state, const void *user) {
     const sampling_case *c = user;
     const size_t logit_bytes = (size_t)(c->batch * c->vocab) * sizeof(float);
@@ -185,32 +204,16 @@ static void bench_cuda(r1b_state *state, const void *user) {
     if (status == R1_OK)
         status = r1_device_copy(tokens, d_tokens, (size_t)c->batch * sizeof(int32_t),
                                 R1_DEVICE_TO_HOST);
-    cudaEvent_t start, stop;
-    cudaEventCreate(&start);
-    cudaEventCreate(&stop);
     if (status != R1_OK) {
         snprintf(why, sizeof why, "sampling failed: %s", r1_last_error());
         r1b_skip_with_error(state, why);
     } else if (!first_rows_agree(&desc, logits, tokens, why, sizeof why)) {
         r1b_skip_with_error(state, why);
     } else {
-        int next = 0;
-        for (; r1b_keep_running(state);) {
-            cudaEventRecord(start, 0);
-            r1_sampling_sample(R1_CUDA, &desc, d_logits[next], &out, workspace, workspace_bytes,
-                               NULL);
-            cudaEventRecord(stop, 0);
-            cudaEventSynchronize(stop);
-            float milliseconds = 0;
-            cudaEventElapsedTime(&milliseconds, start, stop);
-            r1b_set_iteration_time(state, milliseconds * 1e-3);
-            next = (next + 1) % copies;
-        }
-        if (cudaGetLastError() != cudaSuccess) r1b_skip_with_error(state, "a CUDA call failed");
-        report(state, c, r1b_iterations(state), r1b_device_copy_bandwidth(), "fraction_of_hbm");
+        sampling_call call = {&desc, d_logits, copies, 0, &out, workspace, workspace_bytes};
+        if (r1b_time_cuda_calls(state, run_sampling, &call) == R1_OK)
+            report(state, c, r1b_iterations(state), r1b_device_copy_bandwidth(), "fraction_of_hbm");
     }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
     for (int i = 0; i < copies; ++i) r1_device_free(d_logits[i]);
     r1_device_free(d_tokens);
     r1_device_free(workspace);

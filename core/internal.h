@@ -23,6 +23,16 @@ int r1_cuda_built(void);
  * with its sentence. Every component's dispatcher calls it. */
 r1_status r1_check_backend(r1_backend backend);
 
+/* core/workspace.c. Acquire: with *workspace given, checks that
+ * workspace_bytes >= needed (R1_EINVAL otherwise); with *workspace NULL and
+ * needed > 0, allocates `needed` bytes (device memory for R1_CUDA) into
+ * *workspace and *owned. Release: frees *owned after the call (for R1_CUDA
+ * after synchronizing, whose error is returned when `status` was R1_OK) and
+ * returns the call's status. */
+r1_status r1_workspace_acquire(r1_backend backend, size_t needed, void **workspace,
+                               size_t workspace_bytes, void **owned);
+r1_status r1_workspace_release(r1_backend backend, void *owned, r1_status status);
+
 /* Order-preserving key of a float: for a, b not NaN, a > b exactly when
  * key(a) > key(b) as unsigned integers, and a == b exactly when the keys are
  * equal (-0.0 is mapped to +0.0 first). */

@@ -208,38 +208,6 @@ static r1_status report_status(const kd_report *report) {
                    reason_sentence(report->reason));
 }
 
-/* Allocates the workspace when the caller gave none; *owned is what to free. */
-static r1_status get_workspace(r1_backend backend, size_t needed, void **workspace,
-                               size_t workspace_bytes, void **owned) {
-    *owned = NULL;
-    if (*workspace != NULL && workspace_bytes < needed)
-        return r1_fail(R1_EINVAL, "workspace_bytes = %zu: this call needs %zu", workspace_bytes,
-                       needed);
-    if (*workspace == NULL && needed > 0) {
-        r1_status status = R1_OK;
-        if (backend == R1_CUDA) status = r1_device_alloc(owned, needed);
-        else if ((*owned = malloc(needed)) == NULL) status = R1_ENOMEM;
-        if (status != R1_OK)
-            return status == R1_ENOMEM
-                       ? r1_fail(R1_ENOMEM, "could not allocate %zu bytes of workspace", needed)
-                       : status;
-        *workspace = *owned;
-    }
-    return R1_OK;
-}
-
-static r1_status release_workspace(r1_backend backend, void *owned, r1_status status) {
-    if (owned == NULL) return status;
-    if (backend == R1_CUDA) {
-        r1_status sync = r1_device_synchronize();
-        r1_device_free(owned);
-        if (status == R1_OK) status = sync;
-    } else {
-        free(owned);
-    }
-    return status;
-}
-
 r1_status r1_kd_loss(r1_backend backend, const r1_kd_desc *desc, const r1_kd_inputs *in,
                      const r1_kd_outputs *out, void *workspace, size_t workspace_bytes,
                      void *stream) {
@@ -249,7 +217,7 @@ r1_status r1_kd_loss(r1_backend backend, const r1_kd_desc *desc, const r1_kd_inp
         status = validate_host_indices(desc, in->labels, in->teacher_ids);
     if (status != R1_OK) return status;
     void *owned = NULL;
-    status = get_workspace(backend, r1_kd_workspace_size(backend, desc), &workspace,
+    status = r1_workspace_acquire(backend, r1_kd_workspace_size(backend, desc), &workspace,
                            workspace_bytes, &owned);
     if (status != R1_OK) return status;
     kd_report report = {-1, 0, 0};
@@ -259,7 +227,7 @@ r1_status r1_kd_loss(r1_backend backend, const r1_kd_desc *desc, const r1_kd_inp
     case R1_CUDA: status = kd_loss_cuda(desc, in, out, workspace, &report, stream); break;
     }
     if (status == R1_OK) status = report_status(&report);
-    return release_workspace(backend, owned, status);
+    return r1_workspace_release(backend, owned, status);
 }
 
 r1_status r1_kd_linear(r1_backend backend, const r1_kd_linear_desc *desc,
@@ -271,7 +239,7 @@ r1_status r1_kd_linear(r1_backend backend, const r1_kd_linear_desc *desc,
         status = validate_host_indices(&desc->kd, in->labels, in->teacher_ids);
     if (status != R1_OK) return status;
     void *owned = NULL;
-    status = get_workspace(backend, r1_kd_linear_workspace_size(backend, desc), &workspace,
+    status = r1_workspace_acquire(backend, r1_kd_linear_workspace_size(backend, desc), &workspace,
                            workspace_bytes, &owned);
     if (status != R1_OK) return status;
     kd_report report = {-1, 0, 0};
@@ -281,7 +249,7 @@ r1_status r1_kd_linear(r1_backend backend, const r1_kd_linear_desc *desc,
     case R1_CUDA: status = kd_linear_cuda(desc, in, out, workspace, &report, stream); break;
     }
     if (status == R1_OK) status = report_status(&report);
-    return release_workspace(backend, owned, status);
+    return r1_workspace_release(backend, owned, status);
 }
 
 #ifndef R1LAB_HAVE_CUDA

@@ -139,28 +139,16 @@ r1_status r1_mla_decode(r1_backend backend, const r1_mla_decode_desc *desc, cons
     if (status != R1_OK) return status;
     status = r1_mla_decode_validate(backend, desc, q, cache, out, lse);
     if (status != R1_OK) return status;
-    size_t needed = r1_mla_decode_workspace_size(backend, desc);
-    if (workspace != NULL && workspace_bytes < needed)
-        return r1_fail(R1_EINVAL, "workspace_bytes = %zu: this call needs %zu", workspace_bytes,
-                       needed);
-    switch (backend) {
-    case R1_REF: return mla_decode_ref(desc, q, cache, out, lse);
-    case R1_FAST: return mla_decode_fast(desc, q, cache, out, lse);
-    case R1_CUDA: break;
-    }
     void *owned = NULL;
-    if (workspace == NULL && needed > 0) {
-        status = r1_device_alloc(&owned, needed);
-        if (status != R1_OK) return status;
-        workspace = owned;
+    status = r1_workspace_acquire(backend, r1_mla_decode_workspace_size(backend, desc),
+                                  &workspace, workspace_bytes, &owned);
+    if (status != R1_OK) return status;
+    switch (backend) {
+    case R1_REF: status = mla_decode_ref(desc, q, cache, out, lse); break;
+    case R1_FAST: status = mla_decode_fast(desc, q, cache, out, lse); break;
+    case R1_CUDA: status = mla_decode_cuda(desc, q, cache, out, lse, workspace, stream); break;
     }
-    status = mla_decode_cuda(desc, q, cache, out, lse, workspace, stream);
-    if (owned) {
-        r1_status sync = r1_device_synchronize();
-        r1_device_free(owned);
-        if (status == R1_OK) status = sync;
-    }
-    return status;
+    return r1_workspace_release(backend, owned, status);
 }
 
 /* ---- the layer -------------------------------------------------------------- */
@@ -275,21 +263,13 @@ r1_status r1_mla_forward(r1_backend backend, const r1_mla_forward_desc *desc,
         return r1_fail(R1_EUNSUPPORTED,
                        "r1_mla_forward has no cuda backend: the layer runs on ref or fast; the "
                        "cuda decode core is r1_mla_decode");
-    size_t needed = r1_mla_forward_workspace_size(backend, desc);
-    if (workspace != NULL && workspace_bytes < needed)
-        return r1_fail(R1_EINVAL, "workspace_bytes = %zu: this call needs %zu", workspace_bytes,
-                       needed);
     void *owned = NULL;
-    if (workspace == NULL && needed > 0) {
-        owned = malloc(needed);
-        if (owned == NULL)
-            return r1_fail(R1_ENOMEM, "could not allocate %zu bytes of workspace", needed);
-        workspace = owned;
-    }
+    status = r1_workspace_acquire(backend, r1_mla_forward_workspace_size(backend, desc),
+                                  &workspace, workspace_bytes, &owned);
+    if (status != R1_OK) return status;
     status = backend == R1_REF ? mla_forward_ref(desc, weights, x, cache, out, workspace)
                                : mla_forward_fast(desc, weights, x, cache, out, workspace);
-    free(owned);
-    return status;
+    return r1_workspace_release(backend, owned, status);
 }
 
 #ifndef R1LAB_HAVE_CUDA

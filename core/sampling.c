@@ -157,20 +157,10 @@ r1_status r1_sampling_sample(r1_backend backend, const r1_sampling_desc *desc,
     status = r1_check_backend(backend);
     if (status != R1_OK) return status;
 
-    size_t needed = r1_sampling_workspace_size(backend, desc);
-    if (workspace != NULL && workspace_bytes < needed)
-        return r1_fail(R1_EINVAL, "workspace_bytes = %zu: this call needs %zu", workspace_bytes,
-                       needed);
     void *owned = NULL;
-    if (workspace == NULL && needed > 0) {
-        status = backend == R1_CUDA ? r1_device_alloc(&owned, needed)
-                                    : ((owned = malloc(needed)) ? R1_OK : R1_ENOMEM);
-        if (status != R1_OK)
-            return status == R1_ENOMEM
-                       ? r1_fail(R1_ENOMEM, "could not allocate %zu bytes of workspace", needed)
-                       : status;
-        workspace = owned;
-    }
+    status = r1_workspace_acquire(backend, r1_sampling_workspace_size(backend, desc), &workspace,
+                                  workspace_bytes, &owned);
+    if (status != R1_OK) return status;
 
     switch (backend) {
     case R1_REF: status = sampling_sample_ref(desc, logits, out, workspace); break;
@@ -178,16 +168,7 @@ r1_status r1_sampling_sample(r1_backend backend, const r1_sampling_desc *desc,
     case R1_CUDA: status = sampling_sample_cuda(desc, logits, out, workspace, stream); break;
     }
 
-    if (owned) {
-        if (backend == R1_CUDA) {
-            r1_status sync = r1_device_synchronize();
-            r1_device_free(owned);
-            if (status == R1_OK) status = sync;
-        } else {
-            free(owned);
-        }
-    }
-    return status;
+    return r1_workspace_release(backend, owned, status);
 }
 
 #ifndef R1LAB_HAVE_CUDA

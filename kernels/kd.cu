@@ -61,6 +61,7 @@
 #include <stdlib.h>
 
 #include "core/internal.h"
+#include "kernels/cuda_try.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -69,13 +70,6 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
 
-#define CUDA_TRY(call)                                                                    \
-    do {                                                                                  \
-        cudaError_t cuda_try_error = (call);                                              \
-        if (cuda_try_error != cudaSuccess)                                                \
-            return r1_fail(R1_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
-                           cudaGetErrorString(cuda_try_error));                           \
-    } while (0)
 
 #define CUBLAS_TRY(call)                                                                  \
     do {                                                                                  \

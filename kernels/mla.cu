@@ -53,6 +53,7 @@
 extern "C" {
 #include "core/internal.h"
 }
+#include "kernels/cuda_try.cuh"
 
 namespace {
 
@@ -65,13 +66,6 @@ constexpr int kMaxD = 576;
 constexpr int kColumnsPerThread = kMaxDv / kLanesPerHead; /* 32 */
 constexpr int kMaxSplits = 64;
 
-#define CUDA_TRY(call)                                                                    \
-    do {                                                                                  \
-        cudaError_t cuda_try_error = (call);                                              \
-        if (cuda_try_error != cudaSuccess)                                                \
-            return r1_fail(R1_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
-                           cudaGetErrorString(cuda_try_error));                           \
-    } while (0)
 
 struct decode_params {
     const __nv_bfloat16 *q;     /* (B, S, H, D)                 */

@@ -79,15 +79,9 @@
 extern "C" {
 #include "core/internal.h"
 }
+#include "kernels/cuda_try.cuh"
 #include "core/moe_math.h"
 
-#define CUDA_TRY(call)                                                                      \
-    do {                                                                                    \
-        cudaError_t error_ = (call);                                                        \
-        if (error_ != cudaSuccess)                                                          \
-            return r1_fail(R1_ECUDA, "%s:%d: %s failed: %s", __FILE__, __LINE__, #call,      \
-                           cudaGetErrorString(error_));                                     \
-    } while (0)
 
 namespace {
 

@@ -68,16 +68,10 @@
 extern "C" {
 #include "core/internal.h"
 }
+#include "kernels/cuda_try.cuh"
 
 namespace {
 
-#define CUDA_TRY(call)                                                                    \
-    do {                                                                                  \
-        cudaError_t cuda_try_error = (call);                                              \
-        if (cuda_try_error != cudaSuccess)                                                \
-            return r1_fail(R1_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
-                           cudaGetErrorString(cuda_try_error));                           \
-    } while (0)
 
 constexpr int kBlock = R1_QGEMM_BLOCK;
 

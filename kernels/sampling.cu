@@ -77,6 +77,7 @@
 extern "C" {
 #include "core/internal.h"
 }
+#include "kernels/cuda_try.cuh"
 #include "r1lab/philox.h"
 
 namespace cg = cooperative_groups;
@@ -89,13 +90,6 @@ constexpr int kBins = 2048;       /* 11-bit digits, the last one 10 bits */
 constexpr int kMaxCluster = 8;
 constexpr int kCandidates = 1024; /* per block: tokens of the chosen distance bin */
 
-#define CUDA_TRY(call)                                                                    \
-    do {                                                                                  \
-        cudaError_t cuda_try_error = (call);                                              \
-        if (cuda_try_error != cudaSuccess)                                                \
-            return r1_fail(R1_ECUDA, "%s:%d: %s: %s", __FILE__, __LINE__, #call,          \
-                           cudaGetErrorString(cuda_try_error));                           \
-    } while (0)
 
 /* ---- cluster helpers: collapse to one block where clusters do not exist ---- */
 
