@@ -20,7 +20,6 @@ Times are medians of CUDA-event timings.
     python3 bench/torch_kd.py --json OUT.json [--repeats 20] [--small]
 """
 import argparse
-import json
 import os
 import sys
 
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_timing import time_median_us  # noqa: E402
+from peer_timing import time_median_us, write_results  # noqa: E402
 
 try:
     from liger_kernel.transformers.kl_div import LigerKLDIVLoss
@@ -151,11 +150,7 @@ def main():
         extra = torch.cuda.max_memory_allocated() - base
         record(f"liger_fused_linear_jsd(N={N},d={d},V={V},bf16,beta=0.5)", us, flops=flops,
                extra=extra)
-    info = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-            "liger": LIGER, "results": results}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    write_results(args.json, results, liger=LIGER)
     return 0
 
 

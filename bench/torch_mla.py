@@ -17,14 +17,13 @@ CUDA-event timings. Bytes and FLOPs use bench_mla.c's formulas:
     python3 bench/torch_mla.py --json OUT.json
 """
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_timing import time_median_us  # noqa: E402
+from peer_timing import time_median_us, write_results  # noqa: E402
 
 D, DV, BLOCK = 576, 512, 64
 
@@ -88,11 +87,7 @@ def main():
         print(f"{name}: {seconds * 1e6:.1f} us, {read / seconds / 1e9:.1f} GB/s, "
               f"{flops / seconds / 1e12:.2f} TFLOP/s")
         torch.cuda.empty_cache()
-    info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "results": results}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    write_results(args.json, results)
     return 0
 
 

@@ -14,14 +14,13 @@ repeated calls.
     python3 bench/torch_moe.py --json OUT.json
 """
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_timing import time_median_us  # noqa: E402
+from peer_timing import time_median_us, write_results  # noqa: E402
 
 E, G, TOPK_GROUP, K, FACTOR = 256, 8, 4, 8, 2.5
 
@@ -59,11 +58,7 @@ def main():
         results.append({"name": name, "tokens": tokens, "median_us": microseconds,
                         "gb_per_s": (tokens * E * 4 + E * 4 + tokens * K * 8) / microseconds / 1e3})
         print(f"{name:45s} {microseconds:10.1f} us")
-    info = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-            "results": results}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    write_results(args.json, results)
     return 0
 
 

@@ -18,14 +18,13 @@ Times are medians of CUDA-event timings over repeated calls.
     python3 bench/torch_qgemm.py --json OUT.json
 """
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_timing import time_median_us  # noqa: E402
+from peer_timing import time_median_us, write_results  # noqa: E402
 
 SHAPES = [(7168, 16384), (18432, 7168), (24576, 1536), (4096, 7168), (8192, 8192)]
 MS = [1, 16, 64, 128, 1024, 4096]
@@ -95,11 +94,7 @@ def main():
                             "median_us": us, "tflop_per_s": flop / us / 1e6})
             print(f"{label:55s} {us:10.1f} us {flop / us / 1e6:8.1f} TFLOP/s")
         torch.cuda.empty_cache()
-    info = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-            "results": results}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(info, f, indent=1)
+    write_results(args.json, results)
     return 0
 
 
