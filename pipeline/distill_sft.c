@@ -5,6 +5,8 @@
  * sort keeps one 24-byte index entry per line in memory and copies each line's
  * bytes unchanged with pread(); the result replaces the target through a
  * temporary file and rename(), so an interrupted sort leaves the old file.
+ * sft-data writes the same way (a failed conversion leaves the old output, or
+ * none) and refuses an output that is its own input.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -157,21 +159,70 @@ static const char *string_field(const cJSON *record, const char *key) {
     return cJSON_IsString(item) ? item->valuestring : NULL;
 }
 
+/* 1 when `output_path` names the file `input_path` already is (same device and
+ * inode: the same path, another spelling of it, or a hard link). */
+static int same_file(const char *input_path, const char *output_path) {
+    struct stat in, out;
+    if (strcmp(input_path, "-") == 0 || strcmp(output_path, "-") == 0) return 0;
+    if (stat(input_path, &in) != 0 || stat(output_path, &out) != 0) return 0;
+    return in.st_dev == out.st_dev && in.st_ino == out.st_ino;
+}
+
+/* The target text: reasoning, a blank line, the response. With think_tags the
+ * reasoning is wrapped as "<think>\n" reasoning "\n</think>\n\n" unless it
+ * already opens with <think>; otherwise the blank line is completed from the
+ * newlines the reasoning already ends with. */
+static int build_target(distill_buffer *target, const char *reasoning, const char *response, int think_tags) {
+    int ok = 1;
+    if (reasoning && reasoning[0]) {
+        int wrap = think_tags && strncmp(reasoning, "<think>", 7) != 0;
+        ok = ok && (!wrap || distill_buffer_append_string(target, "<think>\n"));
+        ok = ok && distill_buffer_append_string(target, reasoning);
+        if (wrap) {
+            ok = ok && distill_buffer_append_string(target, "\n</think>\n\n");
+        } else {
+            size_t length = strlen(reasoning), newlines = 0;
+            while (newlines < 2 && newlines < length && reasoning[length - 1 - newlines] == '\n') ++newlines;
+            ok = ok && distill_buffer_append_string(target, "\n\n" + newlines);
+        }
+    }
+    return ok && distill_buffer_append_string(target, response);
+}
+
 r1_status r1_distill_sft_data(const char *input_path, const char *output_path, const char *prompt_key,
                               const char *response_key, const char *reasoning_key, int think_tags,
                               int64_t *lines_written) {
     if (!input_path || !output_path || !prompt_key || !response_key || !reasoning_key)
         return r1_fail(R1_EINVAL, "r1_distill_sft_data: NULL argument");
     if (lines_written) *lines_written = 0;
+    if (same_file(input_path, output_path))
+        return r1_fail(R1_EINVAL, "%s and %s are the same file: writing the output would destroy the input",
+                       input_path, output_path);
     r1_jsonl_reader *reader = NULL;
     r1_status status = r1_jsonl_open(input_path, &reader);
     if (status != R1_OK) return status;
+    /* a file output is written to a temporary file beside it and renamed over
+     * it only when every line converted: a failure leaves the old file (or none) */
     int to_stdout = strcmp(output_path, "-") == 0;
-    FILE *out = to_stdout ? stdout : fopen(output_path, "wb");
-    if (out == NULL) {
-        r1_jsonl_close(reader);
-        return r1_fail(R1_EIO, "cannot create %s: %s", output_path, strerror(errno));
+    char *temporary = NULL;
+    FILE *out = stdout;
+    if (!to_stdout) {
+        size_t length = strlen(output_path) + 9;
+        temporary = malloc(length);
+        if (temporary == NULL) {
+            r1_jsonl_close(reader);
+            return r1_fail(R1_ENOMEM, "out of memory");
+        }
+        snprintf(temporary, length, "%s.sft.tmp", output_path);
+        out = fopen(temporary, "wb");
+        if (out == NULL) {
+            status = r1_fail(R1_EIO, "cannot create %s: %s", temporary, strerror(errno));
+            free(temporary);
+            r1_jsonl_close(reader);
+            return status;
+        }
     }
+    const char *written_path = to_stdout ? "<stdout>" : temporary;
     distill_buffer line = {0}, target = {0};
     for (;;) {
         cJSON *record = NULL;
@@ -189,14 +240,7 @@ r1_status r1_distill_sft_data(const char *input_path, const char *output_path, c
         }
         distill_buffer_clear(&target);
         distill_buffer_clear(&line);
-        int ok = 1;
-        if (reasoning && reasoning[0]) {
-            int wrap = think_tags && strncmp(reasoning, "<think>", 7) != 0;
-            ok = ok && (!wrap || distill_buffer_append_string(&target, "<think>\n"));
-            ok = ok && distill_buffer_append_string(&target, reasoning);
-            ok = ok && (!wrap || distill_buffer_append_string(&target, "\n</think>\n\n"));
-        }
-        ok = ok && distill_buffer_append_string(&target, response);
+        int ok = build_target(&target, reasoning, response, think_tags);
         ok = ok && distill_buffer_append_string(&line, "{\"src\": ") &&
              distill_buffer_append_json_string(&line, prompt, strlen(prompt)) &&
              distill_buffer_append_string(&line, ", \"tgt\": ") &&
@@ -205,16 +249,25 @@ r1_status r1_distill_sft_data(const char *input_path, const char *output_path, c
         cJSON_Delete(record);
         if (!ok) { status = r1_fail(R1_ENOMEM, "out of memory"); break; }
         if (fwrite(line.data, 1, line.length, out) != line.length) {
-            status = r1_fail(R1_EIO, "cannot write %s: %s", output_path, strerror(errno));
+            status = r1_fail(R1_EIO, "cannot write %s: %s", written_path, strerror(errno));
             break;
         }
         if (lines_written) ++*lines_written;
     }
     distill_buffer_free(&line);
     distill_buffer_free(&target);
-    if (!to_stdout && fclose(out) != 0 && status == R1_OK)
-        status = r1_fail(R1_EIO, "cannot write %s: %s", output_path, strerror(errno));
-    if (to_stdout) fflush(stdout);
     r1_jsonl_close(reader);
+    if (to_stdout) {
+        if (fflush(stdout) != 0 && status == R1_OK) status = r1_fail(R1_EIO, "cannot write <stdout>: %s", strerror(errno));
+        return status;
+    }
+    if (fclose(out) != 0 && status == R1_OK) status = r1_fail(R1_EIO, "cannot write %s: %s", temporary, strerror(errno));
+    if (status == R1_OK && rename(temporary, output_path) != 0)
+        status = r1_fail(R1_EIO, "cannot rename %s to %s: %s", temporary, output_path, strerror(errno));
+    if (status != R1_OK) {
+        unlink(temporary);
+        if (lines_written) *lines_written = 0;
+    }
+    free(temporary);
     return status;
 }

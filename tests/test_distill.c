@@ -17,6 +17,11 @@
  *   utf8/json    repair of every kind of bad sequence; escaping; the output
  *                line keeps the raw input bytes and adds the fields
  *   sort         order by (line_num, sample), bytes unchanged
+ *   sft-data     the {"src", "tgt"} rows with and without think tags (a blank
+ *                line between reasoning and response either way); the input
+ *                given again as the output (also through a hard link) is
+ *                refused and left intact; a failing conversion (missing key,
+ *                a directory as input) leaves no output and keeps an old one
  * The end-to-end tests over HTTP are tests/test_distill_e2e.py.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -425,6 +430,69 @@ static void test_sort(void) {
     R1T_CHECK(r1_distill_sort_file(path, sorted) == R1_EFORMAT, "sort accepted a torn file");
 }
 
+static void test_sft_data(void) {
+    if (!r1t_case("sft_data")) return;
+    char input[600], output[600], link_path[600], missing[600];
+    snprintf(input, sizeof input, "%s/distilled.jsonl", directory);
+    snprintf(output, sizeof output, "%s/sft.jsonl", directory);
+    snprintf(link_path, sizeof link_path, "%s/distilled-link.jsonl", directory);
+    snprintf(missing, sizeof missing, "%s/missing.jsonl", directory);
+    const char *distilled = "{\"q\": \"P1\", \"r\": \"A1\", \"t\": \"T1\"}\n"
+                            "{\"q\": \"P2\", \"r\": \"A2\", \"t\": \"\"}\n"
+                            "{\"q\": \"P3\", \"r\": \"A3\", \"t\": \"<think>\\nT3\\n</think>\"}\n"
+                            "{\"q\": \"P4\", \"r\": \"A4\", \"t\": \"T4\\n\\n\"}\n";
+    write_file(input, distilled);
+    int64_t written = -1;
+    /* think tags: the seed's stored form; a reasoning that already holds its tags gets the blank line only */
+    R1T_CHECK(r1_distill_sft_data(input, output, "q", "r", "t", 1, &written) == R1_OK, "sft_data: %s", r1_last_error());
+    char *text = read_file(output);
+    const char *want_tags = "{\"src\": \"P1\", \"tgt\": \"<think>\\nT1\\n</think>\\n\\nA1\"}\n"
+                            "{\"src\": \"P2\", \"tgt\": \"A2\"}\n"
+                            "{\"src\": \"P3\", \"tgt\": \"<think>\\nT3\\n</think>\\n\\nA3\"}\n"
+                            "{\"src\": \"P4\", \"tgt\": \"<think>\\nT4\\n\\n\\n</think>\\n\\nA4\"}\n";
+    R1T_CHECK(written == 4 && text && strcmp(text, want_tags) == 0, "think tags (%lld rows):\n%s\nwant:\n%s",
+              (long long)written, text ? text : "(null)", want_tags);
+    free(text);
+    /* no think tags: reasoning, a blank line, response (no newline added where the reasoning has them) */
+    R1T_CHECK(r1_distill_sft_data(input, output, "q", "r", "t", 0, &written) == R1_OK, "sft_data: %s", r1_last_error());
+    text = read_file(output);
+    const char *want_plain = "{\"src\": \"P1\", \"tgt\": \"T1\\n\\nA1\"}\n"
+                             "{\"src\": \"P2\", \"tgt\": \"A2\"}\n"
+                             "{\"src\": \"P3\", \"tgt\": \"<think>\\nT3\\n</think>\\n\\nA3\"}\n"
+                             "{\"src\": \"P4\", \"tgt\": \"T4\\n\\nA4\"}\n";
+    R1T_CHECK(text && strcmp(text, want_plain) == 0, "no think tags:\n%s\nwant:\n%s", text ? text : "(null)", want_plain);
+    free(text);
+    /* the input as the output: refused, the input intact (same path, then a hard link to it) */
+    R1T_CHECK(r1_distill_sft_data(input, input, "q", "r", "t", 1, &written) == R1_EINVAL, "same path accepted");
+    R1T_CHECK(strstr(r1_last_error(), "same file") != NULL, "same path: \"%s\"", r1_last_error());
+    text = read_file(input);
+    R1T_CHECK(text && strcmp(text, distilled) == 0, "the input was changed: \"%s\"", text ? text : "(null)");
+    free(text);
+    unlink(link_path);
+    if (link(input, link_path) == 0) {
+        R1T_CHECK(r1_distill_sft_data(input, link_path, "q", "r", "t", 1, &written) == R1_EINVAL, "hard link accepted");
+        text = read_file(input);
+        R1T_CHECK(text && strcmp(text, distilled) == 0, "the input was changed through a link");
+        free(text);
+    }
+    /* a failure leaves no output, and an existing output keeps its bytes */
+    write_file(input, "{\"q\": \"P1\", \"r\": \"A1\"}\n{\"q\": \"P2\"}\n");
+    unlink(missing);
+    R1T_CHECK(r1_distill_sft_data(input, missing, "q", "r", "t", 1, &written) == R1_EFORMAT, "missing key accepted");
+    R1T_CHECK(access(missing, F_OK) != 0, "a failed conversion left %s", missing);
+    write_file(output, "old\n");
+    R1T_CHECK(r1_distill_sft_data(input, output, "q", "r", "t", 1, &written) == R1_EFORMAT, "missing key accepted");
+    text = read_file(output);
+    R1T_CHECK(text && strcmp(text, "old\n") == 0, "a failed conversion changed the old output: \"%s\"", text ? text : "(null)");
+    free(text);
+    R1T_CHECK(r1_distill_sft_data(directory, missing, "q", "r", "t", 1, &written) != R1_OK, "a directory accepted as input");
+    R1T_CHECK(access(missing, F_OK) != 0, "a directory input left %s", missing);
+    char temporary[700];
+    snprintf(temporary, sizeof temporary, "%s.sft.tmp", missing);
+    R1T_CHECK(access(temporary, F_OK) != 0, "a failed conversion left %s", temporary);
+    unlink(missing);
+}
+
 int main(int argc, char **argv) {
     r1t_begin(argc, argv, "distill");
     const char *base = getenv("TMPDIR");
@@ -442,7 +510,9 @@ int main(int argc, char **argv) {
     test_utf8();
     test_output_line();
     test_sort();
-    const char *names[] = {"journal.jsonl", "corrupt.jsonl", "unsorted.jsonl", "sorted.jsonl"};
+    test_sft_data();
+    const char *names[] = {"journal.jsonl", "corrupt.jsonl", "unsorted.jsonl", "sorted.jsonl", "distilled.jsonl",
+                           "distilled-link.jsonl", "sft.jsonl", "missing.jsonl"};
     char path[700];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; ++i) {
         snprintf(path, sizeof path, "%s/%s", directory, names[i]);
