@@ -47,7 +47,17 @@ static int parse_options(int argc, char **argv, option_value *options, int count
             return 0;
         }
         if (option->is_flag) {
-            option->value = equals ? equals + 1 : "1";
+            /* a flag alone is on; =1/=true turn it on, =0/=false off, anything else is a usage error */
+            const char *value = equals ? equals + 1 : "1";
+            if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) {
+                option->value = "1";
+            } else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) {
+                option->value = NULL;
+            } else {
+                fprintf(stderr, "r1lab %s: %.*s is a flag: give it alone, or =1/=true, =0/=false (not \"%s\")\n",
+                        argv[0], (int)(equals - argument), argument, value);
+                return 0;
+            }
         } else if (equals) {
             option->value = equals + 1;
         } else if (i + 1 < argc) {
@@ -104,8 +114,8 @@ static int split_list(char *text, const char **items, int capacity) {
 }
 
 static const char distill_usage[] =
-    "usage: r1lab distill --input_file F.jsonl --output_dir D --prompt_key K --base_urls URL[,URL...] [options]\n"
-    "  --response_key K (response)  --reasoning_key K (reasoning)  --token_prefix P (response_key up to _response)\n"
+    "usage: r1lab distill --input_file F.jsonl --output_dir D --base_urls URL[,URL...] [options]\n"
+    "  --prompt_key K (prompt)  --response_key K (response)  --reasoning_key K (reasoning)  --token_prefix P (response_key up to _response)\n"
     "  --prompt_suffix S (\\n becomes a newline)  --api_keys K[,K...] (or env R1LAB_API_KEYS)  --model M (deepseek-r1)\n"
     "  --temperature 0.6  --top_p 0.95  --max_tokens 32768  --concurrency 16  --timeout 3600 (s)\n"
     "  --connect_timeout 10  --idle_timeout 300 (s, --stream)  --n 1  --seed S\n"
@@ -113,6 +123,7 @@ static const char distill_usage[] =
     "  --max_retries 5  --backoff_base 1  --backoff_max 60  --retry_after_max 120  --rpm R  --tpm T\n"
     "  --length keep|retry|drop  --breaker_threshold 5  --breaker_base 2  --breaker_max 60  --grace 30\n"
     "  --progress auto|bar|lines|off  --progress_interval 10  --stream  --sort  --dry-run  --retry-failed\n"
+    "  (a flag alone is on; --flag=1|true|0|false also works)\n"
     "exit: 0 finished, 1 error, 2 usage, 3 interrupted (resumable), 4 HTTP 402 insufficient balance (resumable)\n";
 
 int r1_command_distill(int argc, char **argv) {
@@ -274,8 +285,11 @@ int r1_command_sft_data(int argc, char **argv) {
         (lang && strcmp(lang, "zh") != 0 && strcmp(lang, "en") != 0)) {
         fputs("usage: r1lab sft-data --input_file distilled.jsonl --output_file sft.jsonl (- for stdout)\n"
               "  [--lang zh|en]: the seed's keys question[_zh], deepseek_r1_response[_zh], deepseek_r1_reasoning[_zh] (default en)\n"
-              "  [--prompt_key K --response_key K --reasoning_key K] override them; [--no-think-tags] keeps reasoning unwrapped\n"
-              "  writes {\"src\": prompt, \"tgt\": \"<think>\\n\" reasoning \"\\n</think>\\n\\n\" response} per line\n",
+              "  [--prompt_key K --response_key K --reasoning_key K] override them\n"
+              "  writes {\"src\": prompt, \"tgt\": \"<think>\\n\" reasoning \"\\n</think>\\n\\n\" response} per line\n"
+              "  [--no-think-tags]: \"tgt\" is reasoning \"\\n\\n\" response (no tags added; empty reasoning: response alone)\n"
+              "  the output is written whole or not at all (a temporary file, renamed on success);\n"
+              "  it may not be the input file (exit 2)\n",
               get(options, count, "help") ? stdout : stderr);
         return get(options, count, "help") ? 0 : 2;
     }
@@ -290,7 +304,7 @@ int r1_command_sft_data(int argc, char **argv) {
                                            response, reasoning, get(options, count, "no_think_tags") == NULL, &written);
     if (status != R1_OK) {
         fprintf(stderr, "r1lab sft-data: %s\n", r1_last_error());
-        return 1;
+        return status == R1_EINVAL ? 2 : 1;
     }
     fprintf(stderr, "r1lab sft-data: %lld records written\n", (long long)written);
     return 0;
@@ -302,7 +316,7 @@ int r1_command_sort(int argc, char **argv) {
     if (!parse_options(argc, argv, options, count)) return 2;
     const char *input = get(options, count, "input_file");
     if (get(options, count, "help") || input == NULL) {
-        fputs("usage: r1lab sort --input_file distilled.jsonl [--output_file sorted.jsonl (default: in place)]\n"
+        fputs("usage: r1lab sort --input_file distilled.jsonl [--output_file sorted.jsonl (default: in place; - for stdout)]\n"
               "  orders records by (line_num, sample); each line's bytes are copied unchanged\n",
               get(options, count, "help") ? stdout : stderr);
         return get(options, count, "help") ? 0 : 2;

@@ -4,7 +4,8 @@
  *
  * sort keeps one 24-byte index entry per line in memory and copies each line's
  * bytes unchanged with pread(); the result replaces the target through a
- * temporary file and rename(), so an interrupted sort leaves the old file.
+ * temporary file and rename(), so an interrupted sort leaves the old file
+ * (an output "-" is stdout, written as it goes).
  * sft-data writes the same way (a failed conversion leaves the old output, or
  * none) and refuses an output that is its own input.
  */
@@ -112,8 +113,11 @@ r1_status r1_distill_sort_file(const char *input_path, const char *output_path) 
     r1_status status = index_file(input_path, fd, &index);
     char *temporary = NULL;
     int out = -1;
-    if (status == R1_OK) {
-        qsort(index.entries, index.count, sizeof *index.entries, compare_entries);
+    int to_stdout = strcmp(output_path, "-") == 0;   /* "-": stream to stdout, no temporary file */
+    if (status == R1_OK) qsort(index.entries, index.count, sizeof *index.entries, compare_entries);
+    if (status == R1_OK && to_stdout) {
+        out = STDOUT_FILENO;
+    } else if (status == R1_OK) {
         size_t length = strlen(output_path);
         temporary = malloc(length + 12);
         if (temporary == NULL) status = r1_fail(R1_ENOMEM, "out of memory");
@@ -138,11 +142,16 @@ r1_status r1_distill_sort_file(const char *input_path, const char *output_path) 
         for (size_t w = 0; status == R1_OK && w < e->length;) {
             ssize_t put = write(out, copy.data + w, e->length - w);
             if (put < 0 && errno == EINTR) continue;
-            if (put < 0) status = r1_fail(R1_EIO, "cannot write %s: %s", temporary, strerror(errno));
+            if (put < 0) status = r1_fail(R1_EIO, "cannot write %s: %s", to_stdout ? "<stdout>" : temporary, strerror(errno));
             else w += (size_t)put;
         }
     }
     distill_buffer_free(&copy);
+    if (to_stdout) {
+        free(index.entries);
+        close(fd);
+        return status;
+    }
     if (out >= 0 && close(out) != 0 && status == R1_OK) status = r1_fail(R1_EIO, "cannot write %s: %s", temporary, strerror(errno));
     if (status == R1_OK && rename(temporary, output_path) != 0)
         status = r1_fail(R1_EIO, "cannot rename %s to %s: %s", temporary, output_path, strerror(errno));

@@ -9,7 +9,8 @@ input prefix), faults (every fault: retried or recorded as the issue lists),
 payment (402 stops cleanly, resumable), keys (never in a file written),
 concurrency (server's max in flight <= --concurrency), timeouts (trickle,
 stalled stream, Retry-After), sigint (graceful stop + resume), keep_correct
-(skipped while the answer component is absent), sort_sft, exactly_once
+(skipped while the answer component is absent), sort_sft, command_line
+(sft-data, sort and option parsing without a server), exactly_once
 (N prompts, 30% faults, 2 endpoints one going down, SIGKILL at random
 moments, restarts until done; then --n 4). Exit 0 on success, 1 on failure.
 """
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -368,6 +370,75 @@ def case_sort_sft(binary, work):
         server.stop()
 
 
+def case_command_line(binary, work):
+    """sft-data, sort and the option parser, without a server."""
+    def run(*arguments, cwd=None):
+        return subprocess.run([os.path.abspath(binary)] + list(arguments), capture_output=True, text=True, cwd=cwd)
+
+    data = os.path.join(work, "cli_distilled.jsonl")
+    rows = [{"line_num": 1, "q": "P1", "r": "A1", "t": "T1"},
+            {"line_num": 0, "q": "P0", "r": "A0", "t": "<think>\nT0\n</think>"}]
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    with open(data, "w") as f:
+        f.write(text)
+    keys = ["--prompt_key", "q", "--response_key", "r", "--reasoning_key", "t"]
+    # the input as the output: a usage error, the input intact (finding 1)
+    result = run("sft-data", "--input_file", data, "--output_file", data, *keys)
+    with open(data) as f:
+        check(result.returncode == 2 and f.read() == text, "sft-data onto its input: exit %d, %s" % (result.returncode, result.stderr))
+    # --no-think-tags: a blank line between reasoning and response (finding 4); --no-think-tags=0 keeps the tags (finding 7)
+    sft = os.path.join(work, "cli_sft.jsonl")
+    for flag, want in (("--no-think-tags", ["T1\n\nA1", "<think>\nT0\n</think>\n\nA0"]),
+                       ("--no-think-tags=true", ["T1\n\nA1", "<think>\nT0\n</think>\n\nA0"]),
+                       ("--no-think-tags=0", ["<think>\nT1\n</think>\n\nA1", "<think>\nT0\n</think>\n\nA0"])):
+        result = run("sft-data", "--input_file", data, "--output_file", sft, *keys, flag)
+        got = [r["tgt"] for _, r in read_records(sft)] if result.returncode == 0 else None
+        check(got == want, "sft-data %s: exit %d, tgt %r, want %r" % (flag, result.returncode, got, want))
+    result = run("sft-data", "--input_file", data, "--output_file", sft, *keys, "--no-think-tags=maybe")
+    check(result.returncode == 2 and "flag" in result.stderr, "--no-think-tags=maybe: exit %d" % result.returncode)
+    # a failing conversion leaves no output file (finding 5): missing key on line 2, a directory, a binary file
+    bad = os.path.join(work, "cli_bad.jsonl")
+    with open(bad, "w") as f:
+        f.write(json.dumps(rows[0]) + "\n" + json.dumps({"q": "P2"}) + "\n")
+    binary_input = os.path.join(work, "cli_binary.bin")
+    with open(binary_input, "wb") as f:
+        f.write(bytes(range(256)) * 4)
+    for name, source in (("missing key", bad), ("directory", work), ("binary", binary_input)):
+        out = os.path.join(work, "cli_partial.jsonl")
+        result = run("sft-data", "--input_file", source, "--output_file", out, *keys)
+        check(result.returncode == 1 and not os.path.exists(out) and not os.path.exists(out + ".sft.tmp"),
+              "sft-data on a %s input: exit %d, output left: %s" % (name, result.returncode, os.path.exists(out)))
+    # boolean flags with a value (finding 7): =false is off, a bad value a usage error
+    prompts = os.path.join(work, "cli_prompts.jsonl")
+    with open(prompts, "w") as f:
+        f.write(json.dumps({"prompt": "What is 1 + 1?"}) + "\n")
+    common = ["--input_file", prompts, "--output_dir", os.path.join(work, "cli_out"), "--base_urls", "http://127.0.0.1:9/v1"]
+    bodies = {}
+    for flag in ("--stream", "--stream=1", "--stream=true", "--stream=false", "--stream=0"):
+        result = run("distill", *common, "--dry-run", flag)
+        body = json.loads(result.stdout.split("\n", 1)[1]) if result.returncode == 0 else {}
+        bodies[flag] = bool(body.get("stream"))
+    check(bodies == {"--stream": True, "--stream=1": True, "--stream=true": True, "--stream=false": False, "--stream=0": False},
+          "--stream values: %r" % bodies)
+    for flag in ("--stream=yes", "--sort=2", "--retry-failed=no", "--dry-run="):
+        result = run("distill", *common, "--dry-run", flag)
+        check(result.returncode == 2 and result.stdout == "", "%s: exit %d" % (flag, result.returncode))
+    # --help lists as required exactly what is required (finding 9): --prompt_key defaults to "prompt"
+    result = run("distill", "--help")
+    first = result.stdout.splitlines()[0] if result.stdout else ""
+    required = re.findall(r"(--\w+) [^\s\[]", first.split("[options]")[0])
+    check(result.returncode == 0 and required == ["--input_file", "--output_dir", "--base_urls"] and "--prompt_key K (prompt)" in result.stdout,
+          "distill --help: required %r" % required)
+    result = run("distill", *common, "--dry-run")
+    check(result.returncode == 0 and "What is 1 + 1?" in result.stdout, "distill without --prompt_key: exit %d %s" % (result.returncode, result.stderr))
+    # sort --output_file - writes to stdout and creates no file "-" (finding 10)
+    result = run("sort", "--input_file", data, "--output_file", "-", cwd=work)
+    check(result.returncode == 0 and result.stdout == "".join(json.dumps(row) + "\n" for row in rows[::-1]) and
+          not os.path.exists(os.path.join(work, "-")), "sort to stdout: exit %d, stdout %r" % (result.returncode, result.stdout[:80]))
+    with open(data) as f:
+        check(f.read() == text, "sort to stdout changed its input")
+
+
 def run_until_done(binary, server, data, out, extra, rng, kills, name, down_after=None):
     """SIGKILL the client at random moments, restart, until it finishes."""
     for attempt in range(kills + 50):
@@ -431,7 +502,7 @@ def main():
     args = parser.parse_args()
     cases = {"answers": case_answers, "faults": case_faults, "payment": case_payment, "keys": case_keys,
              "concurrency": case_concurrency, "timeouts": case_timeouts, "sigint": case_sigint,
-             "keep_correct": case_keep_correct, "sort_sft": case_sort_sft,
+             "keep_correct": case_keep_correct, "sort_sft": case_sort_sft, "command_line": case_command_line,
              "exactly_once": lambda b, w: case_exactly_once(b, w, args.prompts)}
     work = tempfile.mkdtemp(prefix="r1lab_distill_e2e_")
     try:

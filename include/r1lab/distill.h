@@ -120,13 +120,17 @@ r1_status r1_distill_run(const r1_distill_config *config, r1_distill_summary *su
 /* Writes the first request body (never a key) to `out` and returns. */
 r1_status r1_distill_dry_run(const r1_distill_config *config, FILE *out);
 
-/* Rewrites a distilled file in (line_num, sample) order: temp file + rename.
- * Memory: 24 bytes per line. */
+/* Rewrites a distilled file in (line_num, sample) order: temp file + rename
+ * (output_path "-": written to stdout instead). Memory: 24 bytes per line. */
 r1_status r1_distill_sort_file(const char *input_path, const char *output_path);
 
 /* The seed's SFT format: {"src": prompt, "tgt": reasoning + response} per
  * line. With think_tags, non-empty reasoning is wrapped as
- * "<think>\n" reasoning "\n</think>\n\n" (PaddleNLP's stored form). */
+ * "<think>\n" reasoning "\n</think>\n\n" (PaddleNLP's stored form); without
+ * (or when it already opens with <think>), it is followed by newlines up to a
+ * blank line ("\n\n"). A file output goes through "<output>.sft.tmp" and
+ * rename(): on any error the old output (or none) is left. R1_EINVAL when
+ * output_path is the input file (same device and inode); "-" is stdout. */
 r1_status r1_distill_sft_data(const char *input_path, const char *output_path,
                               const char *prompt_key, const char *response_key,
                               const char *reasoning_key, int think_tags,
