@@ -49,12 +49,25 @@ r1_status kd_fail_sparse_id(int64_t t, int32_t j, int32_t id, int64_t vocab, int
                    (long long)t, j, id, (long long)vocab);
 }
 
+/* a * b <= R1_KD_MAX_ELEMENTS, for a, b in [1, 2^31 - 1] (no overflow: the
+ * division tests it). */
+static int product_fits(int64_t a, int64_t b) { return a <= R1_KD_MAX_ELEMENTS / b; }
+
+static r1_status check_product(const char *what, int64_t a, int64_t b) {
+    if (product_fits(a, b)) return R1_OK;
+    return r1_fail(R1_EINVAL, "%s = %lld * %lld elements: more than 2^56, so its byte count "
+                   "does not fit in size_t", what, (long long)a, (long long)b);
+}
+
 static r1_status validate_parameters(const r1_kd_desc *desc) {
     if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
-    if (desc->tokens <= 0)
-        return r1_fail(R1_EINVAL, "tokens = %lld: must be > 0", (long long)desc->tokens);
+    if (desc->tokens <= 0 || desc->tokens > INT32_MAX)
+        return r1_fail(R1_EINVAL, "tokens = %lld: must be in [1, 2^31 - 1]",
+                       (long long)desc->tokens);
     if (desc->vocab <= 0 || desc->vocab > INT32_MAX)
         return r1_fail(R1_EINVAL, "vocab = %lld: must be in [1, 2^31 - 1]", (long long)desc->vocab);
+    r1_status status = check_product("tokens * vocab (the logits)", desc->tokens, desc->vocab);
+    if (status != R1_OK) return status;
     if (desc->dtype != R1_F32 && desc->dtype != R1_BF16)
         return r1_fail(R1_EINVAL, "dtype = %s: kd takes f32 or bf16", r1_dtype_name(desc->dtype));
     if (!(desc->temperature > 0.0f) || !isfinite(desc->temperature))
@@ -134,7 +147,7 @@ r1_status r1_kd_validate(const r1_kd_desc *desc, const r1_kd_inputs *in,
     if (status != R1_OK) return status;
     if (in->student_logits == NULL) return r1_fail(R1_EINVAL, "student_logits is NULL");
     if (out->grad != NULL && desc->teacher_topk == 0) {
-        size_t bytes = r1_dtype_bytes(desc->dtype, (size_t)(desc->tokens * desc->vocab));
+        size_t bytes = r1_dtype_bytes(desc->dtype, (size_t)desc->tokens * (size_t)desc->vocab);
         const char *g = out->grad, *z = in->teacher_logits;
         if (g < z + bytes && z < g + bytes)
             return r1_fail(R1_EINVAL, "out->grad overlaps teacher_logits: the gradient may only "
@@ -143,21 +156,44 @@ r1_status r1_kd_validate(const r1_kd_desc *desc, const r1_kd_inputs *in,
     return R1_OK;
 }
 
+/* The fused form's sizes: d, dt and the chunk bounded, and every (N, d),
+ * (V, d), (N, dt), (V, dt) tensor within R1_KD_MAX_ELEMENTS (with N * V, which
+ * validate_parameters checks, this bounds every backend's workspace). */
+static r1_status validate_linear_shape(const r1_kd_linear_desc *desc) {
+    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    r1_status status = validate_parameters(&desc->kd);
+    if (status != R1_OK) return status;
+    if (desc->hidden <= 0 || desc->hidden > INT32_MAX)
+        return r1_fail(R1_EINVAL, "hidden = %lld: must be in [1, 2^31 - 1]",
+                       (long long)desc->hidden);
+    if (desc->teacher_hidden < 0 || desc->teacher_hidden > INT32_MAX)
+        return r1_fail(R1_EINVAL, "teacher_hidden = %lld: must be in [0, 2^31 - 1] (0 = teacher "
+                       "as logits)", (long long)desc->teacher_hidden);
+    if (desc->chunk_tokens < 0 || desc->chunk_tokens > INT32_MAX)
+        return r1_fail(R1_EINVAL, "chunk_tokens = %lld: must be in [0, 2^31 - 1] (0 = backend's "
+                       "choice)", (long long)desc->chunk_tokens);
+    const int64_t N = desc->kd.tokens, V = desc->kd.vocab;
+    if ((status = check_product("tokens * hidden (student_hidden)", N, desc->hidden)) != R1_OK ||
+        (status = check_product("vocab * hidden (student_weight)", V, desc->hidden)) != R1_OK)
+        return status;
+    if (desc->teacher_hidden > 0 &&
+        ((status = check_product("tokens * teacher_hidden (teacher_hidden)", N,
+                                 desc->teacher_hidden)) != R1_OK ||
+         (status = check_product("vocab * teacher_hidden (teacher_weight)", V,
+                                 desc->teacher_hidden)) != R1_OK))
+        return status;
+    return R1_OK;
+}
+
 r1_status r1_kd_linear_validate(const r1_kd_linear_desc *desc, const r1_kd_linear_inputs *in,
                                 const r1_kd_linear_outputs *out) {
     if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
     if (in == NULL) return r1_fail(R1_EINVAL, "in is NULL");
     if (out == NULL) return r1_fail(R1_EINVAL, "out is NULL");
-    if (desc->hidden <= 0)
-        return r1_fail(R1_EINVAL, "hidden = %lld: must be > 0", (long long)desc->hidden);
-    if (desc->teacher_hidden < 0)
-        return r1_fail(R1_EINVAL, "teacher_hidden = %lld: must be >= 0 (0 = teacher as logits)",
-                       (long long)desc->teacher_hidden);
-    if (desc->chunk_tokens < 0)
-        return r1_fail(R1_EINVAL, "chunk_tokens = %lld: must be >= 0 (0 = backend's choice)",
-                       (long long)desc->chunk_tokens);
+    r1_status status = validate_linear_shape(desc);
+    if (status != R1_OK) return status;
     int from_hidden = desc->teacher_hidden > 0;
-    r1_status status = validate_common(&desc->kd, in->labels, in->teacher_logits, in->teacher_ids,
+    status = validate_common(&desc->kd, in->labels, in->teacher_logits, in->teacher_ids,
                                        in->teacher_logprobs, from_hidden, out->loss,
                                        out->token_losses);
     if (status != R1_OK) return status;
@@ -180,7 +216,7 @@ size_t r1_kd_workspace_size(r1_backend backend, const r1_kd_desc *desc) {
 }
 
 size_t r1_kd_linear_workspace_size(r1_backend backend, const r1_kd_linear_desc *desc) {
-    if (desc == NULL || validate_parameters(&desc->kd) != R1_OK || desc->hidden <= 0) return 0;
+    if (validate_linear_shape(desc) != R1_OK) return 0;
     switch (backend) {
     case R1_REF: return kd_linear_workspace_size_ref(desc);
     case R1_FAST: return kd_linear_workspace_size_fast(desc);

@@ -36,13 +36,80 @@ static double yarn_mscale(double factor, double mscale) {
 }
 
 double r1_mla_softmax_scale(const r1_mla_config *config) {
-    if (config == NULL) return NAN;
+    if (config == NULL) {
+        r1_fail(R1_EINVAL, "config is NULL: r1_mla_softmax_scale returns NaN");
+        return NAN;
+    }
     double scale = 1.0 / sqrt((double)(config->qk_nope_head_dim + config->qk_rope_head_dim));
     if (config->yarn && config->mscale_all_dim != 0.0) {
         double m = yarn_mscale(config->rope_factor, config->mscale_all_dim);
         scale *= m * m;
     }
     return scale;
+}
+
+/* The product of `count` factors, each >= 1, is at most R1_MLA_MAX_ELEMENTS
+ * (checked by division, so it cannot overflow). */
+static int product_fits(const int64_t *factors, int count) {
+    int64_t product = 1;
+    for (int i = 0; i < count; ++i) {
+        if (factors[i] <= 0 || product > R1_MLA_MAX_ELEMENTS / factors[i]) return 0;
+        product *= factors[i];
+    }
+    return 1;
+}
+
+static r1_status check_count(const char *name, int64_t value) {
+    if (value <= 0 || value > R1_MLA_MAX_COUNT)
+        return r1_fail(R1_EINVAL, "%s = %lld: must be in [1, 2^31 - 1]", name, (long long)value);
+    return R1_OK;
+}
+
+static r1_status check_dim(const char *name, int64_t value) {
+    if (value <= 0 || value > R1_MLA_MAX_DIM)
+        return r1_fail(R1_EINVAL, "%s = %lld: must be in [1, %d]", name, (long long)value,
+                       R1_MLA_MAX_DIM);
+    return R1_OK;
+}
+
+/* The paged cache: num_blocks in [1, 2^31 - 1] and num_blocks * 64 * cache_dim
+ * elements at most R1_MLA_MAX_ELEMENTS (cache_dim is checked by the caller). */
+static r1_status check_cache_size(const r1_mla_cache *cache) {
+    r1_status status = check_count("cache->num_blocks", cache->num_blocks);
+    if (status != R1_OK) return status;
+    const int64_t f[] = {cache->num_blocks, R1_MLA_BLOCK_SIZE, cache->cache_dim};
+    if (!product_fits(f, 3))
+        return r1_fail(R1_EINVAL, "cache->num_blocks * 64 * cache_dim = %lld * 64 * %lld: more "
+                       "than 2^56 elements", (long long)cache->num_blocks,
+                       (long long)cache->cache_dim);
+    return R1_OK;
+}
+
+/* The decode descriptor's sizes alone (what the workspace size depends on). */
+static r1_status check_decode_shape(const r1_mla_decode_desc *desc) {
+    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    r1_status status;
+    if ((status = check_count("batch", desc->batch)) != R1_OK ||
+        (status = check_count("s_q", desc->s_q)) != R1_OK ||
+        (status = check_count("n_heads", desc->n_heads)) != R1_OK ||
+        (status = check_count("max_blocks_per_seq", desc->max_blocks_per_seq)) != R1_OK ||
+        (status = check_dim("dim_qk", desc->dim_qk)) != R1_OK ||
+        (status = check_dim("dim_v", desc->dim_v)) != R1_OK)
+        return status;
+    if (desc->dim_v > desc->dim_qk)
+        return r1_fail(R1_EINVAL, "dim_qk = %lld, dim_v = %lld: need 0 < dim_v <= dim_qk",
+                       (long long)desc->dim_qk, (long long)desc->dim_v);
+    const int64_t q[] = {desc->batch, desc->s_q, desc->n_heads, desc->dim_qk};
+    if (!product_fits(q, 4))
+        return r1_fail(R1_EINVAL, "batch * s_q * n_heads * dim_qk = %lld * %lld * %lld * %lld "
+                       "(q): more than 2^56 elements", (long long)desc->batch,
+                       (long long)desc->s_q, (long long)desc->n_heads, (long long)desc->dim_qk);
+    const int64_t table[] = {desc->batch, desc->max_blocks_per_seq};
+    if (!product_fits(table, 2))
+        return r1_fail(R1_EINVAL, "batch * max_blocks_per_seq = %lld * %lld (block_table): "
+                       "more than 2^56 elements", (long long)desc->batch,
+                       (long long)desc->max_blocks_per_seq);
+    return R1_OK;
 }
 
 /* Every block that sequence b uses (its length is lengths[b] + add) lies in
@@ -69,25 +136,15 @@ static r1_status check_block_table(const int32_t *block_table, int64_t batch,
 r1_status r1_mla_decode_validate(r1_backend backend, const r1_mla_decode_desc *desc,
                                  const void *q, const r1_mla_cache *cache, const void *out,
                                  const float *lse) {
-    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    r1_status status = check_decode_shape(desc);
+    if (status != R1_OK) return status;
     if (cache == NULL) return r1_fail(R1_EINVAL, "cache is NULL");
-    if (desc->batch <= 0)
-        return r1_fail(R1_EINVAL, "batch = %lld: must be > 0", (long long)desc->batch);
-    if (desc->s_q <= 0)
-        return r1_fail(R1_EINVAL, "s_q = %lld: must be > 0", (long long)desc->s_q);
-    if (desc->n_heads <= 0)
-        return r1_fail(R1_EINVAL, "n_heads = %lld: must be > 0", (long long)desc->n_heads);
-    if (desc->dim_qk <= 0 || desc->dim_v <= 0 || desc->dim_v > desc->dim_qk)
-        return r1_fail(R1_EINVAL, "dim_qk = %lld, dim_v = %lld: need 0 < dim_v <= dim_qk",
-                       (long long)desc->dim_qk, (long long)desc->dim_v);
     if (cache->cache_dim != desc->dim_qk)
         return r1_fail(R1_EINVAL,
                        "cache->cache_dim = %lld but desc->dim_qk = %lld: a query has one value "
                        "per cache column",
                        (long long)cache->cache_dim, (long long)desc->dim_qk);
-    if (cache->num_blocks <= 0)
-        return r1_fail(R1_EINVAL, "cache->num_blocks = %lld: must be > 0",
-                       (long long)cache->num_blocks);
+    if ((status = check_cache_size(cache)) != R1_OK) return status;
     if (cache->dtype != desc->dtype)
         return r1_fail(R1_EINVAL, "cache->dtype = %s but desc->dtype = %s: they must match",
                        r1_dtype_name(cache->dtype), r1_dtype_name(desc->dtype));
@@ -105,9 +162,6 @@ r1_status r1_mla_decode_validate(r1_backend backend, const r1_mla_decode_desc *d
     if (!(isfinite(desc->softmax_scale) && desc->softmax_scale > 0))
         return r1_fail(R1_EINVAL, "softmax_scale = %g: must be finite and > 0",
                        desc->softmax_scale);
-    if (desc->max_blocks_per_seq <= 0)
-        return r1_fail(R1_EINVAL, "max_blocks_per_seq = %lld: must be > 0",
-                       (long long)desc->max_blocks_per_seq);
     if (q == NULL) return r1_fail(R1_EINVAL, "q is NULL");
     if (cache->blocks == NULL) return r1_fail(R1_EINVAL, "cache->blocks is NULL");
     if (out == NULL) return r1_fail(R1_EINVAL, "out is NULL");
@@ -127,7 +181,7 @@ r1_status r1_mla_decode_validate(r1_backend backend, const r1_mla_decode_desc *d
 }
 
 size_t r1_mla_decode_workspace_size(r1_backend backend, const r1_mla_decode_desc *desc) {
-    if (desc == NULL || desc->batch <= 0 || desc->s_q <= 0 || desc->n_heads <= 0) return 0;
+    if (check_decode_shape(desc) != R1_OK) return 0;
     if (backend == R1_CUDA) return r1_cuda_built() ? mla_decode_workspace_size_cuda(desc) : 0;
     return 0;
 }
@@ -163,6 +217,16 @@ static r1_status validate_config(const r1_mla_config *c) {
                        (long long)c->d, (long long)c->n_heads, (long long)c->q_lora_rank,
                        (long long)c->kv_lora_rank, (long long)c->qk_nope_head_dim,
                        (long long)c->qk_rope_head_dim, (long long)c->v_head_dim);
+    if (c->d > R1_MLA_MAX_DIM || c->n_heads > R1_MLA_MAX_DIM || c->q_lora_rank > R1_MLA_MAX_DIM ||
+        c->kv_lora_rank > R1_MLA_MAX_DIM || c->qk_nope_head_dim > R1_MLA_MAX_DIM ||
+        c->qk_rope_head_dim > R1_MLA_MAX_DIM || c->v_head_dim > R1_MLA_MAX_DIM)
+        return r1_fail(R1_EINVAL,
+                       "config dims d = %lld, n_heads = %lld, q_lora_rank = %lld, kv_lora_rank = "
+                       "%lld, qk_nope_head_dim = %lld, qk_rope_head_dim = %lld, v_head_dim = %lld: "
+                       "each must be at most %d",
+                       (long long)c->d, (long long)c->n_heads, (long long)c->q_lora_rank,
+                       (long long)c->kv_lora_rank, (long long)c->qk_nope_head_dim,
+                       (long long)c->qk_rope_head_dim, (long long)c->v_head_dim, R1_MLA_MAX_DIM);
     if (c->qk_rope_head_dim % 2 != 0)
         return r1_fail(R1_EINVAL, "qk_rope_head_dim = %lld: RoPE rotates pairs, must be even",
                        (long long)c->qk_rope_head_dim);
@@ -190,46 +254,42 @@ static r1_status validate_config(const r1_mla_config *c) {
     return R1_OK;
 }
 
-r1_status r1_mla_forward_validate(r1_backend backend, const r1_mla_forward_desc *desc,
-                                  const r1_mla_weights *weights, const float *x,
-                                  const r1_mla_cache *cache, const float *out) {
+/* The forward descriptor's sizes alone (config, batch, s_new, block table,
+ * start positions; what the workspace size depends on). With every config
+ * dimension <= 2^16, the per-token work arrays are bounded by
+ * b * s_new * h * 2^18 and b * s_new * d elements, the keys by L * h * 2^17
+ * and the attention rows by b * s_new * h * L (L = the longest sequence). */
+static r1_status check_forward_shape(const r1_mla_forward_desc *desc) {
     if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
-    if (weights == NULL) return r1_fail(R1_EINVAL, "weights is NULL");
-    if (cache == NULL) return r1_fail(R1_EINVAL, "cache is NULL");
     r1_status status = validate_config(&desc->config);
     if (status != R1_OK) return status;
     const r1_mla_config *c = &desc->config;
     if (desc->form != R1_MLA_NAIVE && desc->form != R1_MLA_ABSORBED)
         return r1_fail(R1_EINVAL, "form = %d: expected R1_MLA_NAIVE or R1_MLA_ABSORBED",
                        (int)desc->form);
-    if (desc->batch <= 0 || desc->s_new <= 0)
-        return r1_fail(R1_EINVAL, "batch = %lld, s_new = %lld: both must be > 0",
-                       (long long)desc->batch, (long long)desc->s_new);
-    if (cache->cache_dim != c->kv_lora_rank + c->qk_rope_head_dim)
-        return r1_fail(R1_EINVAL,
-                       "cache->cache_dim = %lld: must be kv_lora_rank + qk_rope_head_dim = %lld",
-                       (long long)cache->cache_dim,
-                       (long long)(c->kv_lora_rank + c->qk_rope_head_dim));
-    if (cache->dtype != R1_F32)
-        return r1_fail(R1_EUNSUPPORTED, "cache->dtype = %s: the layer forward keeps an f32 cache",
-                       r1_dtype_name(cache->dtype));
-    if (cache->num_blocks <= 0 || cache->blocks == NULL)
-        return r1_fail(R1_EINVAL, "cache: num_blocks = %lld, blocks %s: need blocks",
-                       (long long)cache->num_blocks, cache->blocks ? "set" : "NULL");
-    if (c->q_lora_rank == 0 ? weights->wq == NULL
-                            : (weights->wq_a == NULL || weights->q_norm == NULL ||
-                               weights->wq_b == NULL))
-        return r1_fail(R1_EINVAL, "q_lora_rank = %lld: %s NULL", (long long)c->q_lora_rank,
-                       c->q_lora_rank == 0 ? "weights->wq is" : "weights->wq_a, q_norm or wq_b is");
-    if (!weights->wkv_a || !weights->kv_norm || !weights->wkv_b || !weights->wo)
-        return r1_fail(R1_EINVAL, "weights->wkv_a, kv_norm, wkv_b or wo is NULL");
-    if (x == NULL || out == NULL) return r1_fail(R1_EINVAL, "x or out is NULL");
+    if ((status = check_count("batch", desc->batch)) != R1_OK ||
+        (status = check_count("s_new", desc->s_new)) != R1_OK ||
+        (status = check_count("max_blocks_per_seq", desc->max_blocks_per_seq)) != R1_OK)
+        return status;
     if (desc->start_pos == NULL || desc->block_table == NULL)
         return r1_fail(R1_EINVAL, "desc->start_pos or desc->block_table is NULL");
-    if (desc->max_blocks_per_seq <= 0)
-        return r1_fail(R1_EINVAL, "max_blocks_per_seq = %lld: must be > 0",
-                       (long long)desc->max_blocks_per_seq);
+    const int64_t per_head = c->qk_nope_head_dim + 2 * c->qk_rope_head_dim + c->v_head_dim +
+                             c->kv_lora_rank; /* q, q_latent, o, o_latent widths */
+    const int64_t tokens_heads[] = {desc->batch, desc->s_new, c->n_heads, per_head};
+    const int64_t tokens_hidden[] = {desc->batch, desc->s_new, c->d};
+    const int64_t table[] = {desc->batch, desc->max_blocks_per_seq};
+    if (!product_fits(tokens_heads, 4) || !product_fits(tokens_hidden, 3) ||
+        !product_fits(table, 2))
+        return r1_fail(R1_EINVAL,
+                       "batch = %lld, s_new = %lld, max_blocks_per_seq = %lld with n_heads = "
+                       "%lld, d = %lld: a tensor (b * s_new * d, b * s_new * h * head dims or "
+                       "b * max_blocks_per_seq) has more than 2^56 elements",
+                       (long long)desc->batch, (long long)desc->s_new,
+                       (long long)desc->max_blocks_per_seq, (long long)c->n_heads,
+                       (long long)c->d);
+    /* start_pos holds batch entries: read only now that batch is bounded */
     const int64_t capacity = desc->max_blocks_per_seq * R1_MLA_BLOCK_SIZE;
+    int64_t longest = 0;
     for (int64_t b = 0; b < desc->batch; ++b) {
         int64_t start = desc->start_pos[b];
         if (start < 0 || start + desc->s_new > capacity)
@@ -238,14 +298,54 @@ r1_status r1_mla_forward_validate(r1_backend backend, const r1_mla_forward_desc 
                            "(%lld) <= max_blocks_per_seq * 64 = %lld",
                            (long long)b, (long long)start, (long long)desc->s_new,
                            (long long)capacity);
+        if (start + desc->s_new > longest) longest = start + desc->s_new;
     }
+    const int64_t keys[] = {longest, c->n_heads, c->qk_nope_head_dim + c->v_head_dim};
+    const int64_t scores[] = {desc->batch, desc->s_new, c->n_heads, longest};
+    if (!product_fits(keys, 3) || !product_fits(scores, 4))
+        return r1_fail(R1_EINVAL,
+                       "longest sequence L = %lld with batch = %lld, s_new = %lld, n_heads = "
+                       "%lld: L * h * head dims (keys) or b * s_new * h * L (scores) has more "
+                       "than 2^56 elements",
+                       (long long)longest, (long long)desc->batch, (long long)desc->s_new,
+                       (long long)c->n_heads);
+    return R1_OK;
+}
+
+r1_status r1_mla_forward_validate(r1_backend backend, const r1_mla_forward_desc *desc,
+                                  const r1_mla_weights *weights, const float *x,
+                                  const r1_mla_cache *cache, const float *out) {
+    if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
+    if (weights == NULL) return r1_fail(R1_EINVAL, "weights is NULL");
+    if (cache == NULL) return r1_fail(R1_EINVAL, "cache is NULL");
+    r1_status status = check_forward_shape(desc);
+    if (status != R1_OK) return status;
+    const r1_mla_config *c = &desc->config;
+    if (cache->cache_dim != c->kv_lora_rank + c->qk_rope_head_dim)
+        return r1_fail(R1_EINVAL,
+                       "cache->cache_dim = %lld: must be kv_lora_rank + qk_rope_head_dim = %lld",
+                       (long long)cache->cache_dim,
+                       (long long)(c->kv_lora_rank + c->qk_rope_head_dim));
+    if (cache->dtype != R1_F32)
+        return r1_fail(R1_EUNSUPPORTED, "cache->dtype = %s: the layer forward keeps an f32 cache",
+                       r1_dtype_name(cache->dtype));
+    if ((status = check_cache_size(cache)) != R1_OK) return status;
+    if (cache->blocks == NULL) return r1_fail(R1_EINVAL, "cache->blocks is NULL");
+    if (c->q_lora_rank == 0 ? weights->wq == NULL
+                            : (weights->wq_a == NULL || weights->q_norm == NULL ||
+                               weights->wq_b == NULL))
+        return r1_fail(R1_EINVAL, "q_lora_rank = %lld: %s NULL", (long long)c->q_lora_rank,
+                       c->q_lora_rank == 0 ? "weights->wq is" : "weights->wq_a, q_norm or wq_b is");
+    if (!weights->wkv_a || !weights->kv_norm || !weights->wkv_b || !weights->wo)
+        return r1_fail(R1_EINVAL, "weights->wkv_a, kv_norm, wkv_b or wo is NULL");
+    if (x == NULL || out == NULL) return r1_fail(R1_EINVAL, "x or out is NULL");
     (void)backend;
     return check_block_table(desc->block_table, desc->batch, desc->max_blocks_per_seq,
                              desc->start_pos, desc->s_new, cache->num_blocks);
 }
 
 size_t r1_mla_forward_workspace_size(r1_backend backend, const r1_mla_forward_desc *desc) {
-    if (desc == NULL || desc->batch <= 0 || desc->s_new <= 0 || desc->start_pos == NULL) return 0;
+    if (check_forward_shape(desc) != R1_OK) return 0;
     if (backend == R1_REF) return mla_forward_workspace_size_ref(desc);
     if (backend == R1_FAST) return mla_forward_workspace_size_fast(desc);
     return 0;

@@ -28,16 +28,26 @@ r1_moe_desc r1_moe_desc_default(void) {
 float r1_moe_expf(float x) { return r1_moe_exp_inline(x); }
 float r1_moe_sigmoidf(float x) { return r1_moe_sigmoid_inline(x); }
 
+static r1_status check_block_size(const r1_moe_desc *desc) {
+    if (desc->block_size <= 0 || desc->block_size > R1_MOE_MAX_BLOCK_SIZE)
+        return r1_fail(R1_EINVAL, "block_size = %d: must be in [1, %d]", desc->block_size,
+                       R1_MOE_MAX_BLOCK_SIZE);
+    return R1_OK;
+}
+
+/* 0 (with the sentence in r1_last_error) for a descriptor that fails
+ * r1_moe_validate or has block_size outside [1, R1_MOE_MAX_BLOCK_SIZE]; with
+ * those bounds T * K + E * (B - 1) < 2^31 + 2^22 cannot overflow. */
 int64_t r1_moe_padded_capacity(const r1_moe_desc *desc) {
-    if (desc == NULL || desc->block_size <= 0) return 0;
+    if (r1_moe_validate(desc) != R1_OK || check_block_size(desc) != R1_OK) return 0;
     return desc->tokens * desc->top_k + (int64_t)desc->experts * (desc->block_size - 1);
 }
 
 r1_status r1_moe_validate(const r1_moe_desc *desc) {
     if (desc == NULL) return r1_fail(R1_EINVAL, "desc is NULL");
-    if (desc->tokens <= 0 || desc->tokens > (INT32_MAX / R1_MOE_MAX_TOP_K))
+    if (desc->tokens <= 0 || desc->tokens > R1_MOE_MAX_TOKENS)
         return r1_fail(R1_EINVAL, "tokens = %lld: must be in [1, %d]", (long long)desc->tokens,
-                       INT32_MAX / R1_MOE_MAX_TOP_K);
+                       R1_MOE_MAX_TOKENS);
     if (desc->experts <= 0 || desc->experts > R1_MOE_MAX_EXPERTS)
         return r1_fail(R1_EINVAL, "experts = %d: must be in [1, %d]", desc->experts,
                        R1_MOE_MAX_EXPERTS);
@@ -82,7 +92,7 @@ r1_status r1_moe_validate(const r1_moe_desc *desc) {
 }
 
 static r1_status check_hidden(const r1_moe_desc *desc) {
-    if (desc->hidden <= 0 || desc->hidden > ((int64_t)1 << 24))
+    if (desc->hidden <= 0 || desc->hidden > R1_MOE_MAX_HIDDEN)
         return r1_fail(R1_EINVAL, "hidden = %lld: must be in [1, 2^24]", (long long)desc->hidden);
     return R1_OK;
 }
@@ -218,8 +228,13 @@ r1_status r1_moe_dispatch(r1_backend backend, const r1_moe_desc *desc, const int
                           size_t workspace_bytes, void *stream) {
     r1_status status = r1_moe_validate(desc);
     if (status != R1_OK) return status;
-    if (desc->block_size <= 0 || desc->block_size > 4096)
-        return r1_fail(R1_EINVAL, "block_size = %d: must be in [1, 4096]", desc->block_size);
+    if ((status = check_block_size(desc)) != R1_OK) return status;
+    if (out != NULL && out->padded_offsets != NULL &&
+        r1_moe_padded_capacity(desc) > INT32_MAX)
+        return r1_fail(R1_EINVAL,
+                       "padded capacity tokens * top_k + experts * (block_size - 1) = %lld: "
+                       "above 2^31 - 1, the int32 padded layout cannot index it",
+                       (long long)r1_moe_padded_capacity(desc));
     if (ids == NULL) return r1_fail(R1_EINVAL, "ids is NULL");
     if (out == NULL || !out->counts || !out->offsets || !out->permutation || !out->inverse)
         return r1_fail(R1_EINVAL,
@@ -325,9 +340,10 @@ r1_status r1_moe_layer(r1_backend backend, const r1_moe_desc *desc,
     if (status != R1_OK) return status;
     if (weights == NULL || x == NULL || y == NULL)
         return r1_fail(R1_EINVAL, "%s is NULL", weights == NULL ? "weights" : x == NULL ? "x" : "y");
-    if (weights->intermediate <= 0 || weights->shared_intermediate < 0)
-        return r1_fail(R1_EINVAL, "intermediate = %lld, shared_intermediate = %lld: must be > 0 "
-                       "and >= 0", (long long)weights->intermediate,
+    if (weights->intermediate <= 0 || weights->intermediate > R1_MOE_MAX_HIDDEN ||
+        weights->shared_intermediate < 0 || weights->shared_intermediate > R1_MOE_MAX_HIDDEN)
+        return r1_fail(R1_EINVAL, "intermediate = %lld, shared_intermediate = %lld: must be in "
+                       "[1, 2^24] and [0, 2^24]", (long long)weights->intermediate,
                        (long long)weights->shared_intermediate);
     if (!weights->gate_weight || !weights->w1 || !weights->w2 || !weights->w3)
         return r1_fail(R1_EINVAL, "gate_weight, w1, w2 and w3 are required");

@@ -21,6 +21,10 @@ static int scheme_valid(r1_qgemm_scheme scheme) {
     return scheme == R1_QGEMM_W8A8 || scheme == R1_QGEMM_W4A16 || scheme == R1_QGEMM_FP8;
 }
 
+/* a * b <= R1_QGEMM_MAX_ELEMENTS, for a, b in [1, 2^31) (the division
+ * cannot overflow). */
+static int product_fits(int64_t a, int64_t b) { return a <= R1_QGEMM_MAX_ELEMENTS / b; }
+
 static int64_t blocks_of(int64_t n) { return (n + R1_QGEMM_BLOCK - 1) / R1_QGEMM_BLOCK; }
 
 /* ---- quantizers ------------------------------------------------------------------ */
@@ -38,6 +42,9 @@ static r1_status validate_quant_desc(const r1_qgemm_quant_desc *desc) {
                        (long long)desc->rows, (long long)desc->cols);
     if (desc->rows > INT32_MAX || desc->cols > INT32_MAX)
         return r1_fail(R1_EINVAL, "rows = %lld, cols = %lld: each must be < 2^31",
+                       (long long)desc->rows, (long long)desc->cols);
+    if (!product_fits(desc->rows, desc->cols))
+        return r1_fail(R1_EINVAL, "rows * cols = %lld * %lld: more than 2^56 elements",
                        (long long)desc->rows, (long long)desc->cols);
     if (desc->scheme == R1_QGEMM_W4A16 && desc->role == R1_QGEMM_ACTIVATIONS)
         return r1_fail(R1_EINVAL, "W4A16 activations are not quantized: they are bf16 "
@@ -58,7 +65,9 @@ static r1_status validate_quant_desc(const r1_qgemm_quant_desc *desc) {
 void r1_qgemm_scale_shape(const r1_qgemm_quant_desc *desc, int64_t *scale_rows,
                           int64_t *scale_cols) {
     int64_t r = 0, c = 0;
-    if (desc != NULL && scheme_valid(desc->scheme) && desc->rows > 0 && desc->cols > 0) {
+    if (desc != NULL && scheme_valid(desc->scheme) && desc->rows > 0 && desc->cols > 0 &&
+        desc->rows <= INT32_MAX && desc->cols <= INT32_MAX &&
+        product_fits(desc->rows, desc->cols)) {
         if (desc->scheme == R1_QGEMM_W8A8) {
             r = desc->rows;
             c = 1;
@@ -77,8 +86,7 @@ void r1_qgemm_scale_shape(const r1_qgemm_quant_desc *desc, int64_t *scale_rows,
 }
 
 size_t r1_qgemm_quantized_bytes(const r1_qgemm_quant_desc *desc) {
-    if (desc == NULL || !scheme_valid(desc->scheme) || desc->rows <= 0 || desc->cols <= 0)
-        return 0;
+    if (validate_quant_desc(desc) != R1_OK) return 0;
     size_t count = (size_t)desc->rows * (size_t)desc->cols;
     return desc->scheme == R1_QGEMM_W4A16 ? count / 2 : count;
 }
@@ -184,6 +192,12 @@ r1_status r1_qgemm_validate(const r1_qgemm_desc *desc, const r1_qgemm_operands *
     if (desc->M > INT32_MAX || desc->N > INT32_MAX || desc->K > INT32_MAX)
         return r1_fail(R1_EINVAL, "M = %lld, N = %lld, K = %lld: each must be < 2^31",
                        (long long)desc->M, (long long)desc->N, (long long)desc->K);
+    if (!product_fits(desc->M, desc->K) || !product_fits(desc->N, desc->K) ||
+        !product_fits(desc->M, desc->N))
+        return r1_fail(R1_EINVAL,
+                       "M = %lld, N = %lld, K = %lld: M * K (x), N * K (w) and M * N (y) must "
+                       "each be at most 2^56 elements",
+                       (long long)desc->M, (long long)desc->N, (long long)desc->K);
     if (desc->scheme == R1_QGEMM_W8A8 && desc->K > R1_QGEMM_W8A8_MAX_K)
         return r1_fail(R1_EINVAL,
                        "K = %lld: W8A8 accumulates exactly in int32, which holds K * 128^2 "
@@ -264,8 +278,13 @@ r1_status r1_qgemm(r1_backend backend, const r1_qgemm_desc *desc,
 r1_status r1_qgemm_w8a8_accumulators(r1_backend backend, int64_t M, int64_t N, int64_t K,
                                      const int8_t *x, const int8_t *w, int32_t *acc,
                                      void *stream) {
-    if (M <= 0 || N <= 0 || K <= 0 || M > INT32_MAX || N > INT32_MAX)
+    if (M <= 0 || N <= 0 || K <= 0 || M > INT32_MAX || N > INT32_MAX || K > INT32_MAX)
         return r1_fail(R1_EINVAL, "M = %lld, N = %lld, K = %lld: all must be in [1, 2^31)",
+                       (long long)M, (long long)N, (long long)K);
+    if (!product_fits(M, K) || !product_fits(N, K) || !product_fits(M, N))
+        return r1_fail(R1_EINVAL,
+                       "M = %lld, N = %lld, K = %lld: M * K (x), N * K (w) and M * N (acc) must "
+                       "each be at most 2^56 elements",
                        (long long)M, (long long)N, (long long)K);
     if (K > R1_QGEMM_W8A8_MAX_K)
         return r1_fail(R1_EINVAL,

@@ -65,6 +65,105 @@ static void finite_difference_case(float T, float gamma, float beta, int sparse)
     for (int i = V; i < 2 * V; ++i) R1T_CHECK(grad[i] == 0.0f, "ignored row gradient [%d] = %g", i, (double)grad[i]);
 }
 
+/* Sizes: each dimension at INT64_MAX and products past 2^56 elements are
+ * R1_EINVAL with a sentence naming the argument, before any pointer is read
+ * (the pointers below are far too small); the workspace-size functions give
+ * 0 for such a descriptor. */
+static void expect_size_error(r1_status status, const char *what, const char *needle) {
+    R1T_CHECK(status == R1_EINVAL, "%s: status %s, expected R1_EINVAL", what,
+              r1_status_str(status));
+    R1T_CHECK(strstr(r1_last_error(), needle) != NULL, "%s: sentence \"%s\" lacks \"%s\"",
+              what, r1_last_error(), needle);
+}
+
+static void size_bounds_case(r1_backend backend) {
+    if (!r1t_case("kd_size_bounds(backend=%s)", r1_backend_name(backend))) return;
+    float s[8] = {0}, z[8] = {0}, grad[8], loss, token_losses[2];
+    float h[6] = {0}, W[12] = {0}, gh[6], gw[12];
+    int32_t labels[2] = {0, 1};
+    r1_kd_desc good = r1_kd_desc_default();
+    good.tokens = 2;
+    good.vocab = 4;
+    r1_kd_inputs in = {s, z, NULL, NULL, labels};
+    r1_kd_outputs out = {&loss, token_losses, grad};
+    R1T_CHECK(r1_kd_loss(backend, &good, &in, &out, NULL, 0, NULL) == R1_OK, "valid: %s",
+              r1_last_error());
+    R1T_CHECK(r1_kd_workspace_size(backend, &good) > 0, "valid workspace size is 0");
+    const struct { int64_t tokens, vocab; const char *name, *needle; } loss_cases[] = {
+        {INT64_MAX, 4, "tokens INT64_MAX", "tokens = 9223372036854775807"},
+        {(int64_t)1 << 31, 4, "tokens 2^31", "tokens = 2147483648"},
+        {2, INT64_MAX, "vocab INT64_MAX", "vocab = 9223372036854775807"},
+        {INT32_MAX, INT32_MAX, "N * V = (2^31 - 1)^2", "tokens * vocab"},
+        {(int64_t)1 << 30, (int64_t)1 << 27, "N * V = 2^57", "tokens * vocab"},
+    };
+    for (size_t i = 0; i < sizeof loss_cases / sizeof loss_cases[0]; ++i) {
+        r1_kd_desc d = good;
+        d.tokens = loss_cases[i].tokens;
+        d.vocab = loss_cases[i].vocab;
+        r1_clear_error();
+        expect_size_error(r1_kd_loss(backend, &d, &in, &out, NULL, 0, NULL), loss_cases[i].name,
+                          loss_cases[i].needle);
+        R1T_CHECK(r1_kd_workspace_size(backend, &d) == 0, "%s: workspace size %zu, expected 0",
+                  loss_cases[i].name, r1_kd_workspace_size(backend, &d));
+    }
+    /* real shapes stay valid: V = 152064 and 256000 with N = 2^31 - 1 */
+    r1_kd_desc real = good;
+    real.tokens = INT32_MAX;
+    real.vocab = 256000;
+    R1T_CHECK(r1_kd_workspace_size(backend, &real) > 0, "N = 2^31 - 1, V = 256000 rejected: %s",
+              r1_last_error());
+    real.vocab = 152064;
+    R1T_CHECK(r1_kd_workspace_size(backend, &real) > 0, "N = 2^31 - 1, V = 152064 rejected: %s",
+              r1_last_error());
+
+    r1_kd_linear_desc lgood = {good, 3, 0, 0};
+    r1_kd_linear_inputs li = {h, W, NULL, NULL, z, NULL, NULL, labels};
+    r1_kd_linear_outputs lo = {&loss, token_losses, gh, gw};
+    R1T_CHECK(r1_kd_linear(backend, &lgood, &li, &lo, NULL, 0, NULL) == R1_OK, "linear valid: %s",
+              r1_last_error());
+    R1T_CHECK(r1_kd_linear_workspace_size(backend, &lgood) > 0, "linear workspace size is 0");
+    const struct { int64_t tokens, vocab, hidden, teacher_hidden, chunk; const char *name, *needle; }
+        linear_cases[] = {
+            {2, 4, INT64_MAX, 0, 0, "hidden INT64_MAX", "hidden = 9223372036854775807"},
+            {2, 4, (int64_t)1 << 31, 0, 0, "hidden 2^31", "hidden = 2147483648"},
+            {2, 4, 3, INT64_MAX, 0, "teacher_hidden INT64_MAX", "teacher_hidden = 9223372036854775807"},
+            {2, 4, 3, -3, 0, "teacher_hidden -3", "teacher_hidden = -3"},
+            {2, 4, 3, 0, INT64_MAX, "chunk_tokens INT64_MAX", "chunk_tokens = 9223372036854775807"},
+            {2, 4, 3, 0, -5, "chunk_tokens -5", "chunk_tokens = -5"},
+            {INT64_MAX, 4, 3, 0, 0, "tokens INT64_MAX", "tokens = 9223372036854775807"},
+            {2, INT64_MAX, 3, 0, 0, "vocab INT64_MAX", "vocab = 9223372036854775807"},
+            {INT32_MAX, 4, INT32_MAX, 0, 0, "N * d = (2^31 - 1)^2", "tokens * hidden"},
+            {2, INT32_MAX, INT32_MAX, 0, 0, "V * d = (2^31 - 1)^2", "vocab * hidden"},
+            {(int64_t)1 << 30, 4, (int64_t)1 << 27, 0, 0, "N * d = 2^57", "tokens * hidden"},
+            {2, (int64_t)1 << 27, (int64_t)1 << 30, 0, 0, "V * d = 2^57", "vocab * hidden"},
+            {INT32_MAX, 4, 3, INT32_MAX, 0, "N * dt = (2^31 - 1)^2", "tokens * teacher_hidden"},
+            {2, INT32_MAX, 3, INT32_MAX, 0, "V * dt = (2^31 - 1)^2", "vocab * teacher_hidden"},
+        };
+    for (size_t i = 0; i < sizeof linear_cases / sizeof linear_cases[0]; ++i) {
+        r1_kd_linear_desc d = lgood;
+        d.kd.tokens = linear_cases[i].tokens;
+        d.kd.vocab = linear_cases[i].vocab;
+        d.hidden = linear_cases[i].hidden;
+        d.teacher_hidden = linear_cases[i].teacher_hidden;
+        d.chunk_tokens = linear_cases[i].chunk;
+        r1_clear_error();
+        expect_size_error(r1_kd_linear(backend, &d, &li, &lo, NULL, 0, NULL), linear_cases[i].name,
+                          linear_cases[i].needle);
+        R1T_CHECK(r1_kd_linear_workspace_size(backend, &d) == 0,
+                  "linear %s: workspace size %zu, expected 0", linear_cases[i].name,
+                  r1_kd_linear_workspace_size(backend, &d));
+    }
+    /* a real fused shape: N = 2^20, V = 256000, d = dt = 65536 */
+    r1_kd_linear_desc lreal = {good, 65536, 65536, 0};
+    lreal.kd.tokens = (int64_t)1 << 20;
+    lreal.kd.vocab = 256000;
+    R1T_CHECK(r1_kd_linear_workspace_size(backend, &lreal) > 0,
+              "N = 2^20, V = 256000, d = 65536 rejected: %s", r1_last_error());
+    R1T_CHECK(r1_kd_workspace_size(backend, NULL) == 0, "NULL desc: workspace size not 0");
+    R1T_CHECK(r1_kd_linear_workspace_size(backend, NULL) == 0,
+              "NULL linear desc: workspace size not 0");
+}
+
 int main(int argc, char **argv) {
     r1t_begin(argc, argv, "kd");
     finite_difference_case(1.0f, 1.0f, 0.0f, 0);
@@ -78,5 +177,7 @@ int main(int argc, char **argv) {
     finite_difference_case(1.0f, 0.0f, 0.0f, 0);
     kd_suite(R1_REF);
     kd_suite(R1_FAST);
+    size_bounds_case(R1_REF);
+    size_bounds_case(R1_FAST);
     return r1t_end();
 }

@@ -80,6 +80,137 @@ static void bad_input(r1_backend backend) {
 }
 
 /* seq_len 0 -> out 0, lse -inf; s_q = 2 causal with seq_len 1 -> query 0 sees nothing. */
+/* Sizes: each count at INT64_MAX or 2^31, each dimension past 65536, and
+ * products past 2^56 elements are R1_EINVAL naming the argument, before any
+ * array is read (the arrays below hold 1 sequence of 1 block); the
+ * workspace-size functions give 0 for such descriptors. */
+static void expect_size_error(r1_status status, const char *what, const char *needle) {
+    R1T_CHECK(status == R1_EINVAL, "%s: status %s, expected R1_EINVAL (%s)", what,
+              r1_status_str(status), r1_last_error());
+    R1T_CHECK(strstr(r1_last_error(), needle) != NULL, "%s: sentence \"%s\" lacks \"%s\"", what,
+              r1_last_error(), needle);
+}
+
+static void size_bounds(r1_backend backend) {
+    float q[2 * 8] = {0}, blocks[64 * 8] = {0}, out[2 * 4], lse[2];
+    int32_t table[1] = {0}, lens[1] = {3};
+    const r1_mla_decode_desc good = {.batch = 1, .s_q = 1, .n_heads = 2, .dim_qk = 8,
+                                     .dim_v = 4, .max_blocks_per_seq = 1, .softmax_scale = 0.5,
+                                     .causal = 0, .dtype = R1_F32, .block_table = table,
+                                     .seq_lens = lens};
+    const r1_mla_cache cache = {blocks, R1_F32, 1, 8};
+    R1T_CHECK(r1_mla_decode(backend, &good, q, &cache, out, lse, NULL, 0, NULL) == R1_OK,
+              "good: %s", r1_last_error());
+    const int64_t big = INT64_MAX, two31 = (int64_t)1 << 31, max32 = INT32_MAX;
+    const struct { int field; int64_t value; const char *name, *needle; } cases[] = {
+        {0, big, "batch INT64_MAX", "batch = 9223372036854775807"},
+        {0, two31, "batch 2^31", "batch = 2147483648"},
+        {1, big, "s_q INT64_MAX", "s_q = 9223372036854775807"},
+        {2, big, "n_heads INT64_MAX", "n_heads = 9223372036854775807"},
+        {2, two31, "n_heads 2^31", "n_heads = 2147483648"},
+        {3, big, "max_blocks_per_seq INT64_MAX", "max_blocks_per_seq = 9223372036854775807"},
+        {3, two31, "max_blocks_per_seq 2^31", "max_blocks_per_seq = 2147483648"},
+        {4, big, "dim_qk INT64_MAX", "dim_qk = 9223372036854775807"},
+        {4, 65537, "dim_qk 65537", "dim_qk = 65537"},
+        {5, big, "dim_v INT64_MAX", "dim_v = 9223372036854775807"},
+        {6, big, "num_blocks INT64_MAX", "cache->num_blocks = 9223372036854775807"},
+        {6, two31, "num_blocks 2^31", "cache->num_blocks = 2147483648"},
+        {7, max32, "b * s_q * h * dim_qk = (2^31 - 1)^2 * 2 * 8", "batch * s_q * n_heads"},
+        {8, max32, "b * s_q * h * dim_qk = 2^31 * 2^31 * ...", "batch * s_q * n_heads"},
+        {9, max32, "b * max_blocks_per_seq = (2^31 - 1)^2", "batch * max_blocks_per_seq"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        r1_mla_decode_desc d = good;
+        r1_mla_cache c = cache;
+        const int64_t v = cases[i].value;
+        switch (cases[i].field) {
+        case 0: d.batch = v; break;
+        case 1: d.s_q = v; break;
+        case 2: d.n_heads = v; break;
+        case 3: d.max_blocks_per_seq = v; break;
+        case 4: d.dim_qk = v; c.cache_dim = v; break;
+        case 5: d.dim_v = v; break;
+        case 6: c.num_blocks = v; break;
+        case 7: d.batch = v; d.s_q = v; break;
+        case 8: d.s_q = v; d.n_heads = v; d.dim_qk = 65536; c.cache_dim = 65536; break;
+        case 9: d.batch = v; d.max_blocks_per_seq = v; break;
+        }
+        r1_clear_error();
+        expect_size_error(r1_mla_decode(backend, &d, q, &c, out, lse, NULL, 0, NULL),
+                          cases[i].name, cases[i].needle);
+        if (cases[i].field != 6)
+            R1T_CHECK(r1_mla_decode_workspace_size(backend, &d) == 0 &&
+                          r1_mla_decode_workspace_size(R1_CUDA, &d) == 0,
+                      "%s: decode workspace size not 0", cases[i].name);
+    }
+    /* a real decode shape stays valid: V3, 128 heads, 2^20 sequences of 2^17 tokens */
+    r1_mla_decode_desc real = good;
+    real.batch = (int64_t)1 << 20;
+    real.s_q = 2;
+    real.n_heads = 128;
+    real.dim_qk = 576;
+    real.dim_v = 512;
+    real.max_blocks_per_seq = 2048;
+    r1_clear_error();
+    (void)r1_mla_decode_workspace_size(backend, &real);
+    R1T_CHECK(strcmp(r1_last_error(), "") == 0, "real decode shape rejected: %s",
+              r1_last_error());
+
+    /* forward: the descriptor's sizes */
+    int32_t start[1] = {0};
+    r1_mla_forward_desc fgood = {.config = r1_mla_config_deepseek_v3(), .form = R1_MLA_ABSORBED,
+                                 .batch = 1, .s_new = 1, .start_pos = start,
+                                 .block_table = table, .max_blocks_per_seq = 1};
+    r1_mla_weights weights;
+    memset(&weights, 0, sizeof weights);
+    r1_mla_cache fcache = {blocks, R1_F32, 1, 576};
+    R1T_CHECK(r1_mla_forward_workspace_size(backend, &fgood) > 0, "forward good: %s",
+              r1_last_error());
+    const struct { int field; int64_t value; const char *name, *needle; } fcases[] = {
+        {0, big, "forward batch INT64_MAX", "batch = 9223372036854775807"},
+        {1, big, "forward s_new INT64_MAX", "s_new = 9223372036854775807"},
+        {1, two31, "forward s_new 2^31", "s_new = 2147483648"},
+        {2, big, "forward max_blocks_per_seq INT64_MAX", "max_blocks_per_seq = 9223372036854775807"},
+        {3, big, "forward d INT64_MAX", "d = 9223372036854775807"},
+        {4, big, "forward n_heads INT64_MAX", "n_heads = 9223372036854775807"},
+        {5, big, "forward kv_lora_rank INT64_MAX", "kv_lora_rank = 9223372036854775807"},
+        {6, max32, "forward b * s_new * h * dims > 2^56", "more than 2^56"},
+        {7, max32, "forward b * max_blocks_per_seq > 2^56", "b * max_blocks_per_seq"},
+    };
+    for (size_t i = 0; i < sizeof fcases / sizeof fcases[0]; ++i) {
+        r1_mla_forward_desc d = fgood;
+        const int64_t v = fcases[i].value;
+        switch (fcases[i].field) {
+        case 0: d.batch = v; break;
+        case 1: d.s_new = v; break;
+        case 2: d.max_blocks_per_seq = v; break;
+        case 3: d.config.d = v; break;
+        case 4: d.config.n_heads = v; break;
+        case 5: d.config.kv_lora_rank = v; break;
+        case 6: d.batch = v; d.s_new = v; break;
+        case 7: d.batch = v; d.max_blocks_per_seq = v; break;
+        }
+        r1_clear_error();
+        expect_size_error(r1_mla_forward(backend, &d, &weights, q, &fcache, out, NULL, 0),
+                          fcases[i].name, fcases[i].needle);
+        R1T_CHECK(r1_mla_forward_workspace_size(backend, &d) == 0,
+                  "%s: forward workspace size not 0", fcases[i].name);
+    }
+    {
+        r1_mla_forward_desc d = fgood;
+        r1_mla_cache c = fcache;
+        c.num_blocks = big;
+        expect_size_error(r1_mla_forward(backend, &d, &weights, q, &c, out, NULL, 0),
+                          "forward num_blocks INT64_MAX", "cache->num_blocks = 9223372036854775807");
+    }
+    R1T_CHECK(r1_mla_decode_workspace_size(backend, NULL) == 0, "NULL decode desc: not 0");
+    R1T_CHECK(r1_mla_forward_workspace_size(backend, NULL) == 0, "NULL forward desc: not 0");
+    r1_clear_error();
+    R1T_CHECK(isnan(r1_mla_softmax_scale(NULL)), "softmax_scale(NULL) is not NaN");
+    R1T_CHECK(strstr(r1_last_error(), "config is NULL") != NULL,
+              "softmax_scale(NULL) sentence: \"%s\"", r1_last_error());
+}
+
 static void empty_sequences(r1_backend backend) {
     const int32_t lengths[3] = {0, 1, 5};
     mla_test_cache c;
@@ -137,6 +268,7 @@ static void nan_propagates(r1_backend backend) {
 static void suite(r1_backend backend) {
     const char *name = r1_backend_name(backend);
     if (r1t_case("mla_bad_input(%s)", name)) bad_input(backend);
+    if (r1t_case("mla_size_bounds(%s)", name)) size_bounds(backend);
     if (r1t_case("mla_empty(%s)", name)) empty_sequences(backend);
     if (r1t_case("mla_nan(%s)", name)) nan_propagates(backend);
     for (int i = 0; mla_decode_golden_names[i]; ++i)

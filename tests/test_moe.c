@@ -1,12 +1,117 @@
 /*
  * tests/test_moe.c — moe on the CPU backends (ref, fast): bad input, a
- * hand-worked token, golden files, agreement with ref (tests/moe_cases.h).
+ * hand-worked token, golden files, agreement with ref (tests/moe_cases.h),
+ * and the size bounds of moe.h's BAD INPUT.
  */
+#include <stdint.h>
+
 #include "moe_cases.h"
+
+static void expect_size_error(r1_status status, const char *what, const char *needle) {
+    R1T_CHECK(status == R1_EINVAL, "%s: status %s, expected R1_EINVAL (%s)", what,
+              r1_status_str(status), r1_last_error());
+    R1T_CHECK(strstr(r1_last_error(), needle) != NULL, "%s: sentence \"%s\" lacks \"%s\"", what,
+              r1_last_error(), needle);
+}
+
+/* Each dimension at INT64_MAX / INT32_MAX or just past its bound: R1_EINVAL
+ * naming the argument before any pointer is read (the buffers are tiny);
+ * r1_moe_padded_capacity and r1_moe_workspace_size give 0. */
+static void size_bounds_case(r1_backend backend) {
+    if (!r1t_case("moe_size_bounds(backend=%s)", r1_backend_name(backend))) return;
+    r1_moe_desc good = r1_moe_desc_default();
+    good.tokens = 2;
+    good.hidden = 4;
+    good.experts = 8;
+    good.n_group = 2;
+    good.topk_group = 2;
+    good.top_k = 2;
+    good.block_size = 4;
+    float logits[16] = {0}, w[4], x[8] = {0}, xs[16], y[8];
+    int32_t ids[4] = {0, 1, 2, 3}, counts[8], offs[9], perm[4], inv[4];
+    int32_t poffs[9], sorted[64], block_expert[16], total;
+    r1_moe_dispatch_out dout = {counts, offs, perm, inv, NULL, NULL, NULL, NULL};
+    R1T_CHECK(r1_moe_padded_capacity(&good) == 4 + 8 * 3, "padded capacity %lld, expected 28",
+              (long long)r1_moe_padded_capacity(&good));
+    R1T_CHECK(r1_moe_dispatch(backend, &good, ids, &dout, NULL, 0, NULL) == R1_OK,
+              "valid dispatch: %s", r1_last_error());
+
+    r1_moe_desc d = good;
+    d.tokens = INT64_MAX;
+    r1_clear_error();
+    expect_size_error(r1_moe_route(backend, &d, logits, NULL, ids, w, NULL, 0, NULL),
+                      "route tokens INT64_MAX", "tokens = 9223372036854775807");
+    R1T_CHECK(r1_moe_padded_capacity(&d) == 0, "tokens INT64_MAX: padded capacity %lld",
+              (long long)r1_moe_padded_capacity(&d));
+    R1T_CHECK(r1_moe_workspace_size(backend, &d) == 0, "tokens INT64_MAX: workspace size not 0");
+    d.tokens = R1_MOE_MAX_TOKENS + 1;
+    expect_size_error(r1_moe_dispatch(backend, &d, ids, &dout, NULL, 0, NULL),
+                      "dispatch tokens 2^25", "tokens = 33554432");
+    R1T_CHECK(r1_moe_padded_capacity(&d) == 0, "tokens 2^25: padded capacity %lld",
+              (long long)r1_moe_padded_capacity(&d));
+
+    d = good;
+    d.block_size = INT32_MAX;
+    expect_size_error(r1_moe_dispatch(backend, &d, ids, &dout, NULL, 0, NULL),
+                      "dispatch block_size INT32_MAX", "block_size = 2147483647");
+    R1T_CHECK(r1_moe_padded_capacity(&d) == 0, "block_size INT32_MAX: padded capacity %lld",
+              (long long)r1_moe_padded_capacity(&d));
+    d.block_size = R1_MOE_MAX_BLOCK_SIZE + 1;
+    R1T_CHECK(r1_moe_padded_capacity(&d) == 0, "block_size 4097: padded capacity %lld",
+              (long long)r1_moe_padded_capacity(&d));
+    R1T_CHECK(r1_moe_padded_capacity(NULL) == 0, "NULL desc: padded capacity not 0");
+
+    /* the largest T * K with the largest E * (B - 1): above 2^31 - 1, so the
+     * int32 padded layout is refused (the unpadded dispatch is not) */
+    d = r1_moe_desc_default();
+    d.routing = R1_MOE_SOFTMAX_TOPK;
+    d.tokens = R1_MOE_MAX_TOKENS;
+    d.experts = R1_MOE_MAX_EXPERTS;
+    d.top_k = R1_MOE_MAX_TOP_K;
+    d.block_size = R1_MOE_MAX_BLOCK_SIZE;
+    R1T_CHECK(r1_moe_padded_capacity(&d) ==
+                  (int64_t)R1_MOE_MAX_TOKENS * R1_MOE_MAX_TOP_K + 1024LL * 4095,
+              "largest padded capacity %lld", (long long)r1_moe_padded_capacity(&d));
+    r1_moe_dispatch_out padded = {counts, offs, perm, inv, poffs, sorted, block_expert, &total};
+    expect_size_error(r1_moe_dispatch(backend, &d, ids, &padded, NULL, 0, NULL),
+                      "padded capacity > 2^31 - 1", "padded capacity");
+
+    d = good;
+    d.hidden = INT64_MAX;
+    expect_size_error(r1_moe_permute(backend, &d, R1_F32, x, perm, xs, NULL),
+                      "permute hidden INT64_MAX", "hidden = 9223372036854775807");
+    expect_size_error(r1_moe_combine(backend, &d, R1_F32, xs, inv, w, NULL, y, NULL),
+                      "combine hidden INT64_MAX", "hidden = 9223372036854775807");
+    d.hidden = ((int64_t)1 << 24) + 1;
+    expect_size_error(r1_moe_gate_logits(backend, &d, x, x, logits, NULL), "gate hidden 2^24 + 1",
+                      "hidden = 16777217");
+    if (backend == R1_REF) {
+        float weights_buffer[64] = {0};
+        r1_moe_layer_weights lw;
+        memset(&lw, 0, sizeof lw);
+        lw.gate_weight = weights_buffer;
+        lw.w1 = lw.w2 = lw.w3 = weights_buffer;
+        lw.intermediate = INT64_MAX;
+        expect_size_error(r1_moe_layer(backend, &good, &lw, x, y), "layer intermediate INT64_MAX",
+                          "intermediate = 9223372036854775807");
+        lw.intermediate = 2;
+        lw.shared_intermediate = INT64_MAX;
+        expect_size_error(r1_moe_layer(backend, &good, &lw, x, y),
+                          "layer shared_intermediate INT64_MAX",
+                          "shared_intermediate = 9223372036854775807");
+    }
+    /* real shapes stay valid: DeepSeek-V3 routing of 2^25 - 1 tokens */
+    d = r1_moe_desc_default();
+    d.tokens = R1_MOE_MAX_TOKENS;
+    R1T_CHECK(r1_moe_padded_capacity(&d) > 0, "V3 with T = 2^25 - 1 rejected: %s",
+              r1_last_error());
+}
 
 int main(int argc, char **argv) {
     r1t_begin(argc, argv, "moe");
     moe_suite(R1_REF);
     moe_suite(R1_FAST);
+    size_bounds_case(R1_REF);
+    size_bounds_case(R1_FAST);
     return r1t_end();
 }

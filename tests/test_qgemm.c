@@ -61,6 +61,70 @@ static void expect_error(r1_status got, r1_status want, const char *needle, cons
               what, r1_last_error(), needle);
 }
 
+/* Sizes: each dimension at INT64_MAX or 2^31, and products past 2^56
+ * elements, are R1_EINVAL naming the argument before any pointer is read (the
+ * buffers are tiny); r1_qgemm_quantized_bytes gives 0, never a wrapped count. */
+static void size_bounds(void) {
+    if (!r1t_case("qgemm_size_bounds")) return;
+    float x[256] = {0}, scale[4], y[4];
+    uint8_t q[256];
+    int8_t qx[256] = {0}, qw[256] = {0};
+    const int64_t big = INT64_MAX, two31 = (int64_t)1 << 31, max32 = INT32_MAX;
+    const struct { r1_qgemm_scheme scheme; int64_t rows, cols; const char *name, *needle; }
+        quant[] = {
+            {R1_QGEMM_W8A8, big, 256, "rows INT64_MAX", "rows = 9223372036854775807"},
+            {R1_QGEMM_W8A8, 2, big, "cols INT64_MAX", "cols = 9223372036854775807"},
+            {R1_QGEMM_FP8, two31, 256, "rows 2^31", "rows = 2147483648"},
+            {R1_QGEMM_W8A8, max32, max32, "rows * cols = (2^31 - 1)^2", "rows * cols"},
+            {R1_QGEMM_FP8, (int64_t)1 << 30, (int64_t)1 << 27, "rows * cols = 2^57",
+             "rows * cols"},
+        };
+    for (int b = 0; b < 2; ++b) {
+        r1_backend backend = b ? R1_FAST : R1_REF;
+        for (size_t i = 0; i < sizeof quant / sizeof quant[0]; ++i) {
+            r1_qgemm_quant_desc d = {quant[i].scheme, R1_QGEMM_WEIGHTS, quant[i].rows,
+                                     quant[i].cols, 0, 0};
+            expect_error(r1_qgemm_quantize(backend, &d, x, q, scale, NULL, NULL), R1_EINVAL,
+                         quant[i].needle, quant[i].name);
+            R1T_CHECK(r1_qgemm_quantized_bytes(&d) == 0, "%s: quantized bytes %zu, expected 0",
+                      quant[i].name, r1_qgemm_quantized_bytes(&d));
+            int64_t sr = -1, sc = -1;
+            r1_qgemm_scale_shape(&d, &sr, &sc);
+            R1T_CHECK(sr == 0 && sc == 0, "%s: scale shape (%lld, %lld), expected (0, 0)",
+                      quant[i].name, (long long)sr, (long long)sc);
+        }
+        const struct { int64_t M, N, K; const char *name, *needle; } gemm[] = {
+            {big, 2, 256, "M INT64_MAX", "M = 9223372036854775807"},
+            {2, big, 256, "N INT64_MAX", "N = 9223372036854775807"},
+            {2, 2, big, "K INT64_MAX", "K = 9223372036854775807"},
+            {two31, 2, 256, "M 2^31", "M = 2147483648"},
+            {max32, max32, 256, "M * N = (2^31 - 1)^2", "M * N (y)"},
+            {(int64_t)1 << 30, (int64_t)1 << 27, 256, "M * N = 2^57", "M * N (y)"},
+            {max32, 2, 131072, "M * K = 2^48 fits, K too large for W8A8", "int32"},
+        };
+        for (size_t i = 0; i < sizeof gemm / sizeof gemm[0]; ++i) {
+            r1_qgemm_desc d = {R1_QGEMM_W8A8, gemm[i].M, gemm[i].N, gemm[i].K, R1_F32, 0};
+            r1_qgemm_operands o = {qx, scale, qw, scale, NULL, NULL, 0, 0, 0, 0};
+            r1_qgemm_set_scale_shapes(&d, &o);
+            expect_error(r1_qgemm(backend, &d, &o, y, NULL), R1_EINVAL, gemm[i].needle,
+                         gemm[i].name);
+        }
+        expect_error(r1_qgemm_w8a8_accumulators(backend, 2, 2, big, qx, qw, (int32_t *)y, NULL),
+                     R1_EINVAL, "K = 9223372036854775807", "accumulators K INT64_MAX");
+        expect_error(r1_qgemm_w8a8_accumulators(backend, max32, max32, 16, qx, qw, (int32_t *)y,
+                                                NULL),
+                     R1_EINVAL, "M * N (acc)", "accumulators M * N = (2^31 - 1)^2");
+    }
+    /* real shapes keep their byte counts: the V3 LM head, FP8 and W4A16 */
+    r1_qgemm_quant_desc head = {R1_QGEMM_FP8, R1_QGEMM_WEIGHTS, 129280, 7168, 0, 0};
+    R1T_CHECK(r1_qgemm_quantized_bytes(&head) == (size_t)129280 * 7168,
+              "V3 head FP8 bytes %zu", r1_qgemm_quantized_bytes(&head));
+    head.scheme = R1_QGEMM_W4A16;
+    R1T_CHECK(r1_qgemm_quantized_bytes(&head) == (size_t)129280 * 7168 / 2,
+              "V3 head W4A16 bytes %zu", r1_qgemm_quantized_bytes(&head));
+    R1T_CHECK(r1_qgemm_quantized_bytes(NULL) == 0, "NULL desc: quantized bytes not 0");
+}
+
 static void bad_input(void) {
     if (!r1t_case("qgemm_bad_input")) return;
     float x[2 * 256];
@@ -191,6 +255,7 @@ int main(int argc, char **argv) {
     printf("fast int8 path here: %s\n", r1_qgemm_fast_isa());
     run_goldens(R1_REF, "ref");
     bad_input();
+    size_bounds();
     round_trip();
     /* fast on every path this CPU has, best first; the cap is lifted after. */
     const char *best = r1_qgemm_fast_isa();

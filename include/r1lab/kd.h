@@ -77,8 +77,13 @@
  * Workspace bytes: r1_kd_workspace_size / r1_kd_linear_workspace_size;
  * workspace = NULL makes the call allocate it (not for hot loops).
  *
- * BAD INPUT (R1_EINVAL before any work): tokens or vocab <= 0 (or hidden <= 0
- * for the fused form); temperature <= 0 or not finite; gamma or beta outside
+ * BAD INPUT (R1_EINVAL before any work): tokens or vocab outside
+ * [1, 2^31 - 1]; for the fused form hidden outside [1, 2^31 - 1],
+ * teacher_hidden or chunk_tokens outside [0, 2^31 - 1]; a tensor of more than
+ * R1_KD_MAX_ELEMENTS = 2^56 elements: N * V (logits), and for the fused form
+ * N * d, V * d, N * dt, V * dt (so every byte count, workspaces included, fits
+ * in a 64-bit size_t; V = 256000 allows N up to 2^31 - 1); the workspace-size
+ * functions return 0 for such a descriptor; temperature <= 0 or not finite; gamma or beta outside
  * [0, 1]; a label outside [0, V) that is not ignore_index; labels NULL with
  * gamma < 1; teacher_topk < 0 or > V; sparse ids outside [0, V) or repeated in
  * a row; a required pointer NULL; reduction unknown; NONE without
@@ -92,6 +97,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The most elements of any one tensor (N * V, N * d, V * d, N * dt, V * dt). */
+#define R1_KD_MAX_ELEMENTS ((int64_t)1 << 56)
 
 typedef enum r1_kd_reduction {
     R1_KD_MEAN = 0, /* over counted tokens */

@@ -84,9 +84,18 @@
  *   <= 0 (q_lora_rank < 0), qk_rope_head_dim odd, rope_theta <= 0, YaRN with
  *   factor < 1, original_seq_len <= 0 or beta_fast <= beta_slow; desc dims that
  *   do not match (dim_qk != dim_v + rope dims for forward, dim_v > dim_qk);
- *   batch or s_q <= 0; seq_len < 0 or above max_blocks_per_seq * 64; a block
+ *   batch, s_q (s_new), n_heads, max_blocks_per_seq or num_blocks outside
+ *   [1, R1_MLA_MAX_COUNT = 2^31 - 1]; a config dimension, dim_qk or dim_v
+ *   above R1_MLA_MAX_DIM = 65536; a tensor of more than R1_MLA_MAX_ELEMENTS =
+ *   2^56 elements (decode: b * s_q * h * dim_qk, b * max_blocks_per_seq,
+ *   num_blocks * 64 * cache_dim; forward: b * s_new * d, b * s_new * h * head
+ *   dims, L * h * head dims and b * s_new * h * L with L the longest
+ *   sequence, b * max_blocks_per_seq, the cache), so every byte count fits in
+ *   a 64-bit size_t; seq_len < 0 or above max_blocks_per_seq * 64; a block
  *   table entry a sequence uses outside [0, num_blocks); a required pointer
- *   NULL; an unsupported dtype for the backend; a workspace too small.
+ *   NULL; an unsupported dtype for the backend; a workspace too small. The
+ *   workspace-size functions return 0 (with the sentence in r1_last_error) for
+ *   a descriptor that breaks a size rule.
  */
 #ifndef R1LAB_MLA_H
 #define R1LAB_MLA_H
@@ -98,6 +107,9 @@ extern "C" {
 #endif
 
 #define R1_MLA_BLOCK_SIZE 64
+#define R1_MLA_MAX_COUNT INT32_MAX            /* batch, s_q, heads, blocks     */
+#define R1_MLA_MAX_DIM 65536                  /* config dims, dim_qk, dim_v    */
+#define R1_MLA_MAX_ELEMENTS ((int64_t)1 << 56) /* any one tensor or work array */
 
 typedef enum r1_mla_rope_layout {
     R1_MLA_ROPE_INTERLEAVED = 0, /* DeepSeek inference/model.py          */
@@ -134,7 +146,9 @@ typedef struct r1_mla_config {
  * 1 / 1). */
 r1_mla_config r1_mla_config_deepseek_v3(void);
 
-/* The softmax scale of the config: (dn + dr)^-1/2 * mscale(factor, mscale_all_dim)^2. */
+/* The softmax scale of the config: (dn + dr)^-1/2 * mscale(factor, mscale_all_dim)^2.
+ * config NULL: NaN, with the sentence in r1_last_error (a decode call given
+ * it as softmax_scale then fails with R1_EINVAL). */
 double r1_mla_softmax_scale(const r1_mla_config *config);
 
 /* One layer's weights, float32, row-major (out, in). */

@@ -92,14 +92,21 @@
  * with desc->asynchronous = 1 they only enqueue (a token with NaN / Inf
  * logits then gets ids -1 and NaN weights, without an error).
  *
- * BAD INPUT (before any work, every backend): R1_EINVAL for tokens <= 0;
- * experts <= 0 or > R1_MOE_MAX_EXPERTS; top_k <= 0 or > experts; for the
+ * BAD INPUT (before any work, every backend): R1_EINVAL for tokens <= 0 or
+ * > R1_MOE_MAX_TOKENS = 33554431 (T * K < 2^31 for every top_k);
+ * experts <= 0 or > R1_MOE_MAX_EXPERTS; top_k <= 0 or > R1_MOE_MAX_TOP_K or
+ * > experts; for the
  * group modes n_group <= 0, experts % n_group != 0, topk_group <= 0 or >
  * n_group, top_k > topk_group * experts / n_group, and for noaux_tc groups of
  * fewer than 2 experts; routing not one of the three; routed_scaling_factor
- * not finite or <= 0; block_size <= 0 (dispatch); an id outside [0, E) or a
- * repeated id within a token (dispatch); hidden <= 0 (permute / combine /
- * gate / layer); a dtype other than f32 / bf16; a required pointer NULL.
+ * not finite or <= 0; block_size <= 0 or > R1_MOE_MAX_BLOCK_SIZE = 4096
+ * (dispatch); with padded_offsets, a padded capacity P above 2^31 - 1
+ * (dispatch); an id outside [0, E) or a repeated id within a token
+ * (dispatch); hidden <= 0 or > R1_MOE_MAX_HIDDEN = 2^24 (permute / combine /
+ * gate / layer); layer intermediate outside [1, 2^24] or shared_intermediate
+ * outside [0, 2^24]; a dtype other than f32 / bf16; a required pointer NULL.
+ * r1_moe_workspace_size and r1_moe_padded_capacity return 0 for a descriptor
+ * that breaks these rules (padded capacity: also for a bad block_size).
  * R1_ENUMERIC for a NaN or +-Inf logit, naming the first such token, and for
  * a non-finite bias entry, naming the expert. Ids, permutation and inverse
  * are checked on the host for ref / fast; cuda checks ids in range (dispatch,
@@ -118,6 +125,9 @@ extern "C" {
 
 #define R1_MOE_MAX_EXPERTS 1024
 #define R1_MOE_MAX_TOP_K 64
+#define R1_MOE_MAX_TOKENS (INT32_MAX / R1_MOE_MAX_TOP_K) /* 33554431 */
+#define R1_MOE_MAX_HIDDEN ((int64_t)1 << 24)
+#define R1_MOE_MAX_BLOCK_SIZE 4096
 
 typedef enum r1_moe_routing {
     R1_MOE_SOFTMAX_TOPK = 0,         /* softmax, top-k (optionally renormalized)    */
@@ -159,7 +169,8 @@ typedef struct r1_moe_dispatch_out {
     int32_t *padded_total;   /* (1)        with padded_offsets                */
 } r1_moe_dispatch_out;
 
-/* P = N + E*(B-1), the capacity of sorted_padded. */
+/* P = N + E*(B-1), the capacity of sorted_padded; 0 for an invalid
+ * descriptor or block_size (see BAD INPUT). */
 int64_t r1_moe_padded_capacity(const r1_moe_desc *desc);
 
 /* Checks the descriptor's routing shape rules (BAD INPUT). */

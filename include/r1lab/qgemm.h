@@ -49,9 +49,13 @@
  * and FP8 within relative L2 1e-3 of ref on the same quantized values
  * (summation order differs between backends).
  *
- * SHAPES. M >= 1, N >= 1. W8A8: 1 <= K <= 131071 (exact int32: K * 128^2 <
- * 2^31). W4A16 and FP8: K a positive multiple of 128 (groups and blocks are
- * whole). Every scale array has its shape stated in the operands and checked.
+ * SHAPES (R1_EINVAL otherwise). M, N, K in [1, 2^31 - 1] (quantizers: rows
+ * and cols in [1, 2^31 - 1]), and every operand at most R1_QGEMM_MAX_ELEMENTS
+ * = 2^56 elements: M * K (x), N * K (w), M * N (y; rows * cols for a
+ * quantizer), so every byte count fits in a 64-bit size_t. W8A8: K <= 131071
+ * (exact int32: K * 128^2 < 2^31). W4A16 and FP8: K a positive multiple of 128
+ * (groups and blocks are whole). Every scale array has its shape stated in the
+ * operands and checked.
  *
  * MEMORY. ref / fast: host pointers. cuda: device pointers and a
  * cudaStream_t (NULL = default stream); the call only enqueues work, except
@@ -76,6 +80,7 @@ typedef enum r1_qgemm_scheme {
 #define R1_QGEMM_BLOCK 128        /* K block (FP8) and group (W4A16) size */
 #define R1_QGEMM_AMAX_FLOOR 1e-4f /* every amax is floored here           */
 #define R1_QGEMM_W8A8_MAX_K 131071
+#define R1_QGEMM_MAX_ELEMENTS ((int64_t)1 << 56) /* per operand, see SHAPES */
 
 /* "w8a8", "w4a16", "fp8"; "unknown" otherwise. */
 const char *r1_qgemm_scheme_name(r1_qgemm_scheme scheme);
@@ -102,7 +107,8 @@ void r1_qgemm_scale_shape(const r1_qgemm_quant_desc *desc, int64_t *scale_rows,
                           int64_t *scale_cols);
 
 /* Bytes of the quantized array q: rows * cols for int8 / e4m3, rows * cols / 2
- * for int4. 0 for an invalid descriptor. */
+ * for int4. 0 for a descriptor r1_qgemm_quantize refuses (any rule under
+ * SHAPES, W4A16 activations included; the sentence is in r1_last_error). */
 size_t r1_qgemm_quantized_bytes(const r1_qgemm_quant_desc *desc);
 
 /* Quantizes x (rows, cols) float32 into q (r1_qgemm_quantized_bytes bytes),
