@@ -1258,9 +1258,11 @@ static r1_answer_verdict compare_scalars(const char *a, size_t an, const char *b
         value u = x.v, w = y.v;
         if (reading == 1) {
             if (a_percent == b_percent) break;
-            /* reading "35%" as 0.35 keeps a literal a literal */
-            if (a_percent) u = divide(u, rational(100, 1)), u.literal = x.v.literal;
-            else w = divide(w, rational(100, 1)), w.literal = y.v.literal;
+            /* The /100 of a percent reading is part of reading the number: a
+             * literal or an exact value stays free of rounding noise, even
+             * when 9/410003881642066001 / 100 leaves int64 and turns inexact. */
+            if (a_percent) u = divide(u, rational(100, 1)), u.literal = x.v.literal || x.v.exact;
+            else w = divide(w, rational(100, 1)), w.literal = y.v.literal || y.v.exact;
         }
         int equal;
         r1_answer_rule rule;

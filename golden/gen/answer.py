@@ -258,6 +258,7 @@ EQUAL = [
     ("0", "\\sqrt{2}^2-2", T, "computed: long double noise of sqrt(2)^2 - 2 is 0"),
     ("0", "\\sin(\\pi)", T, "computed: sin of a rounded pi is 0"),
     ("0", "1-1.0", T, "computed: 1 - 1.0 is 0"),
+    ("0", "\\frac{9}{410003881642066001}\\%", F, "an exact rational read as percent is not noise, even when /100 leaves int64"),
     ("1.5\\times10^{-8}", "1.5e-8", T, "tiny equal values still compare equal relative to their size"),
     ("n=2,3,4", "n=1,2,3", F, "Math-Verify issue 14: a shared 'n=' prefix must not make different lists equal"),
     ("D=(0,1)", "D=(0,1.5)", F, "Math-Verify issue 14: a shared 'D=' prefix must not hide a different tuple"),
