@@ -8,14 +8,18 @@
  * workers + 2 batches exist at once, so the memory stays flat whatever the
  * file's length.
  */
+#define _POSIX_C_SOURCE 200809L /* mkstemp(), fchmod(), umask(), fdopen() */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "apps/commands.h"
@@ -25,14 +29,65 @@
 #define BATCH_LINES 65536         /* most lines in one batch       */
 #define BATCH_BYTES (4u << 20)     /* a batch holds about 4 MiB     */
 #define ANSWER_CAPACITY (R1_ANSWER_MAX_LENGTH + 1)
+#define MAX_THREADS 256            /* most eval worker threads      */
 
 /* ---- shared helpers ------------------------------------------------------------------ */
 
-static FILE *open_output(const char *path) {
-    if (!path || strcmp(path, "-") == 0) return stdout;
-    FILE *f = fopen(path, "w");
-    if (!f) fprintf(stderr, "r1lab: cannot write %s\n", path);
-    return f;
+/* An output: standard output ("-", streamed), or a file written to a
+ * temporary file next to it ("PATH.tmp.XXXXXX") and renamed onto PATH only
+ * when the command succeeds, so a failed run leaves no partial file (and an
+ * output that is also the input is read whole before it is replaced). */
+typedef struct output {
+    FILE *f;
+    const char *path;
+    char *temporary; /* NULL for standard output */
+} output;
+
+static int output_open(output *o, const char *path, const char *command) {
+    memset(o, 0, sizeof *o);
+    o->path = path;
+    if (!path || strcmp(path, "-") == 0) { o->f = stdout; return 1; }
+    size_t n = strlen(path);
+    o->temporary = malloc(n + sizeof ".tmp.XXXXXX");
+    if (!o->temporary) { fprintf(stderr, "%s: out of memory\n", command); return 0; }
+    memcpy(o->temporary, path, n);
+    memcpy(o->temporary + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    int fd = mkstemp(o->temporary);
+    if (fd < 0) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", command, path, strerror(errno));
+        free(o->temporary), o->temporary = NULL;
+        return 0;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask); /* the mode fopen(path, "w") would give */
+    o->f = fdopen(fd, "w");
+    if (!o->f) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", command, path, strerror(errno));
+        close(fd), unlink(o->temporary), free(o->temporary), o->temporary = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+/* Finishes an output: on success (ok) the file replaces PATH; otherwise the
+ * temporary file is removed. Returns 1 when the output is complete. */
+static int output_close(output *o, int ok, const char *command) {
+    if (!o->f) return 0;
+    if (!o->temporary) {
+        if (fflush(stdout) != 0 && ok) { fprintf(stderr, "%s: cannot write standard output\n", command); ok = 0; }
+        o->f = NULL;
+        return ok;
+    }
+    if (fclose(o->f) != 0 && ok) { fprintf(stderr, "%s: cannot write %s: %s\n", command, o->path, strerror(errno)); ok = 0; }
+    if (ok && rename(o->temporary, o->path) != 0) {
+        fprintf(stderr, "%s: cannot write %s: %s\n", command, o->path, strerror(errno));
+        ok = 0;
+    }
+    if (!ok) unlink(o->temporary);
+    free(o->temporary);
+    o->f = NULL, o->temporary = NULL;
+    return ok;
 }
 
 /* The text of a field: a string as is, a number printed ("72"). NULL when
@@ -78,11 +133,16 @@ static void answer_usage(FILE *f) {
             "  <think> without </think> is truncated: no answer.\n"
             "equal: reads lines with \"gold\" and \"pred\" (both answers, already extracted);\n"
             "  writes {\"id\":..,\"equal\":bool,\"rule\":\"..\"}; --explain adds both normalized forms.\n"
-            "  --tolerance T sets the relative tolerance for decimals (default 1e-6).\n"
+            "  --tolerance T sets the relative tolerance for decimals, a number in [0, 1)\n"
+            "  (default 1e-6).\n"
             "\n"
-            "INPUT defaults to standard input; the id is the line's \"id\" or its line number.\n"
+            "INPUT (one file, or - for standard input) defaults to standard input; the id is\n"
+            "the line's \"id\" or its line number. --output F defaults to standard output\n"
+            "(streamed); a file is written to a temporary file renamed onto F on success, so\n"
+            "after an error F is not created or left as it was.\n"
             "A malformed line is reported on stderr with its line number and skipped; a line\n"
-            "without the needed key is an error naming the key (exit 1). Exit 0 otherwise.\n");
+            "without the needed key is an error naming the key (exit 1). A bad option or\n"
+            "value is a usage error (exit 2). Exit 0 otherwise.\n");
 }
 
 typedef struct answer_args {
@@ -92,28 +152,56 @@ typedef struct answer_args {
     int explain;
 } answer_args;
 
+/* A relative tolerance: a whole decimal number in [0, 1) (r1_answer_options);
+ * 0 on a bad value, with a sentence on stderr. */
+static int parse_tolerance(const char *command, const char *text, double *tolerance) {
+    char *end = NULL;
+    errno = 0;
+    double t = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !(t >= 0.0 && t < 1.0)) {
+        fprintf(stderr, "%s: --tolerance \"%s\": must be a number in [0, 1)\n", command, text);
+        return 0;
+    }
+    *tolerance = t;
+    return 1;
+}
+
 static int parse_answer_args(int argc, char **argv, answer_args *a) {
-    a->input = "-", a->output = "-", a->key = NULL, a->backend = R1_FAST, a->explain = 0;
+    a->input = NULL, a->output = "-", a->key = NULL, a->backend = R1_FAST, a->explain = 0;
     a->options = r1_answer_options_default();
+    static const char *const with_value[] = {"--output", "--key", "--tolerance", "--backend"};
     for (int i = 2; i < argc; ++i) {
         const char *s = argv[i];
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) { answer_usage(stdout); return 0; }
-        else if (strcmp(s, "--explain") == 0) a->explain = 1;
-        else if (i + 1 < argc && strcmp(s, "--output") == 0) a->output = argv[++i];
-        else if (i + 1 < argc && strcmp(s, "--key") == 0) a->key = argv[++i];
-        else if (i + 1 < argc && strcmp(s, "--tolerance") == 0) a->options.relative_tolerance = atof(argv[++i]);
-        else if (i + 1 < argc && strcmp(s, "--backend") == 0) {
+        if (strcmp(s, "--explain") == 0) { a->explain = 1; continue; }
+        int takes_value = 0;
+        for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; ++k) takes_value |= strcmp(s, with_value[k]) == 0;
+        if (takes_value && i + 1 >= argc) {
+            fprintf(stderr, "r1lab answer: %s needs a value\n", s);
+            return 2;
+        }
+        if (strcmp(s, "--output") == 0) a->output = argv[++i];
+        else if (strcmp(s, "--key") == 0) a->key = argv[++i];
+        else if (strcmp(s, "--tolerance") == 0) {
+            if (!parse_tolerance("r1lab answer", argv[++i], &a->options.relative_tolerance)) return 2;
+        } else if (strcmp(s, "--backend") == 0) {
             if (r1_backend_parse(argv[++i], &a->backend) != R1_OK || a->backend == R1_CUDA) {
                 fprintf(stderr, "r1lab answer: --backend must be ref or fast\n");
                 return 2;
             }
-        } else if (s[0] != '-' || strcmp(s, "-") == 0) a->input = s;
-        else {
+        } else if (s[0] != '-' || strcmp(s, "-") == 0) {
+            if (a->input) {
+                fprintf(stderr, "r1lab answer: one INPUT only (got %s and %s)\n", a->input, s);
+                return 2;
+            }
+            a->input = s;
+        } else {
             fprintf(stderr, "r1lab answer: unknown option %s\n", s);
             answer_usage(stderr);
             return 2;
         }
     }
+    if (!a->input) a->input = "-";
     return -1;
 }
 
@@ -127,8 +215,9 @@ static int answer_stream(int argc, char **argv, int extract) {
         fprintf(stderr, "r1lab answer: %s\n", r1_last_error());
         return 1;
     }
-    FILE *out = open_output(a.output);
-    if (!out) { r1_jsonl_close(reader); return 1; }
+    output o;
+    if (!output_open(&o, a.output, "r1lab answer")) { r1_jsonl_close(reader); return 1; }
+    FILE *out = o.f;
     static char answer[ANSWER_CAPACITY], normalized[4 * ANSWER_CAPACITY], number[2][64];
     int64_t lines = 0, malformed = 0;
     int status = 0;
@@ -198,8 +287,7 @@ static int answer_stream(int argc, char **argv, int extract) {
     }
     if (malformed) fprintf(stderr, "r1lab answer: %lld malformed line(s) skipped, %lld processed\n", (long long)malformed, (long long)lines);
     r1_jsonl_close(reader);
-    if (out != stdout && fclose(out) != 0) status = 1;
-    else if (out == stdout) fflush(stdout);
+    if (!output_close(&o, status == 0, "r1lab answer")) status = 1;
     return status;
 }
 
@@ -220,7 +308,7 @@ static void eval_usage(FILE *f) {
     fprintf(f,
             "usage: r1lab eval --input F.jsonl --pred-key K --gold-key G\n"
             "                  [--gold-format boxed|gsm8k|plain] [--output per-item.jsonl]\n"
-            "                  [--threads N] [--backend ref|fast]\n"
+            "                  [--threads N (1..%d)] [--backend ref|fast]\n"
             "\n"
             "Scores model outputs against gold answers. For each line the final answer of\n"
             "field K is extracted (the last \\boxed{} after </think>, then the fallbacks) and\n"
@@ -238,11 +326,14 @@ static void eval_usage(FILE *f) {
             "threads (--threads, default: all cores) score them, results come out in input\n"
             "order, and at most N + 2 batches exist at once, so memory stays flat. A malformed line is reported with its line number and\n"
             "skipped (counted); a line without K or G is an error naming the key (exit 1).\n"
+            "--output is written to a temporary file renamed onto F on success: after an\n"
+            "error (exit 1) F is not created or left as it was. --output - streams to stdout.\n"
+            "A bad option or value is a usage error (exit 2).\n"
             "Examples:\n"
             "  r1lab eval --input gsm8k_test_r1.jsonl --pred-key deepseek_r1_response \\\n"
             "             --gold-key answer --gold-format gsm8k --output items.jsonl\n"
             "  r1lab eval --input gsm8k_zh.jsonl --pred-key response --gold-key answer_only --gold-format plain\n",
-            BATCH_BYTES >> 20);
+            MAX_THREADS, BATCH_BYTES >> 20);
 }
 
 typedef struct eval_item {
@@ -310,7 +401,16 @@ static int parse_eval_args(int argc, char **argv, eval_args *a) {
         else if (strcmp(s, "--output") == 0) a->output = v;
         else if (strcmp(s, "--pred-key") == 0) a->pred_key = v;
         else if (strcmp(s, "--gold-key") == 0) a->gold_key = v;
-        else if (strcmp(s, "--threads") == 0) a->threads = atoi(v);
+        else if (strcmp(s, "--threads") == 0) {
+            char *end = NULL;
+            errno = 0;
+            long t = strtol(v, &end, 10);
+            if (end == v || *end != '\0' || errno == ERANGE || t < 1 || t > MAX_THREADS) {
+                fprintf(stderr, "r1lab eval: --threads \"%s\": must be an integer in [1, %d]\n", v, MAX_THREADS);
+                return 2;
+            }
+            a->threads = (int)t;
+        }
         else if (strcmp(s, "--gold-format") == 0) {
             if (r1_answer_gold_format_parse(v, &a->format) != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); return 2; }
         } else if (strcmp(s, "--backend") == 0) {
@@ -448,11 +548,13 @@ int r1_command_eval(int argc, char **argv) {
     if (code >= 0) return code;
     int workers = a.threads > 0 ? a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (workers < 1) workers = 1;
-    if (workers > 256) workers = 256;
+    if (workers > MAX_THREADS) workers = MAX_THREADS;
     r1_jsonl_reader *reader = NULL;
     if (r1_jsonl_open(a.input, &reader) != R1_OK) { fprintf(stderr, "r1lab eval: %s\n", r1_last_error()); return 1; }
-    FILE *out = NULL;
-    if (a.output && !(out = open_output(a.output))) { r1_jsonl_close(reader); return 1; }
+    output o;
+    memset(&o, 0, sizeof o);
+    if (a.output && !output_open(&o, a.output, "r1lab eval")) { r1_jsonl_close(reader); return 1; }
+    FILE *out = o.f;
     eval_pipeline p;
     memset(&p, 0, sizeof p);
     p.args = &a, p.reader = reader, p.want_output = out != NULL;
@@ -515,7 +617,7 @@ int r1_command_eval(int argc, char **argv) {
     free(p.slots);
     free(threads);
     r1_jsonl_close(reader);
-    if (out && out != stdout && fclose(out) != 0) { fprintf(stderr, "r1lab eval: cannot write %s\n", a.output); status = 1; }
+    if (out && !output_close(&o, status == 0, "r1lab eval")) status = 1;
     if (status != 0) return 1;
     printf("items      %lld\n", (long long)total);
     printf("correct    %lld\n", (long long)correct);

@@ -355,11 +355,12 @@ static int simple_number_parse(const char *s, size_t n, simple_number *x) {
     return 1;
 }
 
-/* ref's close_numbers(). */
+/* ref's close_numbers() for simple numbers: each is a literal or an exact
+ * rational, never rounding noise, so 0 against anything else is unequal and
+ * the rule is the relative tolerance alone. */
 static int close_numbers_fast(long double a, long double b, double tolerance) {
     if (isnan(a) || isnan(b)) return 0;
     if (isinf(a) || isinf(b)) return a == b;
-    if (a == 0 || b == 0) return fabsl(a - b) <= 1e-15L;
     return fabsl(a - b) <= (long double)tolerance * fmaxl(fabsl(a), fabsl(b));
 }
 

@@ -852,14 +852,18 @@ size_t answer_normalize_ref(const char *answer, size_t length, char *out) {
  * 3. Values: an evaluator over LaTeX arithmetic
  * ====================================================================== */
 
-/* A value: v always; num/den too while exact (a rational from integers). */
+/* A value: v always; num/den too while exact (a rational from integers).
+ * literal: the value is a number as written ("1e-20", "-0.5", "(7)"), not
+ * the result of an operation; only a computed, inexact value may carry
+ * rounding noise (close_numbers). */
 typedef struct value {
     long double v;
     int exact;
     int64_t num, den;
+    int literal;
 } value;
 
-static value inexact(long double v) { value r = {v, 0, 0, 1}; return r; }
+static value inexact(long double v) { value r = {v, 0, 0, 1, 0}; return r; }
 
 static int64_t gcd64(int64_t a, int64_t b) {
     if (a < 0) a = -a;
@@ -876,7 +880,7 @@ static value rational(__int128 num, __int128 den) {
     if (num > INT64_MAX || num < -INT64_MAX || den > INT64_MAX) return inexact(v);
     int64_t g = gcd64((int64_t)num, (int64_t)den);
     if (g == 0) g = 1;
-    value r = {v, 1, (int64_t)num / g, (int64_t)den / g};
+    value r = {v, 1, (int64_t)num / g, (int64_t)den / g, 0};
     return r;
 }
 
@@ -989,11 +993,13 @@ static value number(parser *p) {
     p->i = i;
     long double v = strtold(buffer, NULL);
     if (i - a >= sizeof buffer - 1) v = overflow ? INFINITY : v;
+    value r = inexact(v);
     if (!decimal && !scientific && !overflow) {
         p->integer_literal = 1;
-        return rational(integer, 1);
+        r = rational(integer, 1);
     }
-    return inexact(v);
+    r.literal = 1;
+    return r;
 }
 
 /* A function's argument: "\sin x", "\sin(x)", "\ln{2}". */
@@ -1085,8 +1091,8 @@ static value primary(parser *p) {
         p->i++;
         value v = expression(p);
         if (!accept(p, "|")) p->error = 1;
-        if (v.exact && v.num < 0) return negate(v);
-        return v.exact ? v : inexact(fabsl(v.v));
+        if (v.v < 0) return negate(v); /* |-1e-20| is still the literal 1e-20 */
+        return v;
     }
     if (c == '\\') return command(p);
     if (is_letter((char)c)) return variable(p);
@@ -1195,15 +1201,24 @@ static int close_enough(long double a, long double b, double tolerance) {
     return fabsl(a - b) <= (long double)tolerance * scale;
 }
 
+/* Rounding noise: a value computed through inexact operations (not a
+ * literal, not an exact rational) with |x| <= 1e-15: "\sqrt{2}^2-2",
+ * "\sin(\pi)". A literal "1e-20" or an exact "\frac{1}{10^{16}}" is never
+ * noise. */
+static int rounding_noise(value x) {
+    return !x.literal && !x.exact && fabsl(x.v) <= 1e-15L;
+}
+
 /* Two numbers (no variables): relative tolerance with no absolute floor,
- * so 1e-7 != 0 and 2^-99 != 2^-98 (a rounding to 6 decimals calls both
- * pairs equal). Only an exact value of 0 against a computed one allows
- * long double rounding noise: |x| <= 1e-15 ("\sqrt{2}^2-2" is 0). */
-static int close_numbers(long double a, long double b, double tolerance) {
-    if (isnan(a) || isnan(b)) return 0;
-    if (isinf(a) || isinf(b)) return a == b;
-    if (a == 0 || b == 0) return fabsl(a - b) <= 1e-15L;
-    return fabsl(a - b) <= (long double)tolerance * fmaxl(fabsl(a), fabsl(b));
+ * |a-b| <= tol * max(|a|,|b|), so 1e-7 != 0 and 2^-99 != 2^-98 (a rounding
+ * to 6 decimals calls both pairs equal), and 0 equals only 0. The one
+ * allowance: 0 against rounding noise is equal ("\sqrt{2}^2-2" is 0, but
+ * the literal "1e-20" is not). */
+static int close_numbers(value a, value b, double tolerance) {
+    if (isnan(a.v) || isnan(b.v)) return 0;
+    if (isinf(a.v) || isinf(b.v)) return a.v == b.v;
+    if ((a.v == 0 && rounding_noise(b)) || (b.v == 0 && rounding_noise(a))) return 1;
+    return fabsl(a.v - b.v) <= (long double)tolerance * fmaxl(fabsl(a.v), fabsl(b.v));
 }
 
 static int same_text(const char *a, size_t an, const char *b, size_t bn) {
@@ -1243,13 +1258,16 @@ static r1_answer_verdict compare_scalars(const char *a, size_t an, const char *b
         value u = x.v, w = y.v;
         if (reading == 1) {
             if (a_percent == b_percent) break;
-            if (a_percent) u = divide(u, rational(100, 1));
-            else w = divide(w, rational(100, 1));
+            /* The /100 of a percent reading is part of reading the number: a
+             * literal or an exact value stays free of rounding noise, even
+             * when 9/410003881642066001 / 100 leaves int64 and turns inexact. */
+            if (a_percent) u = divide(u, rational(100, 1)), u.literal = x.v.literal || x.v.exact;
+            else w = divide(w, rational(100, 1)), w.literal = y.v.literal || y.v.exact;
         }
         int equal;
         r1_answer_rule rule;
         if (u.exact && w.exact) equal = u.num == w.num && u.den == w.den, rule = R1_ANSWER_RULE_EXACT;
-        else equal = close_numbers(u.v, w.v, o->relative_tolerance), rule = R1_ANSWER_RULE_TOLERANCE;
+        else equal = close_numbers(u, w, o->relative_tolerance), rule = R1_ANSWER_RULE_TOLERANCE;
         if (equal) return verdict(1, reading || a_percent != b_percent ? R1_ANSWER_RULE_PERCENT : rule);
         if (reading == 0 && a_percent == b_percent) return verdict(0, rule);
     }

@@ -32,7 +32,9 @@
  *   else structure (lists unordered, tuples ordered, intervals with their
  *   brackets, \pm expanded), then values: exact rationals compared exactly,
  *   anything with a decimal or an irrational compared with relative tolerance
- *   options.relative_tolerance, expressions with variables compared at 5
+ *   options.relative_tolerance (0 against rounding noise of a computed value,
+ *   |x| <= 1e-15, is the one absolute allowance; see r1_answer_options),
+ *   expressions with variables compared at 5
  *   fixed points, equations up to a constant factor, percent either way.
  *   Every decision names its rule (r1_answer_rule_name).
  *
@@ -70,7 +72,15 @@ enum {
 };
 
 typedef struct r1_answer_options {
-    double relative_tolerance; /* numbers: |a-b| <= tol*max(|a|,|b|), no absolute floor; default 1e-6 */
+    /* Numbers (no variables, not both exact rationals): equal when
+     * |a-b| <= tol*max(|a|,|b|); no absolute floor, so 0 equals only 0, with
+     * one allowance: 0 equals a computed value with |x| <= 1e-15 (rounding
+     * noise of an inexact result of operations: "\sqrt{2}^2-2", "\sin(\pi)").
+     * A number written as a literal ("1e-20", "-0.0000000000000001") or an
+     * exact rational is never noise: 0 vs 1e-20 is not equal. Expressions
+     * with variables: tol*max(1,|a|,|b|) at each point. Range [0, 1);
+     * default 1e-6. */
+    double relative_tolerance;
     unsigned fallbacks;        /* R1_ANSWER_FALLBACK_* bits; default R1_ANSWER_FALLBACK_ALL         */
 } r1_answer_options;
 
