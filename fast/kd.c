@@ -36,6 +36,7 @@
 #endif
 
 #include "core/internal.h"
+#include "core/threads.h"
 
 /* `omp simd` on the row loops. Under AddressSanitizer (the sanitizer and fuzz
  * builds) clang cannot vectorize the instrumented loops and -Werror turns its
@@ -61,21 +62,6 @@
 
 #define BLOCK 512
 
-static int thread_count(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_index(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* exp(x) for x <= 0 (or -inf), float32, vectorizable: x = k ln2 + r,
  * |r| <= ln2/2, exp(r) by its Taylor polynomial to degree 6, times 2^k built
@@ -335,7 +321,7 @@ static double token(const r1_kd_desc *desc, float *s, float *z, size_t V, int32_
 }
 
 size_t kd_workspace_size_fast(const r1_kd_desc *desc) {
-    return (size_t)thread_count() * 2 * (size_t)desc->vocab * sizeof(float) + 64;
+    return (size_t)r1_thread_count() * 2 * (size_t)desc->vocab * sizeof(float) + 64;
 }
 
 /* Shapes: logits and grad (N, V); ids, logprobs (N, k); labels, token_losses (N). */
@@ -345,11 +331,11 @@ r1_status kd_loss_fast(const r1_kd_desc *desc, const r1_kd_inputs *in, const r1_
     const size_t V = (size_t)desc->vocab;
     const float w = reduction_weight(desc, kd_counted_tokens(desc, in->labels));
     double total = 0.0;
-    int threads = thread_count();
+    int threads = r1_thread_count();
     if (threads > N) threads = (int)N;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
     {
-        float *s = (float *)workspace + (size_t)thread_index() * 2 * V;
+        float *s = (float *)workspace + (size_t)r1_thread_index() * 2 * V;
         float *z = s + V;
         kd_report mine = {-1, 0, 0};
 #pragma omp for schedule(dynamic, 1)

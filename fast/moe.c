@@ -22,23 +22,9 @@
 #endif
 
 #include "core/internal.h"
+#include "core/threads.h"
 #include "core/moe_math.h"
 
-static int thread_count(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_index(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* ---- gate GEMM ------------------------------------------------------------------ */
 
@@ -206,7 +192,7 @@ r1_status moe_route_fast(const r1_moe_desc *desc, const float *logits, const flo
 /* ---- dispatch -------------------------------------------------------------------- */
 
 size_t moe_dispatch_workspace_size_fast(const r1_moe_desc *desc) {
-    return (size_t)thread_count() * (size_t)desc->experts * sizeof(int32_t);
+    return (size_t)r1_thread_count() * (size_t)desc->experts * sizeof(int32_t);
 }
 
 /* A parallel counting sort: thread h owns pairs [h*N/H, (h+1)*N/H). Its
@@ -218,12 +204,12 @@ r1_status moe_dispatch_fast(const r1_moe_desc *desc, const int32_t *ids,
     const int E = desc->experts;
     int32_t *histogram = workspace; /* (H, E) */
     /* Below ~1M pairs one thread is faster than starting a team. */
-    const int H = N < ((int64_t)1 << 20) ? 1 : thread_count();
+    const int H = N < ((int64_t)1 << 20) ? 1 : r1_thread_count();
     memset(histogram, 0, (size_t)H * (size_t)E * sizeof(int32_t));
     int threads_used = H;
 #pragma omp parallel num_threads(H) if (H > 1)
     {
-        const int h = thread_index();
+        const int h = r1_thread_index();
 #pragma omp single
         {
 #ifdef _OPENMP
