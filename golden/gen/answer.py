@@ -22,6 +22,9 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import manifest  # noqa: E402
+
 T, F = True, False
 
 # (gold, pred, equal, reason)
@@ -468,14 +471,9 @@ def main():
     for path, data in out.items():
         with open(path, "wb") as f:
             f.write(data)
-    manifest = "golden/MANIFEST"
-    lines = open(manifest).read().splitlines()
-    header = [l for l in lines if l.startswith("#")]
-    body = [l for l in lines if l and not l.startswith("#") and not l.startswith("golden/answer/")]
-    for path, data in out.items():
-        body.append(f"{path} golden/gen/answer.py 0 {hashlib.sha256(data).hexdigest()}")
-    body.sort()
-    open(manifest, "w").write("\n".join(header + body) + "\n")
+    manifest.replace_folder("golden/answer",
+                            [f"{path} golden/gen/answer.py 0 {hashlib.sha256(data).hexdigest()}"
+                             for path, data in out.items()])
     print(f"answer.py: wrote {len(out)} files, {total} cases")
 
 

@@ -38,6 +38,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import manifest  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "golden", "kd")
 SCRIPT = "golden/gen/kd.py"
@@ -215,15 +218,8 @@ CASES = [
 
 
 def update_manifest(lines):
-    path = os.path.join(ROOT, "golden", "MANIFEST")
-    with open(path) as f:
-        old = f.read().splitlines()
-    header = [l for l in old if l.startswith("#")]
-    body = [l for l in old if l and not l.startswith("#") and not l.startswith("golden/kd/")]
-    body = sorted(body + lines)
-    with open(path, "w") as f:
-        f.write("\n".join(header + body) + "\n")
-
+    """Replaces this script's lines in golden/MANIFEST, keeps the others."""
+    manifest.replace_folder("golden/kd", lines)
 
 def main():
     os.makedirs(OUT, exist_ok=True)

@@ -38,11 +38,15 @@ import sys
 
 import torch
 from safetensors.torch import save_file
+
 from transformers.models.deepseek_v3.configuration_deepseek_v3 import DeepseekV3Config
 from transformers.models.deepseek_v3.modeling_deepseek_v3 import (
     DeepseekV3Attention,
     DeepseekV3RotaryEmbedding,
 )
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import manifest  # noqa: E402
 
 SCRIPT = "golden/gen/mla.py"
 OUT_DIR = "golden/mla"
@@ -189,21 +193,8 @@ def sha256_file(path):
 
 
 def update_manifest(lines):
-    header = ["# golden/MANIFEST: one line per golden file: path script seed sha256",
-              "# regenerate a file with its script (see golden/gen/README.md)"]
-    kept = []
-    if os.path.exists(MANIFEST):
-        with open(MANIFEST) as f:
-            for line in f:
-                line = line.rstrip("\n")
-                if not line or line.startswith("#"):
-                    continue
-                if line.split()[0].startswith(OUT_DIR + "/"):
-                    continue
-                kept.append(line)
-    with open(MANIFEST, "w") as f:
-        f.write("\n".join(header + sorted(kept + lines)) + "\n")
-
+    """Replaces this script's lines in golden/MANIFEST, keeps the others."""
+    manifest.replace_folder(OUT_DIR, lines)
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -46,6 +46,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import manifest  # noqa: E402
+
 SCRIPT = "golden/gen/moe.py"
 OUT_DIR = "golden/moe"
 MANIFEST = "golden/MANIFEST"
@@ -388,7 +391,7 @@ def main():
                                   description="T=256 routing and dispatch with block 16")))
     cases.append((610, *layer_case(np.random.default_rng(610))))
 
-    manifest = []
+    entries = []
     for seed, tensors, meta in cases:
         path = f"{OUT_DIR}/{meta['case']}.safetensors"
         meta["seed"] = str(seed)
@@ -400,14 +403,8 @@ def main():
         with open(path, "wb") as f:
             f.write(blob)
         digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
-        manifest.append(f"{path} {SCRIPT} {seed} {digest}")
-    lines = []
-    if os.path.exists(MANIFEST):
-        lines = [l.rstrip("\n") for l in open(MANIFEST)]
-    header = [l for l in lines if l.startswith("#")]
-    body = [l for l in lines if l and not l.startswith("#") and not l.startswith(OUT_DIR + "/")]
-    body = sorted(body + manifest)
-    open(MANIFEST, "w").write("\n".join(header + body) + "\n")
+        entries.append(f"{path} {SCRIPT} {seed} {digest}")
+    manifest.replace_folder(OUT_DIR, entries)
     total = sum(os.path.getsize(f"{OUT_DIR}/{m['case']}.safetensors") for _, _, m in cases)
     print(f"wrote {len(cases)} files ({total / 2**20:.2f} MiB) to {OUT_DIR}/ and updated {MANIFEST}")
 

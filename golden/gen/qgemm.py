@@ -40,6 +40,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import manifest  # noqa: E402
+
 SCRIPT = "golden/gen/qgemm.py"
 OUT_DIR = "golden/qgemm"
 MANIFEST = "golden/MANIFEST"
@@ -385,13 +388,8 @@ def main():
     for path, _, _, blob in files:
         with open(path, "wb") as f:
             f.write(blob)
-    lines = [l for l in open(MANIFEST).read().splitlines() if not l.startswith(OUT_DIR + "/")]
-    comments = [l for l in lines if l.startswith("#")]
-    entries = [l for l in lines if l and not l.startswith("#")]
-    for path, seed, _, blob in files:
-        entries.append(f"{path} {SCRIPT} {seed} {hashlib.sha256(blob).hexdigest()}")
-    with open(MANIFEST, "w") as f:
-        f.write("\n".join(comments + sorted(entries)) + "\n")
+    manifest.replace_folder(OUT_DIR, [f"{path} {SCRIPT} {seed} {hashlib.sha256(blob).hexdigest()}"
+                                      for path, seed, _, blob in files])
     for path, _, _, blob in files:
         print(f"{path}: {len(blob)} bytes")
     print(f"total {total / 2**20:.2f} MiB")

@@ -45,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import philox  # noqa: E402  (runs its known-answer self-test on import)
+import manifest  # noqa: E402
 
 SCRIPT = "golden/gen/sampling.py"
 OUT_DIR = "golden/sampling"
@@ -1033,21 +1034,7 @@ def sha256(blob):
 
 def update_manifest(lines):
     """Replaces this script's lines in golden/MANIFEST, keeps the others."""
-    header = ["# golden/MANIFEST: one line per golden file: path script seed sha256",
-              "# regenerate a file with its script (see golden/gen/README.md)"]
-    kept = []
-    if os.path.exists(MANIFEST):
-        with open(MANIFEST) as f:
-            for line in f:
-                line = line.rstrip("\n")
-                if not line or line.startswith("#"):
-                    continue
-                if line.split()[0].startswith(OUT_DIR + "/"):
-                    continue
-                kept.append(line)
-    with open(MANIFEST, "w") as f:
-        f.write("\n".join(header + sorted(kept + lines)) + "\n")
-
+    manifest.replace_folder(OUT_DIR, lines)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
