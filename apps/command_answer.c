@@ -166,13 +166,23 @@ static int parse_tolerance(const char *command, const char *text, double *tolera
     return 1;
 }
 
-static int parse_answer_args(int argc, char **argv, answer_args *a) {
+/* `extract` is 1 for `answer extract` (which takes --key) and 0 for
+ * `answer equal` (which takes --explain and --tolerance); an option of the
+ * other subcommand is a usage error, not silently ignored. */
+static int parse_answer_args(int argc, char **argv, answer_args *a, int extract) {
     a->input = NULL, a->output = "-", a->key = NULL, a->backend = R1_FAST, a->explain = 0;
     a->options = r1_answer_options_default();
     static const char *const with_value[] = {"--output", "--key", "--tolerance", "--backend"};
     for (int i = 2; i < argc; ++i) {
         const char *s = argv[i];
         if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) { answer_usage(stdout); return 0; }
+        const char *other = extract ? (strcmp(s, "--explain") == 0 || strcmp(s, "--tolerance") == 0 ? s : NULL)
+                                    : (strcmp(s, "--key") == 0 ? s : NULL);
+        if (other) {
+            fprintf(stderr, "r1lab answer %s: %s belongs to `r1lab answer %s`\n",
+                    extract ? "extract" : "equal", other, extract ? "equal" : "extract");
+            return 2;
+        }
         if (strcmp(s, "--explain") == 0) { a->explain = 1; continue; }
         int takes_value = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; ++k) takes_value |= strcmp(s, with_value[k]) == 0;
@@ -207,7 +217,7 @@ static int parse_answer_args(int argc, char **argv, answer_args *a) {
 
 static int answer_stream(int argc, char **argv, int extract) {
     answer_args a;
-    int code = parse_answer_args(argc, argv, &a);
+    int code = parse_answer_args(argc, argv, &a, extract);
     if (code >= 0) return code;
     const char *key = a.key ? a.key : "text";
     r1_jsonl_reader *reader = NULL;

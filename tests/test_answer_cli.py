@@ -48,11 +48,19 @@ def main():
     write(missing3, [{"r": "\\boxed{1}", "g": "1"}, {"r": "\\boxed{2}", "g": "2"}, {"r": "\\boxed{3}"}])
 
     # finding 11: an option at the end without its value; a second input
+    own = {"extract": ("--output", "--key", "--backend"),
+           "equal": ("--output", "--tolerance", "--backend")}
     for sub in ("extract", "equal"):
-        for option in ("--output", "--key", "--tolerance", "--backend"):
+        for option in own[sub]:
             code, _, err = run(cli, "answer", sub, good, option)
             check(f"answer {sub} {option} without a value: exit 2 naming it",
                   code == 2 and f"{option} needs a value" in err, f"exit {code}, stderr {err!r}")
+    # an option of the other subcommand is refused, not ignored
+    for sub, option in (("extract", "--explain"), ("extract", "--tolerance"), ("equal", "--key")):
+        arguments = [option] if option == "--explain" else [option, "0.1" if option == "--tolerance" else "text"]
+        code, out, err = run(cli, "answer", sub, good, *arguments)
+        check(f"answer {sub} {option}: exit 2, it belongs to the other subcommand",
+              code == 2 and out == "" and "belongs to" in err, f"exit {code}, stderr {err!r}")
         code, out, err = run(cli, "answer", sub, good, missing2)
         check(f"answer {sub} with two inputs: exit 2", code == 2 and out == "" and "one INPUT" in err,
               f"exit {code}, stderr {err!r}")
