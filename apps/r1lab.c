@@ -1,7 +1,7 @@
 /*
  * apps/r1lab.c — the `r1lab` command line.
  *
- *   r1lab check [--bench] [--backend B] [--rows N] [--seed N] [--verbose]
+ *   r1lab check [--bench] [--backend B] [--component C] [--rows N] [--seed N] [--verbose]
  *       runs every golden case and a randomized agreement pass for every
  *       component on every available backend and prints a table; exits 1 if
  *       anything disagrees
@@ -36,6 +36,8 @@ static void print_usage(FILE *to) {
             "check options:\n"
             "  --bench          add a short throughput benchmark per row\n"
             "  --backend B      only ref, fast or cuda (default: every available one)\n"
+            "  --component C    only this component: sampling, answer, kd, moe, mla or qgemm\n"
+            "                   (default: every one)\n"
             "  --rows N         rows of the randomized agreement pass (default 20000)\n"
             "  --seed N         seed of the randomized pass (default: R1_SEED or 1)\n"
             "  --verbose        print every case\n"
@@ -47,6 +49,7 @@ typedef struct check_options {
     int bench;
     int verbose;
     int only_backend; /* -1 = all */
+    const char *only_component; /* NULL = all */
     int64_t rows;
     uint64_t seed;
 } check_options;
@@ -63,6 +66,7 @@ static int parse_check_options(int argc, char **argv, check_options *options) {
     options->bench = 0;
     options->verbose = 0;
     options->only_backend = -1;
+    options->only_component = NULL;
     options->rows = 20000;
     const char *seed_text = getenv("R1_SEED");
     options->seed = seed_text && *seed_text ? strtoull(seed_text, NULL, 0) : 1;
@@ -79,6 +83,16 @@ static int parse_check_options(int argc, char **argv, check_options *options) {
                 return 2;
             }
             options->only_backend = (int)backend;
+        } else if (strcmp(a, "--component") == 0 && i + 1 < argc) {
+            int components, known = 0;
+            const check_component *const *list = check_components(&components);
+            for (int c = 0; c < components; ++c) known |= strcmp(list[c]->name, argv[i + 1]) == 0;
+            if (!known) {
+                fprintf(stderr, "r1lab check: --component %s: not a component (see r1lab --help)\n",
+                        argv[i + 1]);
+                return 2;
+            }
+            options->only_component = argv[++i];
         } else if (strcmp(a, "--rows") == 0 && i + 1 < argc) {
             char *end;
             long long rows = strtoll(argv[++i], &end, 10);
@@ -171,6 +185,8 @@ static int command_check(int argc, char **argv) {
         }
         for (int c = 0; c < components && count < (int)(sizeof rows / sizeof rows[0]); ++c) {
             if (!list[c]->run) continue;
+            if (options.only_component && strcmp(options.only_component, list[c]->name) != 0)
+                continue;
             fflush(stdout);
             r1_status status;
             table_row row = check_component_backend(list[c], backend, &options, &status);
