@@ -289,7 +289,7 @@ int r1_command_sft_data(int argc, char **argv) {
               "  writes {\"src\": prompt, \"tgt\": \"<think>\\n\" reasoning \"\\n</think>\\n\\n\" response} per line\n"
               "  [--no-think-tags]: \"tgt\" is reasoning \"\\n\\n\" response (no tags added; empty reasoning: response alone)\n"
               "  the output is written whole or not at all (a temporary file, renamed on success);\n"
-              "  it may not be the input file (exit 2)\n",
+              "  its missing folders are made; it may not be the input file (exit 2)\n",
               get(options, count, "help") ? stdout : stderr);
         return get(options, count, "help") ? 0 : 2;
     }

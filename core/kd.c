@@ -2,6 +2,7 @@
  * core/kd.c — the public kd entry points: validate once, then dispatch to
  * ref/, fast/ or kernels/. Semantics are in r1lab/kd.h.
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,9 +71,11 @@ static r1_status validate_parameters(const r1_kd_desc *desc) {
     if (status != R1_OK) return status;
     if (desc->dtype != R1_F32 && desc->dtype != R1_BF16)
         return r1_fail(R1_EINVAL, "dtype = %s: kd takes f32 or bf16", r1_dtype_name(desc->dtype));
-    if (!(desc->temperature > 0.0f) || !isfinite(desc->temperature))
-        return r1_fail(R1_EINVAL, "temperature = %g: must be finite and > 0",
-                       (double)desc->temperature);
+    /* Below FLT_MIN (a subnormal T) 1/T overflows float32, which the fast and
+     * cuda backends multiply by: such a T is refused for every backend. */
+    if (!(desc->temperature >= FLT_MIN) || !isfinite(desc->temperature))
+        return r1_fail(R1_EINVAL, "temperature = %g: must be finite and >= %g (FLT_MIN)",
+                       (double)desc->temperature, (double)FLT_MIN);
     if (!(desc->gamma >= 0.0f && desc->gamma <= 1.0f))
         return r1_fail(R1_EINVAL, "gamma = %g: must be in [0, 1]", (double)desc->gamma);
     if (!(desc->beta >= 0.0f && desc->beta <= 1.0f))

@@ -198,6 +198,31 @@ static int build_target(distill_buffer *target, const char *reasoning, const cha
     return ok && distill_buffer_append_string(target, response);
 }
 
+/* Creates the folders above `path` that do not exist yet (as `mkdir -p`
+ * of its directory part), so `--output_file new/dir/train.json` works as the
+ * distill step's --output_dir does. */
+static r1_status make_parent_directories(const char *path) {
+    char *copy = strdup(path);
+    if (copy == NULL) return r1_fail(R1_ENOMEM, "out of memory");
+    char *slash = strrchr(copy, '/');
+    if (slash != NULL && slash != copy) {
+        *slash = '\0';
+        for (char *p = copy + 1; *p; ++p) {
+            if (*p != '/') continue;
+            *p = '\0';
+            if (mkdir(copy, 0755) != 0 && errno != EEXIST) break;
+            *p = '/';
+        }
+        if (mkdir(copy, 0755) != 0 && errno != EEXIST) {
+            r1_status status = r1_fail(R1_EIO, "cannot create the folder %s: %s", copy, strerror(errno));
+            free(copy);
+            return status;
+        }
+    }
+    free(copy);
+    return R1_OK;
+}
+
 r1_status r1_distill_sft_data(const char *input_path, const char *output_path, const char *prompt_key,
                               const char *response_key, const char *reasoning_key, int think_tags,
                               int64_t *lines_written) {
@@ -223,9 +248,11 @@ r1_status r1_distill_sft_data(const char *input_path, const char *output_path, c
             return r1_fail(R1_ENOMEM, "out of memory");
         }
         snprintf(temporary, length, "%s.sft.tmp", output_path);
-        out = fopen(temporary, "wb");
+        status = make_parent_directories(output_path);
+        out = status == R1_OK ? fopen(temporary, "wb") : NULL;
         if (out == NULL) {
-            status = r1_fail(R1_EIO, "cannot create %s: %s", temporary, strerror(errno));
+            if (status == R1_OK)
+                status = r1_fail(R1_EIO, "cannot create %s: %s", temporary, strerror(errno));
             free(temporary);
             r1_jsonl_close(reader);
             return status;

@@ -94,6 +94,8 @@ static void bad_input_case(r1_backend backend) {
     small_problem_make(&p); p.desc.vocab = -3; expect_einval(backend, &p, "vocab -3", "vocab = -3");
     small_problem_make(&p); p.desc.temperature = 0; expect_einval(backend, &p, "T 0", "temperature = 0");
     small_problem_make(&p); p.desc.temperature = NAN; expect_einval(backend, &p, "T NaN", "temperature");
+    /* a subnormal T: 1/T overflows float32 (fast and cuda multiply by it) */
+    small_problem_make(&p); p.desc.temperature = 1e-40f; expect_einval(backend, &p, "T subnormal", "FLT_MIN");
     small_problem_make(&p); p.desc.gamma = 1.5f; expect_einval(backend, &p, "gamma 1.5", "gamma = 1.5");
     small_problem_make(&p); p.desc.gamma = -0.1f; expect_einval(backend, &p, "gamma -0.1", "gamma");
     small_problem_make(&p); p.desc.beta = 2.0f; expect_einval(backend, &p, "beta 2", "beta = 2");

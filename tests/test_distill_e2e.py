@@ -394,6 +394,11 @@ def case_command_line(binary, work):
         result = run("sft-data", "--input_file", data, "--output_file", sft, *keys, flag)
         got = [r["tgt"] for _, r in read_records(sft)] if result.returncode == 0 else None
         check(got == want, "sft-data %s: exit %d, tgt %r, want %r" % (flag, result.returncode, got, want))
+    # an output in folders that do not exist yet (docs/distill.md's command): they are made
+    nested = os.path.join(work, "cli_new", "sft", "train.json")
+    result = run("sft-data", "--input_file", data, "--output_file", nested, *keys)
+    check(result.returncode == 0 and len(read_records(nested)) == 2,
+          "sft-data into new folders: exit %d, %s" % (result.returncode, result.stderr))
     result = run("sft-data", "--input_file", data, "--output_file", sft, *keys, "--no-think-tags=maybe")
     check(result.returncode == 2 and "flag" in result.stderr, "--no-think-tags=maybe: exit %d" % result.returncode)
     # a failing conversion leaves no output file (finding 5): missing key on line 2, a directory, a binary file

@@ -83,7 +83,8 @@
  * R1_KD_MAX_ELEMENTS = 2^56 elements: N * V (logits), and for the fused form
  * N * d, V * d, N * dt, V * dt (so every byte count, workspaces included, fits
  * in a 64-bit size_t; V = 256000 allows N up to 2^31 - 1); the workspace-size
- * functions return 0 for such a descriptor; temperature <= 0 or not finite; gamma or beta outside
+ * functions return 0 for such a descriptor; temperature below FLT_MIN (<= 0, or so small
+ * that 1/T overflows float32) or not finite; gamma or beta outside
  * [0, 1]; a label outside [0, V) that is not ignore_index; labels NULL with
  * gamma < 1; teacher_topk < 0 or > V; sparse ids outside [0, V) or repeated in
  * a row; a required pointer NULL; reduction unknown; NONE without
@@ -112,7 +113,7 @@ typedef struct r1_kd_desc {
     int64_t vocab;             /* V                                            */
     r1_dtype dtype;            /* logits (fused form: h, W, ht, Wt): f32 / bf16 */
     float gamma;               /* [0, 1]: weight of the distillation term       */
-    float temperature;         /* T > 0                                         */
+    float temperature;         /* T >= FLT_MIN, finite                          */
     float beta;                /* [0, 1]: 0 forward KL, 1 reverse KL, else JSD  */
     int32_t ignore_index;      /* labels equal to it are not counted (-100)     */
     r1_kd_reduction reduction; /* MEAN, SUM, NONE                               */
