@@ -159,9 +159,12 @@ static void print_table(const table_row *rows, int count, int bench) {
         int components;
         const check_component *const *list = check_components(&components);
         printf("rates are per second of:\n");
-        for (int c = 0; c < components; ++c)
-            if (list[c]->run && list[c]->throughput)
+        for (int c = 0; c < components; ++c) {
+            int shown = 0;
+            for (int i = 0; i < count; ++i) shown |= rows[i].component == list[c];
+            if (shown && list[c]->throughput)
                 printf("  %-10s %s\n", list[c]->name, list[c]->throughput_what);
+        }
     }
 }
 

@@ -546,4 +546,42 @@ static r1_status mla_check_run(r1_backend backend, uint64_t seed, int64_t rows,
     return R1_OK;
 }
 
-const check_component check_component_mla = {"mla", mla_check_run, NULL, NULL};
+/* Decode steps per second: b = 1, s_q = 1, h = 16, s_k = 4096, from host
+ * buffers (for cuda the copies to and from the device are included). */
+static double mla_check_throughput(r1_backend backend) {
+    if (!r1_backend_available(backend)) return 0;
+    const int64_t D = 576, Dv = 512, H = 16;
+    const int32_t lengths[1] = {4096};
+    mla_test_cache cache;
+    if (!mla_test_cache_make(&cache, 1, lengths, D, 3, 7)) return 0;
+    float *q = malloc((size_t)(H * D) * sizeof(float));
+    float *out = malloc((size_t)(H * Dv) * sizeof(float)), *lse = malloc((size_t)H * sizeof(float));
+    double rate = 0;
+    if (q && out && lse) {
+        r1t_rng rng = r1t_rng_make(11);
+        for (int64_t i = 0; i < H * D; ++i) q[i] = round_bf16((float)r1t_rng_normal(&rng));
+        r1_mla_decode_desc desc = {
+            .batch = 1, .s_q = 1, .n_heads = H, .dim_qk = D, .dim_v = Dv,
+            .max_blocks_per_seq = cache.max_blocks_per_seq, .softmax_scale = 0.1352,
+            .causal = 1, .dtype = R1_F32, .block_table = cache.block_table,
+            .seq_lens = cache.lengths,
+        };
+        int64_t steps = 0;
+        double start = check_now(), elapsed = 0;
+        while (elapsed < 0.2 && mla_decode_on_host(backend, &desc, q, cache.blocks,
+                                                   cache.num_blocks, out, lse) == R1_OK) {
+            ++steps;
+            elapsed = check_now() - start;
+        }
+        rate = steps > 0 && elapsed > 0 ? (double)steps / elapsed : 0;
+    }
+    free(q);
+    free(out);
+    free(lse);
+    mla_test_cache_free(&cache);
+    return rate;
+}
+
+const check_component check_component_mla = {
+    "mla", mla_check_run, mla_check_throughput,
+    "decode steps, b=1 s_q=1 h=16 s_k=4096 (host buffers; cuda includes the copies)"};
