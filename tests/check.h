@@ -25,6 +25,15 @@ typedef struct check_summary {
 /* Where golden files live: $R1LAB_GOLDEN_DIR, else R1LAB_SOURCE_DIR/golden. */
 const char *check_golden_dir(void);
 
+/* Compares golden/<component>/ (under check_golden_dir()) with the lines of
+ * check_golden_dir()/MANIFEST whose path starts with golden/<component>/:
+ * each listed file that is missing and each file in the folder that MANIFEST
+ * does not list (dot files, README* and *.md aside) counts as one failed case
+ * in `summary`, with a line naming the file. Returns R1_OK when they agree,
+ * R1_EIO when MANIFEST cannot be read, else R1_EFORMAT (r1_last_error names
+ * the first such file). A golden check calls it once, after its cases. */
+r1_status check_golden_manifest(const char *component, check_summary *summary);
+
 /* Records one comparison's error against its bar in the summary. */
 void check_note_error(check_summary *summary, const char *what, double error, double bar);
 

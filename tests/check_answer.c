@@ -149,7 +149,7 @@ r1_status answer_check_golden(r1_backend backend, check_summary *summary) {
         r1_status status = run_golden_file(backend, files[f], summary);
         if (status != R1_OK) return status;
     }
-    return R1_OK;
+    return check_golden_manifest("answer", summary);
 }
 
 /* ---- the metamorphic corpus ------------------------------------------------------------ */

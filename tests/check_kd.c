@@ -325,7 +325,8 @@ r1_status check_kd_golden(r1_backend backend, check_summary *summary) {
         free(paths[i]);
     }
     free(paths);
-    return result;
+    r1_status manifest = check_golden_manifest("kd", summary);
+    return result != R1_OK ? result : manifest;
 }
 
 /* ---- randomized agreement with ref ---------------------------------------------- */

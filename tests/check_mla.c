@@ -536,6 +536,7 @@ static r1_status mla_check_run(r1_backend backend, uint64_t seed, int64_t rows,
         for (int i = 0; mla_layer_golden_names[i]; ++i)
             for (int form = 0; form < 2; ++form)
                 mla_check_layer_golden(backend, (r1_mla_form)form, mla_layer_golden_names[i], summary);
+    check_golden_manifest("mla", summary);
     const int32_t lengths[6] = {1, 63, 64, 65, 0, 1000};
     int64_t batches = rows / 1000 < 1 ? 1 : rows / 1000;
     for (int64_t i = 0; i < batches && i < 8; ++i)

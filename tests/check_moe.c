@@ -538,7 +538,8 @@ r1_status check_moe_golden(r1_backend backend, check_summary *summary) {
         if (status != R1_OK && result == R1_OK) result = status;
         free(names[i]);
     }
-    return result;
+    r1_status manifest = check_golden_manifest("moe", summary);
+    return result != R1_OK ? result : manifest;
 }
 
 /* ---- randomized agreement ----------------------------------------------------------- */

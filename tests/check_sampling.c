@@ -469,7 +469,8 @@ r1_status check_sampling_golden(r1_backend backend, check_summary *summary) {
         free(paths[i]);
     }
     free(paths);
-    return result;
+    r1_status manifest = check_golden_manifest("sampling", summary);
+    return result != R1_OK ? result : manifest;
 }
 
 /* ---- randomized agreement --------------------------------------------------------------- */
