@@ -23,6 +23,15 @@ int r1_cuda_built(void);
  * with its sentence. Every component's dispatcher calls it. */
 r1_status r1_check_backend(r1_backend backend);
 
+/* core/overlap.c. 1 when the byte ranges [a, a + a_bytes) and
+ * [b, b + b_bytes) share a byte; NULL or 0 bytes never overlap. The same
+ * arithmetic holds for device addresses of one address space. */
+int r1_ranges_overlap(const void *a, size_t a_bytes, const void *b, size_t b_bytes);
+/* R1_OK when the ranges do not overlap, else R1_EINVAL with the sentence
+ * "<a_name> overlaps <b_name>: they must not overlap". */
+r1_status r1_check_no_overlap(const char *a_name, const void *a, size_t a_bytes,
+                              const char *b_name, const void *b, size_t b_bytes);
+
 /* core/workspace.c. Acquire: with *workspace given, checks that
  * workspace_bytes >= needed (R1_EINVAL otherwise); with *workspace NULL and
  * needed > 0, allocates `needed` bytes (device memory for R1_CUDA) into

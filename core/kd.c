@@ -149,12 +149,33 @@ r1_status r1_kd_validate(const r1_kd_desc *desc, const r1_kd_inputs *in,
                                        in->teacher_logprobs, 0, out->loss, out->token_losses);
     if (status != R1_OK) return status;
     if (in->student_logits == NULL) return r1_fail(R1_EINVAL, "student_logits is NULL");
-    if (out->grad != NULL && desc->teacher_topk == 0) {
-        size_t bytes = r1_dtype_bytes(desc->dtype, (size_t)desc->tokens * (size_t)desc->vocab);
-        const char *g = out->grad, *z = in->teacher_logits;
-        if (g < z + bytes && z < g + bytes)
-            return r1_fail(R1_EINVAL, "out->grad overlaps teacher_logits: the gradient may only "
-                           "overwrite the student logits");
+    if (out->grad != NULL) {
+        const size_t N = (size_t)desc->tokens, V = (size_t)desc->vocab;
+        const size_t k = (size_t)desc->teacher_topk;
+        const size_t bytes = r1_dtype_bytes(desc->dtype, N * V);
+        const void *g = out->grad;
+        if (desc->teacher_topk == 0) {
+            if (r1_ranges_overlap(g, bytes, in->teacher_logits, bytes))
+                return r1_fail(R1_EINVAL, "out->grad overlaps teacher_logits: they must not "
+                               "overlap (the gradient may only overwrite the student logits)");
+        } else {
+            if ((status = r1_check_no_overlap("out->grad", g, bytes, "teacher_ids",
+                                              in->teacher_ids, N * k * sizeof(int32_t))) != R1_OK ||
+                (status = r1_check_no_overlap("out->grad", g, bytes, "teacher_logprobs",
+                                              in->teacher_logprobs, N * k * sizeof(float))) != R1_OK)
+                return status;
+        }
+        if (g != in->student_logits &&
+            (status = r1_check_no_overlap("out->grad", g, bytes, "student_logits",
+                                          in->student_logits, bytes)) != R1_OK)
+            return status;
+        if ((status = r1_check_no_overlap("out->grad", g, bytes, "labels", in->labels,
+                                          in->labels ? N * sizeof(int32_t) : 0)) != R1_OK ||
+            (status = r1_check_no_overlap("out->grad", g, bytes, "out->loss", out->loss,
+                                          sizeof(float))) != R1_OK ||
+            (status = r1_check_no_overlap("out->grad", g, bytes, "out->token_losses",
+                                          out->token_losses, N * sizeof(float))) != R1_OK)
+            return status;
     }
     return R1_OK;
 }
@@ -205,6 +226,47 @@ r1_status r1_kd_linear_validate(const r1_kd_linear_desc *desc, const r1_kd_linea
     if (from_hidden && (in->teacher_hidden == NULL || in->teacher_weight == NULL))
         return r1_fail(R1_EINVAL, "teacher_hidden = %lld but in->teacher_hidden or "
                        "in->teacher_weight is NULL", (long long)desc->teacher_hidden);
+    /* Outputs (f32) must not overlap any input nor each other. */
+    const size_t N = (size_t)desc->kd.tokens, V = (size_t)desc->kd.vocab;
+    const size_t d = (size_t)desc->hidden, dt = (size_t)desc->teacher_hidden;
+    const size_t k = (size_t)desc->kd.teacher_topk;
+    const r1_dtype dtype = desc->kd.dtype;
+    struct { const char *name; const void *ptr; size_t bytes; } inputs[] = {
+        {"student_hidden", in->student_hidden, r1_dtype_bytes(dtype, N * d)},
+        {"student_weight", in->student_weight, r1_dtype_bytes(dtype, V * d)},
+        {"teacher_hidden", from_hidden ? in->teacher_hidden : NULL,
+         r1_dtype_bytes(dtype, N * dt)},
+        {"teacher_weight", from_hidden ? in->teacher_weight : NULL,
+         r1_dtype_bytes(dtype, V * dt)},
+        {"teacher_logits", (!from_hidden && k == 0) ? in->teacher_logits : NULL,
+         r1_dtype_bytes(dtype, N * V)},
+        {"teacher_ids", k > 0 ? (const void *)in->teacher_ids : NULL, N * k * sizeof(int32_t)},
+        {"teacher_logprobs", k > 0 ? (const void *)in->teacher_logprobs : NULL,
+         N * k * sizeof(float)},
+        {"labels", in->labels, N * sizeof(int32_t)},
+    };
+    struct { const char *name; const void *ptr; size_t bytes; } outputs[] = {
+        {"out->grad_hidden", out->grad_hidden, N * d * sizeof(float)},
+        {"out->grad_weight", out->grad_weight, V * d * sizeof(float)},
+    };
+    for (size_t o = 0; o < sizeof outputs / sizeof outputs[0]; ++o) {
+        if (outputs[o].ptr == NULL) continue;
+        for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; ++i)
+            if ((status = r1_check_no_overlap(outputs[o].name, outputs[o].ptr, outputs[o].bytes,
+                                              inputs[i].name, inputs[i].ptr,
+                                              inputs[i].bytes)) != R1_OK)
+                return status;
+        if ((status = r1_check_no_overlap(outputs[o].name, outputs[o].ptr, outputs[o].bytes,
+                                          "out->loss", out->loss, sizeof(float))) != R1_OK ||
+            (status = r1_check_no_overlap(outputs[o].name, outputs[o].ptr, outputs[o].bytes,
+                                          "out->token_losses", out->token_losses,
+                                          N * sizeof(float))) != R1_OK)
+            return status;
+    }
+    if ((status = r1_check_no_overlap("out->grad_hidden", out->grad_hidden, N * d * sizeof(float),
+                                      "out->grad_weight", out->grad_weight,
+                                      V * d * sizeof(float))) != R1_OK)
+        return status;
     return R1_OK;
 }
 

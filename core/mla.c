@@ -168,6 +168,36 @@ r1_status r1_mla_decode_validate(r1_backend backend, const r1_mla_decode_desc *d
     (void)lse; /* optional */
     if (desc->seq_lens == NULL) return r1_fail(R1_EINVAL, "desc->seq_lens is NULL");
     if (desc->block_table == NULL) return r1_fail(R1_EINVAL, "desc->block_table is NULL");
+    /* out and lse must not overlap q, the cache or each other (nor, on the
+     * host backends, the block table and lengths). */
+    const size_t rows = (size_t)desc->batch * (size_t)desc->s_q * (size_t)desc->n_heads;
+    const size_t out_bytes = r1_dtype_bytes(desc->dtype, rows * (size_t)desc->dim_v);
+    const size_t q_bytes = r1_dtype_bytes(desc->dtype, rows * (size_t)desc->dim_qk);
+    const size_t lse_bytes = rows * sizeof(float);
+    const size_t cache_bytes = r1_dtype_bytes(
+        cache->dtype, (size_t)cache->num_blocks * R1_MLA_BLOCK_SIZE * (size_t)cache->cache_dim);
+    if ((status = r1_check_no_overlap("out", out, out_bytes, "q", q, q_bytes)) != R1_OK ||
+        (status = r1_check_no_overlap("out", out, out_bytes, "cache->blocks", cache->blocks,
+                                      cache_bytes)) != R1_OK ||
+        (status = r1_check_no_overlap("lse", lse, lse_bytes, "q", q, q_bytes)) != R1_OK ||
+        (status = r1_check_no_overlap("lse", lse, lse_bytes, "cache->blocks", cache->blocks,
+                                      cache_bytes)) != R1_OK ||
+        (status = r1_check_no_overlap("lse", lse, lse_bytes, "out", out, out_bytes)) != R1_OK)
+        return status;
+    if (backend != R1_CUDA) {
+        const size_t table_bytes =
+            (size_t)desc->batch * (size_t)desc->max_blocks_per_seq * sizeof(int32_t);
+        const size_t lens_bytes = (size_t)desc->batch * sizeof(int32_t);
+        if ((status = r1_check_no_overlap("out", out, out_bytes, "desc->block_table",
+                                          desc->block_table, table_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("out", out, out_bytes, "desc->seq_lens",
+                                          desc->seq_lens, lens_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("lse", lse, lse_bytes, "desc->block_table",
+                                          desc->block_table, table_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("lse", lse, lse_bytes, "desc->seq_lens",
+                                          desc->seq_lens, lens_bytes)) != R1_OK)
+            return status;
+    }
     const int64_t capacity = desc->max_blocks_per_seq * R1_MLA_BLOCK_SIZE;
     for (int64_t b = 0; b < desc->batch; ++b) {
         int32_t n = desc->seq_lens[b];
@@ -340,6 +370,17 @@ r1_status r1_mla_forward_validate(r1_backend backend, const r1_mla_forward_desc 
         return r1_fail(R1_EINVAL, "weights->wkv_a, kv_norm, wkv_b or wo is NULL");
     if (x == NULL || out == NULL) return r1_fail(R1_EINVAL, "x or out is NULL");
     (void)backend;
+    /* out (b, s_new, d) must not overlap x or the cache (which the call writes). */
+    const size_t tokens = (size_t)desc->batch * (size_t)desc->s_new;
+    const size_t x_bytes = tokens * (size_t)c->d * sizeof(float);
+    const size_t cache_bytes =
+        (size_t)cache->num_blocks * R1_MLA_BLOCK_SIZE * (size_t)cache->cache_dim * sizeof(float);
+    if ((status = r1_check_no_overlap("out", out, x_bytes, "x", x, x_bytes)) != R1_OK ||
+        (status = r1_check_no_overlap("out", out, x_bytes, "cache->blocks", cache->blocks,
+                                      cache_bytes)) != R1_OK ||
+        (status = r1_check_no_overlap("x", x, x_bytes, "cache->blocks", cache->blocks,
+                                      cache_bytes)) != R1_OK)
+        return status;
     return check_block_table(desc->block_table, desc->batch, desc->max_blocks_per_seq,
                              desc->start_pos, desc->s_new, cache->num_blocks);
 }

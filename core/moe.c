@@ -166,6 +166,31 @@ static r1_status give_back_workspace(r1_backend backend, void *owned, r1_status 
     return status;
 }
 
+/* ---- overlap rules (see OVERLAP in r1lab/moe.h) ----------------------------- */
+
+typedef struct moe_range { const char *name; const void *ptr; size_t bytes; } moe_range;
+
+/* Each output against every input and every other output. */
+static r1_status check_ranges(const moe_range *outputs, size_t n_out, const moe_range *inputs,
+                              size_t n_in) {
+    r1_status status;
+    for (size_t o = 0; o < n_out; ++o) {
+        for (size_t i = 0; i < n_in; ++i)
+            if ((status = r1_check_no_overlap(outputs[o].name, outputs[o].ptr, outputs[o].bytes,
+                                              inputs[i].name, inputs[i].ptr,
+                                              inputs[i].bytes)) != R1_OK)
+                return status;
+        for (size_t j = 0; j < o; ++j)
+            if ((status = r1_check_no_overlap(outputs[o].name, outputs[o].ptr, outputs[o].bytes,
+                                              outputs[j].name, outputs[j].ptr,
+                                              outputs[j].bytes)) != R1_OK)
+                return status;
+    }
+    return R1_OK;
+}
+
+#define MOE_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
 r1_status r1_moe_gate_logits(r1_backend backend, const r1_moe_desc *desc, const float *x,
                              const float *gate_weight, float *logits, void *stream) {
     r1_status status = r1_moe_validate(desc);
@@ -174,6 +199,14 @@ r1_status r1_moe_gate_logits(r1_backend backend, const r1_moe_desc *desc, const 
     if (x == NULL || gate_weight == NULL || logits == NULL)
         return r1_fail(R1_EINVAL, "%s is NULL",
                        x == NULL ? "x" : gate_weight == NULL ? "gate_weight" : "logits");
+    {
+        const size_t T = (size_t)desc->tokens, E = (size_t)desc->experts;
+        const size_t d = (size_t)desc->hidden;
+        const moe_range outs[] = {{"logits", logits, T * E * sizeof(float)}};
+        const moe_range ins[] = {{"x", x, T * d * sizeof(float)},
+                                 {"gate_weight", gate_weight, E * d * sizeof(float)}};
+        if ((status = check_ranges(outs, 1, ins, 2)) != R1_OK) return status;
+    }
     if ((status = r1_check_backend(backend)) != R1_OK) return status;
     switch (backend) {
     case R1_REF: return moe_gate_logits_ref(desc, x, gate_weight, logits);
@@ -192,6 +225,18 @@ r1_status r1_moe_route(r1_backend backend, const r1_moe_desc *desc, const float 
                        logits == NULL ? "logits" : ids == NULL ? "ids" : "weights");
     if (bias != NULL && desc->routing != R1_MOE_NOAUX_TC)
         return r1_fail(R1_EINVAL, "bias is given but routing is not R1_MOE_NOAUX_TC");
+    {
+        const size_t T = (size_t)desc->tokens, E = (size_t)desc->experts;
+        const size_t K = (size_t)desc->top_k;
+        /* weights == logits is refused too: fast (OpenMP) and cuda route
+         * tokens in parallel, so token t's weights would land in an earlier
+         * token's logits while that token is still read. */
+        const moe_range outs[] = {{"ids", ids, T * K * sizeof(int32_t)},
+                                  {"weights", weights, T * K * sizeof(float)}};
+        const moe_range ins[] = {{"logits", logits, T * E * sizeof(float)},
+                                 {"bias", bias, E * sizeof(float)}};
+        if ((status = check_ranges(outs, 2, ins, 2)) != R1_OK) return status;
+    }
     if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         status = moe_check_logits_host(desc, logits, bias);
@@ -245,6 +290,26 @@ r1_status r1_moe_dispatch(r1_backend backend, const r1_moe_desc *desc, const int
         return r1_fail(R1_EINVAL,
                        "out->padded_offsets is set: out->sorted_padded, out->block_expert and "
                        "out->padded_total are required with it");
+    {
+        const size_t E = (size_t)desc->experts;
+        const size_t N = (size_t)desc->tokens * (size_t)desc->top_k;
+        const int padded = out->padded_offsets != NULL;
+        const size_t P = padded ? (size_t)r1_moe_padded_capacity(desc) : 0;
+        const size_t B = (size_t)desc->block_size;
+        const size_t w = sizeof(int32_t);
+        const moe_range outs[] = {
+            {"out->counts", out->counts, E * w},
+            {"out->offsets", out->offsets, (E + 1) * w},
+            {"out->permutation", out->permutation, N * w},
+            {"out->inverse", out->inverse, N * w},
+            {"out->padded_offsets", out->padded_offsets, (E + 1) * w},
+            {"out->sorted_padded", padded ? out->sorted_padded : NULL, P * w},
+            {"out->block_expert", padded ? out->block_expert : NULL, (P + B - 1) / B * w},
+            {"out->padded_total", padded ? out->padded_total : NULL, w},
+        };
+        const moe_range ins[] = {{"ids", ids, N * w}};
+        if ((status = check_ranges(outs, MOE_COUNT(outs), ins, 1)) != R1_OK) return status;
+    }
     if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         status = check_ids_host(desc, ids);
@@ -271,6 +336,14 @@ r1_status r1_moe_permute(r1_backend backend, const r1_moe_desc *desc, r1_dtype d
     if (x == NULL || permutation == NULL || x_sorted == NULL)
         return r1_fail(R1_EINVAL, "%s is NULL",
                        x == NULL ? "x" : permutation == NULL ? "permutation" : "x_sorted");
+    {
+        const size_t T = (size_t)desc->tokens, d = (size_t)desc->hidden;
+        const size_t N = T * (size_t)desc->top_k;
+        const moe_range outs[] = {{"x_sorted", x_sorted, r1_dtype_bytes(dtype, N * d)}};
+        const moe_range ins[] = {{"x", x, r1_dtype_bytes(dtype, T * d)},
+                                 {"permutation", permutation, N * sizeof(int32_t)}};
+        if ((status = check_ranges(outs, 1, ins, 2)) != R1_OK) return status;
+    }
     if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         const int64_t N = desc->tokens * desc->top_k;
@@ -299,6 +372,18 @@ r1_status r1_moe_combine(r1_backend backend, const r1_moe_desc *desc, r1_dtype d
                        : inverse == NULL  ? "inverse"
                        : weights == NULL  ? "weights"
                                           : "y");
+    {
+        const size_t T = (size_t)desc->tokens, d = (size_t)desc->hidden;
+        const size_t N = T * (size_t)desc->top_k;
+        const size_t y_bytes = r1_dtype_bytes(dtype, T * d);
+        const moe_range outs[] = {{"y", y, y_bytes}};
+        /* y == shared (same start) is allowed: y[t, i] only reads shared[t, i]. */
+        const moe_range ins[] = {{"expert_out", expert_out, r1_dtype_bytes(dtype, N * d)},
+                                 {"inverse", inverse, N * sizeof(int32_t)},
+                                 {"weights", weights, N * sizeof(float)},
+                                 {"shared", shared == y ? NULL : shared, y_bytes}};
+        if ((status = check_ranges(outs, 1, ins, 4)) != R1_OK) return status;
+    }
     if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         const int64_t N = desc->tokens * desc->top_k;
@@ -325,9 +410,20 @@ r1_status r1_moe_balance(r1_backend backend, const r1_moe_desc *desc, const floa
     if (!isfinite(alpha) || !isfinite(gamma))
         return r1_fail(R1_EINVAL, "alpha = %g, gamma = %g: must be finite", alpha,
                        (double)gamma);
+    {
+        const size_t T = (size_t)desc->tokens, E = (size_t)desc->experts;
+        const size_t K = (size_t)desc->top_k;
+        const moe_range outs[] = {{"out->load", out->load, E * sizeof(int32_t)},
+                                  {"out->aux_loss", out->aux_loss, sizeof(double)},
+                                  {"out->bias", out->bias, E * sizeof(float)}};
+        const moe_range ins[] = {{"logits", logits, T * E * sizeof(float)},
+                                 {"ids", ids, T * K * sizeof(int32_t)}};
+        if ((status = check_ranges(outs, 3, ins, 2)) != R1_OK) return status;
+    }
     if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend == R1_CUDA) return moe_balance_cuda(desc, logits, ids, alpha, gamma, out);
-    if ((status = moe_check_logits_host(desc, logits, NULL)) != R1_OK) return status;
+    /* a non-finite bias entry is R1_ENUMERIC naming the expert, as in route */
+    if ((status = moe_check_logits_host(desc, logits, out->bias)) != R1_OK) return status;
     if ((status = check_ids_host(desc, ids)) != R1_OK) return status;
     return backend == R1_REF ? moe_balance_ref(desc, logits, ids, alpha, gamma, out)
                              : moe_balance_fast(desc, logits, ids, alpha, gamma, out);

@@ -114,6 +114,24 @@ r1_status r1_qgemm_quantize(r1_backend backend, const r1_qgemm_quant_desc *desc,
         return r1_fail(R1_EINVAL, "x, q and scale must not be NULL");
     if (desc->asymmetric && zero == NULL)
         return r1_fail(R1_EINVAL, "asymmetric W4A16 needs the zero-point array (zero is NULL)");
+    {
+        int64_t sr, sc;
+        r1_qgemm_scale_shape(desc, &sr, &sc);
+        const size_t x_bytes = (size_t)desc->rows * (size_t)desc->cols * sizeof(float);
+        const size_t q_bytes = r1_qgemm_quantized_bytes(desc);
+        const size_t scale_count = (size_t)sr * (size_t)sc;
+        const uint8_t *z = desc->asymmetric ? zero : NULL;
+        if ((status = r1_check_no_overlap("q", q, q_bytes, "x", x, x_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("scale", scale, scale_count * sizeof(float), "x", x,
+                                          x_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("zero", z, scale_count, "x", x, x_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("scale", scale, scale_count * sizeof(float), "q", q,
+                                          q_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("zero", z, scale_count, "q", q, q_bytes)) != R1_OK ||
+            (status = r1_check_no_overlap("zero", z, scale_count, "scale", scale,
+                                          scale_count * sizeof(float))) != R1_OK)
+            return status;
+    }
     status = r1_check_backend(backend);
     if (status != R1_OK) return status;
     if (backend == R1_CUDA) return qgemm_quantize_cuda(desc, x, q, scale, zero, stream);
@@ -238,6 +256,26 @@ r1_status r1_qgemm_validate(const r1_qgemm_desc *desc, const r1_qgemm_operands *
                        (long long)ops->w_scale_rows, (long long)ops->w_scale_cols, name,
                        (long long)desc->N, (long long)desc->K, (long long)shape[2],
                        (long long)shape[3]);
+    /* y must not overlap any operand. */
+    const size_t M = (size_t)desc->M, N = (size_t)desc->N, K = (size_t)desc->K;
+    const size_t y_bytes = r1_dtype_bytes(desc->out_dtype, M * N);
+    const size_t x_bytes = desc->scheme == R1_QGEMM_W4A16 ? M * K * 2 : M * K;
+    const size_t w_bytes = desc->scheme == R1_QGEMM_W4A16 ? N * K / 2 : N * K;
+    const size_t w_scale_count = (size_t)shape[2] * (size_t)shape[3];
+    const struct { const char *name; const void *ptr; size_t bytes; } operands[] = {
+        {"x", ops->x, x_bytes},
+        {"w", ops->w, w_bytes},
+        {"x_scale", desc->scheme != R1_QGEMM_W4A16 ? (const void *)ops->x_scale : NULL,
+         (size_t)shape[0] * (size_t)shape[1] * sizeof(float)},
+        {"w_scale", ops->w_scale, w_scale_count * sizeof(float)},
+        {"w_zero", desc->asymmetric ? (const void *)ops->w_zero : NULL, w_scale_count},
+        {"bias", ops->bias, N * sizeof(float)},
+    };
+    for (size_t i = 0; i < sizeof operands / sizeof operands[0]; ++i) {
+        r1_status status = r1_check_no_overlap("y", y, y_bytes, operands[i].name, operands[i].ptr,
+                                               operands[i].bytes);
+        if (status != R1_OK) return status;
+    }
     return R1_OK;
 }
 
@@ -293,7 +331,14 @@ r1_status r1_qgemm_w8a8_accumulators(r1_backend backend, int64_t M, int64_t N, i
                        (long long)K, R1_QGEMM_W8A8_MAX_K);
     if (x == NULL || w == NULL || acc == NULL)
         return r1_fail(R1_EINVAL, "x, w and acc must not be NULL");
-    r1_status status = r1_check_backend(backend);
+    const size_t acc_bytes = (size_t)M * (size_t)N * sizeof(int32_t);
+    r1_status status;
+    if ((status = r1_check_no_overlap("acc", acc, acc_bytes, "x", x, (size_t)M * (size_t)K)) !=
+            R1_OK ||
+        (status = r1_check_no_overlap("acc", acc, acc_bytes, "w", w, (size_t)N * (size_t)K)) !=
+            R1_OK)
+        return status;
+    status = r1_check_backend(backend);
     if (status != R1_OK) return status;
     switch (backend) {
     case R1_REF: return qgemm_w8a8_accumulators_ref(M, N, K, x, w, acc);

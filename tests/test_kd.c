@@ -164,6 +164,113 @@ static void size_bounds_case(r1_backend backend) {
               "NULL linear desc: workspace size not 0");
 }
 
+
+/* Overlapping buffers: each forbidden overlap is R1_EINVAL naming both
+ * arguments before any work; the documented in-place gradient
+ * (grad == student_logits) still computes what a separate buffer gets. */
+static void expect_overlap(r1_status status, const char *what, const char *a, const char *b) {
+    R1T_CHECK(status == R1_EINVAL, "%s: status %s, expected R1_EINVAL", what,
+              r1_status_str(status));
+    R1T_CHECK(strstr(r1_last_error(), a) != NULL && strstr(r1_last_error(), b) != NULL &&
+                  strstr(r1_last_error(), "must not overlap") != NULL,
+              "%s: sentence \"%s\" does not name %s and %s", what, r1_last_error(), a, b);
+}
+
+static void overlap_case(r1_backend backend) {
+    if (!r1t_case("kd_overlap(backend=%s)", r1_backend_name(backend))) return;
+    enum { N = 4, V = 16, K = 2, D = 3 };
+    r1t_rng rng = r1t_rng_make(r1t_seed() + 29);
+    float s[N * V], z[N * V], grad[N * V], big[N * V + 64], loss, loss2;
+    for (int i = 0; i < N * V; ++i) {
+        s[i] = (float)r1t_rng_normal(&rng);
+        z[i] = (float)r1t_rng_normal(&rng);
+    }
+    int32_t labels[N] = {1, 2, 3, 4};
+    int32_t ids[N * K] = {0, 1, 2, 3, 4, 5, 6, 7};
+    float logprobs[N * K] = {-0.5f, -1.0f, -0.7f, -0.9f, -0.2f, -2.0f, -1.0f, -0.6f};
+    r1_kd_desc sparse = r1_kd_desc_default();
+    sparse.tokens = N;
+    sparse.vocab = V;
+    sparse.teacher_topk = K;
+    sparse.gamma = 0.5f;
+    /* sparse teacher ids inside the gradient (was a crash) */
+    memcpy(big, s, sizeof s);
+    memcpy(big + 8, ids, sizeof ids);
+    r1_kd_inputs in = {s, NULL, (const int32_t *)(big + 8), logprobs, labels};
+    r1_kd_outputs out = {&loss, NULL, big};
+    r1_clear_error();
+    expect_overlap(r1_kd_loss(backend, &sparse, &in, &out, NULL, 0, NULL), "ids in grad",
+                   "out->grad", "teacher_ids");
+    /* teacher_logprobs == grad */
+    in = (r1_kd_inputs){s, NULL, ids, (const float *)grad, labels};
+    out = (r1_kd_outputs){&loss, NULL, grad};
+    expect_overlap(r1_kd_loss(backend, &sparse, &in, &out, NULL, 0, NULL), "logprobs == grad",
+                   "out->grad", "teacher_logprobs");
+    /* dense: grad overlapping teacher_logits partially, student_logits partially */
+    r1_kd_desc dense = sparse;
+    dense.teacher_topk = 0;
+    memcpy(big, z, sizeof z);
+    in = (r1_kd_inputs){s, big, NULL, NULL, labels};
+    out = (r1_kd_outputs){&loss, NULL, big + 5};
+    expect_overlap(r1_kd_loss(backend, &dense, &in, &out, NULL, 0, NULL), "grad in teacher",
+                   "out->grad", "teacher_logits");
+    memcpy(big, s, sizeof s);
+    in = (r1_kd_inputs){big, z, NULL, NULL, labels};
+    out = (r1_kd_outputs){&loss, NULL, big + 5};
+    expect_overlap(r1_kd_loss(backend, &dense, &in, &out, NULL, 0, NULL), "grad in student",
+                   "out->grad", "student_logits");
+    /* in place (grad == student_logits) equals a separate gradient, dense and sparse */
+    for (int form = 0; form < 2; ++form) {
+        const r1_kd_desc *d = form ? &sparse : &dense;
+        r1_kd_inputs sep = {s, form ? NULL : z, form ? ids : NULL, form ? logprobs : NULL, labels};
+        R1T_CHECK(r1_kd_loss(backend, d, &sep, &(r1_kd_outputs){&loss, NULL, grad}, NULL, 0,
+                             NULL) == R1_OK, "separate: %s", r1_last_error());
+        memcpy(big, s, sizeof s);
+        r1_kd_inputs inplace = sep;
+        inplace.student_logits = big;
+        R1T_CHECK(r1_kd_loss(backend, d, &inplace, &(r1_kd_outputs){&loss2, NULL, big}, NULL, 0,
+                             NULL) == R1_OK, "in place: %s", r1_last_error());
+        R1T_CHECK(loss == loss2, "form %d: in-place loss %g vs %g", form, (double)loss2,
+                  (double)loss);
+        for (int i = 0; i < N * V; ++i)
+            R1T_CHECK(big[i] == grad[i], "form %d: in-place grad[%d] = %g vs %g", form, i,
+                      (double)big[i], (double)grad[i]);
+    }
+    /* fused linear: grad_hidden / grad_weight against every input */
+    float h[N * D], W[V * D], gh[N * D], gw[V * D];
+    for (int i = 0; i < N * D; ++i) h[i] = (float)r1t_rng_normal(&rng);
+    for (int i = 0; i < V * D; ++i) W[i] = (float)r1t_rng_normal(&rng);
+    r1_kd_linear_desc ld = {dense, D, 0, 0};
+    r1_kd_linear_inputs li = {h, W, NULL, NULL, z, NULL, NULL, labels};
+    R1T_CHECK(r1_kd_linear(backend, &ld, &li, &(r1_kd_linear_outputs){&loss, NULL, gh, gw}, NULL,
+                           0, NULL) == R1_OK, "linear valid: %s", r1_last_error());
+    expect_overlap(r1_kd_linear(backend, &ld, &li, &(r1_kd_linear_outputs){&loss, NULL, h, gw},
+                                NULL, 0, NULL), "grad_hidden == student_hidden",
+                   "out->grad_hidden", "student_hidden");
+    expect_overlap(r1_kd_linear(backend, &ld, &li, &(r1_kd_linear_outputs){&loss, NULL, gh, W},
+                                NULL, 0, NULL), "grad_weight == student_weight",
+                   "out->grad_weight", "student_weight");
+    memcpy(big, z, sizeof z);
+    r1_kd_linear_inputs lz = li;
+    lz.teacher_logits = big;
+    expect_overlap(r1_kd_linear(backend, &ld, &lz,
+                                &(r1_kd_linear_outputs){&loss, NULL, gh, big + N * V - 4}, NULL,
+                                0, NULL), "grad_weight in teacher_logits", "out->grad_weight",
+                   "teacher_logits");
+    expect_overlap(r1_kd_linear(backend, &ld, &li,
+                                &(r1_kd_linear_outputs){&loss, NULL, big, big + 2}, NULL, 0,
+                                NULL), "grad_hidden overlaps grad_weight", "out->grad_hidden",
+                   "out->grad_weight");
+    r1_kd_linear_desc lsparse = {sparse, D, 0, 0};
+    r1_kd_linear_inputs ls = {h, W, NULL, NULL, NULL, ids, (const float *)gw, labels};
+    expect_overlap(r1_kd_linear(backend, &lsparse, &ls,
+                                &(r1_kd_linear_outputs){&loss, NULL, gh, gw}, NULL, 0, NULL),
+                   "grad_weight == teacher_logprobs", "out->grad_weight", "teacher_logprobs");
+    expect_overlap(r1_kd_linear(backend, &ld, &li,
+                                &(r1_kd_linear_outputs){&loss, NULL, (float *)labels, gw}, NULL,
+                                0, NULL), "grad_hidden == labels", "out->grad_hidden", "labels");
+}
+
 int main(int argc, char **argv) {
     r1t_begin(argc, argv, "kd");
     finite_difference_case(1.0f, 1.0f, 0.0f, 0);
@@ -179,5 +286,7 @@ int main(int argc, char **argv) {
     kd_suite(R1_FAST);
     size_bounds_case(R1_REF);
     size_bounds_case(R1_FAST);
+    overlap_case(R1_REF);
+    overlap_case(R1_FAST);
     return r1t_end();
 }

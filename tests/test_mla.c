@@ -265,10 +265,50 @@ static void nan_propagates(r1_backend backend) {
     mla_test_cache_free(&c);
 }
 
+
+/* Overlapping buffers: out or lse over q, the cache or each other is
+ * R1_EINVAL naming both arguments, before any work. */
+static void overlap(r1_backend backend) {
+    const int32_t lengths[2] = {10, 70};
+    mla_test_cache c;
+    R1T_CHECK(mla_test_cache_make(&c, 2, lengths, 576, 1, 3), "cache");
+    float *q = calloc(2 * 16 * 576, sizeof(float)), *out = calloc(2 * 16 * 512, sizeof(float));
+    float lse[32];
+    r1_mla_cache cache = {c.blocks, R1_F32, c.num_blocks, 576};
+    r1_mla_decode_desc d = {.batch = 2, .s_q = 1, .n_heads = 16, .dim_qk = 576, .dim_v = 512,
+                            .max_blocks_per_seq = c.max_blocks_per_seq, .softmax_scale = 0.1,
+                            .causal = 1, .dtype = R1_F32, .block_table = c.block_table,
+                            .seq_lens = c.lengths};
+    const struct { void *out; float *lse; const char *a, *b; } cases[] = {
+        {q, lse, "out", "q"},
+        {q + 100, lse, "out", "q"},
+        {c.blocks, lse, "out", "cache->blocks"},
+        {out, q + 5, "lse", "q"},
+        {out, c.blocks + 64, "lse", "cache->blocks"},
+        {out, out + 31, "lse", "out"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+        r1_clear_error();
+        r1_status got = r1_mla_decode(backend, &d, q, &cache, cases[i].out, cases[i].lse, NULL, 0,
+                                      NULL);
+        const char *e = r1_last_error();
+        R1T_CHECK(got == R1_EINVAL && strstr(e, cases[i].a) && strstr(e, cases[i].b) &&
+                      strstr(e, "must not overlap"),
+                  "case %zu (%s over %s): got %s (%s)", i, cases[i].a, cases[i].b,
+                  r1_status_str(got), e);
+    }
+    R1T_CHECK(r1_mla_decode(backend, &d, q, &cache, out, lse, NULL, 0, NULL) == R1_OK,
+              "separate buffers: %s", r1_last_error());
+    free(q);
+    free(out);
+    mla_test_cache_free(&c);
+}
+
 static void suite(r1_backend backend) {
     const char *name = r1_backend_name(backend);
     if (r1t_case("mla_bad_input(%s)", name)) bad_input(backend);
     if (r1t_case("mla_size_bounds(%s)", name)) size_bounds(backend);
+    if (r1t_case("mla_overlap(%s)", name)) overlap(backend);
     if (r1t_case("mla_empty(%s)", name)) empty_sequences(backend);
     if (r1t_case("mla_nan(%s)", name)) nan_propagates(backend);
     for (int i = 0; mla_decode_golden_names[i]; ++i)

@@ -107,11 +107,127 @@ static void size_bounds_case(r1_backend backend) {
               r1_last_error());
 }
 
+
+/* Overlapping buffers: an output over an input (or another output) is
+ * R1_EINVAL naming both, before any work; the allowed alias (combine
+ * y == shared) gives what separate buffers give;
+ * a NaN bias in balance is R1_ENUMERIC naming the expert. */
+static void expect_overlap(r1_status got, const char *a, const char *b, const char *what) {
+    R1T_CHECK(got == R1_EINVAL && strstr(r1_last_error(), a) && strstr(r1_last_error(), b) &&
+                  strstr(r1_last_error(), "must not overlap"),
+              "%s: status %s, sentence \"%s\" (want R1_EINVAL naming %s and %s)", what,
+              r1_status_str(got), r1_last_error(), a, b);
+}
+
+static void overlap_case(r1_backend backend) {
+    if (!r1t_case("moe_overlap(backend=%s)", r1_backend_name(backend))) return;
+    r1_moe_desc d = r1_moe_desc_default();
+    d.tokens = 2;
+    d.hidden = 4;
+    d.experts = 8;
+    d.n_group = 2;
+    d.topk_group = 2;
+    d.top_k = 2;
+    d.block_size = 4;
+    float x[8], gw[32], logits[16], big[64], weights[4], bias[8] = {0};
+    for (int i = 0; i < 8; ++i) x[i] = 0.25f * (float)(i % 5) - 0.4f;
+    for (int i = 0; i < 32; ++i) gw[i] = 0.1f * (float)(i % 7) - 0.3f;
+    int32_t ids[4], counts[8], offs[9], perm[4], inv[4];
+    /* gate */
+    R1T_CHECK(r1_moe_gate_logits(backend, &d, x, gw, logits, NULL) == R1_OK, "gate: %s",
+              r1_last_error());
+    memcpy(big, x, sizeof x);
+    expect_overlap(r1_moe_gate_logits(backend, &d, big, gw, big, NULL), "logits", "x",
+                   "gate logits == x");
+    memcpy(big, gw, sizeof gw);
+    expect_overlap(r1_moe_gate_logits(backend, &d, x, big, big + 20, NULL), "logits",
+                   "gate_weight", "gate logits over gate_weight");
+    /* route */
+    R1T_CHECK(r1_moe_route(backend, &d, logits, bias, ids, weights, NULL, 0, NULL) == R1_OK,
+              "route: %s", r1_last_error());
+    memcpy(big, logits, sizeof logits);
+    expect_overlap(r1_moe_route(backend, &d, big, bias, (int32_t *)big, weights, NULL, 0, NULL),
+                   "ids", "logits", "route ids == logits");
+    expect_overlap(r1_moe_route(backend, &d, big, bias, ids, big + 3, NULL, 0, NULL), "weights",
+                   "logits", "route weights inside logits");
+    expect_overlap(r1_moe_route(backend, &d, logits, bias, ids, bias + 2, NULL, 0, NULL),
+                   "weights", "bias", "route weights over bias");
+    /* weights == logits is refused as well (fast and cuda route tokens in
+     * parallel: one token's weights would overwrite another's logits) */
+    int32_t ids2[4];
+    expect_overlap(r1_moe_route(backend, &d, big, bias, ids2, big, NULL, 0, NULL), "weights",
+                   "logits", "route weights == logits");
+    /* dispatch */
+    r1_moe_dispatch_out dout = {counts, offs, perm, inv, NULL, NULL, NULL, NULL};
+    R1T_CHECK(r1_moe_dispatch(backend, &d, ids, &dout, NULL, 0, NULL) == R1_OK, "dispatch: %s",
+              r1_last_error());
+    int32_t ibuf[4];
+    memcpy(ibuf, ids, sizeof ids);
+    r1_moe_dispatch_out bad = dout;
+    bad.permutation = ibuf;
+    expect_overlap(r1_moe_dispatch(backend, &d, ibuf, &bad, NULL, 0, NULL), "out->permutation",
+                   "ids", "dispatch permutation == ids");
+    bad = dout;
+    bad.inverse = counts + 2;
+    expect_overlap(r1_moe_dispatch(backend, &d, ids, &bad, NULL, 0, NULL), "out->inverse",
+                   "out->counts", "dispatch inverse over counts");
+    /* permute */
+    memcpy(big, x, sizeof x);
+    expect_overlap(r1_moe_permute(backend, &d, R1_F32, big, perm, big, NULL), "x_sorted", "x",
+                   "permute x_sorted == x");
+    int32_t pbuf[16];
+    memcpy(pbuf, perm, sizeof perm);
+    expect_overlap(r1_moe_permute(backend, &d, R1_F32, x, pbuf, pbuf, NULL), "x_sorted",
+                   "permutation", "permute x_sorted == permutation");
+    /* combine */
+    float eo[16], shared[8], y[8], y2[8];
+    for (int i = 0; i < 16; ++i) eo[i] = 0.5f * (float)(i % 6) - 1.0f;
+    for (int i = 0; i < 8; ++i) shared[i] = 0.125f * (float)i;
+    R1T_CHECK(r1_moe_combine(backend, &d, R1_F32, eo, inv, weights, shared, y, NULL) == R1_OK,
+              "combine: %s", r1_last_error());
+    memcpy(big, eo, sizeof eo);
+    expect_overlap(r1_moe_combine(backend, &d, R1_F32, big, inv, weights, NULL, big, NULL), "y",
+                   "expert_out", "combine y == expert_out");
+    expect_overlap(r1_moe_combine(backend, &d, R1_F32, eo, inv, weights, NULL, (void *)inv, NULL),
+                   "y", "inverse", "combine y == inverse");
+    memcpy(big, weights, sizeof weights);
+    expect_overlap(r1_moe_combine(backend, &d, R1_F32, eo, inv, big, NULL, big + 2, NULL), "y",
+                   "weights", "combine y over weights");
+    memcpy(big, shared, sizeof shared);
+    expect_overlap(r1_moe_combine(backend, &d, R1_F32, eo, inv, weights, big, big + 1, NULL), "y",
+                   "shared", "combine y shifted over shared");
+    memcpy(y2, shared, sizeof shared);
+    R1T_CHECK(r1_moe_combine(backend, &d, R1_F32, eo, inv, weights, y2, y2, NULL) == R1_OK,
+              "combine y == shared (may alias): %s", r1_last_error());
+    for (int i = 0; i < 8; ++i)
+        R1T_CHECK(y2[i] == y[i], "combine in place y[%d] = %g vs %g", i, (double)y2[i],
+                  (double)y[i]);
+    /* balance: overlap and a non-finite bias */
+    int32_t load[8];
+    double aux;
+    float b2[8] = {0};
+    r1_moe_balance_out bo = {load, &aux, b2};
+    R1T_CHECK(r1_moe_balance(backend, &d, logits, ids, 0.001, 0.001f, &bo) == R1_OK,
+              "balance: %s", r1_last_error());
+    memcpy(ibuf, ids, sizeof ids);
+    r1_moe_balance_out bb = {(int32_t *)ibuf, NULL, NULL};
+    expect_overlap(r1_moe_balance(backend, &d, logits, ibuf, 0.001, 0.001f, &bb), "out->load",
+                   "ids", "balance load == ids");
+    b2[3] = NAN;
+    r1_status got = r1_moe_balance(backend, &d, logits, ids, 0.001, 0.001f, &bo);
+    R1T_CHECK(got == R1_ENUMERIC && strstr(r1_last_error(), "bias[3]"),
+              "balance NaN bias: status %s, sentence \"%s\" (want R1_ENUMERIC naming bias[3])",
+              r1_status_str(got), r1_last_error());
+    R1T_CHECK(isnan(b2[3]), "balance with a NaN bias must not update it");
+}
+
 int main(int argc, char **argv) {
     r1t_begin(argc, argv, "moe");
     moe_suite(R1_REF);
     moe_suite(R1_FAST);
     size_bounds_case(R1_REF);
     size_bounds_case(R1_FAST);
+    overlap_case(R1_REF);
+    overlap_case(R1_FAST);
     return r1t_end();
 }

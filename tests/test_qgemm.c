@@ -250,6 +250,64 @@ static void round_trip(void) {
     free(x), free(back), free(q);
 }
 
+
+/* Overlapping buffers: an output over an input is R1_EINVAL naming both
+ * arguments (ref and fast), before any work. */
+static void expect_overlap(r1_status got, const char *a, const char *b, const char *what) {
+    R1T_CHECK(got == R1_EINVAL && strstr(r1_last_error(), a) && strstr(r1_last_error(), b) &&
+                  strstr(r1_last_error(), "must not overlap"),
+              "%s: status %s, message '%s' (want R1_EINVAL naming %s and %s)", what,
+              r1_status_str(got), r1_last_error(), a, b);
+}
+
+static void overlap(void) {
+    if (!r1t_case("qgemm_overlap")) return;
+    enum { M = 4, N = 4, K = 128 };
+    static int32_t big[4096];
+    int8_t x[M * K], w[N * K];
+    int32_t acc[M * N];
+    for (int i = 0; i < M * K; ++i) x[i] = (int8_t)(i % 7 - 3);
+    for (int i = 0; i < N * K; ++i) w[i] = (int8_t)(i % 5 - 2);
+    for (int b = 0; b < 2; ++b) {
+        r1_backend backend = b ? R1_FAST : R1_REF;
+        R1T_CHECK(r1_qgemm_w8a8_accumulators(backend, M, N, K, x, w, acc, NULL) == R1_OK,
+                  "separate: %s", r1_last_error());
+        int8_t *bx = (int8_t *)big;
+        memcpy(bx, x, sizeof x);
+        expect_overlap(r1_qgemm_w8a8_accumulators(backend, M, N, K, bx, w, big, NULL), "acc",
+                       "x", "acc == x");
+        memcpy(bx + 40, w, sizeof w);
+        expect_overlap(r1_qgemm_w8a8_accumulators(backend, M, N, K, x, bx + 40, big, NULL),
+                       "acc", "w", "acc over w");
+        /* the product: y over x, w, the scales, the bias */
+        float xs[M], ws[N], bias[N], y[M * N];
+        for (int i = 0; i < M; ++i) xs[i] = 0.01f;
+        for (int i = 0; i < N; ++i) ws[i] = 0.02f, bias[i] = 1.0f;
+        r1_qgemm_desc d = {R1_QGEMM_W8A8, M, N, K, R1_F32, 0};
+        r1_qgemm_operands ops = {x, xs, w, ws, NULL, bias, 0, 0, 0, 0};
+        r1_qgemm_set_scale_shapes(&d, &ops);
+        R1T_CHECK(r1_qgemm(backend, &d, &ops, y, NULL) == R1_OK, "product: %s", r1_last_error());
+        r1_qgemm_operands o = ops;
+        memcpy(bx, x, sizeof x);
+        o.x = bx;
+        expect_overlap(r1_qgemm(backend, &d, &o, big, NULL), "y", "x", "y == x");
+        o = ops;
+        expect_overlap(r1_qgemm(backend, &d, &o, (void *)w, NULL), "y", "w", "y == w");
+        expect_overlap(r1_qgemm(backend, &d, &o, bias, NULL), "y", "bias", "y == bias");
+        expect_overlap(r1_qgemm(backend, &d, &o, xs, NULL), "y", "x_scale", "y == x_scale");
+        expect_overlap(r1_qgemm_validate(&d, &o, ws), "y", "w_scale", "validate y == w_scale");
+        /* the quantizer: q / scale over x */
+        float fx[2 * 128];
+        for (int i = 0; i < 256; ++i) fx[i] = (float)(i % 9) - 4.0f;
+        r1_qgemm_quant_desc qd = {R1_QGEMM_W8A8, R1_QGEMM_WEIGHTS, 2, 128, 0, 0};
+        float qs[2];
+        expect_overlap(r1_qgemm_quantize(backend, &qd, fx, fx, qs, NULL, NULL), "q", "x",
+                       "quantize q == x");
+        expect_overlap(r1_qgemm_quantize(backend, &qd, fx, acc, fx + 3, NULL, NULL), "scale",
+                       "x", "quantize scale in x");
+    }
+}
+
 int main(int argc, char **argv) {
     r1t_begin(argc, argv, "qgemm");
     printf("fast int8 path here: %s\n", r1_qgemm_fast_isa());
@@ -257,6 +315,7 @@ int main(int argc, char **argv) {
     bad_input();
     size_bounds();
     round_trip();
+    overlap();
     /* fast on every path this CPU has, best first; the cap is lifted after. */
     const char *best = r1_qgemm_fast_isa();
     int top = 0;

@@ -73,7 +73,11 @@
  * the descriptor on the host; the call is synchronous (it reads back the loss
  * to report R1_ENUMERIC) unless desc->asynchronous = 1. The gradient has the
  * dtype of the logits (f32 or bf16) and may be the student logits themselves
- * (grad == student_logits: written in place). Fused-linear gradients are f32.
+ * (grad == student_logits: written in place; that exact alias is the only one
+ * allowed). grad must not overlap teacher_logits, teacher_ids,
+ * teacher_logprobs, labels, loss or token_losses, nor overlap student_logits
+ * partially. Fused-linear gradients are f32; grad_hidden and grad_weight
+ * must not overlap any input, loss, token_losses or each other.
  * Workspace bytes: r1_kd_workspace_size / r1_kd_linear_workspace_size;
  * workspace = NULL makes the call allocate it (not for hot loops).
  *
@@ -88,7 +92,8 @@
  * [0, 1]; a label outside [0, V) that is not ignore_index; labels NULL with
  * gamma < 1; teacher_topk < 0 or > V; sparse ids outside [0, V) or repeated in
  * a row; a required pointer NULL; reduction unknown; NONE without
- * token_losses; a dtype other than f32 / bf16; grad overlapping the teacher.
+ * token_losses; a dtype other than f32 / bf16; an output overlapping an input
+ * it must not overlap (see MEMORY; the sentence names both arguments).
  */
 #ifndef R1LAB_KD_H
 #define R1LAB_KD_H

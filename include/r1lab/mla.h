@@ -50,6 +50,12 @@
  *   must lie in [0, num_blocks) for every block a sequence uses; entries past
  *   a sequence's length are ignored (may be anything, e.g. -1).
  *
+ * OVERLAP. Outputs must not overlap inputs: decode's out and lse must not
+ *   overlap q, the cache, each other, or (ref, fast) the block table and
+ *   seq_lens; forward's out must not overlap x or the cache, and x must not
+ *   overlap the cache (the call writes it). Nothing may alias (R1_EINVAL
+ *   naming both arguments).
+ *
  * DECODE CORE (r1_mla_decode, what FlashMLA computes): queries (b, s_q, h,
  *   cache_dim), the cache, block table and seq_lens (b) -> out (b, s_q, h, dim_v)
  *   and lse (b, s_q, h), dim_v = r (the latent part of each cache row is the
@@ -93,7 +99,7 @@
  *   sequence, b * max_blocks_per_seq, the cache), so every byte count fits in
  *   a 64-bit size_t; seq_len < 0 or above max_blocks_per_seq * 64; a block
  *   table entry a sequence uses outside [0, num_blocks); a required pointer
- *   NULL; an unsupported dtype for the backend; a workspace too small. The
+ *   NULL; buffers that overlap (see OVERLAP); an unsupported dtype for the backend; a workspace too small. The
  *   workspace-size functions return 0 (with the sentence in r1_last_error) for
  *   a descriptor that breaks a size rule.
  */

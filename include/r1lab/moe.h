@@ -104,7 +104,9 @@
  * (dispatch); an id outside [0, E) or a repeated id within a token
  * (dispatch); hidden <= 0 or > R1_MOE_MAX_HIDDEN = 2^24 (permute / combine /
  * gate / layer); layer intermediate outside [1, 2^24] or shared_intermediate
- * outside [0, 2^24]; a dtype other than f32 / bf16; a required pointer NULL.
+ * outside [0, 2^24]; a dtype other than f32 / bf16; a required pointer NULL;
+ * buffers that overlap against the OVERLAP rules below (the sentence names
+ * both arguments).
  * r1_moe_workspace_size and r1_moe_padded_capacity return 0 for a descriptor
  * that breaks these rules (padded capacity: also for a bad block_size).
  * R1_ENUMERIC for a NaN or +-Inf logit, naming the first such token, and for
@@ -113,6 +115,19 @@
  * synchronous calls; balance: range and repeats too) but takes permutation
  * and inverse as r1_moe_dispatch made them (device memory is not read back to
  * be checked).
+ *
+ * OVERLAP. Outputs must not overlap inputs or each other, with one exception
+ * that may alias exactly (same start pointer): combine's y may be its shared
+ * input (every backend; y[t, i] reads only shared[t, i]). Route's weights
+ * must not overlap its logits, not even weights == logits: fast and cuda
+ * route tokens in parallel, so one token's weights would overwrite another
+ * token's logits while they are read. So: gate logits must not overlap x or
+ * gate_weight; route ids and weights must not overlap logits, bias or each
+ * other; every dispatch output must not overlap ids or another dispatch
+ * output; permute's x_sorted must not overlap x or permutation; combine's y
+ * must not overlap expert_out, inverse or weights (nor shared, other than
+ * y == shared); balance's load, aux_loss and bias must not overlap
+ * logits, ids or each other.
  */
 #ifndef R1LAB_MOE_H
 #define R1LAB_MOE_H

@@ -115,7 +115,8 @@ size_t r1_qgemm_quantized_bytes(const r1_qgemm_quant_desc *desc);
  * scale (float32, r1_qgemm_scale_shape) and, for W4A16 asymmetric, zero
  * (uint8, same shape; NULL otherwise). R1_EINVAL for a bad descriptor or a
  * W4A16 activation request (use r1_f32_to_bf16), R1_ENUMERIC naming the first
- * index (row, column) of a NaN or Inf. cuda: device pointers; synchronous. */
+ * index (row, column) of a NaN or Inf. cuda: device pointers; synchronous.
+ * q, scale and zero must not overlap x or each other (R1_EINVAL naming both). */
 r1_status r1_qgemm_quantize(r1_backend backend, const r1_qgemm_quant_desc *desc,
                             const float *x, void *q, float *scale, uint8_t *zero,
                             void *stream);
@@ -156,12 +157,15 @@ void r1_qgemm_set_scale_shapes(const r1_qgemm_desc *desc, r1_qgemm_operands *ope
 r1_status r1_qgemm_validate(const r1_qgemm_desc *desc, const r1_qgemm_operands *operands,
                             const void *y);
 
-/* y (M, N) in desc->out_dtype. */
+/* y (M, N) in desc->out_dtype. y must not overlap x, w, x_scale, w_scale,
+ * w_zero or bias (R1_EINVAL naming both arguments, also from
+ * r1_qgemm_validate). */
 r1_status r1_qgemm(r1_backend backend, const r1_qgemm_desc *desc,
                    const r1_qgemm_operands *operands, void *y, void *stream);
 
 /* Test mode of W8A8: the exact int32 accumulators acc (M, N) =
- * sum_k x[m, k] * w[n, k] of int8 x (M, K) and w (N, K), no scaling. */
+ * sum_k x[m, k] * w[n, k] of int8 x (M, K) and w (N, K), no scaling. acc
+ * must not overlap x or w (R1_EINVAL naming both arguments). */
 r1_status r1_qgemm_w8a8_accumulators(r1_backend backend, int64_t M, int64_t N, int64_t K,
                                      const int8_t *x, const int8_t *w, int32_t *acc,
                                      void *stream);
