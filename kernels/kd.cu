@@ -62,6 +62,7 @@
 
 #include "core/internal.h"
 #include "kernels/cuda_try.cuh"
+#include "kernels/cluster.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -360,29 +361,8 @@ struct SliceStats {
     double D;
 };
 
-__device__ __forceinline__ void cluster_sync_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cg::this_cluster().sync();
-#else
-    __syncthreads();
-#endif
-}
 
-__device__ __forceinline__ unsigned cluster_rank_of_block() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    return cg::this_cluster().block_rank();
-#else
-    return 0;
-#endif
-}
 
-template <typename T> __device__ __forceinline__ T *shared_of_rank(T *pointer, unsigned rank) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    return cg::this_cluster().map_shared_rank(pointer, rank);
-#else
-    return pointer;
-#endif
-}
 
 __device__ __forceinline__ float bf16_bits_to_float(uint32_t bits16) {
     return __uint_as_float(bits16 << 16);
@@ -396,7 +376,7 @@ kd_rows_cluster(const uint16_t *__restrict__ s_all, const uint16_t *__restrict__
     __shared__ float shared_f[kWarps * 6];
     __shared__ double shared_d[kWarps];
     __shared__ SliceStats mine;
-    const unsigned rank = cluster_rank_of_block();
+    const unsigned rank = cluster_rank();
     const long long t = blockIdx.x / cluster, V = prm.V;
     const long long begin = (long long)rank * slice;
     const long long end = begin + slice < V ? begin + slice : V;
@@ -457,14 +437,14 @@ kd_rows_cluster(const uint16_t *__restrict__ s_all, const uint16_t *__restrict__
             mine.s_label = mine.has_label ? bf16_bits_to_float(s_all[t * V + y]) : 0.0f;
         }
     }
-    cluster_sync_all(); /* every slice's statistics are written */
+    cluster_sync(); /* every slice's statistics are written */
     /* the row's statistics, merged in rank order (the same on every CTA) */
     float row_m[3] = {-INFINITY, -INFINITY, -INFINITY}, row_sum[3] = {0.0f, 0.0f, 0.0f};
     int row_bad_s = 0, row_bad_z = 0;
     float s_label = 0.0f;
     if (counted) {
         for (int r = 0; r < cluster; ++r) {
-            const SliceStats *o = shared_of_rank(&mine, (unsigned)r);
+            const SliceStats *o = in_block(&mine, (unsigned)r);
             row_bad_s |= o->bad_s;
             row_bad_z |= o->bad_z;
             if (o->has_label) s_label = o->s_label;
@@ -515,10 +495,10 @@ kd_rows_cluster(const uint16_t *__restrict__ s_all, const uint16_t *__restrict__
     }
     __syncthreads();
     if (threadIdx.x == 0) mine.D = D;
-    cluster_sync_all(); /* every slice's D is written; statistics reads are done */
+    cluster_sync(); /* every slice's D is written; statistics reads are done */
     if (rank == 0 && threadIdx.x == 0) {
         double total = 0.0;
-        for (int r = 0; r < cluster; ++r) total += shared_of_rank(&mine, (unsigned)r)->D;
+        for (int r = 0; r < cluster; ++r) total += in_block(&mine, (unsigned)r)->D;
         double loss = 0.0;
         if (counted && reason == KD_ROW_OK) {
             loss = (double)prm.gamma * prm.T * prm.T * total;
@@ -527,7 +507,7 @@ kd_rows_cluster(const uint16_t *__restrict__ s_all, const uint16_t *__restrict__
         row_loss[t] = reason == KD_ROW_OK ? (float)loss : NAN;
         row_reason[t] = reason;
     }
-    cluster_sync_all(); /* no CTA exits while rank 0 reads its shared memory */
+    cluster_sync(); /* no CTA exits while rank 0 reads its shared memory */
 }
 
 
@@ -648,11 +628,11 @@ __device__ __forceinline__ void cluster_exchange(const double (&v)[COUNT], const
                 total[c] = op[c] == 0 ? total[c] + y : op[c] == 1 ? fmax(total[c], y) : fmin(total[c], y);
             }
         }
-        double *remote = shared_of_rank(&slots[rank][0], (unsigned)lane);
+        double *remote = in_block(&slots[rank][0], (unsigned)lane);
 #pragma unroll
         for (int c = 0; c < COUNT; ++c) remote[c] = total[c];
     }
-    cluster_sync_all();
+    cluster_sync();
 }
 
 /* The cluster's combined values, from this CTA's slots, in rank order. */
@@ -679,7 +659,7 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
     extern __shared__ __align__(16) uint16_t slice_values[]; /* s slice, then z slice */
     __shared__ double scratch[kV3Warps * 4];
     __shared__ double slots_a[kV3MaxCluster][4], slots_b[kV3MaxCluster][4], slots_c[kV3MaxCluster][4];
-    const unsigned rank = cluster_rank_of_block();
+    const unsigned rank = cluster_rank();
     const long long t = blockIdx.x / cluster, V = prm.V;
     const long long begin = (long long)rank * slice;
     const long long n = begin < V ? (V - begin < slice ? V - begin : slice) : 0; /* multiple of 8 */

@@ -78,6 +78,7 @@ extern "C" {
 #include "core/internal.h"
 }
 #include "kernels/cuda_try.cuh"
+#include "kernels/cluster.cuh"
 #include "r1lab/philox.h"
 
 namespace cg = cooperative_groups;
@@ -91,32 +92,7 @@ constexpr int kMaxCluster = 8;
 constexpr int kCandidates = 1024; /* per block: tokens of the chosen distance bin */
 
 
-/* ---- cluster helpers: collapse to one block where clusters do not exist ---- */
-
-__device__ __forceinline__ unsigned cluster_rank() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    return cg::this_cluster().block_rank();
-#else
-    return 0;
-#endif
-}
-
-__device__ __forceinline__ void cluster_sync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cg::this_cluster().sync();
-#else
-    __syncthreads();
-#endif
-}
-
-/* Pointer to the same shared variable in block `rank` of this cluster. */
-template <typename T> __device__ __forceinline__ T *in_block(T *pointer, unsigned rank) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    return cg::this_cluster().map_shared_rank(pointer, rank);
-#else
-    return pointer;
-#endif
-}
+/* Cluster helpers (cluster_rank, cluster_sync, in_block): kernels/cluster.cuh. */
 
 __device__ __forceinline__ uint32_t order_key(float value) {
     uint32_t bits = __float_as_uint(value == 0.0f ? 0.0f : value);
