@@ -120,6 +120,20 @@ r1_status check_golden_manifest(const char *component, check_summary *summary) {
     return result;
 }
 
+void *check_device_copy_of(const void *host, size_t bytes, r1_status *status) {
+    void *device = NULL;
+    if (*status != R1_OK || host == NULL || bytes == 0) return NULL;
+    *status = r1_device_alloc(&device, bytes);
+    if (*status == R1_OK) *status = r1_device_copy(device, host, bytes, R1_HOST_TO_DEVICE);
+    return device;
+}
+
+void check_copy_back(void *host, const void *device, size_t bytes, r1_status *status) {
+    if (host == NULL || device == NULL) return;
+    r1_status copied = r1_device_copy(host, device, bytes, R1_DEVICE_TO_HOST);
+    if ((*status == R1_OK || *status == R1_ENUMERIC) && copied != R1_OK) *status = copied;
+}
+
 const check_component *const *check_components(int *count) {
     static const check_component *const list[] = {
         &check_component_sampling, &check_component_answer, &check_component_kd,

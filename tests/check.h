@@ -7,6 +7,7 @@
 #ifndef R1LAB_TESTS_CHECK_H
 #define R1LAB_TESTS_CHECK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "r1lab/common.h"
@@ -39,6 +40,14 @@ void check_note_error(check_summary *summary, const char *what, double error, do
 
 /* Monotonic seconds. */
 double check_now(void);
+
+/* Running a cuda backend on host buffers. check_device_copy_of: a device copy
+ * of `bytes` of `host` (NULL when host is NULL, bytes is 0 or *status has
+ * already failed; an allocation or copy failure is left in *status).
+ * check_copy_back: copies a device result to `host` (nothing when either is
+ * NULL); a copy failure replaces an R1_OK or R1_ENUMERIC *status. */
+void *check_device_copy_of(const void *host, size_t bytes, r1_status *status);
+void check_copy_back(void *host, const void *device, size_t bytes, r1_status *status);
 
 /* One component as `r1lab check` runs it (the list is in tests/check.c).
  *   run         the golden cases and a randomized agreement pass of about

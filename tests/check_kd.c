@@ -19,20 +19,6 @@ double kd_bar(r1_dtype dtype) { return dtype == R1_BF16 ? KD_BAR_BF16 : KD_BAR_F
 
 /* ---- running a backend on host buffers ------------------------------------------ */
 
-static void *to_device(const void *host, size_t bytes, r1_status *status) {
-    void *device = NULL;
-    if (*status != R1_OK || host == NULL || bytes == 0) return NULL;
-    *status = r1_device_alloc(&device, bytes);
-    if (*status == R1_OK) *status = r1_device_copy(device, host, bytes, R1_HOST_TO_DEVICE);
-    return device;
-}
-
-static void from_device(void *host, const void *device, size_t bytes, r1_status *status) {
-    if (host == NULL || device == NULL) return;
-    r1_status s = r1_device_copy(host, device, bytes, R1_DEVICE_TO_HOST);
-    if ((*status == R1_OK || *status == R1_ENUMERIC) && s != R1_OK) *status = s;
-}
-
 r1_status kd_run_on_host(r1_backend backend, const r1_kd_desc *desc, const r1_kd_inputs *in,
                          const r1_kd_outputs *out) {
     if (backend != R1_CUDA) return r1_kd_loss(backend, desc, in, out, NULL, 0, NULL);
@@ -44,19 +30,19 @@ r1_status kd_run_on_host(r1_backend backend, const r1_kd_desc *desc, const r1_kd
     r1_kd_inputs d_in = {0};
     r1_kd_outputs d_out = {0};
     int in_place = out->grad != NULL && out->grad == in->student_logits;
-    d_in.student_logits = to_device(in->student_logits, logit_bytes, &prep);
-    d_in.teacher_logits = to_device(in->teacher_logits, logit_bytes, &prep);
-    d_in.teacher_ids = to_device(in->teacher_ids, N * k * 4, &prep);
-    d_in.teacher_logprobs = to_device(in->teacher_logprobs, N * k * 4, &prep);
-    d_in.labels = to_device(in->labels, N * 4, &prep);
-    d_out.loss = to_device(out->loss, 4, &prep);
-    d_out.token_losses = to_device(out->token_losses, N * 4, &prep);
-    d_out.grad = in_place ? (void *)d_in.student_logits : to_device(out->grad, logit_bytes, &prep);
+    d_in.student_logits = check_device_copy_of(in->student_logits, logit_bytes, &prep);
+    d_in.teacher_logits = check_device_copy_of(in->teacher_logits, logit_bytes, &prep);
+    d_in.teacher_ids = check_device_copy_of(in->teacher_ids, N * k * 4, &prep);
+    d_in.teacher_logprobs = check_device_copy_of(in->teacher_logprobs, N * k * 4, &prep);
+    d_in.labels = check_device_copy_of(in->labels, N * 4, &prep);
+    d_out.loss = check_device_copy_of(out->loss, 4, &prep);
+    d_out.token_losses = check_device_copy_of(out->token_losses, N * 4, &prep);
+    d_out.grad = in_place ? (void *)d_in.student_logits : check_device_copy_of(out->grad, logit_bytes, &prep);
     if (prep == R1_OK) {
         status = r1_kd_loss(R1_CUDA, desc, &d_in, &d_out, NULL, 0, NULL);
-        from_device(out->loss, d_out.loss, 4, &status);
-        from_device(out->token_losses, d_out.token_losses, N * 4, &status);
-        from_device(out->grad, d_out.grad, logit_bytes, &status);
+        check_copy_back(out->loss, d_out.loss, 4, &status);
+        check_copy_back(out->token_losses, d_out.token_losses, N * 4, &status);
+        check_copy_back(out->grad, d_out.grad, logit_bytes, &status);
     } else {
         status = prep;
     }
@@ -82,27 +68,27 @@ r1_status kd_linear_run_on_host(r1_backend backend, const r1_kd_linear_desc *des
     r1_status prep = R1_OK;
     r1_kd_linear_inputs d_in = {0};
     r1_kd_linear_outputs d_out = {0};
-    d_in.student_hidden = to_device(in->student_hidden, r1_dtype_bytes(kd->dtype, N * d), &prep);
-    d_in.student_weight = to_device(in->student_weight, r1_dtype_bytes(kd->dtype, V * d), &prep);
+    d_in.student_hidden = check_device_copy_of(in->student_hidden, r1_dtype_bytes(kd->dtype, N * d), &prep);
+    d_in.student_weight = check_device_copy_of(in->student_weight, r1_dtype_bytes(kd->dtype, V * d), &prep);
     if (dt > 0) {
-        d_in.teacher_hidden = to_device(in->teacher_hidden, r1_dtype_bytes(kd->dtype, N * dt), &prep);
-        d_in.teacher_weight = to_device(in->teacher_weight, r1_dtype_bytes(kd->dtype, V * dt), &prep);
+        d_in.teacher_hidden = check_device_copy_of(in->teacher_hidden, r1_dtype_bytes(kd->dtype, N * dt), &prep);
+        d_in.teacher_weight = check_device_copy_of(in->teacher_weight, r1_dtype_bytes(kd->dtype, V * dt), &prep);
     } else {
-        d_in.teacher_logits = to_device(in->teacher_logits, r1_dtype_bytes(kd->dtype, N * V), &prep);
+        d_in.teacher_logits = check_device_copy_of(in->teacher_logits, r1_dtype_bytes(kd->dtype, N * V), &prep);
     }
-    d_in.teacher_ids = to_device(in->teacher_ids, N * k * 4, &prep);
-    d_in.teacher_logprobs = to_device(in->teacher_logprobs, N * k * 4, &prep);
-    d_in.labels = to_device(in->labels, N * 4, &prep);
-    d_out.loss = to_device(out->loss, 4, &prep);
-    d_out.token_losses = to_device(out->token_losses, N * 4, &prep);
-    d_out.grad_hidden = to_device(out->grad_hidden, N * d * 4, &prep);
-    d_out.grad_weight = to_device(out->grad_weight, V * d * 4, &prep);
+    d_in.teacher_ids = check_device_copy_of(in->teacher_ids, N * k * 4, &prep);
+    d_in.teacher_logprobs = check_device_copy_of(in->teacher_logprobs, N * k * 4, &prep);
+    d_in.labels = check_device_copy_of(in->labels, N * 4, &prep);
+    d_out.loss = check_device_copy_of(out->loss, 4, &prep);
+    d_out.token_losses = check_device_copy_of(out->token_losses, N * 4, &prep);
+    d_out.grad_hidden = check_device_copy_of(out->grad_hidden, N * d * 4, &prep);
+    d_out.grad_weight = check_device_copy_of(out->grad_weight, V * d * 4, &prep);
     if (prep == R1_OK) {
         status = r1_kd_linear(R1_CUDA, desc, &d_in, &d_out, NULL, 0, NULL);
-        from_device(out->loss, d_out.loss, 4, &status);
-        from_device(out->token_losses, d_out.token_losses, N * 4, &status);
-        from_device(out->grad_hidden, d_out.grad_hidden, N * d * 4, &status);
-        from_device(out->grad_weight, d_out.grad_weight, V * d * 4, &status);
+        check_copy_back(out->loss, d_out.loss, 4, &status);
+        check_copy_back(out->token_losses, d_out.token_losses, N * 4, &status);
+        check_copy_back(out->grad_hidden, d_out.grad_hidden, N * d * 4, &status);
+        check_copy_back(out->grad_weight, d_out.grad_weight, V * d * 4, &status);
     } else {
         status = prep;
     }

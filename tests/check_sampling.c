@@ -34,22 +34,6 @@
 
 /* ---- running a backend on host buffers ------------------------------------------ */
 
-static void *device_copy_of(const void *host, size_t bytes, r1_status *status) {
-    void *device = NULL;
-    if (*status != R1_OK || host == NULL) return NULL;
-    *status = r1_device_alloc(&device, bytes);
-    if (*status == R1_OK) *status = r1_device_copy(device, host, bytes, R1_HOST_TO_DEVICE);
-    return device;
-}
-
-static void copy_back(void *host, const void *device, size_t bytes, r1_status *status) {
-    if (host == NULL || device == NULL) return;
-    r1_status s = r1_device_copy(host, device, bytes, R1_DEVICE_TO_HOST);
-    if (*status == R1_OK || *status == R1_ENUMERIC) {
-        if (s != R1_OK) *status = s;
-    }
-}
-
 r1_status sampling_run_on_host(r1_backend backend, const r1_sampling_desc *desc,
                                const void *logits, const r1_sampling_outputs *out) {
     if (backend != R1_CUDA) return r1_sampling_sample(backend, desc, logits, out, NULL, 0, NULL);
@@ -59,24 +43,24 @@ r1_status sampling_run_on_host(r1_backend backend, const r1_sampling_desc *desc,
     const size_t n = (size_t)desc->top_logprobs;
     const size_t logit_bytes = B * V * (desc->logits_dtype == R1_BF16 ? 2 : 4);
     r1_status prep = R1_OK;
-    void *d_logits = device_copy_of(logits, logit_bytes, &prep);
+    void *d_logits = check_device_copy_of(logits, logit_bytes, &prep);
     /* Outputs start as copies of the (poisoned) host buffers so that an
      * unwritten element is seen as unwritten. */
     r1_sampling_outputs d_out = {0};
-    d_out.tokens = device_copy_of(out->tokens, B * 4, &prep);
-    d_out.logprobs = device_copy_of(out->logprobs, B * 4, &prep);
-    d_out.filtered_probs = device_copy_of(out->filtered_probs, B * V * 4, &prep);
+    d_out.tokens = check_device_copy_of(out->tokens, B * 4, &prep);
+    d_out.logprobs = check_device_copy_of(out->logprobs, B * 4, &prep);
+    d_out.filtered_probs = check_device_copy_of(out->filtered_probs, B * V * 4, &prep);
     if (n > 0) {
-        d_out.top_ids = device_copy_of(out->top_ids, B * n * 4, &prep);
-        d_out.top_logprobs = device_copy_of(out->top_logprobs, B * n * 4, &prep);
+        d_out.top_ids = check_device_copy_of(out->top_ids, B * n * 4, &prep);
+        d_out.top_logprobs = check_device_copy_of(out->top_logprobs, B * n * 4, &prep);
     }
     if (prep == R1_OK) {
         status = r1_sampling_sample(R1_CUDA, desc, d_logits, &d_out, NULL, 0, NULL);
-        copy_back(out->tokens, d_out.tokens, B * 4, &status);
-        copy_back(out->logprobs, d_out.logprobs, B * 4, &status);
-        copy_back(out->filtered_probs, d_out.filtered_probs, B * V * 4, &status);
-        copy_back(out->top_ids, d_out.top_ids, B * n * 4, &status);
-        copy_back(out->top_logprobs, d_out.top_logprobs, B * n * 4, &status);
+        check_copy_back(out->tokens, d_out.tokens, B * 4, &status);
+        check_copy_back(out->logprobs, d_out.logprobs, B * 4, &status);
+        check_copy_back(out->filtered_probs, d_out.filtered_probs, B * V * 4, &status);
+        check_copy_back(out->top_ids, d_out.top_ids, B * n * 4, &status);
+        check_copy_back(out->top_logprobs, d_out.top_logprobs, B * n * 4, &status);
     } else {
         status = prep;
     }
