@@ -161,6 +161,20 @@ struct Shared {
     int candidate_overflow; /* more than kCandidates of them                   */
     double result_above_weight;
     long long result_above_count;
+    /* shortlist: this block's part, then block 0's cut for the others */
+    int short_count;            /* shortlisted tokens in this block (may exceed the list) */
+    double short_total;         /* weight of every token in this block                    */
+    long long short_weight;     /* fixed-point weight of the shortlisted ones             */
+    float short_out_max;        /* largest z left out of the shortlist                    */
+    unsigned long long short_cut_key; /* rank key of the last token the cut keeps         */
+    double short_kept_weight;   /* F, the kept weight                                     */
+    int short_kept;             /* tokens kept after min-p                                */
+    int short_decides;          /* the shortlist holds the cut (same in every block)      */
+    float short_distance;       /* D, or 0: no shortlist (same in every block)            */
+    /* distance profile: tokens (and rough weight) within each class distance */
+    int profile_count[4];
+    double profile_weight[4];
+    double profile_total;
 };
 
 /* A prefix of the rank order: every token whose top `bits` key bits exceed
@@ -179,7 +193,8 @@ struct Cut {
 };
 
 struct RowContext {
-    const float *cached;   /* shared-memory chunk of z, or NULL */
+    const float *cached;   /* shared-memory chunk: raw x after the load, z
+                              after raw_chunk_to_z; or NULL                  */
     const void *source;    /* the row in global memory (input or penalized)  */
     int source_is_bf16;
     float temperature;     /* 0 = greedy: z = l'                              */
@@ -188,11 +203,36 @@ struct RowContext {
     unsigned rank, cluster;
 };
 
+/* z = x / T, rounded as ref rounds it (T = 0: z = x). */
+__device__ __forceinline__ float z_of(const RowContext &row, float x) {
+    return row.temperature > 0.0f ? __fdiv_rn(x, row.temperature) : x;
+}
+
+/* Raw x of element i from global memory. */
+__device__ __forceinline__ float load_x_global(const RowContext &row, long long i) {
+    return row.source_is_bf16 ? to_float(((const __nv_bfloat16 *)row.source)[i])
+                              : ((const float *)row.source)[i];
+}
+
+/* Raw x of element i of this block's chunk (before raw_chunk_to_z). */
+__device__ __forceinline__ float load_x(const RowContext &row, long long i) {
+    return row.cached ? row.cached[i - row.begin] : load_x_global(row, i);
+}
+
+/* z of element i (after raw_chunk_to_z). */
 __device__ __forceinline__ float load_z(const RowContext &row, long long i) {
     if (row.cached) return row.cached[i - row.begin];
-    float x = row.source_is_bf16 ? to_float(((const __nv_bfloat16 *)row.source)[i])
-                                 : ((const float *)row.source)[i];
-    return row.temperature > 0.0f ? __fdiv_rn(x, row.temperature) : x;
+    return z_of(row, load_x_global(row, i));
+}
+
+/* The radix select and the full draw read z: the cached chunk is divided in
+ * place once, when the shortlist did not decide the row. */
+__device__ void raw_chunk_to_z(const RowContext &row, float *cache) {
+    if (cache && row.temperature > 0.0f) {
+        const int n = (int)(row.end - row.begin);
+        for (int j = threadIdx.x; j < n; j += kThreads) cache[j] = __fdiv_rn(cache[j], row.temperature);
+    }
+    __syncthreads();
 }
 
 __device__ __forceinline__ float weight_of(const RowContext &row, float z) {
@@ -236,17 +276,18 @@ template <> struct Vector<__nv_bfloat16> {
     }
 };
 
+/* The load reads raw values x, not z = x / T: division rounds monotonically,
+ * so max z = max x / T, and only that one division is needed to find the
+ * max, +inf (x / T can overflow only at the max) and a row of -inf. The
+ * chunk is kept raw; the paths after the load divide what they read. */
 struct LoadState {
     float best = -INFINITY;
     long long best_index = LLONG_MAX;
-    int bad = 0, finite = 0;
-    /* Folds element i into the running max / validity and returns its z. */
-    __device__ __forceinline__ float take(const RowContext &row, long long i, float x) {
-        float z = row.temperature > 0.0f ? __fdiv_rn(x, row.temperature) : x;
-        bad |= isnan(z) || z == INFINITY;
-        finite |= z != -INFINITY;
-        if (z > best) { best = z; best_index = i; }
-        return z;
+    int bad = 0;
+    /* Folds raw element i into the running max and validity. */
+    __device__ __forceinline__ void take(long long i, float x) {
+        bad |= !(x < INFINITY); /* NaN or +inf */
+        if (x > best) { best = x; best_index = i; }
     }
 };
 
@@ -265,7 +306,7 @@ __device__ void load_row(RowContext &row, const In *source, float *cache, Shared
             float x[kVector];
             Vector<In>::load(source + i, x);
 #pragma unroll
-            for (int k = 0; k < kVector; ++k) x[k] = state.take(row, i + k, x[k]);
+            for (int k = 0; k < kVector; ++k) state.take(i + k, x[k]);
             /* 16-byte stores: a warp writes whole 128-byte lines, no bank
              * conflicts (four scalar stores at a 16-byte stride were 4-way). */
             if (cache) {
@@ -277,13 +318,14 @@ __device__ void load_row(RowContext &row, const In *source, float *cache, Shared
         }
     } else {
         for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads) {
-            float z = state.take(row, i, to_float(source[i]));
-            if (cache) cache[i - row.begin] = z;
+            const float x = to_float(source[i]);
+            state.take(i, x);
+            if (cache) cache[i - row.begin] = x;
         }
     }
     float best = state.best;
     long long best_index = state.best_index;
-    int bad = state.bad, finite = state.finite;
+    int bad = state.bad, finite = best > -INFINITY;
     /* Block argmax with ties to the lower index. */
     for (int offset = 16; offset > 0; offset >>= 1) {
         float other = __shfl_xor_sync(0xFFFFFFFFu, best, offset);
@@ -445,7 +487,7 @@ __device__ bool list_bucket(const RowContext &row, int bucket, int *candidates, 
  * merged_* hold this block's kBins / C digits of the merged histogram.
  * Weights are summed in float64 (shared-memory double atomics) so that the
  * cut agrees with ref's float64 running sums, not just to float precision. */
-__device__ Cut radix_select(const RowContext &row, bool by_count, double target,
+__device__ __noinline__ Cut radix_select(const RowContext &row, bool by_count, double target,
                             bool target_is_fraction_of_total,
                             fixed_weight *hist_weight, int *hist_count, fixed_weight *merged_weight,
                             int *merged_count, int *candidates, Shared &s) {
@@ -759,6 +801,456 @@ __device__ DrawResult scan_segment(const RowContext &row, const KeepRule &rule, 
     return found;
 }
 
+/* ---- shortlist: the usual case, a cut among the tokens near the max --------------- */
+
+/* The shortlist is every token with z >= max z - D, for the smallest D of
+ * 4, 8, 12, 16 that a first, rough pass (distance_profile) says is enough.
+ * Every other token ranks below all of it, so the shortlist alone decides
+ * the row when
+ *   top-k is on and the shortlist holds at least k tokens, or
+ *   top-p alone is on and the shortlist's weight reaches top_p of the row's, or
+ *   min-p alone is on and every token left out has e < min_p.
+ * Then block 0 gathers the shortlist (at most kShortlistCapacity tokens),
+ * sorts it in rank order, cuts it and draws from it: no radix rounds and no
+ * second pass over the row. A peaked row, the usual shape of an LLM's
+ * logits, has a few dozen shortlisted tokens. Otherwise (a flat row, or
+ * pure temperature sampling) radix_select and the full draw run. */
+constexpr int kDistanceClasses = 4;
+__device__ __forceinline__ float class_distance(int c) { return 4.0f * (float)(c + 1); }
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kShortlistCapacity = kCandidates; /* for the whole row */
+
+/* Pass 1, rough: how many tokens, and about how much weight, lie within each
+ * class distance of the max, from x * (log2 e / T) - max z * log2 e and
+ * exp2 (no division; each weight good to a few parts per million). */
+__device__ void distance_profile(const RowContext &row, Shared &s) {
+    const float scale = kLog2e / row.temperature, shift = -row.max_z * kLog2e;
+    int count[kDistanceClasses] = {};
+    float weight[kDistanceClasses] = {};
+    float total = 0.0f;
+    const int n = (int)(row.end - row.begin);
+    auto visit = [&](float x) {
+        const float t = fmaf(x, scale, shift); /* (z - max z) log2 e, roughly */
+        const float e = exp2f(t);
+        total += e;
+#pragma unroll
+        for (int c = 0; c < kDistanceClasses; ++c)
+            if (t >= -class_distance(c) * kLog2e) {
+                count[c] += 1;
+                weight[c] += e;
+            }
+    };
+    if (row.cached) {
+        int j = 4 * (int)threadIdx.x;
+        for (; j + 3 < n; j += 4 * kThreads) {
+            const float4 v = *(const float4 *)(row.cached + j);
+            visit(v.x), visit(v.y), visit(v.z), visit(v.w);
+        }
+        for (; j < n; ++j) visit(row.cached[j]); /* the tail of the chunk */
+    } else {
+        for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads) visit(load_x_global(row, i));
+    }
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+    for (int c = 0; c < kDistanceClasses; ++c) {
+        count[c] = warp_sum(count[c]);
+        weight[c] = warp_sum(weight[c]);
+    }
+    total = warp_sum(total);
+    __syncthreads();
+    if (lane == 0) s.scratch_d[warp] = total;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double sum = 0;
+        for (int w = 0; w < kWarps; ++w) sum += s.scratch_d[w];
+        s.profile_total = sum;
+        for (int c = 0; c < kDistanceClasses; ++c) s.profile_count[c] = 0, s.profile_weight[c] = 0;
+    }
+    __syncthreads();
+    if (lane == 0) {
+        for (int c = 0; c < kDistanceClasses; ++c) {
+            atomicAdd(&s.profile_count[c], count[c]);
+            atomicAdd(&s.profile_weight[c], (double)weight[c]);
+        }
+    }
+    __syncthreads();
+}
+
+/* The class distance D for the shortlist, or 0 when no class will do, from
+ * the cluster's profile (the same answer in every block). */
+__device__ float choose_distance(const r1_sampling_params &p, long long V, const long long *count,
+                                 const double *weight, double total) {
+    const bool top_k_on = p.top_k > 0 && (long long)p.top_k < V;
+    const float min_p_distance = p.min_p > 0.0f ? -logf(p.min_p) + 0.01f : INFINITY;
+    for (int c = 0; c < kDistanceClasses; ++c) {
+        if (count[c] > kShortlistCapacity) return 0.0f;
+        bool enough;
+        if (top_k_on) enough = count[c] >= (long long)p.top_k;
+        else if (p.top_p < 1.0f) enough = weight[c] >= (double)p.top_p * total * (1.0 + 1e-4);
+        else enough = class_distance(c) >= min_p_distance;
+        if (enough) return class_distance(c);
+    }
+    return 0.0f;
+}
+
+/* Rank order as one 64-bit key, larger = earlier: z descending, then id
+ * ascending. */
+__device__ __forceinline__ unsigned long long rank_key(float z, long long id) {
+    return ((unsigned long long)order_key(z) << 32) | (0xFFFFFFFFu - (uint32_t)id);
+}
+__device__ __forceinline__ int rank_key_id(unsigned long long key) {
+    return (int)(0xFFFFFFFFu - (uint32_t)key);
+}
+__device__ __forceinline__ float rank_key_z(unsigned long long key) {
+    return key_value((uint32_t)(key >> 32));
+}
+
+/* Id order with the weight alongside, larger = earlier: id ascending. */
+__device__ __forceinline__ unsigned long long id_key(int id, float e) {
+    return ((unsigned long long)(0xFFFFFFFFu - (uint32_t)id) << 32) | __float_as_uint(e);
+}
+
+__device__ __forceinline__ int next_power_of_two(int n) {
+    int p = 1;
+    while (p < n) p <<= 1;
+    return p;
+}
+
+/* Bitonic sort of keys[0, count), count a power of two, into descending
+ * order, by the whole block. Callers synchronize before. */
+__device__ void sort_descending(unsigned long long *keys, int count) {
+    for (int size = 2; size <= count; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            for (int i = threadIdx.x; i < count; i += kThreads) {
+                const int partner = i ^ stride;
+                if (partner <= i) continue;
+                const unsigned long long x = keys[i], y = keys[partner];
+                const bool descending = (i & size) == 0;
+                if (descending ? x < y : x > y) {
+                    keys[i] = y;
+                    keys[partner] = x;
+                }
+            }
+            __syncthreads();
+        }
+    }
+}
+
+/* One pass over this block's raw chunk: the shortlist (chunk indices in
+ * `list`, count, fixed-point weight), the weight of the rest, and the
+ * largest z left out, published in s.
+ *
+ * Most tokens are far below the max. A raw value below x_low cannot reach
+ * z >= keep_from, so it is never divided: its weight comes from one fused
+ * multiply-add and exp2, good to a few parts per million of a weight below
+ * e^-16, well inside the fixed-point rounding of the row's total. Values
+ * at or above x_low are divided exactly and shortlisted by their z. */
+__device__ void shortlist_chunk(const RowContext &row, float distance, int *list, Shared &s) {
+    const float keep_from = row.max_z - distance;
+    const float T = row.temperature;
+    /* z = RN(x / T) >= keep_from needs x / T >= keep_from - ulp, so x_low is
+     * T (keep_from - ulp), lowered by a few more ulps in double. */
+    const double bound = ((double)keep_from - fabs((double)keep_from) * 0x1p-20) * (double)T;
+    const float x_low = (float)(bound - fabs(bound) * 0x1p-20 - 0x1p-140);
+    const float scale = 1.4426950408889634f / T, shift = -row.max_z * 1.4426950408889634f;
+    if (threadIdx.x == 0) s.short_count = 0;
+    __syncthreads();
+    fixed_weight kept = 0;
+    float rest = 0.0f, out_x = -INFINITY, out_z = -INFINITY;
+    const int n = (int)(row.end - row.begin), lane = threadIdx.x % 32;
+    for (int base = 0; base < n; base += 4 * kThreads) { /* uniform trip count: ballots below */
+        const int j = base + 4 * (int)threadIdx.x;
+        float xs[4];
+        if (row.cached && j + 3 < n) {
+            float4 v = *(const float4 *)(row.cached + j);
+            xs[0] = v.x; xs[1] = v.y; xs[2] = v.z; xs[3] = v.w;
+        } else {
+#pragma unroll
+            for (int k = 0; k < 4; ++k) xs[k] = j + k < n ? load_x(row, row.begin + j + k) : -INFINITY;
+        }
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const bool near = xs[k] >= x_low;
+            if (!near) {
+                rest += exp2f(fmaf(xs[k], scale, shift));
+                out_x = fmaxf(out_x, xs[k]);
+            }
+            if (!__any_sync(0xFFFFFFFFu, near)) continue;
+            bool in = false;
+            if (near) {
+                const float z = __fdiv_rn(xs[k], T);
+                in = z >= keep_from;
+                if (in) {
+                    kept += fixed_weight_of(row.max_z, z);
+                } else {
+                    rest += expf(z - row.max_z);
+                    out_z = fmaxf(out_z, z);
+                }
+            }
+            const unsigned ballot = __ballot_sync(0xFFFFFFFFu, in);
+            if (ballot) {
+                int slot = 0;
+                if (lane == 0) slot = atomicAdd(&s.short_count, __popc(ballot));
+                slot = __shfl_sync(0xFFFFFFFFu, slot, 0) + __popc(ballot & ((1u << lane) - 1u));
+                if (in && slot < kShortlistCapacity) list[slot] = j + k;
+            }
+        }
+    }
+    out_z = fmaxf(out_z, out_x > -INFINITY ? __fdiv_rn(out_x, T) : -INFINITY);
+    const double block_rest = block_sum((double)rest, s.scratch_d);
+    const long long block_kept = block_sum((long long)kept, s.scratch_l);
+    for (int offset = 16; offset > 0; offset >>= 1)
+        out_z = fmaxf(out_z, __shfl_xor_sync(0xFFFFFFFFu, out_z, offset));
+    if (threadIdx.x % 32 == 0) s.scratch_f[threadIdx.x / 32] = out_z;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float m = -INFINITY;
+        for (int w = 0; w < kWarps; ++w) m = fmaxf(m, s.scratch_f[w]);
+        s.short_total = from_fixed((fixed_weight)block_kept) + block_rest;
+        s.short_weight = block_kept;
+        s.short_out_max = m;
+    }
+}
+
+/* Whether the shortlist decides the row (see above); every block computes
+ * the same answer from the same cluster-wide totals. */
+__device__ bool shortlist_decides(const r1_sampling_params &p, long long V, float max_z,
+                                  long long count, double total, fixed_weight weight,
+                                  float out_max) {
+    if (count > kShortlistCapacity) return false;
+    if (p.top_k > 0 && (long long)p.top_k < V) return (long long)p.top_k <= count;
+    if (p.top_p < 1.0f) return from_fixed(weight) >= (double)p.top_p * total;
+    if (p.min_p > 0.0f) /* a margin for expf's last-bit rounding */
+        return out_max == -INFINITY || expf(out_max - max_z) < p.min_p * 0.999f;
+    return false;
+}
+
+/* Block 0: sorts the gathered shortlist keys[0, count) into rank order, cuts
+ * it (top-k, top-p, then min-p), and draws by id order, as ref does. The
+ * cut's last key, F and the token go to s; `scratch` holds kShortlistCapacity. */
+__device__ void shortlist_draw(const RowContext &row, const r1_sampling_params &p, long long b,
+                               long long V, double row_total, int count,
+                               unsigned long long *keys, unsigned long long *scratch,
+                               int32_t *tokens, float *logprobs, Shared &s) {
+    const int padded = next_power_of_two(count);
+    for (int r = count + (int)threadIdx.x; r < padded; r += kThreads) keys[r] = 0;
+    __syncthreads();
+    sort_descending(keys, padded);
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (warp == 0) {
+        /* Running fixed-point weight in rank order: lane l sums a run. */
+        const int run = (count + 31) / 32;
+        const int first = lane * run < count ? lane * run : count;
+        const int last = first + run < count ? first + run : count;
+        fixed_weight mine = 0;
+        for (int r = first; r < last; ++r) mine += fixed_weight_of(row.max_z, rank_key_z(keys[r]));
+        fixed_weight inclusive = mine;
+        for (int offset = 1; offset < 32; offset <<= 1) {
+            fixed_weight other = __shfl_up_sync(0xFFFFFFFFu, inclusive, offset);
+            if (lane >= offset) inclusive += other;
+        }
+        fixed_weight running = inclusive - mine;
+        fixed_weight *cumulative = scratch;
+        for (int r = first; r < last; ++r) {
+            running += fixed_weight_of(row.max_z, rank_key_z(keys[r]));
+            cumulative[r] = running;
+        }
+        __syncwarp();
+        /* top-k, then top-p of what top-k kept (or of the whole row). */
+        const bool top_k_on = p.top_k > 0 && (long long)p.top_k < V;
+        int keep = top_k_on ? p.top_k : count;
+        if (p.top_p < 1.0f) {
+            const double base = top_k_on ? from_fixed(cumulative[keep - 1]) : row_total;
+            const double target = (double)p.top_p * base;
+            int reach = keep;
+            for (int r = first; r < last && r < keep; ++r)
+                if (from_fixed(cumulative[r]) >= target) {
+                    reach = r + 1;
+                    break;
+                }
+            for (int offset = 16; offset > 0; offset >>= 1)
+                reach = min(reach, __shfl_xor_sync(0xFFFFFFFFu, reach, offset));
+            keep = reach;
+        }
+        __syncwarp();
+        /* min-p, then the kept tokens as id keys (rank order is no longer needed). */
+        int kept = 0;
+        for (int base = 0; base < keep; base += 32) {
+            const int r = base + lane;
+            float e = 0.0f;
+            int id = 0;
+            if (r < keep) {
+                e = expf(rank_key_z(keys[r]) - row.max_z);
+                id = rank_key_id(keys[r]);
+            }
+            const bool in = r < keep && e >= p.min_p;
+            const unsigned ballot = __ballot_sync(0xFFFFFFFFu, in);
+            if (in) scratch[kept + __popc(ballot & ((1u << lane) - 1u))] = id_key(id, e);
+            kept += __popc(ballot);
+        }
+        if (lane == 0) {
+            s.short_cut_key = keys[keep - 1];
+            s.short_kept = kept;
+        }
+    }
+    __syncthreads();
+    const int kept = s.short_kept, kept_padded = next_power_of_two(kept);
+    for (int r = kept + (int)threadIdx.x; r < kept_padded; r += kThreads) scratch[r] = 0;
+    __syncthreads();
+    sort_descending(scratch, kept_padded);
+
+    if (warp == 0) {
+        /* The draw: the first kept token by id whose running weight exceeds
+         * u * F. Lane l sums a run, a warp scan finds the lane, it walks. */
+        const int run = (kept + 31) / 32;
+        const int first = lane * run < kept ? lane * run : kept;
+        const int last = first + run < kept ? first + run : kept;
+        double weight = 0;
+        for (int r = first; r < last; ++r) weight += __uint_as_float((uint32_t)scratch[r]);
+        double inclusive = weight;
+        for (int offset = 1; offset < 32; offset <<= 1) {
+            double other = __shfl_up_sync(0xFFFFFFFFu, inclusive, offset);
+            if (lane >= offset) inclusive += other;
+        }
+        const double F = __shfl_sync(0xFFFFFFFFu, inclusive, 31);
+        const double threshold = r1_sampling_uniform(p.seed, (uint64_t)b, p.step) * F;
+        const unsigned crosses = __ballot_sync(0xFFFFFFFFu, weight > 0 && inclusive > threshold);
+        const unsigned positive = __ballot_sync(0xFFFFFFFFu, weight > 0);
+        const int chosen = crosses ? __ffs(crosses) - 1 : 31 - __clz(positive);
+        if (lane == chosen) {
+            double running = inclusive - weight;
+            int token = -1;
+            float token_weight = 0.0f;
+            for (int r = first; r < last; ++r) {
+                const float e = __uint_as_float((uint32_t)scratch[r]);
+                if (e <= 0.0f) continue;
+                running += e;
+                token = 0xFFFFFFFF - (uint32_t)(scratch[r] >> 32);
+                token_weight = e;
+                if (running > threshold) break; /* else: the last positive so far */
+            }
+            tokens[b] = token;
+            if (logprobs)
+                logprobs[b] = token >= 0 ? (float)(log((double)token_weight) - log(F)) : NAN;
+            s.short_kept_weight = F;
+        }
+    }
+    __syncthreads();
+}
+
+/* The shortlist path for one row: returns true (in every block) when it
+ * decided the row and wrote its outputs; false leaves the row to the radix
+ * select. `keys` and `scratch` are kShortlistCapacity-sized shared arrays. */
+__device__ __noinline__ bool shortlist_path(const RowContext &row, const r1_sampling_params &p, long long b,
+                               long long V, long long chunk, int *list,
+                               unsigned long long *keys, unsigned long long *scratch,
+                               int32_t *tokens, float *logprobs, float *filtered_rows,
+                               Shared &s) {
+    /* Pass 1: the profile, and the distance D it calls for. */
+    distance_profile(row, s);
+    cluster_sync();
+    if (threadIdx.x < 32) {
+        const unsigned lane = threadIdx.x;
+        long long count[kDistanceClasses] = {};
+        double weight[kDistanceClasses] = {}, total = 0;
+        /* Block r's values are read by lane r, then summed in block order. */
+        long long my_count[kDistanceClasses] = {};
+        double my_weight[kDistanceClasses] = {}, my_total = 0;
+        if (lane < row.cluster) {
+            const Shared *other = in_block(&s, lane);
+            for (int c = 0; c < kDistanceClasses; ++c) {
+                my_count[c] = other->profile_count[c];
+                my_weight[c] = other->profile_weight[c];
+            }
+            my_total = other->profile_total;
+        }
+        for (int r = 0; r < (int)row.cluster; ++r) {
+            for (int c = 0; c < kDistanceClasses; ++c) {
+                count[c] += __shfl_sync(0xFFFFFFFFu, my_count[c], r);
+                weight[c] += __shfl_sync(0xFFFFFFFFu, my_weight[c], r);
+            }
+            total += __shfl_sync(0xFFFFFFFFu, my_total, r);
+        }
+        if (lane == 0) s.short_distance = choose_distance(p, V, count, weight, total);
+    }
+    __syncthreads();
+    const float distance = s.short_distance;
+    if (distance == 0.0f) return false;
+
+    /* Pass 2, exact: the shortlist at that distance. */
+    shortlist_chunk(row, distance, list, s);
+    cluster_sync();
+    /* Cluster-wide totals: lane r of warp 0 reads block r. */
+    if (threadIdx.x < 32) {
+        const unsigned lane = threadIdx.x;
+        long long count = 0, weight = 0;
+        double total = 0;
+        float out_max = -INFINITY;
+        if (lane < row.cluster) {
+            const Shared *other = in_block(&s, lane);
+            count = other->short_count;
+            weight = other->short_weight;
+            total = other->short_total;
+            out_max = other->short_out_max;
+        }
+        count = warp_sum(count);
+        weight = warp_sum(weight);
+        /* The row's total in block order, the same sum in every block. */
+        double row_total = 0;
+        for (int r = 0; r < (int)row.cluster; ++r) row_total += __shfl_sync(0xFFFFFFFFu, total, r);
+        for (int offset = 16; offset > 0; offset >>= 1)
+            out_max = fmaxf(out_max, __shfl_xor_sync(0xFFFFFFFFu, out_max, offset));
+        if (lane == 0) {
+            s.short_decides = shortlist_decides(p, V, row.max_z, count, row_total,
+                                                (fixed_weight)weight, out_max);
+            s.row_weight = row_total;
+            s.short_kept = (int)(count < kShortlistCapacity ? count : kShortlistCapacity);
+        }
+    }
+    __syncthreads();
+    if (!s.short_decides) return false;
+
+    const int count = s.short_kept;
+    const double row_total = s.row_weight;
+    if (row.rank == 0) {
+        /* Gather every block's list as rank keys. */
+        int offset = 0;
+        for (unsigned r = 0; r < row.cluster; ++r) {
+            const Shared *other = in_block(&s, r);
+            const int n = other->short_count;
+            const int *their_list = in_block(list, r);
+            const float *their_cache = row.cached ? in_block((float *)row.cached, r) : nullptr;
+            for (int t = threadIdx.x; t < n; t += kThreads) {
+                const int j = their_list[t];
+                const long long i = (long long)r * chunk + j;
+                const float x = their_cache ? their_cache[j] : load_x_global(row, i);
+                keys[offset + t] = rank_key(z_of(row, x), i);
+            }
+            offset += n;
+        }
+    }
+    cluster_sync(); /* the lists are read; blocks may now leave or reuse them */
+    if (row.rank == 0)
+        shortlist_draw(row, p, b, V, row_total, count, keys, scratch, tokens, logprobs, s);
+    if (!filtered_rows) return true;
+
+    /* The filtered distribution: every block writes its chunk with block 0's cut. */
+    cluster_sync();
+    const Shared *leader = in_block(&s, 0);
+    const unsigned long long cut_key = leader->short_cut_key;
+    const double F = leader->short_kept_weight;
+    float *filtered = filtered_rows + b * V;
+    for (long long i = row.begin + threadIdx.x; i < row.end; i += kThreads) {
+        const float z = z_of(row, load_x(row, i));
+        const float e = expf(z - row.max_z);
+        const bool kept = rank_key(z, i) >= cut_key && e >= p.min_p;
+        filtered[i] = kept ? (float)((double)e / F) : 0.0f;
+    }
+    cluster_sync(); /* block 0's cut is read above before it leaves */
+    return true;
+}
+
 /* ---- the kernel ------------------------------------------------------------------ */
 
 struct KernelArguments {
@@ -844,8 +1336,12 @@ sample_rows_kernel(KernelArguments a) {
         }
     }
     __syncthreads();
-    const int argmax = s.row_argmax, bad = s.row_bad, finite = s.row_finite;
-    row.max_z = s.row_max;
+    /* max z = max x / T; a finite x overflows to z = +inf only at the max,
+     * and every z is -inf only when max z is. */
+    row.max_z = p.temperature > 0.0f ? __fdiv_rn(s.row_max, p.temperature) : s.row_max;
+    const int argmax = s.row_argmax;
+    const int bad = s.row_bad || row.max_z == INFINITY;
+    const int finite = row.max_z > -INFINITY;
     float *filtered = a.filtered ? a.filtered + b * V : nullptr;
     const bool leader = row.rank == 0 && threadIdx.x == 0;
 
@@ -871,6 +1367,12 @@ sample_rows_kernel(KernelArguments a) {
         cluster_sync();
         return;
     }
+
+    /* The usual case: the cut lies among the few tokens near the max. */
+    if (shortlist_path(row, p, b, V, a.chunk, candidates, hist_weight, hist_weight + kShortlistCapacity,
+                       a.tokens, a.logprobs, a.filtered, s))
+        return;
+    raw_chunk_to_z(row, cache);
 
     /* Select: top-k by count, then top-p by weight; keep the shorter prefix. */
     const bool use_top_k = p.top_k > 0 && (long long)p.top_k < V;

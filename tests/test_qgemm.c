@@ -301,9 +301,10 @@ static void overlap(void) {
         for (int i = 0; i < 256; ++i) fx[i] = (float)(i % 9) - 4.0f;
         r1_qgemm_quant_desc qd = {R1_QGEMM_W8A8, R1_QGEMM_WEIGHTS, 2, 128, 0, 0};
         float qs[2];
+        int8_t q_separate[2 * 128]; /* q is 2 x 128 bytes, apart from fx */
         expect_overlap(r1_qgemm_quantize(backend, &qd, fx, fx, qs, NULL, NULL), "q", "x",
                        "quantize q == x");
-        expect_overlap(r1_qgemm_quantize(backend, &qd, fx, acc, fx + 3, NULL, NULL), "scale",
+        expect_overlap(r1_qgemm_quantize(backend, &qd, fx, q_separate, fx + 3, NULL, NULL), "scale",
                        "x", "quantize scale in x");
     }
 }
