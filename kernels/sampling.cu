@@ -115,7 +115,8 @@ template <typename T> __device__ __forceinline__ T warp_sum(T value) {
     return value;
 }
 
-/* Sum over the block; every thread gets the result. `scratch` holds kWarps. */
+/* Sum over the block (any size); every thread gets the result. `scratch`
+ * holds one value per warp. */
 template <typename T> __device__ T block_sum(T value, T *scratch) {
     value = warp_sum(value);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -123,7 +124,7 @@ template <typename T> __device__ T block_sum(T value, T *scratch) {
     if (lane == 0) scratch[warp] = value;
     __syncthreads();
     T total = 0;
-    for (int w = 0; w < kWarps; ++w) total += scratch[w];
+    for (int w = 0; w < (int)blockDim.x / 32; ++w) total += scratch[w];
     return total;
 }
 
@@ -917,11 +918,11 @@ __device__ __forceinline__ int next_power_of_two(int n) {
 }
 
 /* Bitonic sort of keys[0, count), count a power of two, into descending
- * order, by the whole block. Callers synchronize before. */
+ * order, by the whole block (any size). Callers synchronize before. */
 __device__ void sort_descending(unsigned long long *keys, int count) {
     for (int size = 2; size <= count; size <<= 1) {
         for (int stride = size >> 1; stride > 0; stride >>= 1) {
-            for (int i = threadIdx.x; i < count; i += kThreads) {
+            for (int i = threadIdx.x; i < count; i += blockDim.x) {
                 const int partner = i ^ stride;
                 if (partner <= i) continue;
                 const unsigned long long x = keys[i], y = keys[partner];
@@ -1025,7 +1026,8 @@ __device__ bool shortlist_decides(const r1_sampling_params &p, long long V, floa
     return false;
 }
 
-/* Block 0: sorts the gathered shortlist keys[0, count) into rank order, cuts
+/* One block (block 0 of the cluster, or decide_rows_kernel's block; any
+ * size): sorts the gathered shortlist keys[0, count) into rank order, cuts
  * it (top-k, top-p, then min-p), and draws by id order, as ref does. The
  * cut's last key, F and the token go to s; `scratch` holds kShortlistCapacity. */
 __device__ void shortlist_draw(const RowContext &row, const r1_sampling_params &p, long long b,
@@ -1033,7 +1035,7 @@ __device__ void shortlist_draw(const RowContext &row, const r1_sampling_params &
                                unsigned long long *keys, unsigned long long *scratch,
                                int32_t *tokens, float *logprobs, Shared &s) {
     const int padded = next_power_of_two(count);
-    for (int r = count + (int)threadIdx.x; r < padded; r += kThreads) keys[r] = 0;
+    for (int r = count + (int)threadIdx.x; r < padded; r += blockDim.x) keys[r] = 0;
     __syncthreads();
     sort_descending(keys, padded);
 
@@ -1096,7 +1098,7 @@ __device__ void shortlist_draw(const RowContext &row, const r1_sampling_params &
     }
     __syncthreads();
     const int kept = s.short_kept, kept_padded = next_power_of_two(kept);
-    for (int r = kept + (int)threadIdx.x; r < kept_padded; r += kThreads) scratch[r] = 0;
+    for (int r = kept + (int)threadIdx.x; r < kept_padded; r += blockDim.x) scratch[r] = 0;
     __syncthreads();
     sort_descending(scratch, kept_padded);
 
@@ -1263,6 +1265,8 @@ struct KernelArguments {
     int32_t *tokens;
     float *logprobs;
     float *filtered;
+    const int *rows;             /* rows to sample (row_count of them), or NULL: all */
+    const int *row_count;
 };
 
 template <typename In> __global__ void __launch_bounds__(kThreads, 2)
@@ -1286,7 +1290,11 @@ sample_rows_kernel(KernelArguments a) {
     float *cache = a.cache_in_shared ? (float *)(candidates + kCandidates) : nullptr;
 
     row.rank = cluster_rank();
-    const long long b = blockIdx.x / row.cluster;
+    long long b = blockIdx.x / row.cluster;
+    if (a.rows) { /* only the rows the chunk summaries could not decide */
+        if (b >= *a.row_count) return; /* the whole cluster leaves together */
+        b = a.rows[b];
+    }
     const long long V = a.vocab;
     const r1_sampling_params p = a.params[b];
     row.begin = (long long)row.rank * a.chunk;
@@ -1549,6 +1557,303 @@ sample_rows_kernel(KernelArguments a) {
     cluster_sync(); /* no block may exit while others read its shared memory */
 }
 
+/* ---- two stages: chunk summaries, then rows decided from them --------------------- */
+
+/* Stage 1 (summarize_chunks_kernel) gives every kChunk-token chunk of every
+ * row its own block, with no cluster and no wait on other blocks, so the
+ * whole GPU streams the logits at once. A block keeps its chunk in shared
+ * memory and writes a summary: its max z, first argmax, validity, and the
+ * list of its tokens within D of its own max, for the largest D of 2, 4, 8,
+ * 16 whose list fits in kChunkList (with the weight of the rest). Every token
+ * of the chunk with z >= floor_z = max - D is listed.
+ *
+ * Stage 2 (decide_rows_kernel), one block per row: the row's max is the
+ * largest chunk max, and every token with z >= the largest chunk floor is
+ * listed somewhere. Those tokens are the row's shortlist; when it decides
+ * the row (shortlist_decides), the block sorts, cuts and draws it
+ * (shortlist_draw). Greedy and invalid rows are decided from the maxima.
+ * The rest, flat rows mostly, go to a list that sample_rows_kernel takes. */
+constexpr int kChunkThreads = 256;
+constexpr int kChunk = 8192;    /* tokens per chunk: 32 KB of shared memory */
+constexpr int kChunkList = 64;  /* tokens a chunk may list                   */
+
+struct ChunkSummary {
+    float max_z;     /* the chunk's largest z (exact); -inf when every x is -inf */
+    int argmax;      /* first index of the largest x; -1 when none              */
+    int bad;         /* NaN or +inf seen (or z = x / T overflowed)              */
+    int count;       /* tokens listed                                           */
+    float floor_z;   /* every token with z >= floor_z is listed (+inf: none is) */
+    double rest;     /* sum of exp(z - max_z) over the tokens not listed (rough) */
+    float z[kChunkList];
+    int id[kChunkList];
+};
+
+/* Block-wide argmax with ties to the lower index, and an OR of `bad`. */
+__device__ void block_argmax(float &best, long long &best_index, int &bad, float *scratch_f,
+                             long long *scratch_l, int *scratch_i) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const float other = __shfl_xor_sync(0xFFFFFFFFu, best, offset);
+        const long long other_index = __shfl_xor_sync(0xFFFFFFFFu, best_index, offset);
+        if (other > best || (other == best && other_index < best_index)) {
+            best = other;
+            best_index = other_index;
+        }
+    }
+    bad = __any_sync(0xFFFFFFFFu, bad);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    if (lane == 0) {
+        scratch_f[warp] = best;
+        scratch_l[warp] = best_index;
+        scratch_i[warp] = bad;
+    }
+    __syncthreads();
+    best = -INFINITY;
+    best_index = LLONG_MAX;
+    bad = 0;
+    for (int w = 0; w < warps; ++w) {
+        if (scratch_f[w] > best || (scratch_f[w] == best && scratch_l[w] < best_index)) {
+            best = scratch_f[w];
+            best_index = scratch_l[w];
+        }
+        bad |= scratch_i[w];
+    }
+    __syncthreads();
+}
+
+/* Chunk [begin, begin + n) of a row into x (shared memory), folding each
+ * value into `state`: 16-byte reads where the chunk is aligned. */
+template <typename Src>
+__device__ void load_chunk(const Src *row, long long begin, int n, float *x, LoadState &state) {
+    constexpr int kVector = Vector<Src>::kCount;
+    const Src *from = row + begin;
+    const int vector_n = (uintptr_t)from % 16 == 0 ? n / kVector * kVector : 0;
+#pragma unroll 2
+    for (int j = (int)threadIdx.x * kVector; j < vector_n; j += kChunkThreads * kVector) {
+        float v[kVector];
+        Vector<Src>::load(from + j, v);
+#pragma unroll
+        for (int k = 0; k < kVector; ++k) state.take(begin + j + k, v[k]);
+#pragma unroll
+        for (int k = 0; k < kVector / 4; ++k)
+            *(float4 *)(x + j + 4 * k) = make_float4(v[4 * k], v[4 * k + 1], v[4 * k + 2], v[4 * k + 3]);
+    }
+    for (int j = vector_n + (int)threadIdx.x; j < n; j += kChunkThreads) {
+        const float v = to_float(from[j]);
+        state.take(begin + j, v);
+        x[j] = v;
+    }
+}
+
+constexpr int kChunkClasses = 4;
+__device__ __forceinline__ float chunk_class_distance(int c) { return (float)(2 << c); } /* 2 4 8 16 */
+
+template <typename In>
+__global__ void __launch_bounds__(kChunkThreads)
+summarize_chunks_kernel(const In *logits, const float *penalized, const r1_sampling_params *params,
+                        long long V, int chunks, ChunkSummary *summaries, int *fallback_count) {
+    __shared__ __align__(16) float x[kChunk];
+    __shared__ float scratch_f[kChunkThreads / 32];
+    __shared__ long long scratch_l[kChunkThreads / 32];
+    __shared__ int scratch_i[kChunkThreads / 32];
+    __shared__ double scratch_d[kChunkThreads / 32];
+    __shared__ int class_count[kChunkClasses];
+    __shared__ int listed;
+    const long long b = blockIdx.x / chunks;
+    const int chunk = (int)(blockIdx.x % chunks);
+    if (blockIdx.x == 0 && threadIdx.x == 0) *fallback_count = 0; /* stage 2 appends */
+    const long long begin = (long long)chunk * kChunk;
+    const int n = (int)(V - begin < kChunk ? V - begin : kChunk);
+    const float T = params[b].temperature;
+    ChunkSummary *out = summaries + blockIdx.x;
+
+    /* Load: the raw chunk, its max and first argmax, validity. */
+    LoadState state;
+    if (penalized) load_chunk(penalized + b * V, begin, n, x, state);
+    else load_chunk(logits + b * V, begin, n, x, state);
+    float max_x = state.best;
+    long long argmax = state.best_index;
+    int bad = state.bad;
+    if (threadIdx.x < kChunkClasses) class_count[threadIdx.x] = 0;
+    if (threadIdx.x == 0) listed = 0;
+    block_argmax(max_x, argmax, bad, scratch_f, scratch_l, scratch_i);
+    const float max_z = T > 0.0f ? __fdiv_rn(max_x, T) : max_x;
+    bad |= max_z == INFINITY;
+    if (threadIdx.x == 0) {
+        out->max_z = max_z;
+        out->argmax = argmax == LLONG_MAX ? -1 : (int)argmax;
+        out->bad = bad;
+    }
+    if (bad || T == 0.0f || max_z == -INFINITY) { /* stage 2 needs only the above */
+        if (threadIdx.x == 0) {
+            out->count = 0;
+            out->floor_z = -FLT_MAX; /* no token above -inf to list */
+            out->rest = 0.0;
+        }
+        return;
+    }
+
+    /* Pass 1, rough (see distance_profile): tokens within each class distance. */
+    const float scale = kLog2e / T, shift = -max_z * kLog2e;
+    int count[kChunkClasses] = {};
+    for (int j = threadIdx.x; j < n; j += kChunkThreads) {
+        const float t = fmaf(x[j], scale, shift);
+#pragma unroll
+        for (int c = 0; c < kChunkClasses; ++c)
+            count[c] += t >= -(chunk_class_distance(c) + 0.01f) * kLog2e; /* a margin: rough t */
+    }
+#pragma unroll
+    for (int c = 0; c < kChunkClasses; ++c) {
+        const int sum = warp_sum(count[c]);
+        if (threadIdx.x % 32 == 0) atomicAdd(&class_count[c], sum);
+    }
+    __syncthreads();
+    int chosen = -1; /* the largest class whose tokens fit in the list */
+    for (int c = 0; c < kChunkClasses; ++c)
+        if (class_count[c] <= kChunkList) chosen = c;
+    if (chosen < 0) {
+        if (threadIdx.x == 0) {
+            out->count = 0;
+            out->floor_z = INFINITY;
+            out->rest = 0.0;
+        }
+        return;
+    }
+
+    /* Pass 2, exact: list every token with z >= floor_z; the rest's weight. */
+    const float floor_z = max_z - chunk_class_distance(chosen);
+    const double bound = ((double)floor_z - fabs((double)floor_z) * 0x1p-20) * (double)T;
+    const float x_low = (float)(bound - fabs(bound) * 0x1p-20 - 0x1p-140); /* see shortlist_chunk */
+    float rest = 0.0f;
+    for (int j = threadIdx.x; j < n; j += kChunkThreads) {
+        const float v = x[j];
+        if (v < x_low) {
+            rest += exp2f(fmaf(v, scale, shift));
+            continue;
+        }
+        const float z = __fdiv_rn(v, T);
+        if (z >= floor_z) {
+            const int slot = atomicAdd(&listed, 1);
+            if (slot < kChunkList) {
+                out->z[slot] = z;
+                out->id[slot] = (int)(begin + j);
+            }
+        } else {
+            rest += expf(z - max_z);
+        }
+    }
+    const double block_rest = block_sum((double)rest, scratch_d);
+    if (threadIdx.x == 0) {
+        const bool fits = listed <= kChunkList; /* the rough count's margin held */
+        out->count = fits ? listed : 0;
+        out->floor_z = fits ? floor_z : INFINITY;
+        out->rest = block_rest;
+    }
+}
+
+template <typename In>
+__global__ void __launch_bounds__(kChunkThreads)
+decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_params *params,
+                   long long V, int chunks, const ChunkSummary *summaries, int32_t *tokens,
+                   float *logprobs, float *filtered_rows, int *fallback_rows, int *fallback_count) {
+    __shared__ Shared s;
+    __shared__ unsigned long long keys[kShortlistCapacity], scratch[kShortlistCapacity];
+    __shared__ int listed;
+    const long long b = blockIdx.x;
+    const r1_sampling_params p = params[b];
+    const ChunkSummary *row_summaries = summaries + b * chunks;
+
+    /* The row's max (first chunk on ties: its argmax is the row's), validity, floor. */
+    float best = -INFINITY, floor_z = -INFINITY;
+    long long best_chunk = LLONG_MAX;
+    int bad = 0;
+    for (int c = threadIdx.x; c < chunks; c += kChunkThreads) {
+        const ChunkSummary &summary = row_summaries[c];
+        if (summary.max_z > best) {
+            best = summary.max_z;
+            best_chunk = c;
+        }
+        bad |= summary.bad;
+        floor_z = fmaxf(floor_z, summary.floor_z);
+    }
+    block_argmax(best, best_chunk, bad, s.scratch_f, s.scratch_l, s.scratch_i);
+    for (int offset = 16; offset > 0; offset >>= 1)
+        floor_z = fmaxf(floor_z, __shfl_xor_sync(0xFFFFFFFFu, floor_z, offset));
+    if (threadIdx.x % 32 == 0) s.scratch_f[threadIdx.x / 32] = floor_z;
+    if (threadIdx.x == 0) listed = 0;
+    __syncthreads();
+    for (int w = 0; w < kChunkThreads / 32; ++w) floor_z = fmaxf(floor_z, s.scratch_f[w]);
+    const float max_z = best;
+
+    RowContext row = {};
+    row.source = penalized ? (const void *)(penalized + b * V) : (const void *)((const In *)logits + b * V);
+    row.source_is_bf16 = !penalized && sizeof(In) == 2;
+    row.temperature = p.temperature;
+    row.begin = 0;
+    row.end = V;
+    row.max_z = max_z;
+    row.cluster = 1;
+    float *filtered = filtered_rows ? filtered_rows + b * V : nullptr;
+
+    if (bad || max_z == -INFINITY) { /* NaN, +inf, or no value above -inf */
+        if (threadIdx.x == 0) {
+            tokens[b] = -1;
+            if (logprobs) logprobs[b] = NAN;
+        }
+        if (filtered)
+            for (long long i = threadIdx.x; i < V; i += kChunkThreads) filtered[i] = NAN;
+        return;
+    }
+    if (p.temperature == 0.0f) {
+        const int argmax = row_summaries[best_chunk].argmax;
+        if (threadIdx.x == 0) {
+            tokens[b] = argmax;
+            if (logprobs) logprobs[b] = 0.0f;
+        }
+        if (filtered)
+            for (long long i = threadIdx.x; i < V; i += kChunkThreads) filtered[i] = i == argmax ? 1.0f : 0.0f;
+        return;
+    }
+
+    /* The shortlist: every listed token with z >= floor_z (that is, every
+     * token of the row with z >= floor_z). The row's weight: the chunks'
+     * rest, rescaled to the row's max, plus every listed token's. */
+    double total = 0;
+    fixed_weight shortlist_weight = 0;
+    if (floor_z < INFINITY) {
+        for (long long f = threadIdx.x; f < (long long)chunks * kChunkList; f += kChunkThreads) {
+            const ChunkSummary &summary = row_summaries[f / kChunkList];
+            const int j = (int)(f % kChunkList);
+            if (j == 0) total += summary.rest * exp((double)summary.max_z - (double)max_z);
+            if (j >= summary.count) continue;
+            const float z = summary.z[j];
+            total += (double)expf(z - max_z);
+            if (z < floor_z) continue;
+            shortlist_weight += fixed_weight_of(max_z, z);
+            const int slot = atomicAdd(&listed, 1);
+            if (slot < kShortlistCapacity) keys[slot] = rank_key(z, summary.id[j]);
+        }
+    }
+    total = block_sum(total, s.scratch_d);
+    shortlist_weight = (fixed_weight)block_sum((long long)shortlist_weight, s.scratch_l);
+    const bool decided = floor_z < INFINITY &&
+                         shortlist_decides(p, V, max_z, listed, total, shortlist_weight, floor_z);
+    if (!decided) {
+        if (threadIdx.x == 0) fallback_rows[atomicAdd(fallback_count, 1)] = (int)b;
+        return;
+    }
+    shortlist_draw(row, p, b, V, total, listed, keys, scratch, tokens, logprobs, s);
+    if (filtered) {
+        const unsigned long long cut_key = s.short_cut_key;
+        const double F = s.short_kept_weight;
+        for (long long i = threadIdx.x; i < V; i += kChunkThreads) {
+            const float z = z_of(row, load_x_global(row, i));
+            const float e = expf(z - max_z);
+            const bool kept = rank_key(z, i) >= cut_key && e >= p.min_p;
+            filtered[i] = kept ? (float)((double)e / F) : 0.0f;
+        }
+    }
+}
+
 /* ---- penalties: the penalized rows go to a workspace copy ------------------------- */
 
 template <typename In>
@@ -1724,8 +2029,17 @@ bool any_history(const r1_sampling_desc *desc) {
 }
 
 struct WorkspaceLayout {
-    size_t params, offsets, history, penalized, counts, total;
+    size_t params, offsets, history, penalized, counts;
+    size_t summaries, fallback_rows, fallback_count; /* the two stages (summaries = 0: off) */
+    size_t total;
 };
+
+/* Chunks per row for the two stages, or 0 where they are off (a grid of
+ * more than 2^31 - 1 blocks). */
+long long chunks_per_row(const r1_sampling_desc *desc) {
+    const long long chunks = (desc->vocab + kChunk - 1) / kChunk;
+    return chunks * desc->batch <= INT_MAX ? chunks : 0;
+}
 
 size_t align_up(size_t x) { return (x + 255) / 256 * 256; }
 
@@ -1749,6 +2063,15 @@ WorkspaceLayout layout_for(const r1_sampling_desc *desc) {
         at += align_up(B * V * sizeof(float));
         w.counts = at;
         at += align_up(B * V * sizeof(int));
+    }
+    w.summaries = w.fallback_rows = w.fallback_count = 0;
+    if (chunks_per_row(desc) > 0) {
+        w.summaries = at;
+        at += align_up(B * (size_t)chunks_per_row(desc) * sizeof(ChunkSummary));
+        w.fallback_rows = at;
+        at += align_up(B * sizeof(int));
+        w.fallback_count = at;
+        at += align_up(sizeof(int));
     }
     w.total = at;
     return w;
@@ -1778,6 +2101,25 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     a.tokens = out->tokens;
     a.logprobs = out->logprobs;
     a.filtered = out->filtered_probs;
+    a.rows = nullptr;
+    a.row_count = nullptr;
+
+    /* Stages 1 and 2 decide most rows; sample_rows_kernel takes the rest. */
+    const long long chunks = chunks_per_row(desc);
+    if (chunks > 0) {
+        ChunkSummary *summaries = (ChunkSummary *)(ws + layout.summaries);
+        int *fallback_rows = (int *)(ws + layout.fallback_rows);
+        int *fallback_count = (int *)(ws + layout.fallback_count);
+        summarize_chunks_kernel<In><<<(unsigned)(B * chunks), kChunkThreads, 0, stream>>>(
+            (const In *)logits, penalized, params, V, (int)chunks, summaries, fallback_count);
+        CUDA_TRY(cudaGetLastError());
+        decide_rows_kernel<In><<<(unsigned)B, kChunkThreads, 0, stream>>>(
+            (const In *)logits, penalized, params, V, (int)chunks, summaries, out->tokens,
+            out->logprobs, out->filtered_probs, fallback_rows, fallback_count);
+        CUDA_TRY(cudaGetLastError());
+        a.rows = fallback_rows;
+        a.row_count = fallback_count;
+    }
 
     auto kernel = sample_rows_kernel<In>;
     /* Raise the kernel's dynamic shared-memory limit once, to the most any
