@@ -171,6 +171,9 @@ struct Shared {
     double short_kept_weight;   /* F, the kept weight                                     */
     int short_kept;             /* tokens kept after min-p                                */
     int short_decides;          /* the shortlist holds the cut (same in every block)      */
+    int chunk_class_count[8];   /* two stages: tokens within each class distance          */
+    int chunk_listed;           /* two stages: tokens listed                              */
+    int chunk_last;             /* two stages: this block finished its row's last chunk   */
     float short_distance;       /* D, or 0: no shortlist (same in every block)            */
     /* distance profile: tokens (and rough weight) within each class distance */
     int profile_count[4];
@@ -1265,12 +1268,14 @@ struct KernelArguments {
     int32_t *tokens;
     float *logprobs;
     float *filtered;
+    long long batch;
     const int *rows;             /* rows to sample (row_count of them), or NULL: all */
     const int *row_count;
 };
 
-template <typename In> __global__ void __launch_bounds__(kThreads, 2)
-sample_rows_kernel(KernelArguments a) {
+/* One row b, by the whole cluster. Every way out leaves no block reading
+ * another's shared memory, so the cluster can go on to its next row. */
+template <typename In> __device__ void sample_row(const KernelArguments &a, long long b) {
     extern __shared__ __align__(16) unsigned char dynamic_shared[];
     __shared__ Shared s;
     RowContext row;
@@ -1290,11 +1295,6 @@ sample_rows_kernel(KernelArguments a) {
     float *cache = a.cache_in_shared ? (float *)(candidates + kCandidates) : nullptr;
 
     row.rank = cluster_rank();
-    long long b = blockIdx.x / row.cluster;
-    if (a.rows) { /* only the rows the chunk summaries could not decide */
-        if (b >= *a.row_count) return; /* the whole cluster leaves together */
-        b = a.rows[b];
-    }
     const long long V = a.vocab;
     const r1_sampling_params p = a.params[b];
     row.begin = (long long)row.rank * a.chunk;
@@ -1557,17 +1557,34 @@ sample_rows_kernel(KernelArguments a) {
     cluster_sync(); /* no block may exit while others read its shared memory */
 }
 
+/* Each cluster takes rows slot, slot + clusters, ...: of the list that the
+ * two stages left (a.rows), or of the whole batch. */
+template <typename In> __global__ void __launch_bounds__(kThreads, 2)
+sample_rows_kernel(KernelArguments a) {
+    const unsigned cluster =
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        cg::this_cluster().num_blocks();
+#else
+        1;
+#endif
+    const long long clusters = gridDim.x / cluster;
+    const long long rows = a.rows ? (long long)*a.row_count : a.batch;
+    for (long long slot = blockIdx.x / cluster; slot < rows; slot += clusters)
+        sample_row<In>(a, a.rows ? (long long)a.rows[slot] : slot);
+}
+
 /* ---- two stages: chunk summaries, then rows decided from them --------------------- */
 
 /* Stage 1 (summarize_chunks_kernel) gives every kChunk-token chunk of every
  * row its own block, with no cluster and no wait on other blocks, so the
  * whole GPU streams the logits at once. A block keeps its chunk in shared
  * memory and writes a summary: its max z, first argmax, validity, and the
- * list of its tokens within D of its own max, for the largest D of 2, 4, 8,
- * 16 whose list fits in kChunkList (with the weight of the rest). Every token
- * of the chunk with z >= floor_z = max - D is listed.
+ * list of its tokens within D of its own max, for the largest D of 2, 3, 4,
+ * 5, 6, 8, 12, 16 whose list fits in kChunkList (with the weight of the
+ * rest). Every token of the chunk with z >= floor_z = max - D is listed.
  *
- * Stage 2 (decide_rows_kernel), one block per row: the row's max is the
+ * Stage 2 (decide_row), by the block that finishes a row's last chunk, so
+ * that one row's decision overlaps other rows' streaming: the row's max is the
  * largest chunk max, and every token with z >= the largest chunk floor is
  * listed somewhere. Those tokens are the row's shortlist; when it decides
  * the row (shortlist_decides), the block sorts, cuts and draws it
@@ -1575,7 +1592,7 @@ sample_rows_kernel(KernelArguments a) {
  * The rest, flat rows mostly, go to a list that sample_rows_kernel takes. */
 constexpr int kChunkThreads = 256;
 constexpr int kChunk = 8192;    /* tokens per chunk: 32 KB of shared memory */
-constexpr int kChunkList = 64;  /* tokens a chunk may list                   */
+constexpr int kChunkList = 128; /* tokens a chunk may list                   */
 
 struct ChunkSummary {
     float max_z;     /* the chunk's largest z (exact); -inf when every x is -inf */
@@ -1644,27 +1661,27 @@ __device__ void load_chunk(const Src *row, long long begin, int n, float *x, Loa
     }
 }
 
-constexpr int kChunkClasses = 4;
-__device__ __forceinline__ float chunk_class_distance(int c) { return (float)(2 << c); } /* 2 4 8 16 */
+constexpr int kChunkClasses = 8;
+__device__ __forceinline__ float chunk_class_distance(int c) {
+    const float distances[kChunkClasses] = {2, 3, 4, 5, 6, 8, 12, 16};
+    return distances[c];
+}
 
+/* Stage 1 for chunk `chunk` of row b: its summary, from x (kChunk floats of
+ * shared memory). */
 template <typename In>
-__global__ void __launch_bounds__(kChunkThreads)
-summarize_chunks_kernel(const In *logits, const float *penalized, const r1_sampling_params *params,
-                        long long V, int chunks, ChunkSummary *summaries, int *fallback_count) {
-    __shared__ __align__(16) float x[kChunk];
-    __shared__ float scratch_f[kChunkThreads / 32];
-    __shared__ long long scratch_l[kChunkThreads / 32];
-    __shared__ int scratch_i[kChunkThreads / 32];
-    __shared__ double scratch_d[kChunkThreads / 32];
-    __shared__ int class_count[kChunkClasses];
-    __shared__ int listed;
-    const long long b = blockIdx.x / chunks;
-    const int chunk = (int)(blockIdx.x % chunks);
-    if (blockIdx.x == 0 && threadIdx.x == 0) *fallback_count = 0; /* stage 2 appends */
+__device__ void summarize_chunk(const In *logits, const float *penalized,
+                                const r1_sampling_params *params, long long V, long long b,
+                                int chunk, ChunkSummary *out, float *x, Shared &s) {
+    float *scratch_f = s.scratch_f;
+    long long *scratch_l = s.scratch_l;
+    int *scratch_i = s.scratch_i;
+    double *scratch_d = s.scratch_d;
+    int *class_count = s.chunk_class_count;
+    int &listed = s.chunk_listed;
     const long long begin = (long long)chunk * kChunk;
     const int n = (int)(V - begin < kChunk ? V - begin : kChunk);
     const float T = params[b].temperature;
-    ChunkSummary *out = summaries + blockIdx.x;
 
     /* Load: the raw chunk, its max and first argmax, validity. */
     LoadState state;
@@ -1750,15 +1767,15 @@ summarize_chunks_kernel(const In *logits, const float *penalized, const r1_sampl
     }
 }
 
+/* Stage 2 for row b, from its chunks' summaries (written by other blocks:
+ * read through L2, __ldcg). keys and scratch hold kShortlistCapacity. */
 template <typename In>
-__global__ void __launch_bounds__(kChunkThreads)
-decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_params *params,
-                   long long V, int chunks, const ChunkSummary *summaries, int32_t *tokens,
-                   float *logprobs, float *filtered_rows, int *fallback_rows, int *fallback_count) {
-    __shared__ Shared s;
-    __shared__ unsigned long long keys[kShortlistCapacity], scratch[kShortlistCapacity];
-    __shared__ int listed;
-    const long long b = blockIdx.x;
+__device__ void decide_row(const In *logits, const float *penalized,
+                           const r1_sampling_params *params, long long V, long long b, int chunks,
+                           const ChunkSummary *summaries, int32_t *tokens, float *logprobs,
+                           float *filtered_rows, int *fallback_rows, int *fallback_count,
+                           unsigned long long *keys, unsigned long long *scratch, Shared &s) {
+    int &listed = s.chunk_listed;
     const r1_sampling_params p = params[b];
     const ChunkSummary *row_summaries = summaries + b * chunks;
 
@@ -1768,12 +1785,13 @@ decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_p
     int bad = 0;
     for (int c = threadIdx.x; c < chunks; c += kChunkThreads) {
         const ChunkSummary &summary = row_summaries[c];
-        if (summary.max_z > best) {
-            best = summary.max_z;
+        const float chunk_max = __ldcg(&summary.max_z);
+        if (chunk_max > best) {
+            best = chunk_max;
             best_chunk = c;
         }
-        bad |= summary.bad;
-        floor_z = fmaxf(floor_z, summary.floor_z);
+        bad |= __ldcg(&summary.bad);
+        floor_z = fmaxf(floor_z, __ldcg(&summary.floor_z));
     }
     block_argmax(best, best_chunk, bad, s.scratch_f, s.scratch_l, s.scratch_i);
     for (int offset = 16; offset > 0; offset >>= 1)
@@ -1804,7 +1822,7 @@ decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_p
         return;
     }
     if (p.temperature == 0.0f) {
-        const int argmax = row_summaries[best_chunk].argmax;
+        const int argmax = __ldcg(&row_summaries[best_chunk].argmax);
         if (threadIdx.x == 0) {
             tokens[b] = argmax;
             if (logprobs) logprobs[b] = 0.0f;
@@ -1823,14 +1841,14 @@ decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_p
         for (long long f = threadIdx.x; f < (long long)chunks * kChunkList; f += kChunkThreads) {
             const ChunkSummary &summary = row_summaries[f / kChunkList];
             const int j = (int)(f % kChunkList);
-            if (j == 0) total += summary.rest * exp((double)summary.max_z - (double)max_z);
-            if (j >= summary.count) continue;
-            const float z = summary.z[j];
+            if (j == 0) total += __ldcg(&summary.rest) * exp((double)__ldcg(&summary.max_z) - (double)max_z);
+            if (j >= __ldcg(&summary.count)) continue;
+            const float z = __ldcg(&summary.z[j]);
             total += (double)expf(z - max_z);
             if (z < floor_z) continue;
             shortlist_weight += fixed_weight_of(max_z, z);
             const int slot = atomicAdd(&listed, 1);
-            if (slot < kShortlistCapacity) keys[slot] = rank_key(z, summary.id[j]);
+            if (slot < kShortlistCapacity) keys[slot] = rank_key(z, __ldcg(&summary.id[j]));
         }
     }
     total = block_sum(total, s.scratch_d);
@@ -1852,6 +1870,36 @@ decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_p
             filtered[i] = kept ? (float)((double)e / F) : 0.0f;
         }
     }
+}
+
+/* Stages 1 and 2: a block per chunk; the block that completes a row's last
+ * chunk (counted in row_done, zeroed before the launch) decides the row,
+ * reusing its chunk's shared memory for the shortlist. */
+template <typename In>
+__global__ void __launch_bounds__(kChunkThreads)
+summarize_and_decide_kernel(const In *logits, const float *penalized,
+                            const r1_sampling_params *params, long long V, int chunks,
+                            ChunkSummary *summaries, int *row_done, int32_t *tokens,
+                            float *logprobs, float *filtered, int *fallback_rows,
+                            int *fallback_count) {
+    __shared__ __align__(16) float x[kChunk];
+    __shared__ Shared s;
+    static_assert(2 * kShortlistCapacity * sizeof(unsigned long long) <= sizeof(x),
+                  "the shortlist reuses the chunk's shared memory");
+    const long long b = blockIdx.x / chunks;
+    summarize_chunk(logits, penalized, params, V, b, (int)(blockIdx.x % chunks),
+                    summaries + blockIdx.x, x, s);
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence(); /* this summary, before the count that publishes it */
+        s.chunk_last = atomicAdd(&row_done[b], 1) == chunks - 1;
+    }
+    __syncthreads();
+    if (!s.chunk_last) return;
+    __threadfence(); /* the other chunks' summaries, after their counts */
+    unsigned long long *keys = (unsigned long long *)x;
+    decide_row(logits, penalized, params, V, b, chunks, summaries, tokens, logprobs, filtered,
+               fallback_rows, fallback_count, keys, keys + kShortlistCapacity, s);
 }
 
 /* ---- penalties: the penalized rows go to a workspace copy ------------------------- */
@@ -2030,7 +2078,9 @@ bool any_history(const r1_sampling_desc *desc) {
 
 struct WorkspaceLayout {
     size_t params, offsets, history, penalized, counts;
-    size_t summaries, fallback_rows, fallback_count; /* the two stages (summaries = 0: off) */
+    /* the two stages: chunk summaries, then row_done (B counters) and
+     * fallback_count, zeroed together; off where chunks_per_row is 0 */
+    size_t summaries, fallback_rows, row_done, fallback_count;
     size_t total;
 };
 
@@ -2064,14 +2114,15 @@ WorkspaceLayout layout_for(const r1_sampling_desc *desc) {
         w.counts = at;
         at += align_up(B * V * sizeof(int));
     }
-    w.summaries = w.fallback_rows = w.fallback_count = 0;
+    w.summaries = w.fallback_rows = w.row_done = w.fallback_count = 0;
     if (chunks_per_row(desc) > 0) {
         w.summaries = at;
         at += align_up(B * (size_t)chunks_per_row(desc) * sizeof(ChunkSummary));
         w.fallback_rows = at;
         at += align_up(B * sizeof(int));
-        w.fallback_count = at;
-        at += align_up(sizeof(int));
+        w.row_done = at;
+        w.fallback_count = at + B * sizeof(int);
+        at += align_up((B + 1) * sizeof(int));
     }
     w.total = at;
     return w;
@@ -2101,6 +2152,7 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     a.tokens = out->tokens;
     a.logprobs = out->logprobs;
     a.filtered = out->filtered_probs;
+    a.batch = B;
     a.rows = nullptr;
     a.row_count = nullptr;
 
@@ -2109,13 +2161,12 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     if (chunks > 0) {
         ChunkSummary *summaries = (ChunkSummary *)(ws + layout.summaries);
         int *fallback_rows = (int *)(ws + layout.fallback_rows);
+        int *row_done = (int *)(ws + layout.row_done);
         int *fallback_count = (int *)(ws + layout.fallback_count);
-        summarize_chunks_kernel<In><<<(unsigned)(B * chunks), kChunkThreads, 0, stream>>>(
-            (const In *)logits, penalized, params, V, (int)chunks, summaries, fallback_count);
-        CUDA_TRY(cudaGetLastError());
-        decide_rows_kernel<In><<<(unsigned)B, kChunkThreads, 0, stream>>>(
-            (const In *)logits, penalized, params, V, (int)chunks, summaries, out->tokens,
-            out->logprobs, out->filtered_probs, fallback_rows, fallback_count);
+        CUDA_TRY(cudaMemsetAsync(row_done, 0, (size_t)(B + 1) * sizeof(int), stream));
+        summarize_and_decide_kernel<In><<<(unsigned)(B * chunks), kChunkThreads, 0, stream>>>(
+            (const In *)logits, penalized, params, V, (int)chunks, summaries, row_done,
+            out->tokens, out->logprobs, out->filtered_probs, fallback_rows, fallback_count);
         CUDA_TRY(cudaGetLastError());
         a.rows = fallback_rows;
         a.row_count = fallback_count;
@@ -2147,6 +2198,22 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     attribute[0].val.clusterDim.z = 1;
     config.attrs = attribute;
     config.numAttrs = plan.cluster > 1 ? 1 : 0;
+    /* Clusters loop over rows: as many as fit at once (asked once per
+     * cluster size and shared-memory size), not more than the rows. */
+    static int resident_clusters = 0, resident_for_cluster = 0;
+    static size_t resident_for_bytes = 0;
+    if (resident_for_cluster != plan.cluster || resident_for_bytes != plan.shared_bytes) {
+        int n = 0;
+        if (cudaOccupancyMaxActiveClusters(&n, (void *)kernel, &config) != cudaSuccess || n <= 0) {
+            (void)cudaGetLastError(); /* the query is advice: fall back to a cluster per row */
+            n = 0;
+        }
+        resident_clusters = n;
+        resident_for_cluster = plan.cluster;
+        resident_for_bytes = plan.shared_bytes;
+    }
+    const long long clusters = resident_clusters > 0 && resident_clusters < B ? resident_clusters : B;
+    config.gridDim = dim3((unsigned)(clusters * plan.cluster), 1, 1);
     CUDA_TRY(cudaLaunchKernelEx(&config, kernel, a));
 
     if (desc->top_logprobs > 0) {
