@@ -1768,13 +1768,16 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
 }
 
 /* Stage 2 for row b, from its chunks' summaries (written by other blocks:
- * read through L2, __ldcg). keys and scratch hold kShortlistCapacity. */
+ * read through L2, __ldcg). keys and scratch hold kShortlistCapacity,
+ * offsets kChunkThreads + 1; rows of more than kChunkThreads chunks go to
+ * the fallback list. */
 template <typename In>
 __device__ void decide_row(const In *logits, const float *penalized,
                            const r1_sampling_params *params, long long V, long long b, int chunks,
                            const ChunkSummary *summaries, int32_t *tokens, float *logprobs,
                            float *filtered_rows, int *fallback_rows, int *fallback_count,
-                           unsigned long long *keys, unsigned long long *scratch, Shared &s) {
+                           unsigned long long *keys, unsigned long long *scratch, int *offsets,
+                           Shared &s) {
     int &listed = s.chunk_listed;
     const r1_sampling_params p = params[b];
     const ChunkSummary *row_summaries = summaries + b * chunks;
@@ -1837,12 +1840,45 @@ __device__ void decide_row(const In *logits, const float *penalized,
      * rest, rescaled to the row's max, plus every listed token's. */
     double total = 0;
     fixed_weight shortlist_weight = 0;
-    if (floor_z < INFINITY) {
-        for (long long f = threadIdx.x; f < (long long)chunks * kChunkList; f += kChunkThreads) {
-            const ChunkSummary &summary = row_summaries[f / kChunkList];
-            const int j = (int)(f % kChunkList);
-            if (j == 0) total += __ldcg(&summary.rest) * exp((double)__ldcg(&summary.max_z) - (double)max_z);
-            if (j >= __ldcg(&summary.count)) continue;
+    const bool gather = floor_z < INFINITY && chunks <= kChunkThreads;
+    if (gather) {
+        /* Where each chunk's list starts among all listed tokens: one load
+         * per chunk, then a scan by warp 0. */
+        if (threadIdx.x < chunks) {
+            const ChunkSummary &summary = row_summaries[threadIdx.x];
+            offsets[threadIdx.x + 1] = __ldcg(&summary.count);
+            total = __ldcg(&summary.rest) * exp((double)__ldcg(&summary.max_z) - (double)max_z);
+        }
+        if (threadIdx.x == 0) offsets[0] = 0;
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            const int lane = threadIdx.x, per_lane = (chunks + 31) / 32;
+            const int first = lane * per_lane;
+            int sum = 0;
+            for (int k = 0; k < per_lane && first + k < chunks; ++k) sum += offsets[first + k + 1];
+            int inclusive = sum;
+            for (int offset = 1; offset < 32; offset <<= 1) {
+                const int other = __shfl_up_sync(0xFFFFFFFFu, inclusive, offset);
+                if (lane >= offset) inclusive += other;
+            }
+            int running = inclusive - sum;
+            for (int k = 0; k < per_lane && first + k < chunks; ++k) {
+                running += offsets[first + k + 1];
+                offsets[first + k + 1] = running;
+            }
+        }
+        __syncthreads();
+        /* Every listed token at once: its chunk is the last whose list
+         * starts at or before it. */
+        for (int e = threadIdx.x; e < offsets[chunks]; e += kChunkThreads) {
+            int low = 0, high = chunks - 1;
+            while (low < high) {
+                const int middle = (low + high + 1) / 2;
+                if (offsets[middle] <= e) low = middle;
+                else high = middle - 1;
+            }
+            const ChunkSummary &summary = row_summaries[low];
+            const int j = e - offsets[low];
             const float z = __ldcg(&summary.z[j]);
             total += (double)expf(z - max_z);
             if (z < floor_z) continue;
@@ -1853,7 +1889,7 @@ __device__ void decide_row(const In *logits, const float *penalized,
     }
     total = block_sum(total, s.scratch_d);
     shortlist_weight = (fixed_weight)block_sum((long long)shortlist_weight, s.scratch_l);
-    const bool decided = floor_z < INFINITY &&
+    const bool decided = gather &&
                          shortlist_decides(p, V, max_z, listed, total, shortlist_weight, floor_z);
     if (!decided) {
         if (threadIdx.x == 0) fallback_rows[atomicAdd(fallback_count, 1)] = (int)b;
@@ -1884,7 +1920,8 @@ summarize_and_decide_kernel(const In *logits, const float *penalized,
                             int *fallback_count) {
     __shared__ __align__(16) float x[kChunk];
     __shared__ Shared s;
-    static_assert(2 * kShortlistCapacity * sizeof(unsigned long long) <= sizeof(x),
+    static_assert(2 * kShortlistCapacity * sizeof(unsigned long long) +
+                          (kChunkThreads + 1) * sizeof(int) <= sizeof(x),
                   "the shortlist reuses the chunk's shared memory");
     const long long b = blockIdx.x / chunks;
     summarize_chunk(logits, penalized, params, V, b, (int)(blockIdx.x % chunks),
@@ -1899,7 +1936,8 @@ summarize_and_decide_kernel(const In *logits, const float *penalized,
     __threadfence(); /* the other chunks' summaries, after their counts */
     unsigned long long *keys = (unsigned long long *)x;
     decide_row(logits, penalized, params, V, b, chunks, summaries, tokens, logprobs, filtered,
-               fallback_rows, fallback_count, keys, keys + kShortlistCapacity, s);
+               fallback_rows, fallback_count, keys, keys + kShortlistCapacity,
+               (int *)(keys + 2 * kShortlistCapacity), s);
 }
 
 /* ---- penalties: the penalized rows go to a workspace copy ------------------------- */
