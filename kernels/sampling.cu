@@ -171,9 +171,8 @@ struct Shared {
     double short_kept_weight;   /* F, the kept weight                                     */
     int short_kept;             /* tokens kept after min-p                                */
     int short_decides;          /* the shortlist holds the cut (same in every block)      */
-    int chunk_class_count[8];   /* two stages: tokens within each class distance          */
+    int chunk_class_count[4];   /* two stages: tokens within each class distance          */
     int chunk_listed;           /* two stages: tokens listed                              */
-    int chunk_last;             /* two stages: this block finished its row's last chunk   */
     float short_distance;       /* D, or 0: no shortlist (same in every block)            */
     /* distance profile: tokens (and rough weight) within each class distance */
     int profile_count[4];
@@ -1579,12 +1578,11 @@ sample_rows_kernel(KernelArguments a) {
  * row its own block, with no cluster and no wait on other blocks, so the
  * whole GPU streams the logits at once. A block keeps its chunk in shared
  * memory and writes a summary: its max z, first argmax, validity, and the
- * list of its tokens within D of its own max, for the largest D of 2, 3, 4,
- * 5, 6, 8, 12, 16 whose list fits in kChunkList (with the weight of the
- * rest). Every token of the chunk with z >= floor_z = max - D is listed.
+ * list of its tokens within D of its own max, for the largest D of 2, 4, 8,
+ * 16 whose list fits in kChunkList (with the weight of the rest). Every
+ * token of the chunk with z >= floor_z = max - D is listed.
  *
- * Stage 2 (decide_row), by the block that finishes a row's last chunk, so
- * that one row's decision overlaps other rows' streaming: the row's max is the
+ * Stage 2 (decide_rows_kernel), a block per row: the row's max is the
  * largest chunk max, and every token with z >= the largest chunk floor is
  * listed somewhere. Those tokens are the row's shortlist; when it decides
  * the row (shortlist_decides), the block sorts, cuts and draws it
@@ -1592,7 +1590,7 @@ sample_rows_kernel(KernelArguments a) {
  * The rest, flat rows mostly, go to a list that sample_rows_kernel takes. */
 constexpr int kChunkThreads = 256;
 constexpr int kChunk = 8192;    /* tokens per chunk: 32 KB of shared memory */
-constexpr int kChunkList = 128; /* tokens a chunk may list                   */
+constexpr int kChunkList = 64;  /* tokens a chunk may list                   */
 
 struct ChunkSummary {
     float max_z;     /* the chunk's largest z (exact); -inf when every x is -inf */
@@ -1661,11 +1659,8 @@ __device__ void load_chunk(const Src *row, long long begin, int n, float *x, Loa
     }
 }
 
-constexpr int kChunkClasses = 8;
-__device__ __forceinline__ float chunk_class_distance(int c) {
-    const float distances[kChunkClasses] = {2, 3, 4, 5, 6, 8, 12, 16};
-    return distances[c];
-}
+constexpr int kChunkClasses = 4;
+__device__ __forceinline__ float chunk_class_distance(int c) { return (float)(2 << c); } /* 2 4 8 16 */
 
 /* Stage 1 for chunk `chunk` of row b: its summary, from x (kChunk floats of
  * shared memory). */
@@ -1908,36 +1903,30 @@ __device__ void decide_row(const In *logits, const float *penalized,
     }
 }
 
-/* Stages 1 and 2: a block per chunk; the block that completes a row's last
- * chunk (counted in row_done, zeroed before the launch) decides the row,
- * reusing its chunk's shared memory for the shortlist. */
+/* Stage 1: a block per chunk, no block waits on another. Block 0 also
+ * empties the fallback list that stage 2 appends to. */
 template <typename In>
 __global__ void __launch_bounds__(kChunkThreads)
-summarize_and_decide_kernel(const In *logits, const float *penalized,
-                            const r1_sampling_params *params, long long V, int chunks,
-                            ChunkSummary *summaries, int *row_done, int32_t *tokens,
-                            float *logprobs, float *filtered, int *fallback_rows,
-                            int *fallback_count) {
+summarize_chunks_kernel(const In *logits, const float *penalized, const r1_sampling_params *params,
+                        long long V, int chunks, ChunkSummary *summaries, int *fallback_count) {
     __shared__ __align__(16) float x[kChunk];
     __shared__ Shared s;
-    static_assert(2 * kShortlistCapacity * sizeof(unsigned long long) +
-                          (kChunkThreads + 1) * sizeof(int) <= sizeof(x),
-                  "the shortlist reuses the chunk's shared memory");
-    const long long b = blockIdx.x / chunks;
-    summarize_chunk(logits, penalized, params, V, b, (int)(blockIdx.x % chunks),
+    if (blockIdx.x == 0 && threadIdx.x == 0) *fallback_count = 0;
+    summarize_chunk(logits, penalized, params, V, blockIdx.x / chunks, (int)(blockIdx.x % chunks),
                     summaries + blockIdx.x, x, s);
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence(); /* this summary, before the count that publishes it */
-        s.chunk_last = atomicAdd(&row_done[b], 1) == chunks - 1;
-    }
-    __syncthreads();
-    if (!s.chunk_last) return;
-    __threadfence(); /* the other chunks' summaries, after their counts */
-    unsigned long long *keys = (unsigned long long *)x;
-    decide_row(logits, penalized, params, V, b, chunks, summaries, tokens, logprobs, filtered,
-               fallback_rows, fallback_count, keys, keys + kShortlistCapacity,
-               (int *)(keys + 2 * kShortlistCapacity), s);
+}
+
+/* Stage 2: a block per row. */
+template <typename In>
+__global__ void __launch_bounds__(kChunkThreads)
+decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_params *params,
+                   long long V, int chunks, const ChunkSummary *summaries, int32_t *tokens,
+                   float *logprobs, float *filtered, int *fallback_rows, int *fallback_count) {
+    __shared__ unsigned long long keys[kShortlistCapacity], scratch[kShortlistCapacity];
+    __shared__ int offsets[kChunkThreads + 1];
+    __shared__ Shared s;
+    decide_row(logits, penalized, params, V, blockIdx.x, chunks, summaries, tokens, logprobs,
+               filtered, fallback_rows, fallback_count, keys, scratch, offsets, s);
 }
 
 /* ---- penalties: the penalized rows go to a workspace copy ------------------------- */
@@ -2116,9 +2105,8 @@ bool any_history(const r1_sampling_desc *desc) {
 
 struct WorkspaceLayout {
     size_t params, offsets, history, penalized, counts;
-    /* the two stages: chunk summaries, then row_done (B counters) and
-     * fallback_count, zeroed together; off where chunks_per_row is 0 */
-    size_t summaries, fallback_rows, row_done, fallback_count;
+    /* the two stages (off where chunks_per_row is 0) */
+    size_t summaries, fallback_rows, fallback_count;
     size_t total;
 };
 
@@ -2152,15 +2140,14 @@ WorkspaceLayout layout_for(const r1_sampling_desc *desc) {
         w.counts = at;
         at += align_up(B * V * sizeof(int));
     }
-    w.summaries = w.fallback_rows = w.row_done = w.fallback_count = 0;
+    w.summaries = w.fallback_rows = w.fallback_count = 0;
     if (chunks_per_row(desc) > 0) {
         w.summaries = at;
         at += align_up(B * (size_t)chunks_per_row(desc) * sizeof(ChunkSummary));
         w.fallback_rows = at;
         at += align_up(B * sizeof(int));
-        w.row_done = at;
-        w.fallback_count = at + B * sizeof(int);
-        at += align_up((B + 1) * sizeof(int));
+        w.fallback_count = at;
+        at += align_up(sizeof(int));
     }
     w.total = at;
     return w;
@@ -2199,12 +2186,13 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     if (chunks > 0) {
         ChunkSummary *summaries = (ChunkSummary *)(ws + layout.summaries);
         int *fallback_rows = (int *)(ws + layout.fallback_rows);
-        int *row_done = (int *)(ws + layout.row_done);
         int *fallback_count = (int *)(ws + layout.fallback_count);
-        CUDA_TRY(cudaMemsetAsync(row_done, 0, (size_t)(B + 1) * sizeof(int), stream));
-        summarize_and_decide_kernel<In><<<(unsigned)(B * chunks), kChunkThreads, 0, stream>>>(
-            (const In *)logits, penalized, params, V, (int)chunks, summaries, row_done,
-            out->tokens, out->logprobs, out->filtered_probs, fallback_rows, fallback_count);
+        summarize_chunks_kernel<In><<<(unsigned)(B * chunks), kChunkThreads, 0, stream>>>(
+            (const In *)logits, penalized, params, V, (int)chunks, summaries, fallback_count);
+        CUDA_TRY(cudaGetLastError());
+        decide_rows_kernel<In><<<(unsigned)B, kChunkThreads, 0, stream>>>(
+            (const In *)logits, penalized, params, V, (int)chunks, summaries, out->tokens,
+            out->logprobs, out->filtered_probs, fallback_rows, fallback_count);
         CUDA_TRY(cudaGetLastError());
         a.rows = fallback_rows;
         a.row_count = fallback_count;
