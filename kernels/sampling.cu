@@ -1637,8 +1637,8 @@ __device__ void block_argmax(float &best, long long &best_index, int &bad, float
 
 /* Chunk [begin, begin + n) of a row into x (shared memory), folding each
  * value into `state`: 16-byte reads where the chunk is aligned. */
-template <typename Src>
-__device__ void load_chunk(const Src *row, long long begin, int n, float *x, LoadState &state) {
+template <typename Src, typename State>
+__device__ void load_chunk(const Src *row, long long begin, int n, float *x, State &state) {
     constexpr int kVector = Vector<Src>::kCount;
     const Src *from = row + begin;
     const int vector_n = (uintptr_t)from % 16 == 0 ? n / kVector * kVector : 0;
@@ -1659,6 +1659,31 @@ __device__ void load_chunk(const Src *row, long long begin, int n, float *x, Loa
     }
 }
 
+/* visit(j, x[j]) for every j of a chunk of n floats in shared memory, read
+ * 16 bytes at a time. */
+template <typename Visit> __device__ __forceinline__ void visit_chunk(const float *x, int n, Visit &&visit) {
+    const int whole = n / 4 * 4;
+    for (int j = 4 * (int)threadIdx.x; j < whole; j += 4 * (int)blockDim.x) {
+        const float4 v = *(const float4 *)(x + j);
+        visit(j, v.x);
+        visit(j + 1, v.y);
+        visit(j + 2, v.z);
+        visit(j + 3, v.w);
+    }
+    for (int j = whole + (int)threadIdx.x; j < n; j += (int)blockDim.x) visit(j, x[j]);
+}
+
+/* The running max and validity only, where the argmax is not needed (T > 0). */
+struct MaxState {
+    float best = -INFINITY;
+    long long best_index = LLONG_MAX;
+    int bad = 0;
+    __device__ __forceinline__ void take(long long, float x) {
+        bad |= !(x < INFINITY); /* NaN or +inf */
+        best = fmaxf(best, x);  /* a NaN is caught by bad */
+    }
+};
+
 constexpr int kChunkClasses = 4;
 __device__ __forceinline__ float chunk_class_distance(int c) { return (float)(2 << c); } /* 2 4 8 16 */
 
@@ -1678,13 +1703,21 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
     const int n = (int)(V - begin < kChunk ? V - begin : kChunk);
     const float T = params[b].temperature;
 
-    /* Load: the raw chunk, its max and first argmax, validity. */
-    LoadState state;
-    if (penalized) load_chunk(penalized + b * V, begin, n, x, state);
-    else load_chunk(logits + b * V, begin, n, x, state);
-    float max_x = state.best;
-    long long argmax = state.best_index;
-    int bad = state.bad;
+    /* Load: the raw chunk, its max, validity, and (greedy only) first argmax. */
+    float max_x;
+    long long argmax;
+    int bad;
+    if (T > 0.0f) {
+        MaxState state;
+        if (penalized) load_chunk(penalized + b * V, begin, n, x, state);
+        else load_chunk(logits + b * V, begin, n, x, state);
+        max_x = state.best, argmax = state.best_index, bad = state.bad;
+    } else {
+        LoadState state;
+        if (penalized) load_chunk(penalized + b * V, begin, n, x, state);
+        else load_chunk(logits + b * V, begin, n, x, state);
+        max_x = state.best, argmax = state.best_index, bad = state.bad;
+    }
     if (threadIdx.x < kChunkClasses) class_count[threadIdx.x] = 0;
     if (threadIdx.x == 0) listed = 0;
     block_argmax(max_x, argmax, bad, scratch_f, scratch_l, scratch_i);
@@ -1707,12 +1740,12 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
     /* Pass 1, rough (see distance_profile): tokens within each class distance. */
     const float scale = kLog2e / T, shift = -max_z * kLog2e;
     int count[kChunkClasses] = {};
-    for (int j = threadIdx.x; j < n; j += kChunkThreads) {
-        const float t = fmaf(x[j], scale, shift);
+    visit_chunk(x, n, [&](int, float v) {
+        const float t = fmaf(v, scale, shift);
 #pragma unroll
         for (int c = 0; c < kChunkClasses; ++c)
             count[c] += t >= -(chunk_class_distance(c) + 0.01f) * kLog2e; /* a margin: rough t */
-    }
+    });
 #pragma unroll
     for (int c = 0; c < kChunkClasses; ++c) {
         const int sum = warp_sum(count[c]);
@@ -1736,11 +1769,10 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
     const double bound = ((double)floor_z - fabs((double)floor_z) * 0x1p-20) * (double)T;
     const float x_low = (float)(bound - fabs(bound) * 0x1p-20 - 0x1p-140); /* see shortlist_chunk */
     float rest = 0.0f;
-    for (int j = threadIdx.x; j < n; j += kChunkThreads) {
-        const float v = x[j];
+    visit_chunk(x, n, [&](int j, float v) {
         if (v < x_low) {
             rest += exp2f(fmaf(v, scale, shift));
-            continue;
+            return;
         }
         const float z = __fdiv_rn(v, T);
         if (z >= floor_z) {
@@ -1752,7 +1784,7 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
         } else {
             rest += expf(z - max_z);
         }
-    }
+    });
     const double block_rest = block_sum((double)rest, scratch_d);
     if (threadIdx.x == 0) {
         const bool fits = listed <= kChunkList; /* the rough count's margin held */
