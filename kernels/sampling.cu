@@ -171,7 +171,7 @@ struct Shared {
     double short_kept_weight;   /* F, the kept weight                                     */
     int short_kept;             /* tokens kept after min-p                                */
     int short_decides;          /* the shortlist holds the cut (same in every block)      */
-    int chunk_class_count[6];   /* two stages: tokens within each class distance          */
+    int chunk_class_count[4];   /* two stages: tokens within each class distance          */
     int chunk_listed;           /* two stages: tokens listed                              */
     float short_distance;       /* D, or 0: no shortlist (same in every block)            */
     /* distance profile: tokens (and rough weight) within each class distance */
@@ -1579,8 +1579,8 @@ sample_rows_kernel(KernelArguments a) {
  * whole GPU streams the logits at once. A block keeps its chunk in shared
  * memory and writes a summary: its max z, first argmax, validity, and the
  * list of its tokens within D of its own max, for the largest D of 2, 4, 8,
- * 12, 16, 20 whose list fits in kChunkList (with the weight of the rest).
- * Every token of the chunk with z >= floor_z = max - D is listed.
+ * 16 whose list fits in kChunkList (with the weight of the rest). Every
+ * token of the chunk with z >= floor_z = max - D is listed.
  *
  * Stage 2 (decide_rows_kernel), a block per row: the row's max is the
  * largest chunk max, and every token with z >= the largest chunk floor is
@@ -1590,7 +1590,7 @@ sample_rows_kernel(KernelArguments a) {
  * The rest, flat rows mostly, go to a list that sample_rows_kernel takes. */
 constexpr int kChunkThreads = 256;
 constexpr int kChunk = 8192;    /* tokens per chunk: 32 KB of shared memory */
-constexpr int kChunkList = 128; /* tokens a chunk may list                   */
+constexpr int kChunkList = 64;  /* tokens a chunk may list                   */
 
 struct ChunkSummary {
     float max_z;     /* the chunk's largest z (exact); -inf when every x is -inf */
@@ -1684,12 +1684,8 @@ struct MaxState {
     }
 };
 
-/* A chunk that holds a peak lists deep (D up to 20) so that its floor does
- * not stand above the other chunks' (which list about 4 below their max). */
-constexpr int kChunkClasses = 6;
-__device__ __forceinline__ float chunk_class_distance(int c) {
-    return c < 3 ? (float)(2 << c) : 4.0f * (float)c; /* 2 4 8 12 16 20 */
-}
+constexpr int kChunkClasses = 4;
+__device__ __forceinline__ float chunk_class_distance(int c) { return (float)(2 << c); } /* 2 4 8 16 */
 
 /* Stage 1 for chunk `chunk` of row b: its summary, from x (kChunk floats of
  * shared memory). */
