@@ -1,8 +1,33 @@
 /*
  * kernels/sampling.cu — the CUDA sampler: the semantics of r1lab/sampling.h
- * without sorting, reading each row of logits from device memory once.
+ * without sorting the row.
  *
- * One thread-block CLUSTER per row (Hopper). The row is split into C
+ * A call runs up to three kernels:
+ *
+ *   summarize_chunks_kernel   a block per 8192-token chunk of a row, no block
+ *                             waiting on another, so the whole GPU streams the
+ *                             logits: each chunk's max, validity, and a list of
+ *                             its tokens near its own max (see "two stages").
+ *   decide_rows_kernel        a block per row: greedy and invalid rows from the
+ *                             chunk maxima; otherwise the listed tokens within
+ *                             reach of the row's max are the row's shortlist,
+ *                             and when it holds the cut (the usual case for a
+ *                             peaked row) the block sorts, cuts and draws it.
+ *   sample_rows_kernel        the rows left (flat rows, top-k beyond the lists,
+ *                             pure temperature sampling), one cluster per row,
+ *                             as described below. Each row of it first tries a
+ *                             cluster-wide shortlist (shortlist_path), then
+ *                             the radix select.
+ *
+ * The cut is always ref's: the shortlist is every token with z above a
+ * floor, so every other token ranks below all of it; it decides a row only
+ * when it provably holds the top-k, the top-p prefix or every token min-p
+ * keeps (shortlist_decides). Weights of tokens far below the max are summed
+ * from a fused multiply-add and exp2 instead of a division and expf; their
+ * error, a few parts per million of weights below e^-16, stays inside the
+ * fixed-point rounding that the row's total already carries.
+ *
+ * sample_rows_kernel: one thread-block CLUSTER per row (Hopper). The row is split into C
  * contiguous chunks, one per block of the cluster, and each block keeps its
  * chunk of z = l' / T in shared memory, so every later pass reads shared
  * memory, not HBM. Blocks combine results through distributed shared memory.
@@ -56,10 +81,35 @@
  *       to three radix rounds. Correct (all tests, racecheck clean), but
  *       slower: top_p 566 us, min_p 271 us (v6 twice: 537/538, 252/252);
  *       register spills grew from ~130 to ~450 bytes per thread.
- *   Next: the select rounds after the first still cost a chain of cluster
- *   barriers and remote reads each; sorting the chosen bin's candidates in
- *   one step (they are few in a peaked row) would replace them, and a
- *   persistent grid could overlap one row's load with another's select.
+ *   v8  shortlist_path in the cluster kernel: tokens within D of the max
+ *       (D of 4, 8, 12, 16 from a rough profile) gathered into block 0,
+ *       bitonic-sorted and cut there when they decide the row; the load keeps
+ *       raw x and divides only the max. top_p 298 us, min_p 292 us (the
+ *       cluster per row still waited on its own barriers: 37% of stall samples
+ *       at CTA and cluster barriers, DRAM 19% busy).
+ *   v9  the two stages in front (a block per chunk, then a block per row);
+ *       the cluster kernel only for the rows left: top_p 127 us, min_p 127 us,
+ *       top_k 50 720 us (its rows mostly fall through: a chunk lists at most
+ *       64 tokens, and the row needs 50 above the highest chunk floor).
+ *   v10 the rows left are taken by as many clusters as fit, looping (an
+ *       empty list costs one 3 us launch, not 2048 blocks), and stage 2
+ *       gathers every listed token in one parallel step: top_p 121 us. Tried
+ *       and reverted on the way: the row decision in the block finishing a
+ *       row's last chunk (one kernel, counters zeroed by a memset) with 128
+ *       listed tokens, top_p 160 us. Nsight Compute on v10: stage 1 107 us
+ *       (at profiling clocks), issue-bound: 77% SM throughput at 45% of DRAM
+ *       peak; stage 2 20 us; the cluster kernel 3 us.
+ *   v11 stage 1 without the argmax index unless greedy, 16-byte shared reads
+ *       in both passes.
+ *       H100, B=256, V=152064, T=0.6: top_p 117 us (PyTorch 5,163 us, 44x),
+ *       min_p 119 us, top_k 50 869 us; B=1 top_p 31 us.
+ *   Next: stage 1 is bound by instructions per token (three passes over the
+ *   chunk: load, rough profile, listing); a profile folded into the listing
+ *   pass and per-class weights would cut one. Top-k rows need deeper chunk
+ *   lists (a numpy model of the benchmark rows: 128 tokens at distances up to
+ *   20 put the row's top 50 in every shortlist; not yet measured). The call's
+ *   fixed cost (about 27 us at B = 1: the parameter upload from pageable
+ *   memory and three launches) is a quarter of the B = 256 time.
  *
  * Grid: (C * B) blocks of 512 threads, cluster (C, 1, 1). Shapes: logits (B, V).
  */
