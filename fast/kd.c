@@ -196,7 +196,9 @@ static double row_loss_and_gradient(const r1_kd_desc *desc, const float *s, floa
     const float T = desc->temperature, gamma = desc->gamma, beta = desc->beta;
     const double inv_T = 1.0 / (double)T;
     const double lse_q = st.log_sum_q, lse_p = st.log_sum_p;
-    const double lse_r = gamma < 1.0f ? st.log_sum_r : 1e30; /* gamma = 1: r unused, exp gives 0 */
+    /* gamma = 1: r is unused; s - inf = -inf makes exp give 0 for any finite s
+     * (a finite sentinel such as 1e30 let s near FLT_MAX through: 0 * inf). */
+    const double lse_r = gamma < 1.0f ? st.log_sum_r : INFINITY;
     const float a = w * (1.0f - gamma), c = w * gamma * T;
     const int need_r = gamma < 1.0f;
     const float s_y = need_r ? s[y] : 0.0f; /* s may be overwritten below */
@@ -225,7 +227,10 @@ KD_SIMD(reduction(+ : D, gbar))
         for (size_t i = 0; i < V; ++i) {
             double log_q = s[i] * inv_T - lse_q, log_p = z[i] * inv_T - lse_p;
             float p = exp_nonpositive((float)log_p), q = exp_nonpositive((float)log_q);
-            float d = (float)(log_p - log_q); /* -inf where p = 0 */
+            /* -inf where p = 0; capped above where log q is far below float
+             * range (s / T near FLT_MAX): q = 0 there, so only g must stay finite */
+            float d = (float)(log_p - log_q);
+            d = d > 1e38f ? 1e38f : d;
             double term;
             float g;
             if (reverse) {
@@ -233,10 +238,13 @@ KD_SIMD(reduction(+ : D, gbar))
                 term = (double)q * g;
             } else {
                 float e = exp_nonpositive(-fabsf(d));
-                float h = d > 0.0f ? d + log_positive(rho + e) : log1p_nonnegative(rho * e);
+                /* h = log(1 + rho e^d), and d - h without subtracting large numbers */
+                const float above = log_positive(rho + e), below = log1p_nonnegative(rho * e);
+                const float h = d > 0.0f ? d + above : below;
+                const float d_minus_h = d > 0.0f ? -above : d - below;
                 g = -one_minus * h; /* g' */
                 /* log p - log M = d - h - log(1 - beta);  q g = q (g' + c0) */
-                term = (p > 0.0f ? beta * (double)p * ((double)d - h - log_one_minus) : 0.0) +
+                term = (p > 0.0f ? beta * (double)p * ((double)d_minus_h - log_one_minus) : 0.0) +
                        (double)q * ((double)g + c0);
             }
             D += term;

@@ -271,6 +271,34 @@ static void overlap_case(r1_backend backend) {
                                 0, NULL), "grad_hidden == labels", "out->grad_hidden", "labels");
 }
 
+/* A student logit near FLT_MAX with T < 1: s / T overflows float32 but not
+ * the float64 that ref (and fast's log q) use, so fast must agree with ref,
+ * finite gradient included (gamma = 1 once made 0 * inf = NaN there). */
+static void huge_student_logit_case(float beta) {
+    if (!r1t_case("kd_huge_student_logit(beta=%g)", (double)beta)) return;
+    const float student[4] = {3e38f, 1.0f, 0.0f, -1.0f}, teacher[4] = {0.5f, 1.0f, 2.0f, 0.0f};
+    float loss[2], token_loss[2], grad[2][4];
+    r1_status status[2];
+    for (int b = 0; b < 2; ++b) {
+        r1_kd_desc d = r1_kd_desc_default();
+        d.tokens = 1;
+        d.vocab = 4;
+        d.temperature = 0.5f;
+        d.beta = beta;
+        r1_kd_inputs in = {student, teacher, NULL, NULL, NULL};
+        r1_kd_outputs out = {&loss[b], &token_loss[b], grad[b]};
+        status[b] = r1_kd_loss(b ? R1_FAST : R1_REF, &d, &in, &out, NULL, 0, NULL);
+    }
+    R1T_CHECK(status[0] == status[1], "fast %s, ref %s", r1_status_str(status[1]),
+              r1_status_str(status[0]));
+    if (status[0] != R1_OK || status[1] != R1_OK) return;
+    R1T_CHECK(fabsf(loss[1] - loss[0]) <= 1e-5f * fabsf(loss[0]), "loss: fast %g, ref %g",
+              (double)loss[1], (double)loss[0]);
+    for (int i = 0; i < 4; ++i)
+        R1T_CHECK(isfinite(grad[1][i]) && fabsf(grad[1][i] - grad[0][i]) <= 1e-5f,
+                  "grad[%d]: fast %g, ref %g", i, (double)grad[1][i], (double)grad[0][i]);
+}
+
 int main(int argc, char **argv) {
     r1t_begin(argc, argv, "kd");
     finite_difference_case(1.0f, 1.0f, 0.0f, 0);
@@ -288,5 +316,7 @@ int main(int argc, char **argv) {
     size_bounds_case(R1_FAST);
     overlap_case(R1_REF);
     overlap_case(R1_FAST);
+    huge_student_logit_case(0.0f);
+    huge_student_logit_case(0.5f);
     return r1t_end();
 }
