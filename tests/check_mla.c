@@ -536,7 +536,7 @@ static r1_status mla_check_run(r1_backend backend, uint64_t seed, int64_t rows,
         for (int i = 0; mla_layer_golden_names[i]; ++i)
             for (int form = 0; form < 2; ++form)
                 mla_check_layer_golden(backend, (r1_mla_form)form, mla_layer_golden_names[i], summary);
-    check_golden_manifest("mla", summary);
+    const r1_status manifest = check_golden_manifest("mla", summary);
     const int32_t lengths[6] = {1, 63, 64, 65, 0, 1000};
     int64_t batches = rows / 1000 < 1 ? 1 : rows / 1000;
     for (int64_t i = 0; i < batches && i < 8; ++i)
@@ -544,7 +544,7 @@ static r1_status mla_check_run(r1_backend backend, uint64_t seed, int64_t rows,
     if (backend != R1_CUDA)
         for (int form = 0; form < 2; ++form)
             mla_check_layer_agreement(backend, (r1_mla_form)form, seed, 32, 1, summary);
-    return R1_OK;
+    return manifest;
 }
 
 /* Decode steps per second: b = 1, s_q = 1, h = 16, s_k = 4096, from host

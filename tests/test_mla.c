@@ -353,5 +353,10 @@ int main(int argc, char **argv) {
     r1t_begin(argc, argv, "mla");
     suite(R1_REF);
     suite(R1_FAST);
+    /* golden/mla/ holds exactly the files golden/MANIFEST lists. */
+    if (r1t_case("mla_golden_manifest")) {
+        check_summary s = fresh();
+        R1T_CHECK(check_golden_manifest("mla", &s) == R1_OK, "%s", r1_last_error());
+    }
     return r1t_end();
 }
