@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # ci/profile.sh OUT_DIR [FILTER...] — Nsight Compute report of the sampling
-# kernel for benchmark configurations (one launch each, after warm-up), on a
+# kernels for benchmark configurations (one call each, after warm-up: the
+# chunk summaries, the row decisions and the cluster kernel for the rows
+# left, which is an empty launch when every row was decided), on a
 # GPU machine, using the build-gpu/ tree that ci/gpu.sh made (built here if
 # absent). Writes OUT_DIR/ncu.txt.
 set -uo pipefail
@@ -21,7 +23,8 @@ FILTERS=("$@")
 [ ${#FILTERS[@]} -eq 0 ] && FILTERS=('backend=cuda,B=256,V=152064,T=0.6,top_p=0.95' 'backend=cuda,B=256,V=152064,T=0.6,min_p=0.05')
 for filter in "${FILTERS[@]}"; do
     echo "==== $filter ====" >> "$OUT/ncu.txt"
-    ncu --launch-skip 3 --launch-count 1 -k regex:sample_rows --set detailed \
+    ncu --launch-skip 9 --launch-count 3 -k 'regex:summarize_chunks|decide_rows|sample_rows' \
+        --set detailed \
         build-gpu/r1lab-bench --benchmark_filter="$filter" --benchmark_min_time=0.01 \
         >> "$OUT/ncu.txt" 2>&1
 done

@@ -989,6 +989,14 @@ __device__ void sort_descending(unsigned long long *keys, int count) {
     }
 }
 
+/* A raw value below the result cannot reach z = RN(x / T) >= floor_z (T > 0):
+ * that needs x / T >= floor_z - ulp, so the bound is T (floor_z - ulp),
+ * lowered by a few more ulps in double. */
+__device__ __forceinline__ float lowest_raw_reaching(float floor_z, float T) {
+    const double bound = ((double)floor_z - fabs((double)floor_z) * 0x1p-20) * (double)T;
+    return (float)(bound - fabs(bound) * 0x1p-20 - 0x1p-140);
+}
+
 /* One pass over this block's raw chunk: the shortlist (chunk indices in
  * `list`, count, fixed-point weight), the weight of the rest, and the
  * largest z left out, published in s.
@@ -1001,10 +1009,7 @@ __device__ void sort_descending(unsigned long long *keys, int count) {
 __device__ void shortlist_chunk(const RowContext &row, float distance, int *list, Shared &s) {
     const float keep_from = row.max_z - distance;
     const float T = row.temperature;
-    /* z = RN(x / T) >= keep_from needs x / T >= keep_from - ulp, so x_low is
-     * T (keep_from - ulp), lowered by a few more ulps in double. */
-    const double bound = ((double)keep_from - fabs((double)keep_from) * 0x1p-20) * (double)T;
-    const float x_low = (float)(bound - fabs(bound) * 0x1p-20 - 0x1p-140);
+    const float x_low = lowest_raw_reaching(keep_from, T);
     const float scale = 1.4426950408889634f / T, shift = -row.max_z * 1.4426950408889634f;
     if (threadIdx.x == 0) s.short_count = 0;
     __syncthreads();
@@ -1816,8 +1821,7 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
 
     /* Pass 2, exact: list every token with z >= floor_z; the rest's weight. */
     const float floor_z = max_z - chunk_class_distance(chosen);
-    const double bound = ((double)floor_z - fabs((double)floor_z) * 0x1p-20) * (double)T;
-    const float x_low = (float)(bound - fabs(bound) * 0x1p-20 - 0x1p-140); /* see shortlist_chunk */
+    const float x_low = lowest_raw_reaching(floor_z, T);
     float rest = 0.0f;
     visit_chunk(x, n, [&](int j, float v) {
         if (v < x_low) {
