@@ -1728,16 +1728,42 @@ template <typename Visit> __device__ __forceinline__ void visit_chunk(const floa
     for (int j = whole + (int)threadIdx.x; j < n; j += (int)blockDim.x) visit(j, x[j]);
 }
 
-/* The running max and validity only, where the argmax is not needed (T > 0). */
+/* max(a, b), or NaN when either is NaN. */
+__device__ __forceinline__ float max_or_nan(float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    float r;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+    return r;
+#else
+    return a != a || b != b ? NAN : fmaxf(a, b);
+#endif
+}
+
+/* The running max and validity only, where the argmax is not needed
+ * (T > 0): one max per value, which a NaN turns into NaN, so the max
+ * alone says whether a NaN or +inf was seen. */
 struct MaxState {
     float best = -INFINITY;
     long long best_index = LLONG_MAX;
-    int bad = 0;
-    __device__ __forceinline__ void take(long long, float x) {
-        bad |= !(x < INFINITY); /* NaN or +inf */
-        best = fmaxf(best, x);  /* a NaN is caught by bad */
-    }
+    __device__ __forceinline__ void take(long long, float x) { best = max_or_nan(best, x); }
+    __device__ __forceinline__ int bad() const { return !(best < INFINITY); }
 };
+
+/* 2^x for the weights of the rest (x <= 0): the hardware approximation
+ * (relative error about 2^-22), results below 2^-126 flushed to 0, which
+ * a row total of at least 1 cannot see. */
+__device__ __forceinline__ float rough_exp2(float x) {
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+
+/* a << shift, 0 when shift >= 32 (the PTX shift clamps; C++ leaves it undefined). */
+__device__ __forceinline__ unsigned shift_left_clamped(unsigned a, unsigned shift) {
+    unsigned r;
+    asm("shl.b32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(shift));
+    return r;
+}
 
 constexpr int kChunkClasses = 4;
 __device__ __forceinline__ float chunk_class_distance(int c) { return (float)(2 << c); } /* 2 4 8 16 */
@@ -1766,7 +1792,7 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
         MaxState state;
         if (penalized) load_chunk(penalized + b * V, begin, n, x, state);
         else load_chunk(logits + b * V, begin, n, x, state);
-        max_x = state.best, argmax = state.best_index, bad = state.bad;
+        max_x = state.best, argmax = state.best_index, bad = state.bad();
     } else {
         LoadState state;
         if (penalized) load_chunk(penalized + b * V, begin, n, x, state);
@@ -1792,18 +1818,23 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
         return;
     }
 
-    /* Pass 1, rough (see distance_profile): tokens within each class distance. */
-    const float scale = kLog2e / T, shift = -max_z * kLog2e;
-    int count[kChunkClasses] = {};
+    /* Pass 1, rough: tokens within each class distance 2^(c+1), counted in
+     * one word with a byte per class (a thread visits kChunk / kChunkThreads
+     * = 32 tokens). A token's distance d = max z - z, less a margin for the
+     * rounding of d = fma(x, -1/T, max z), is within 2^(c+1) when the
+     * exponent of d is at most c (d < 1, or slightly negative: every class),
+     * so 0x01010101 shifted left by 8 times that exponent adds the token to
+     * every class it is in, and to none past the last. */
+    static_assert(kChunk / kChunkThreads < 256, "a class count must fit in a byte");
+    const float minus_inv_T = -1.0f / T, near_max = max_z - 0.01f;
+    unsigned packed = 0;
     visit_chunk(x, n, [&](int, float v) {
-        const float t = fmaf(v, scale, shift);
-#pragma unroll
-        for (int c = 0; c < kChunkClasses; ++c)
-            count[c] += t >= -(chunk_class_distance(c) + 0.01f) * kLog2e; /* a margin: rough t */
+        const int exponent_8 = (int)((__float_as_uint(fmaf(v, minus_inv_T, near_max)) >> 20) & 0x7F8u);
+        packed += shift_left_clamped(0x01010101u, (unsigned)max(exponent_8 - 127 * 8, 0));
     });
 #pragma unroll
     for (int c = 0; c < kChunkClasses; ++c) {
-        const int sum = warp_sum(count[c]);
+        const int sum = warp_sum((int)((packed >> (8 * c)) & 0xFFu));
         if (threadIdx.x % 32 == 0) atomicAdd(&class_count[c], sum);
     }
     __syncthreads();
@@ -1822,10 +1853,11 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
     /* Pass 2, exact: list every token with z >= floor_z; the rest's weight. */
     const float floor_z = max_z - chunk_class_distance(chosen);
     const float x_low = lowest_raw_reaching(floor_z, T);
+    const float scale = kLog2e / T, shift = -max_z * kLog2e;
     float rest = 0.0f;
     visit_chunk(x, n, [&](int j, float v) {
         if (v < x_low) {
-            rest += exp2f(fmaf(v, scale, shift));
+            rest += rough_exp2(fmaf(v, scale, shift));
             return;
         }
         const float z = __fdiv_rn(v, T);
