@@ -26,7 +26,8 @@
 # A second run reuses build-gpu/ and only rebuilds what changed.
 #
 # Environment: R1LAB_GPU_BUDGET_S (seconds, default 540), R1LAB_GPU_STEPS
-# (default "test sanitize check bench peers goldens"), R1LAB_SANITIZER_TOOLS (default
+# (default "test sanitize check bench peers goldens"; set but empty: only the
+# build), R1LAB_SANITIZER_TOOLS (default
 # "memcheck racecheck"), R1LAB_GPU_PEERS (a regex of the components whose
 # bench/torch_<component>.py runs; default all).
 #
@@ -48,7 +49,7 @@ JOBS=$(nproc 2>/dev/null || echo 8)
 BUDGET=${R1LAB_GPU_BUDGET_S:-540}
 # Which steps run after the build (the build always runs; a second call on the
 # same machine rebuilds only what changed): any of test sanitize check bench peers.
-STEPS=${R1LAB_GPU_STEPS:-test sanitize check bench peers goldens}
+STEPS=${R1LAB_GPU_STEPS-test sanitize check bench peers goldens}  # set but empty: the build only
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 # Which compute-sanitizer tools run (racecheck takes minutes).
 SANITIZER_TOOLS=${R1LAB_SANITIZER_TOOLS:-memcheck racecheck}

@@ -103,13 +103,30 @@
  *       in both passes.
  *       H100, B=256, V=152064, T=0.6: top_p 117 us (PyTorch 5,163 us, 44x),
  *       min_p 119 us, top_k 50 869 us; B=1 top_p 31 us.
- *   Next: stage 1 is bound by instructions per token (three passes over the
- *   chunk: load, rough profile, listing); a profile folded into the listing
- *   pass and per-class weights would cut one. Top-k rows need deeper chunk
- *   lists (a numpy model of the benchmark rows: 128 tokens at distances up to
- *   20 put the row's top 50 in every shortlist; not yet measured). The call's
- *   fixed cost (about 27 us at B = 1: the parameter upload from pageable
- *   memory and three launches) is a quarter of the B = 256 time.
+ *   v12 stage 1 with fewer instructions per token: a NaN-propagating max
+ *       (max.NaN) instead of a NaN/inf test per value, the rough class counts
+ *       from the exponent of the distance (a byte per class in one word, 6
+ *       instructions per token instead of 14), ex2.approx.ftz for the rest.
+ *       top_p 107 us; Nsight Compute: stage 1 89 us (was 107), now latency-
+ *       bound (53% of DRAM peak, 63% SM). Then: a warp sorts shortlists of up
+ *       to 32 keys in registers (no block barrier per bitonic stage), calls of
+ *       up to 256 rows without penalties pass the row parameters inside
+ *       stage 1's launch (no pageable upload), and kernels 2 and 3 launch as
+ *       programmatic dependents (griddepcontrol.wait; the same build without
+ *       it measured top_p 111 us in the same run).
+ *       H100, B=256, V=152064, T=0.6: top_p 102-107 us (two runs), min_p
+ *       103-108 us, top_k 50 853 us; B=64 top_p 53 us; B=1 top_p 28 us.
+ *       Tried and reverted: stage 1 as resident blocks streaming chunks
+ *       through two cp.async buffers, with one exact pass keeping every
+ *       token within the widest class as a candidate: 299 us, because most
+ *       tokens of a chunk without a raised token are within 16 of its own
+ *       max, so nearly every token took a division and a vote.
+ *   Next: stage 2 (20 us at profiling clocks for 256 rows, half of it warps
+ *   waiting at block barriers) is now a fifth of the call: a warp per row
+ *   would drop the barriers. Stage 1 is latency-bound: more chunks in flight
+ *   per SM. Top-k rows need deeper chunk lists (a numpy model of the
+ *   benchmark rows: 128 tokens at distances up to 20 put the row's top 50 in
+ *   every shortlist; not yet measured).
  *
  * Grid: (C * B) blocks of 512 threads, cluster (C, 1, 1). Shapes: logits (B, V).
  */
@@ -970,8 +987,27 @@ __device__ __forceinline__ int next_power_of_two(int n) {
 }
 
 /* Bitonic sort of keys[0, count), count a power of two, into descending
- * order, by the whole block (any size). Callers synchronize before. */
+ * order, by the whole block (any size from a warp up): in one warp's
+ * registers up to 32 keys, in shared memory beyond. Callers synchronize
+ * before; the sorted keys are visible to the block on return. */
 __device__ void sort_descending(unsigned long long *keys, int count) {
+    if (count <= 32) { /* one warp, in registers: no block barrier per stage */
+        if (threadIdx.x < 32) {
+            const int lane = threadIdx.x;
+            unsigned long long key = lane < count ? keys[lane] : 0;
+            for (int size = 2; size <= 32; size <<= 1)
+                for (int stride = size >> 1; stride > 0; stride >>= 1) {
+                    const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, key, stride);
+                    /* the lower lane of a pair keeps the larger key where the
+                     * run of `size` descends, the smaller where it ascends */
+                    const bool keep_larger = ((lane & stride) == 0) == ((lane & size) == 0);
+                    key = keep_larger ? (key > other ? key : other) : (key < other ? key : other);
+                }
+            if (lane < count) keys[lane] = key;
+        }
+        __syncthreads();
+        return;
+    }
     for (int size = 2; size <= count; size <<= 1) {
         for (int stride = size >> 1; stride > 0; stride >>= 1) {
             for (int i = threadIdx.x; i < count; i += blockDim.x) {
@@ -1613,8 +1649,18 @@ template <typename In> __device__ void sample_row(const KernelArguments &a, long
 
 /* Each cluster takes rows slot, slot + clusters, ...: of the list that the
  * two stages left (a.rows), or of the whole batch. */
+/* Kernels 2 and 3 of a call are launched as programmatic dependents of the
+ * kernel before them (sm_90): the launch may start while that kernel
+ * drains, and this waits until all of its writes are visible. */
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 template <typename In> __global__ void __launch_bounds__(kThreads, 2)
 sample_rows_kernel(KernelArguments a) {
+    wait_for_previous_kernel();
     const unsigned cluster =
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         cg::this_cluster().num_blocks();
@@ -1771,9 +1817,8 @@ __device__ __forceinline__ float chunk_class_distance(int c) { return (float)(2 
 /* Stage 1 for chunk `chunk` of row b: its summary, from x (kChunk floats of
  * shared memory). */
 template <typename In>
-__device__ void summarize_chunk(const In *logits, const float *penalized,
-                                const r1_sampling_params *params, long long V, long long b,
-                                int chunk, ChunkSummary *out, float *x, Shared &s) {
+__device__ void summarize_chunk(const In *logits, const float *penalized, float T, long long V,
+                                long long b, int chunk, ChunkSummary *out, float *x, Shared &s) {
     float *scratch_f = s.scratch_f;
     long long *scratch_l = s.scratch_l;
     int *scratch_i = s.scratch_i;
@@ -1782,7 +1827,6 @@ __device__ void summarize_chunk(const In *logits, const float *penalized,
     int &listed = s.chunk_listed;
     const long long begin = (long long)chunk * kChunk;
     const int n = (int)(V - begin < kChunk ? V - begin : kChunk);
-    const float T = params[b].temperature;
 
     /* Load: the raw chunk, its max, validity, and (greedy only) first argmax. */
     float max_x;
@@ -2021,17 +2065,37 @@ __device__ void decide_row(const In *logits, const float *penalized,
     }
 }
 
+/* Row parameters carried by stage 1's launch itself (kernel parameters may
+ * take up to 32 KB since CUDA 12.1): calls of at most kInlineRows rows and
+ * no penalties need no host-to-device copy, which costs a DMA before the
+ * first kernel can start. Stage 1 stores them in the workspace for the
+ * stages after it. */
+constexpr int kInlineRows = 256;
+struct InlineParams {
+    r1_sampling_params row[kInlineRows];
+    int count; /* rows given here; 0: already in the workspace */
+};
+
 /* Stage 1: a block per chunk, no block waits on another. Block 0 also
  * empties the fallback list that stage 2 appends to. */
 template <typename In>
 __global__ void __launch_bounds__(kChunkThreads)
-summarize_chunks_kernel(const In *logits, const float *penalized, const r1_sampling_params *params,
-                        long long V, int chunks, ChunkSummary *summaries, int *fallback_count) {
+summarize_chunks_kernel(const In *logits, const float *penalized, r1_sampling_params *params,
+                        const InlineParams given, long long V, int chunks, ChunkSummary *summaries,
+                        int *fallback_count) {
     __shared__ __align__(16) float x[kChunk];
     __shared__ Shared s;
     if (blockIdx.x == 0 && threadIdx.x == 0) *fallback_count = 0;
-    summarize_chunk(logits, penalized, params, V, blockIdx.x / chunks, (int)(blockIdx.x % chunks),
-                    summaries + blockIdx.x, x, s);
+    const long long b = blockIdx.x / chunks;
+    const int chunk = (int)(blockIdx.x % chunks);
+    float T;
+    if (given.count > 0) {
+        T = given.row[b].temperature;
+        if (chunk == 0 && threadIdx.x == 0) params[b] = given.row[b]; /* for stages 2 and 3 */
+    } else {
+        T = params[b].temperature;
+    }
+    summarize_chunk(logits, penalized, T, V, b, chunk, summaries + blockIdx.x, x, s);
 }
 
 /* Stage 2: a block per row. */
@@ -2043,6 +2107,7 @@ decide_rows_kernel(const In *logits, const float *penalized, const r1_sampling_p
     __shared__ unsigned long long keys[kShortlistCapacity], scratch[kShortlistCapacity];
     __shared__ int offsets[kChunkThreads + 1];
     __shared__ Shared s;
+    wait_for_previous_kernel();
     decide_row(logits, penalized, params, V, blockIdx.x, chunks, summaries, tokens, logprobs,
                filtered, fallback_rows, fallback_count, keys, scratch, offsets, s);
 }
@@ -2273,9 +2338,10 @@ WorkspaceLayout layout_for(const r1_sampling_desc *desc) {
 
 template <typename In>
 r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_sampling_outputs *out,
-                 unsigned char *ws, const WorkspaceLayout &layout, cudaStream_t stream) {
+                 unsigned char *ws, const WorkspaceLayout &layout, const InlineParams &given,
+                 cudaStream_t stream) {
     const long long B = desc->batch, V = desc->vocab;
-    const r1_sampling_params *params = (const r1_sampling_params *)(ws + layout.params);
+    r1_sampling_params *params = (r1_sampling_params *)(ws + layout.params);
     float *penalized = nullptr;
     if (any_history(desc)) {
         penalized = (float *)(ws + layout.penalized);
@@ -2299,6 +2365,12 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     a.rows = nullptr;
     a.row_count = nullptr;
 
+    /* Kernels after the first launch as programmatic dependents (sm_90). */
+    cudaLaunchAttribute early_launch;
+    early_launch.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    early_launch.val.programmaticStreamSerializationAllowed = 1;
+    const bool early_launch_on = device_limits().major >= 9;
+
     /* Stages 1 and 2 decide most rows; sample_rows_kernel takes the rest. */
     const long long chunks = chunks_per_row(desc);
     if (chunks > 0) {
@@ -2306,12 +2378,19 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
         int *fallback_rows = (int *)(ws + layout.fallback_rows);
         int *fallback_count = (int *)(ws + layout.fallback_count);
         summarize_chunks_kernel<In><<<(unsigned)(B * chunks), kChunkThreads, 0, stream>>>(
-            (const In *)logits, penalized, params, V, (int)chunks, summaries, fallback_count);
+            (const In *)logits, penalized, params, given, V, (int)chunks, summaries, fallback_count);
         CUDA_TRY(cudaGetLastError());
-        decide_rows_kernel<In><<<(unsigned)B, kChunkThreads, 0, stream>>>(
-            (const In *)logits, penalized, params, V, (int)chunks, summaries, out->tokens,
-            out->logprobs, out->filtered_probs, fallback_rows, fallback_count);
-        CUDA_TRY(cudaGetLastError());
+        cudaLaunchConfig_t decide = {};
+        decide.gridDim = dim3((unsigned)B, 1, 1);
+        decide.blockDim = dim3(kChunkThreads, 1, 1);
+        decide.stream = stream;
+        decide.attrs = &early_launch;
+        decide.numAttrs = early_launch_on ? 1 : 0;
+        CUDA_TRY(cudaLaunchKernelEx(&decide, decide_rows_kernel<In>, (const In *)logits,
+                                    (const float *)penalized, (const r1_sampling_params *)params, V,
+                                    (int)chunks, (const ChunkSummary *)summaries, out->tokens,
+                                    out->logprobs, out->filtered_probs, fallback_rows,
+                                    fallback_count));
         a.rows = fallback_rows;
         a.row_count = fallback_count;
     }
@@ -2335,13 +2414,17 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     config.blockDim = dim3(kThreads, 1, 1);
     config.dynamicSmemBytes = plan.shared_bytes;
     config.stream = stream;
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeClusterDimension;
-    attribute[0].val.clusterDim.x = (unsigned)plan.cluster;
-    attribute[0].val.clusterDim.y = 1;
-    attribute[0].val.clusterDim.z = 1;
+    cudaLaunchAttribute attribute[2];
+    unsigned attributes = 0;
+    if (plan.cluster > 1) {
+        attribute[attributes].id = cudaLaunchAttributeClusterDimension;
+        attribute[attributes].val.clusterDim.x = (unsigned)plan.cluster;
+        attribute[attributes].val.clusterDim.y = 1;
+        attribute[attributes].val.clusterDim.z = 1;
+        ++attributes;
+    }
     config.attrs = attribute;
-    config.numAttrs = plan.cluster > 1 ? 1 : 0;
+    config.numAttrs = attributes;
     /* Clusters loop over rows: as many as fit at once (asked once per
      * cluster size and shared-memory size), not more than the rows. */
     static int resident_clusters = 0, resident_for_cluster = 0;
@@ -2358,6 +2441,7 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     }
     const long long clusters = resident_clusters > 0 && resident_clusters < B ? resident_clusters : B;
     config.gridDim = dim3((unsigned)(clusters * plan.cluster), 1, 1);
+    if (early_launch_on && (chunks > 0 || penalized)) attribute[config.numAttrs++] = early_launch;
     CUDA_TRY(cudaLaunchKernelEx(&config, kernel, a));
 
     if (desc->top_logprobs > 0) {
@@ -2382,8 +2466,17 @@ extern "C" r1_status sampling_sample_cuda(const r1_sampling_desc *desc, const vo
     WorkspaceLayout layout = layout_for(desc);
     unsigned char *ws = (unsigned char *)workspace;
     const size_t B = (size_t)desc->batch;
-    CUDA_TRY(cudaMemcpyAsync(ws + layout.params, desc->params, B * sizeof(r1_sampling_params),
-                             cudaMemcpyHostToDevice, stream));
+    /* Small calls without penalties hand the parameters to stage 1's launch;
+     * the others copy them to the workspace first. */
+    static thread_local InlineParams given;
+    given.count = 0;
+    if (B <= (size_t)kInlineRows && !any_history(desc) && chunks_per_row(desc) > 0) {
+        memcpy(given.row, desc->params, B * sizeof(r1_sampling_params));
+        given.count = (int)B;
+    } else {
+        CUDA_TRY(cudaMemcpyAsync(ws + layout.params, desc->params, B * sizeof(r1_sampling_params),
+                                 cudaMemcpyHostToDevice, stream));
+    }
     if (any_history(desc)) {
         size_t H = (size_t)desc->history_offsets[desc->batch];
         CUDA_TRY(cudaMemcpyAsync(ws + layout.offsets, desc->history_offsets,
@@ -2392,8 +2485,8 @@ extern "C" r1_status sampling_sample_cuda(const r1_sampling_desc *desc, const vo
                                  cudaMemcpyHostToDevice, stream));
     }
     r1_status status = desc->logits_dtype == R1_BF16
-                           ? launch<__nv_bfloat16>(desc, logits, out, ws, layout, stream)
-                           : launch<float>(desc, logits, out, ws, layout, stream);
+                           ? launch<__nv_bfloat16>(desc, logits, out, ws, layout, given, stream)
+                           : launch<float>(desc, logits, out, ws, layout, given, stream);
     if (status != R1_OK || desc->asynchronous) return status;
     CUDA_TRY(cudaStreamSynchronize(stream));
     int32_t small[256];

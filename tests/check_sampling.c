@@ -32,6 +32,7 @@
 #define FILTERED_BAR 1e-5
 #define BOUNDARY_MARGIN 1e-5
 #define MIN_P_MARGIN 1e-6 /* relative: about 16 float32 ulps of min_p */
+#define TOP_P_MARGIN 1e-6 /* relative, of top_p times the row's total */
 
 /* ---- running a backend on host buffers ------------------------------------------ */
 
@@ -525,6 +526,67 @@ static int kept_sets_differ_at_min_p(const float *got, const float *ref, int64_t
     return differ;
 }
 
+/* 1 when the kept sets of a row differ only by the one token at the top-p
+ * cut, the next in rank order after all the others, and the weight the
+ * shorter set keeps lies within TOP_P_MARGIN (relative) of top_p times
+ * the row's total: cumulative weights are sums of each backend's own expf
+ * values, so a prefix that close to the target may end on either side of
+ * it. Only rows with top-p alone (no top-k or min-p) are judged; their
+ * total is summed here from the logits as r1lab/sampling.h defines it
+ * (penalties for the tokens of `history`, z = l' / T in float32,
+ * e = expf(z - max z), summed in float64). The kept weight F of a side is
+ * 1 / its largest filtered value (e = 1 there). */
+static int kept_sets_differ_at_top_p(const float *got, const float *ref, const float *logits,
+                                     int64_t V, const r1_sampling_params *p,
+                                     const int32_t *history, int64_t history_length) {
+    if (!(p->top_p < 1.0f) || (p->top_k > 0 && p->top_k < V) || p->min_p > 0.0f ||
+        !(p->temperature > 0.0f))
+        return 0;
+    int64_t differing = -1;
+    for (int64_t i = 0; i < V; ++i) {
+        if ((got[i] > 0.0f) == (ref[i] > 0.0f)) continue;
+        if (differing >= 0) return 0; /* more than one token */
+        differing = i;
+    }
+    if (differing < 0) return 0;
+    const float *longer = got[differing] > 0.0f ? got : ref;
+    const float *shorter = longer == got ? ref : got;
+    float shorter_max = 0.0f, longer_min_shared = INFINITY;
+    for (int64_t i = 0; i < V; ++i) {
+        if (shorter[i] > shorter_max) shorter_max = shorter[i];
+        if (shorter[i] > 0.0f && longer[i] < longer_min_shared) longer_min_shared = longer[i];
+    }
+    if (!(shorter_max > 0.0f) || longer[differing] > longer_min_shared) return 0;
+    float *z = malloc((size_t)V * sizeof *z);
+    int32_t *count = calloc((size_t)V, sizeof *count);
+    int near = 0;
+    if (z && count) {
+        /* l': each token of the history once, with its count. */
+        for (int64_t i = 0; i < V; ++i) z[i] = logits[i];
+        for (int64_t j = 0; j < history_length; ++j) count[history[j]] += 1;
+        for (int64_t j = 0; j < history_length; ++j) {
+            int32_t id = history[j];
+            if (count[id] == 0) continue;
+            float x = z[id];
+            x = x > 0.0f ? x / p->repetition_penalty : x * p->repetition_penalty;
+            z[id] = x - (p->frequency_penalty * (float)count[id] + p->presence_penalty);
+            count[id] = 0;
+        }
+        float max_z = -INFINITY;
+        for (int64_t i = 0; i < V; ++i) {
+            z[i] = z[i] / p->temperature;
+            if (z[i] > max_z) max_z = z[i];
+        }
+        double total = 0;
+        for (int64_t i = 0; i < V; ++i) total += (double)expf(z[i] - max_z);
+        const double target = (double)p->top_p * total, kept = 1.0 / (double)shorter_max;
+        near = isfinite(max_z) && fabs(kept - target) <= TOP_P_MARGIN * target;
+    }
+    free(z);
+    free(count);
+    return near;
+}
+
 /* Compares one batch of `backend` against ref; returns 1 when it agrees. */
 static int agreement_batch(r1_backend backend, r1t_rng *r, int64_t B, int64_t V, int use_bf16,
                            check_summary *summary, int64_t *mismatch_far) {
@@ -587,14 +649,18 @@ static int agreement_batch(r1_backend backend, r1t_rng *r, int64_t B, int64_t V,
     }
     unsigned char *skip = calloc((size_t)B, 1);
     for (int64_t b = 0; ok && b < B; ++b) {
-        if (!kept_sets_differ_at_min_p(got.out.filtered_probs + b * V,
-                                       expected.out.filtered_probs + b * V, V, params[b].min_p))
+        const float *got_row = got.out.filtered_probs + b * V;
+        const float *ref_row = expected.out.filtered_probs + b * V;
+        const int at_min_p = kept_sets_differ_at_min_p(got_row, ref_row, V, params[b].min_p);
+        if (!at_min_p && !kept_sets_differ_at_top_p(got_row, ref_row, logits + b * V, V,
+                                                     &params[b], history + offsets[b],
+                                                     offsets[b + 1] - offsets[b]))
             continue;
         skip[b] = 1; /* F differs by that token's weight: so do logprob and filtered */
         summary->mismatches += 1;
         if (summary->verbose)
-            printf("  %s: row %lld keeps a different token at the min-p boundary\n", label,
-                   (long long)b);
+            printf("  %s: row %lld keeps a different token at the %s boundary\n", label,
+                   (long long)b, at_min_p ? "min-p" : "top-p");
     }
     for (int64_t b = 0; ok && b < B; ++b) {
         int32_t t_ref = expected.out.tokens[b], t_got = got.out.tokens[b];
