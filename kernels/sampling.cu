@@ -1647,8 +1647,6 @@ template <typename In> __device__ void sample_row(const KernelArguments &a, long
     cluster_sync(); /* no block may exit while others read its shared memory */
 }
 
-/* Each cluster takes rows slot, slot + clusters, ...: of the list that the
- * two stages left (a.rows), or of the whole batch. */
 /* Kernels 2 and 3 of a call are launched as programmatic dependents of the
  * kernel before them (sm_90): the launch may start while that kernel
  * drains, and this waits until all of its writes are visible. */
@@ -1658,6 +1656,8 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 #endif
 }
 
+/* Each cluster takes rows slot, slot + clusters, ...: of the list that the
+ * two stages left (a.rows), or of the whole batch. */
 template <typename In> __global__ void __launch_bounds__(kThreads, 2)
 sample_rows_kernel(KernelArguments a) {
     wait_for_previous_kernel();
