@@ -14,19 +14,26 @@ static void expect_size_error(r1_status status, const char *what, const char *ne
               r1_last_error(), needle);
 }
 
+/* A valid problem small enough for stack buffers: 2 tokens, hidden 4,
+ * 8 experts in 2 groups, top-2 of both groups, blocks of 4. */
+static r1_moe_desc tiny_desc(void) {
+    r1_moe_desc d = r1_moe_desc_default();
+    d.tokens = 2;
+    d.hidden = 4;
+    d.experts = 8;
+    d.n_group = 2;
+    d.topk_group = 2;
+    d.top_k = 2;
+    d.block_size = 4;
+    return d;
+}
+
 /* Each dimension at INT64_MAX / INT32_MAX or just past its bound: R1_EINVAL
  * naming the argument before any pointer is read (the buffers are tiny);
  * r1_moe_padded_capacity and r1_moe_workspace_size give 0. */
 static void size_bounds_case(r1_backend backend) {
     if (!r1t_case("moe_size_bounds(backend=%s)", r1_backend_name(backend))) return;
-    r1_moe_desc good = r1_moe_desc_default();
-    good.tokens = 2;
-    good.hidden = 4;
-    good.experts = 8;
-    good.n_group = 2;
-    good.topk_group = 2;
-    good.top_k = 2;
-    good.block_size = 4;
+    r1_moe_desc good = tiny_desc();
     float logits[16] = {0}, w[4], x[8] = {0}, xs[16], y[8];
     int32_t ids[4] = {0, 1, 2, 3}, counts[8], offs[9], perm[4], inv[4];
     int32_t poffs[9], sorted[64], block_expert[16], total;
@@ -121,14 +128,7 @@ static void expect_overlap(r1_status got, const char *a, const char *b, const ch
 
 static void overlap_case(r1_backend backend) {
     if (!r1t_case("moe_overlap(backend=%s)", r1_backend_name(backend))) return;
-    r1_moe_desc d = r1_moe_desc_default();
-    d.tokens = 2;
-    d.hidden = 4;
-    d.experts = 8;
-    d.n_group = 2;
-    d.topk_group = 2;
-    d.top_k = 2;
-    d.block_size = 4;
+    r1_moe_desc d = tiny_desc();
     float x[8], gw[32], logits[16], big[64], weights[4], bias[8] = {0};
     for (int i = 0; i < 8; ++i) x[i] = 0.25f * (float)(i % 5) - 0.4f;
     for (int i = 0; i < 32; ++i) gw[i] = 0.1f * (float)(i % 7) - 0.3f;
