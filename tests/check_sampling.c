@@ -32,7 +32,7 @@
 #define FILTERED_BAR 1e-5
 #define BOUNDARY_MARGIN 1e-5
 #define MIN_P_MARGIN 1e-6 /* relative: about 16 float32 ulps of min_p */
-#define TOP_P_MARGIN 1e-6 /* relative, of top_p times the row's total */
+#define TOP_P_MARGIN 1e-6 /* relative, of top_p times the weight the cut is taken of */
 
 /* ---- running a backend on host buffers ------------------------------------------ */
 
@@ -531,17 +531,22 @@ static int kept_sets_differ_at_min_p(const float *got, const float *ref, int64_t
  * shorter set keeps lies within TOP_P_MARGIN (relative) of top_p times
  * the row's total: cumulative weights are sums of each backend's own expf
  * values, so a prefix that close to the target may end on either side of
- * it. Only rows with top-p alone (no top-k or min-p) are judged; their
- * total is summed here from the logits as r1lab/sampling.h defines it
- * (penalties for the tokens of `history`, z = l' / T in float32,
- * e = expf(z - max z), summed in float64). The kept weight F of a side is
- * 1 / its largest filtered value (e = 1 there). */
+ * it. Rows with top-p, alone or after top-k (no min-p), are judged; the
+ * base the cut is taken of is summed here from the logits as
+ * r1lab/sampling.h defines it (penalties for the tokens of `history`,
+ * z = l' / T in float32, e = expf(z - max z), summed in float64): the row's
+ * total, or with top-k the weight of its k heaviest tokens. The kept weight
+ * F of a side is 1 / its largest filtered value (e = 1 there). */
+static int by_weight_descending(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
 static int kept_sets_differ_at_top_p(const float *got, const float *ref, const float *logits,
                                      int64_t V, const r1_sampling_params *p,
                                      const int32_t *history, int64_t history_length) {
-    if (!(p->top_p < 1.0f) || (p->top_k > 0 && p->top_k < V) || p->min_p > 0.0f ||
-        !(p->temperature > 0.0f))
-        return 0;
+    const int top_k_on = p->top_k > 0 && p->top_k < V;
+    if (!(p->top_p < 1.0f) || p->min_p > 0.0f || !(p->temperature > 0.0f)) return 0;
     int64_t differing = -1;
     for (int64_t i = 0; i < V; ++i) {
         if ((got[i] > 0.0f) == (ref[i] > 0.0f)) continue;
@@ -577,9 +582,11 @@ static int kept_sets_differ_at_top_p(const float *got, const float *ref, const f
             z[i] = z[i] / p->temperature;
             if (z[i] > max_z) max_z = z[i];
         }
-        double total = 0;
-        for (int64_t i = 0; i < V; ++i) total += (double)expf(z[i] - max_z);
-        const double target = (double)p->top_p * total, kept = 1.0 / (double)shorter_max;
+        for (int64_t i = 0; i < V; ++i) z[i] = expf(z[i] - max_z); /* now e */
+        if (top_k_on) qsort(z, (size_t)V, sizeof *z, by_weight_descending);
+        double base = 0;
+        for (int64_t i = 0; i < (top_k_on ? p->top_k : V); ++i) base += (double)z[i];
+        const double target = (double)p->top_p * base, kept = 1.0 / (double)shorter_max;
         near = isfinite(max_z) && fabs(kept - target) <= TOP_P_MARGIN * target;
     }
     free(z);
