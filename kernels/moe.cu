@@ -892,30 +892,32 @@ extern "C" r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logi
                                       const r1_moe_balance_out *out) {
     const long long T = desc->tokens;
     const int E = desc->experts, K = desc->top_k;
-    /* Scratch: 2 flags, load (E int32), P (E double). */
-    const size_t bytes = 2 * sizeof(unsigned long long) + (size_t)E * sizeof(double) +
+    /* Scratch: 3 flags (first non-finite logit, first non-finite bias entry,
+     * first bad id), load (E int32), P (E double). */
+    const size_t bytes = 3 * sizeof(unsigned long long) + (size_t)E * sizeof(double) +
                          (size_t)E * sizeof(int32_t);
     void *scratch = NULL;
     r1_status status = r1_device_alloc(&scratch, bytes);
     if (status != R1_OK) return status;
     unsigned long long *flags = (unsigned long long *)scratch;
-    double *P = (double *)(flags + 2);
+    double *P = (double *)(flags + 3);
     int32_t *load = (int32_t *)(P + E);
     cudaError_t error = cudaSuccess;
-    unsigned long long found[2] = {~0ull, ~0ull};
+    unsigned long long found[3] = {~0ull, ~0ull, ~0ull};
 #define BALANCE_TRY(call) if (error == cudaSuccess) error = (call)
-    BALANCE_TRY(cudaMemset(flags, 0xff, 2 * sizeof(unsigned long long)));
+    BALANCE_TRY(cudaMemset(flags, 0xff, 3 * sizeof(unsigned long long)));
     BALANCE_TRY(cudaMemset(P, 0, (size_t)E * (sizeof(double) + sizeof(int32_t))));
     if (error == cudaSuccess) {
         const long long count = T * E;
         long long blocks = (count + 255) / 256;
         if (blocks > 1024) blocks = 1024;
-        moe_scan_nonfinite<<<(unsigned)blocks, 256>>>(logits, count, NULL, E, flags);
-        moe_check_ids<<<(unsigned)((T + 127) / 128), 128>>>(ids, T, K, E, flags + 1);
+        /* the bias is updated in place: a non-finite entry is refused, as on the host */
+        moe_scan_nonfinite<<<(unsigned)blocks, 256>>>(logits, count, out->bias, E, flags);
+        moe_check_ids<<<(unsigned)((T + 127) / 128), 128>>>(ids, T, K, E, flags + 2);
         error = cudaGetLastError();
     }
     BALANCE_TRY(cudaMemcpy(found, flags, sizeof found, cudaMemcpyDeviceToHost));
-    if (error == cudaSuccess && found[0] == ~0ull && found[1] == ~0ull) {
+    if (error == cudaSuccess && found[0] == ~0ull && found[1] == ~0ull && found[2] == ~0ull) {
         long long blocks = (T * K + 255) / 256;
         if (blocks > 1024) blocks = 1024;
         moe_balance_load<<<(unsigned)blocks, 256>>>(ids, T * K, load);
@@ -943,10 +945,15 @@ extern "C" r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logi
                          (long long)(found[0] / (unsigned long long)E),
                          (long long)(found[0] % (unsigned long long)E), (double)value);
     } else if (found[1] != ~0ull) {
-        const long long flat = (long long)(found[1] >> 2);
+        float value = 0.0f;
+        cudaMemcpy(&value, out->bias + found[1], sizeof value, cudaMemcpyDeviceToHost);
+        status = r1_fail(R1_ENUMERIC, "bias[%lld] = %g: must be finite", (long long)found[1],
+                         (double)value);
+    } else if (found[2] != ~0ull) {
+        const long long flat = (long long)(found[2] >> 2);
         int32_t id = 0;
         cudaMemcpy(&id, ids + flat, sizeof id, cudaMemcpyDeviceToHost);
-        if ((found[1] & 3) == 1)
+        if ((found[2] & 3) == 1)
             status = r1_fail(R1_EINVAL, "ids[%lld][%lld] = %d: expert id outside [0, %d)",
                              flat / K, flat % K, id, E);
         else

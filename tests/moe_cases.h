@@ -80,6 +80,25 @@ static void moe_bad_input_cases(r1_backend backend) {
     bias[9] = NAN;
     expect_route_status(backend, "nan bias", base, logits, bias, R1_ENUMERIC, "bias[9]");
     bias[9] = 0.0f;
+    /* Balance updates the bias in place: a NaN entry is R1_ENUMERIC naming
+     * it, and the bias is left as it was. */
+    if (r1t_case("moe bad input(balance nan bias,backend=%s)", r1_backend_name(backend))) {
+        int32_t ids[64], load[16];
+        float w[64], updated[16] = {0};
+        double aux = 0.0;
+        r1_status s = moe_route_on_host(backend, &base, logits, bias, ids, w);
+        R1T_CHECK(s == R1_OK, "route for balance: %s", r1_last_error());
+        updated[5] = NAN;
+        r1_moe_balance_out o = {load, &aux, updated};
+        if (s == R1_OK) {
+            s = moe_balance_on_host(backend, &base, logits, ids, 0.001, 0.001f, &o);
+            R1T_CHECK(s == R1_ENUMERIC && strstr(r1_last_error(), "bias[5]"),
+                      "balance nan bias: status %s, sentence \"%s\" (want R1_ENUMERIC naming "
+                      "bias[5])", r1_status_str(s), r1_last_error());
+            R1T_CHECK(isnan(updated[5]) && updated[4] == 0.0f && updated[6] == 0.0f,
+                      "balance with a NaN bias must leave the bias as it was");
+        }
+    }
 
     /* Dispatch: ids outside [0, E), repeated ids, block size (host ids only). */
     if (backend != R1_CUDA && r1t_case("moe bad input(dispatch ids,backend=%s)", r1_backend_name(backend))) {
