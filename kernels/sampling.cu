@@ -2213,7 +2213,7 @@ __device__ void decide_row(const In *logits, const float *penalized, const r1_sa
         return;
     }
     if (p.temperature == 0.0f) {
-        const int argmax = __ldcg(&row_summaries[best_chunk].argmax);
+        const int argmax = __shfl_sync(0xFFFFFFFFu, head.argmax, best_chunk);
         if (threadIdx.x == 0) {
             tokens[b] = argmax;
             if (logprobs) logprobs[b] = 0.0f;

@@ -20,17 +20,46 @@ static check_summary fresh(void) {
     return s;
 }
 
-static void bad_input(r1_backend backend) {
-    const int32_t lengths[2] = {10, 70};
+/* A small decode call (2 sequences of 10 and 70 tokens, 16 heads, f32) that
+ * succeeds as given; the bad-input and overlap cases each break one part. */
+typedef struct decode_fixture {
     mla_test_cache c;
-    R1T_CHECK(mla_test_cache_make(&c, 2, lengths, 576, 1, 3), "cache");
-    float *q = calloc(2 * 16 * 576, sizeof(float)), *out = calloc(2 * 16 * 512, sizeof(float));
-    float lse[32];
-    r1_mla_cache cache = {c.blocks, R1_F32, c.num_blocks, 576};
-    r1_mla_decode_desc good = {.batch = 2, .s_q = 1, .n_heads = 16, .dim_qk = 576, .dim_v = 512,
-                               .max_blocks_per_seq = c.max_blocks_per_seq, .softmax_scale = 0.1,
-                               .causal = 1, .dtype = R1_F32, .block_table = c.block_table,
-                               .seq_lens = c.lengths};
+    float *q, *out, lse[32];
+    r1_mla_cache cache;
+    r1_mla_decode_desc desc;
+} decode_fixture;
+
+static int decode_fixture_make(decode_fixture *f) {
+    const int32_t lengths[2] = {10, 70};
+    memset(f, 0, sizeof *f);
+    if (!mla_test_cache_make(&f->c, 2, lengths, 576, 1, 3)) return 0;
+    f->q = calloc(2 * 16 * 576, sizeof(float));
+    f->out = calloc(2 * 16 * 512, sizeof(float));
+    f->cache = (r1_mla_cache){f->c.blocks, R1_F32, f->c.num_blocks, 576};
+    f->desc = (r1_mla_decode_desc){.batch = 2, .s_q = 1, .n_heads = 16, .dim_qk = 576,
+                                   .dim_v = 512, .max_blocks_per_seq = f->c.max_blocks_per_seq,
+                                   .softmax_scale = 0.1, .causal = 1, .dtype = R1_F32,
+                                   .block_table = f->c.block_table, .seq_lens = f->c.lengths};
+    return f->q != NULL && f->out != NULL;
+}
+
+static void decode_fixture_free(decode_fixture *f) {
+    free(f->q);
+    free(f->out);
+    mla_test_cache_free(&f->c);
+}
+
+static void bad_input(r1_backend backend) {
+    decode_fixture f;
+    if (!decode_fixture_make(&f)) {
+        R1T_CHECK(0, "bad_input: could not build the decode fixture");
+        decode_fixture_free(&f);
+        return;
+    }
+    const mla_test_cache *c = &f.c;
+    float *q = f.q, *out = f.out, *lse = f.lse;
+    const r1_mla_cache cache = f.cache;
+    const r1_mla_decode_desc good = f.desc;
     R1T_CHECK(r1_mla_decode(backend, &good, q, &cache, out, lse, NULL, 0, NULL) == R1_OK, "good: %s",
               r1_last_error());
     r1_mla_decode_desc d;
@@ -55,28 +84,26 @@ static void bad_input(r1_backend backend) {
     EXPECT_BAD(R1_EUNSUPPORTED, d.dtype = R1_BF16; cc.dtype = R1_BF16);
     EXPECT_BAD(R1_EINVAL, d.dtype = R1_BF16);       /* cache and desc differ */
     int32_t lens[2] = {10, 70};
-    lens[1] = (int32_t)(c.max_blocks_per_seq * 64 + 1);
+    lens[1] = (int32_t)(c->max_blocks_per_seq * 64 + 1);
     EXPECT_BAD(R1_EINVAL, d.seq_lens = lens);        /* beyond the block table */
     lens[1] = -1;
     EXPECT_BAD(R1_EINVAL, d.seq_lens = lens);
     int32_t table[4];
-    memcpy(table, c.block_table, sizeof table);
-    table[c.max_blocks_per_seq + 1] = (int32_t)c.num_blocks; /* block outside the cache */
+    memcpy(table, c->block_table, sizeof table);
+    table[c->max_blocks_per_seq + 1] = (int32_t)c->num_blocks; /* block outside the cache */
     EXPECT_BAD(R1_EINVAL, d.block_table = table);
-    table[c.max_blocks_per_seq + 1] = -1;
+    table[c->max_blocks_per_seq + 1] = -1;
     EXPECT_BAD(R1_EINVAL, d.block_table = table);
     R1T_CHECK(r1_mla_decode((r1_backend)7, &good, q, &cache, out, lse, NULL, 0, NULL) == R1_EINVAL,
               "backend 7: %s", r1_last_error());
     /* An entry past a sequence's length is ignored. */
-    memcpy(table, c.block_table, sizeof table);
+    memcpy(table, c->block_table, sizeof table);
     table[1] = 99999;
     EXPECT_BAD(R1_OK, d.block_table = table);
     R1T_CHECK(r1_mla_decode(R1_CUDA, &good, q, &cache, out, lse, NULL, 0, NULL) != R1_OK,
               "cuda with f32 must not run");
 #undef EXPECT_BAD
-    free(q);
-    free(out);
-    mla_test_cache_free(&c);
+    decode_fixture_free(&f);
 }
 
 /* seq_len 0 -> out 0, lse -inf; s_q = 2 causal with seq_len 1 -> query 0 sees nothing. */
@@ -269,22 +296,22 @@ static void nan_propagates(r1_backend backend) {
 /* Overlapping buffers: out or lse over q, the cache or each other is
  * R1_EINVAL naming both arguments, before any work. */
 static void overlap(r1_backend backend) {
-    const int32_t lengths[2] = {10, 70};
-    mla_test_cache c;
-    R1T_CHECK(mla_test_cache_make(&c, 2, lengths, 576, 1, 3), "cache");
-    float *q = calloc(2 * 16 * 576, sizeof(float)), *out = calloc(2 * 16 * 512, sizeof(float));
-    float lse[32];
-    r1_mla_cache cache = {c.blocks, R1_F32, c.num_blocks, 576};
-    r1_mla_decode_desc d = {.batch = 2, .s_q = 1, .n_heads = 16, .dim_qk = 576, .dim_v = 512,
-                            .max_blocks_per_seq = c.max_blocks_per_seq, .softmax_scale = 0.1,
-                            .causal = 1, .dtype = R1_F32, .block_table = c.block_table,
-                            .seq_lens = c.lengths};
+    decode_fixture f;
+    if (!decode_fixture_make(&f)) {
+        R1T_CHECK(0, "overlap: could not build the decode fixture");
+        decode_fixture_free(&f);
+        return;
+    }
+    const mla_test_cache *c = &f.c;
+    float *q = f.q, *out = f.out, *lse = f.lse;
+    const r1_mla_cache cache = f.cache;
+    const r1_mla_decode_desc d = f.desc;
     const struct { void *out; float *lse; const char *a, *b; } cases[] = {
         {q, lse, "out", "q"},
         {q + 100, lse, "out", "q"},
-        {c.blocks, lse, "out", "cache->blocks"},
+        {c->blocks, lse, "out", "cache->blocks"},
         {out, q + 5, "lse", "q"},
-        {out, c.blocks + 64, "lse", "cache->blocks"},
+        {out, c->blocks + 64, "lse", "cache->blocks"},
         {out, out + 31, "lse", "out"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
@@ -299,9 +326,7 @@ static void overlap(r1_backend backend) {
     }
     R1T_CHECK(r1_mla_decode(backend, &d, q, &cache, out, lse, NULL, 0, NULL) == R1_OK,
               "separate buffers: %s", r1_last_error());
-    free(q);
-    free(out);
-    mla_test_cache_free(&c);
+    decode_fixture_free(&f);
 }
 
 static void suite(r1_backend backend) {
