@@ -71,6 +71,7 @@ void r1b_register_kd(void);
 void r1b_register_moe(void);
 void r1b_register_mla(void);
 void r1b_register_qgemm(void);
+void r1b_register_launch_floor(void); /* bench/launch_floor.cu, CUDA builds only */
 
 /* ---- inside a benchmark -------------------------------------------------- */
 
@@ -111,6 +112,18 @@ void r1b_skip_with_error(r1b_state *state, const char *message);
  * sentence, as does a CUDA error left behind. Returns that status (R1_OK when
  * every call succeeded). Without a CUDA build it marks the benchmark failed. */
 int r1b_time_cuda_calls(r1b_state *state, int (*run)(void *context), void *context);
+
+/* The same calls with the host's launch cost taken out: `calls` calls of run
+ * captured into one CUDA graph on a stream of r1b's own (*stream points at it
+ * while capturing, and is NULL again after; run must only enqueue work, on
+ * that stream), the graph replayed 20 times between two events. Returns the
+ * median replay time over `calls`, in microseconds: the GPU time of one call
+ * as a CUDA-graph serving loop sees it. Returns -1 and writes why to stderr
+ * when the calls cannot be captured or replayed. An empty kernel measures
+ * about 6 us with r1b_time_cuda_calls on an H100, so kernels that take less
+ * than that are told apart only here. */
+double r1b_cuda_graph_us_per_call(int (*run)(void *context), void *context, void **stream,
+                                  int calls);
 
 /* Stop and restart the timer around untimed work inside the loop (costly:
  * avoid in loops of short iterations). */

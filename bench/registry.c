@@ -14,4 +14,7 @@ void r1b_register_all(void) {
     r1b_register_moe();
     r1b_register_mla();
     r1b_register_qgemm();
+#ifdef R1LAB_HAVE_CUDA
+    r1b_register_launch_floor();
+#endif
 }

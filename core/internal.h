@@ -245,6 +245,9 @@ r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *
                            void *y, void *stream);
 r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logits, const int32_t *ids,
                            double alpha, float gamma, const r1_moe_balance_out *out);
+/* Test hook: the CUDA gate's sigmoid against r1_moe_sigmoid_inline over all
+ * 2^32 float inputs; the number of differing bit patterns and the smallest. */
+r1_status moe_cuda_check_sigmoid(uint64_t *mismatches, uint32_t *first_input);
 #ifdef __cplusplus
 }
 #endif

@@ -493,4 +493,8 @@ r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logits, const i
     (void)desc; (void)logits; (void)ids; (void)alpha; (void)gamma; (void)out;
     return no_cuda();
 }
+r1_status moe_cuda_check_sigmoid(uint64_t *mismatches, uint32_t *first_input) {
+    (void)mismatches; (void)first_input;
+    return no_cuda();
+}
 #endif

@@ -47,10 +47,9 @@ R1_MOE_HD float r1_moe_floor_host(float a) {
 }
 #endif
 
-R1_MOE_HD float r1_moe_exp_inline(float y) {
-    if (y != y) return y;
-    if (y < -87.0f) return 0.0f;
-    if (y > 88.0f) return 1.0f / 0.0f;
+/* exp(y) for -87 <= y <= 88, without the checks (kernels/moe.cu clamps y
+ * into this range and selects the out-of-range results itself). */
+R1_MOE_HD float r1_moe_exp_core(float y) {
     const float log2e = 1.44269504088896341f;
     const float c1 = 0.693145751953125f;     /* 0x3f317200 */
     const float c2 = 1.428606765330187e-06f; /* ln 2 - c1  */
@@ -74,6 +73,13 @@ R1_MOE_HD float r1_moe_exp_inline(float y) {
     memcpy(&scale, &bits, sizeof scale);
 #endif
     return R1_MOE_MUL(p, scale);
+}
+
+R1_MOE_HD float r1_moe_exp_inline(float y) {
+    if (y != y) return y;
+    if (y < -87.0f) return 0.0f;
+    if (y > 88.0f) return 1.0f / 0.0f;
+    return r1_moe_exp_core(y);
 }
 
 R1_MOE_HD float r1_moe_sigmoid_inline(float x) {

@@ -80,6 +80,7 @@ extern "C" {
 #include "core/internal.h"
 }
 #include "kernels/cuda_try.cuh"
+#include "kernels/launch.cuh"
 #include "core/moe_math.h"
 
 
@@ -192,13 +193,60 @@ __global__ void moe_route_generic(const float *logits, const float *bias, int32_
     }
 }
 
+/* sigmoid with the reciprocal instruction sequence: 1/x correctly rounded is
+ * the same number as 1.0f/x correctly rounded, so these are
+ * r1_moe_sigmoid_inline's bits at fewer instructions than a general division
+ * (one value at a time; the gate's vector form is sigmoid_exact below). */
+__device__ __forceinline__ float sigmoid_bits(float x) {
+    return __frcp_rn(__fadd_rn(1.0f, r1_moe_exp_inline(-x)));
+}
+
 /* ---- the fused DeepSeek-V3 gate: one warp per token --------------------------------- */
 
-/* sigmoid with the reciprocal instruction sequence: 1/x correctly rounded is
- * the same number as 1.0f/x correctly rounded, so these are r1_moe_sigmoidf's
- * bits at fewer instructions than a general division. */
-__device__ __forceinline__ float sigmoid_fast_bits(float x) {
-    return __frcp_rn(__fadd_rn(1.0f, r1_moe_exp_inline(-x)));
+/* The gate is a chain of dependent steps for one warp, so its time at small T
+ * is that chain's latency: every step below is written without branches, so
+ * that the VPT values of a lane go through it side by side. */
+
+/* Denominators 1 + exp(-x) below this take the two-instruction reciprocal. */
+constexpr float kFastReciprocalLimit = 0x1p126f;
+
+/* 1/x rounded to nearest for 1 <= x < 2^126: the approximate reciprocal and
+ * one Newton step, the path __frcp_rn takes for such x (it branches to a slow
+ * path only for exponents outside this range, whose results are denormal or
+ * special). */
+__device__ __forceinline__ float reciprocal_in_fast_range(float x) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    const float error = __fmaf_rn(x, r, -1.0f);
+    return __fmaf_rn(r, -error, r);
+}
+
+/* sigmoid(x) = 1 / (1 + exp(-x)) for a lane's VPT values at once, with the
+ * bits of r1_moe_sigmoid_inline for every input (moe_cuda_check_sigmoid
+ * compares all 2^32 of them), and no branch in the common case:
+ *   - exp's argument is clamped into [-87, 88], where r1_moe_exp_core is
+ *     r1_moe_exp_inline. For x > 87 the clamped exp(-87) ~ 1.6e-38 still
+ *     rounds 1 + exp to 1, as exp = 0 does, so the sigmoid is 1 either way;
+ *   - the reciprocal takes its fast path, exact for denominators below 2^126;
+ *   - a warp with any value outside that (x < -87.3, where the clamp and the
+ *     fast path are wrong) or a NaN computes all its values again the
+ *     reference way (sigmoid_bits). */
+template <int VPT> __device__ __forceinline__ void sigmoid_exact(float (&x)[VPT]) {
+    float result[VPT];
+    bool slow = false;
+#pragma unroll
+    for (int v = 0; v < VPT; ++v) {
+        const float e = r1_moe_exp_core(fminf(fmaxf(-x[v], -87.0f), 88.0f));
+        const float denominator = __fadd_rn(1.0f, e);
+        slow = slow || !(denominator < kFastReciprocalLimit) || x[v] != x[v];
+        result[v] = reciprocal_in_fast_range(denominator);
+    }
+    if (__any_sync(FULL_MASK, slow)) {
+#pragma unroll
+        for (int v = 0; v < VPT; ++v) result[v] = sigmoid_bits(x[v]);
+    }
+#pragma unroll
+    for (int v = 0; v < VPT; ++v) x[v] = result[v];
 }
 
 /* An unsigned key with the order of the float (finite or -inf, never NaN;
@@ -208,14 +256,54 @@ __device__ __forceinline__ unsigned order_key(float v) {
     return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
+/* Sorts a lane's VPT (key, slot) pairs so that the expert ref would take
+ * first comes first: larger key, then lower slot (a strict order, since the
+ * slots differ). A bitonic network: compile-time indices, no branches. */
+template <int VPT> __device__ __forceinline__ void sort_lane_keys(unsigned (&key)[VPT], int (&slot)[VPT]) {
+#pragma unroll
+    for (int size = 2; size <= VPT; size *= 2)
+#pragma unroll
+        for (int stride = size / 2; stride > 0; stride /= 2)
+#pragma unroll
+            for (int i = 0; i < VPT; ++i) {
+                const int j = i ^ stride;
+                if (j <= i) continue;
+                /* First half of each size-block: j's pair must not rank
+                 * before i's; second half: the reverse, so that the merge of
+                 * the next size sees a bitonic sequence. */
+                const bool j_first = key[j] > key[i] || (key[j] == key[i] && slot[j] < slot[i]);
+                const bool swap = (i & size) == 0 ? j_first : !j_first;
+                const unsigned k = key[i];
+                const int s = slot[i];
+                key[i] = swap ? key[j] : key[i];
+                slot[i] = swap ? slot[j] : slot[i];
+                key[j] = swap ? k : key[j];
+                slot[j] = swap ? s : slot[j];
+            }
+}
+
 constexpr int GATE_WARPS = 4; /* warps (tokens) per block */
 
+/* One warp per token; lane L holds experts L*VPT .. L*VPT + VPT - 1.
+ *   1. scores q = sigmoid(l), selection scores c = q + b;
+ *   2. group score: the top two c of the group's lanes (per lane, then a
+ *      butterfly over the group's lanes), summed; each lane counts the groups
+ *      ranking before its own (ties: lower group first);
+ *   3. keys: order_key(c) for experts of the topk_group best groups, 0 for
+ *      the others; each lane sorts its keys;
+ *   4. K rounds: the warp's largest head key (redux); the lowest lane holding
+ *      it (ballot) owns the lowest expert with that key, records it and
+ *      shifts its sorted keys by one;
+ *   5. lane k < K reads the k-th expert and its q; the K scores are summed in
+ *      float64 (a butterfly over the lanes that hold them), normalized and
+ *      scaled. */
 template <int VPT>
 __global__ void __launch_bounds__(32 * GATE_WARPS)
 moe_route_noaux_warp(const float *__restrict__ logits, const float *__restrict__ bias,
                      int32_t *__restrict__ ids, float *__restrict__ weights, long long tokens,
                      route_params p, int lanes_per_group) {
     __shared__ __align__(16) float s_q[GATE_WARPS][32 * VPT]; /* unbiased scores */
+    __shared__ int s_chosen[GATE_WARPS][32];                   /* experts, in rank order */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long t = (long long)blockIdx.x * GATE_WARPS + warp;
     if (t >= tokens) return;
@@ -238,13 +326,8 @@ moe_route_noaux_warp(const float *__restrict__ logits, const float *__restrict__
         }
     }
     bool finite = true;
-    float c[VPT];
 #pragma unroll
-    for (int v = 0; v < VPT; ++v) {
-        finite = finite && isfinite(q[v]) && isfinite(b[v]);
-        q[v] = sigmoid_fast_bits(q[v]);
-        c[v] = __fadd_rn(q[v], b[v]);
-    }
+    for (int v = 0; v < VPT; ++v) finite = finite && isfinite(q[v]) && isfinite(b[v]);
     if (__any_sync(FULL_MASK, !finite)) {
         if (lane < p.K) {
             ids[t * p.K + lane] = -1;
@@ -252,75 +335,101 @@ moe_route_noaux_warp(const float *__restrict__ logits, const float *__restrict__
         }
         return;
     }
-#pragma unroll
-    for (int v = 0; v < VPT; ++v) s_q[warp][lane * VPT + v] = q[v];
-    /* Top two values of the lane, then of the group's lanes (values only: the
-     * sum does not depend on which of two equal values is taken). */
-    float top1 = -INFINITY, top2 = -INFINITY;
+    /* 1. */
+    sigmoid_exact<VPT>(q);
+    float c[VPT];
 #pragma unroll
     for (int v = 0; v < VPT; ++v) {
-        if (c[v] > top1) {
-            top2 = top1;
-            top1 = c[v];
-        } else if (c[v] > top2) {
-            top2 = c[v];
-        }
+        c[v] = __fadd_rn(q[v], b[v]);
+        s_q[warp][lane * VPT + v] = q[v];
+    }
+    /* 2. Top two values (values only: the sum does not depend on which of two
+     * equal values is taken). */
+    float top1 = c[0], top2 = -INFINITY;
+#pragma unroll
+    for (int v = 1; v < VPT; ++v) {
+        top2 = fmaxf(top2, fminf(top1, c[v]));
+        top1 = fmaxf(top1, c[v]);
     }
     for (int offset = lanes_per_group / 2; offset > 0; offset /= 2) {
-        float o1 = __shfl_xor_sync(FULL_MASK, top1, offset);
-        float o2 = __shfl_xor_sync(FULL_MASK, top2, offset);
-        float n1 = fmaxf(top1, o1);
-        float n2 = top1 >= o1 ? fmaxf(top2, o1) : fmaxf(top1, o2);
-        top1 = n1;
+        const float o1 = __shfl_xor_sync(FULL_MASK, top1, offset);
+        const float o2 = __shfl_xor_sync(FULL_MASK, top2, offset);
+        const float n2 = top1 >= o1 ? fmaxf(top2, o1) : fmaxf(top1, o2);
+        top1 = fmaxf(top1, o1);
         top2 = n2;
     }
     const float group_score = __fadd_rn(top1, top2);
     const int my_group = lane / lanes_per_group;
     int rank = 0;
+#pragma unroll 8
     for (int h = 0; h < p.G; ++h) {
-        float other = __shfl_sync(FULL_MASK, group_score, h * lanes_per_group);
+        const float other = __shfl_sync(FULL_MASK, group_score, h * lanes_per_group);
         rank += ranks_before(other, h, group_score, my_group);
     }
-    /* Keys: the order of c; 0 for experts of dropped groups and for taken ones
-     * (every real key is above the key of -inf, 0x007fffff). */
+    /* 3. Every real key is above the key of -inf (0x007fffff). */
     const bool kept = rank < p.topk_group;
     unsigned key[VPT];
+    int slot[VPT];
 #pragma unroll
-    for (int v = 0; v < VPT; ++v) key[v] = kept ? order_key(c[v]) : 0u;
-    unsigned best = key[0];
-    int best_v = 0;
-#pragma unroll
-    for (int v = 1; v < VPT; ++v)
-        if (key[v] > best) { best = key[v]; best_v = v; }
-    /* K rounds: the warp's largest key (redux), then the lowest index among the
-     * lanes that hold it; the owner drops it and rescans its VPT keys. */
-    int my_id = -1;
+    for (int v = 0; v < VPT; ++v) {
+        key[v] = kept ? order_key(c[v]) : 0u;
+        slot[v] = v;
+    }
+    sort_lane_keys<VPT>(key, slot);
+    /* 4. Lanes hold ascending experts, so the lowest lane holding the top key
+     * holds the lowest expert with it. */
     for (int k = 0; k < p.K; ++k) {
-        const unsigned top = __reduce_max_sync(FULL_MASK, best);
-        const unsigned candidate = best == top ? (unsigned)(lane * VPT + best_v) : 0xffffffffu;
-        const unsigned winner = __reduce_min_sync(FULL_MASK, candidate);
-        if (lane == k) my_id = (int)winner;
-        if ((int)winner / VPT == lane) {
+        const unsigned top = __reduce_max_sync(FULL_MASK, key[0]);
+        const unsigned holders = __ballot_sync(FULL_MASK, key[0] == top);
+        const bool won = lane == __ffs(holders) - 1;
+        if (won) s_chosen[warp][k] = lane * VPT + slot[0];
 #pragma unroll
-            for (int v = 0; v < VPT; ++v)
-                if (v == best_v) key[v] = 0u;
-            best = key[0];
-            best_v = 0;
-#pragma unroll
-            for (int v = 1; v < VPT; ++v)
-                if (key[v] > best) { best = key[v]; best_v = v; }
+        for (int v = 0; v + 1 < VPT; ++v) {
+            key[v] = won ? key[v + 1] : key[v];
+            slot[v] = won ? slot[v + 1] : slot[v];
         }
+        key[VPT - 1] = won ? 0u : key[VPT - 1];
     }
     __syncwarp();
+    /* 5. Lanes K.. add zeros, so a butterfly over the smallest power of two
+     * >= K lanes gives the sum the full warp would. */
+    const int my_id = lane < p.K ? s_chosen[warp][lane] : 0;
     const float my_q = lane < p.K ? s_q[warp][my_id] : 0.0f;
+    int span = 1;
+    while (span < p.K) span *= 2;
     double sum = (double)my_q;
-#pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(FULL_MASK, sum, offset);
+    for (int offset = span / 2; offset > 0; offset /= 2) sum += __shfl_xor_sync(FULL_MASK, sum, offset);
     if (lane < p.K) {
         double w = my_q;
         if (p.norm) w = w / (sum + 1e-20);
         ids[t * p.K + lane] = my_id;
         weights[t * p.K + lane] = (float)(w * (double)p.factor);
+    }
+}
+
+/* Every float bit pattern x: sigmoid_exact's bits against r1_moe_sigmoid_inline's
+ * (NaN against NaN); counts the differences and keeps the smallest differing
+ * pattern. */
+__global__ void moe_check_sigmoid_bits(unsigned long long *mismatches, unsigned *first) {
+    const unsigned long long stride = (unsigned long long)gridDim.x * blockDim.x * 4;
+    for (unsigned long long base = ((unsigned long long)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+         base < (1ull << 32); base += stride) {
+        float x[4], want[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            x[i] = __uint_as_float((unsigned)(base + i));
+            want[i] = r1_moe_sigmoid_inline(x[i]);
+        }
+        sigmoid_exact<4>(x);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const bool same = __float_as_uint(x[i]) == __float_as_uint(want[i]) ||
+                              (x[i] != x[i] && want[i] != want[i]);
+            if (!same) {
+                atomicAdd(mismatches, 1ull);
+                atomicMin(first, (unsigned)(base + i));
+            }
+        }
     }
 }
 
@@ -338,13 +447,19 @@ struct dispatch_params {
     long long capacity, blocks;
 };
 
+/* Ids each lane loads before it uses the first of them, so that the loads of
+ * a batch overlap. */
+constexpr int DISPATCH_BATCH = 4;
+
 /* Chunk c's per-expert counts (cta_counts[c][e]) and its first id outside
  * [0, E) (cta_bad[c], NO_BAD if none). Lanes with the same expert are counted
  * by one shared atomic (__match_any_sync), so a skewed routing does not
- * serialize on one counter. */
+ * serialize on one counter. Lets moe_dispatch_place launch at once: that
+ * kernel counts its warps' slices while this one runs. */
 __global__ void __launch_bounds__(DISPATCH_THREADS)
 moe_dispatch_histogram(const int32_t *__restrict__ ids, dispatch_params p,
                        int32_t *__restrict__ cta_counts, unsigned *__restrict__ cta_bad) {
+    let_next_kernel_launch();
     extern __shared__ int32_t s_count[]; /* (E) */
     __shared__ unsigned s_bad;
     const int tid = threadIdx.x, lane = tid & 31;
@@ -352,15 +467,24 @@ moe_dispatch_histogram(const int32_t *__restrict__ ids, dispatch_params p,
     if (tid == 0) s_bad = NO_BAD;
     __syncthreads();
     const long long begin = (long long)blockIdx.x * p.per_cta;
-    for (long long base = begin; base < begin + p.per_cta; base += DISPATCH_THREADS) {
-        const long long j = base + tid;
-        int e = j < p.N ? ids[j] : p.E;
-        if (j < p.N && (e < 0 || e >= p.E)) {
-            atomicMin(&s_bad, (unsigned)j);
-            e = p.E;
+    const long long end = begin + p.per_cta < p.N ? begin + p.per_cta : p.N;
+    for (long long base = begin; base < end; base += DISPATCH_THREADS * DISPATCH_BATCH) {
+        int e[DISPATCH_BATCH];
+#pragma unroll
+        for (int i = 0; i < DISPATCH_BATCH; ++i) {
+            const long long j = base + i * DISPATCH_THREADS + tid;
+            e[i] = j < end ? __ldg(ids + j) : p.E;
         }
-        const unsigned peers = __match_any_sync(FULL_MASK, e);
-        if (e < p.E && lane == __ffs(peers) - 1) atomicAdd(&s_count[e], __popc(peers));
+#pragma unroll
+        for (int i = 0; i < DISPATCH_BATCH; ++i) {
+            const long long j = base + i * DISPATCH_THREADS + tid;
+            if (j < end && (e[i] < 0 || e[i] >= p.E)) {
+                atomicMin(&s_bad, (unsigned)j);
+                e[i] = p.E;
+            }
+            const unsigned peers = __match_any_sync(FULL_MASK, e[i]);
+            if (e[i] < p.E && lane == __ffs(peers) - 1) atomicAdd(&s_count[e[i]], __popc(peers));
+        }
     }
     __syncthreads();
     for (int e = tid; e < p.E; e += DISPATCH_THREADS)
@@ -368,11 +492,26 @@ moe_dispatch_histogram(const int32_t *__restrict__ ids, dispatch_params p,
     if (tid == 0) cta_bad[blockIdx.x] = s_bad;
 }
 
-/* Every CTA: totals and its own prefix per expert from the counts matrix,
- * the scans to offsets and padded offsets, then the stable placement of its
- * chunk (warp w takes the w-th slice; within a warp, __match_any_sync ranks
- * lanes of the same expert; per-warp bases come from a first counting pass).
- * CTA 0 writes the small arrays; padding and block_expert are shared out. */
+/* Warp w's slice of chunk c: ids [first, end) (end clipped to N). */
+struct warp_slice {
+    long long first, end;
+};
+
+__device__ __forceinline__ warp_slice slice_of_warp(const dispatch_params &p, int warp) {
+    const int warp_pairs = p.per_cta / DISPATCH_WARPS;
+    warp_slice s;
+    s.first = (long long)blockIdx.x * p.per_cta + (long long)warp * warp_pairs;
+    s.end = s.first + warp_pairs < p.N ? s.first + warp_pairs : p.N;
+    return s;
+}
+
+/* Every CTA: the per-warp counts of its chunk (before waiting for the
+ * histogram kernel: they read only ids), then totals and its own prefix per
+ * expert from the counts matrix, the scans to offsets and padded offsets,
+ * then the stable placement of its chunk (warp w takes the w-th slice;
+ * within a warp, __match_any_sync ranks lanes of the same expert). CTA 0
+ * writes the small arrays; padding and block_expert are shared out. Launched
+ * as a programmatic dependent of moe_dispatch_histogram. */
 __global__ void __launch_bounds__(DISPATCH_THREADS)
 moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
                    const int32_t *__restrict__ cta_counts, const unsigned *__restrict__ cta_bad,
@@ -387,29 +526,43 @@ moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
     __shared__ int32_t s_scan[2][DISPATCH_WARPS];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int E = p.E;
-    int bad = 0;
-    for (int c = tid; c < p.ctas; c += DISPATCH_THREADS) bad |= cta_bad[c] != NO_BAD;
     for (int i = tid; i < DISPATCH_WARPS * E; i += DISPATCH_THREADS) s_warp[i] = 0;
-    if (__syncthreads_or(bad)) return;
+    __syncthreads();
 
-    /* Pass 1: each warp counts its slice per expert. */
-    const int warp_pairs = p.per_cta / DISPATCH_WARPS;
-    const long long warp_begin = (long long)blockIdx.x * p.per_cta + (long long)warp * warp_pairs;
+    /* Pass 1: each warp counts its slice per expert (ids outside [0, E) are
+     * skipped: the histogram kernel reports them, and this one stops below). */
+    const warp_slice slice = slice_of_warp(p, warp);
     int32_t *my_counts = s_warp + warp * E;
-    for (long long base = warp_begin; base < warp_begin + warp_pairs && base < p.N; base += 32) {
-        const long long j = base + lane;
-        const int e = j < p.N ? ids[j] : E;
-        const unsigned peers = __match_any_sync(FULL_MASK, e);
-        if (e < E && lane == __ffs(peers) - 1) my_counts[e] += __popc(peers);
-        __syncwarp();
+    for (long long base = slice.first; base < slice.end; base += 32 * DISPATCH_BATCH) {
+        int e[DISPATCH_BATCH];
+#pragma unroll
+        for (int i = 0; i < DISPATCH_BATCH; ++i) {
+            const long long j = base + i * 32 + lane;
+            e[i] = j < slice.end ? __ldg(ids + j) : E;
+            if (e[i] < 0 || e[i] >= E) e[i] = E;
+        }
+#pragma unroll
+        for (int i = 0; i < DISPATCH_BATCH; ++i) {
+            const unsigned peers = __match_any_sync(FULL_MASK, e[i]);
+            if (e[i] < E && lane == __ffs(peers) - 1) my_counts[e[i]] += __popc(peers);
+            __syncwarp();
+        }
     }
 
-    /* Totals per expert and the pairs of earlier chunks. */
+    wait_for_previous_kernel();
+    int bad = 0;
+    for (int c = tid; c < p.ctas; c += DISPATCH_THREADS) bad |= __ldcg(cta_bad + c) != NO_BAD;
+    if (__syncthreads_or(bad)) return;
+
+    /* Totals per expert and the pairs of earlier chunks (the loads of eight
+     * chunks in flight at a time). */
     for (int e = tid; e < E; e += DISPATCH_THREADS) {
         int total = 0, before = 0;
+#pragma unroll 8
         for (int c = 0; c < p.ctas; ++c) {
-            if (c == (int)blockIdx.x) before = total;
-            total += cta_counts[(long long)c * E + e];
+            const int n = __ldcg(cta_counts + (long long)c * E + e);
+            before += c < (int)blockIdx.x ? n : 0;
+            total += n;
         }
         s_total[e] = total;
         s_offset[e] = before; /* parked here until the scan */
@@ -470,20 +623,28 @@ moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
 
     /* Pass 2: stable placement of the warp's slice, in flat order. */
     const bool padded = padded_offsets != nullptr;
-    for (long long base = warp_begin; base < warp_begin + warp_pairs && base < p.N; base += 32) {
-        const long long j = base + lane;
-        const int e = j < p.N ? ids[j] : E;
-        const unsigned peers = __match_any_sync(FULL_MASK, e);
-        if (e < E) {
-            const int r = my_counts[e] + __popc(peers & ((1u << lane) - 1));
-            const int position = s_offset[e] + r;
-            permutation[position] = (int32_t)j;
-            inverse[j] = position;
-            if (padded) sorted_padded[s_padded[e] + r] = (int32_t)j;
+    for (long long base = slice.first; base < slice.end; base += 32 * DISPATCH_BATCH) {
+        int e[DISPATCH_BATCH];
+#pragma unroll
+        for (int i = 0; i < DISPATCH_BATCH; ++i) {
+            const long long j = base + i * 32 + lane;
+            e[i] = j < slice.end ? __ldg(ids + j) : E;
         }
-        __syncwarp();
-        if (e < E && lane == __ffs(peers) - 1) my_counts[e] += __popc(peers);
-        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < DISPATCH_BATCH; ++i) {
+            const long long j = base + i * 32 + lane;
+            const unsigned peers = __match_any_sync(FULL_MASK, e[i]);
+            if (e[i] < E) {
+                const int r = my_counts[e[i]] + __popc(peers & ((1u << lane) - 1));
+                const int position = s_offset[e[i]] + r;
+                permutation[position] = (int32_t)j;
+                inverse[j] = position;
+                if (padded) sorted_padded[s_padded[e[i]] + r] = (int32_t)j;
+            }
+            __syncwarp();
+            if (e[i] < E && lane == __ffs(peers) - 1) my_counts[e[i]] += __popc(peers);
+            __syncwarp();
+        }
     }
 
     /* The small arrays (CTA 0), padding (expert e by CTA e % ctas), the tail
@@ -667,11 +828,11 @@ __global__ void moe_balance_affinity(const float *logits, long long T, int E, in
         }
         double sum = 0.0;
         for (int e = lane; e < E; e += 32)
-            sum += sigmoid ? (double)sigmoid_fast_bits(l[e]) : (double)r1_moe_exp_inline(__fsub_rn(l[e], m));
+            sum += sigmoid ? (double)sigmoid_bits(l[e]) : (double)r1_moe_exp_inline(__fsub_rn(l[e], m));
         for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(FULL_MASK, sum, o);
         for (int e = lane; e < E; e += 32) {
             double a;
-            if (sigmoid) a = (double)sigmoid_fast_bits(l[e]) / sum;
+            if (sigmoid) a = (double)sigmoid_bits(l[e]) / sum;
             else a = (double)(float)((double)r1_moe_exp_inline(__fsub_rn(l[e], m)) / sum);
             atomicAdd(&s_P[e], a);
         }
@@ -832,11 +993,18 @@ extern "C" r1_status moe_dispatch_cuda(const r1_moe_desc *desc, const int32_t *i
     moe_dispatch_histogram<<<p.ctas, DISPATCH_THREADS, (size_t)p.E * sizeof(int32_t), s>>>(
         ids, p, cta_counts, cta_bad);
     CUDA_TRY(cudaGetLastError());
-    const size_t shared = (3 * (size_t)p.E + 2 + (size_t)DISPATCH_WARPS * p.E) * sizeof(int32_t);
-    moe_dispatch_place<<<p.ctas, DISPATCH_THREADS, shared, s>>>(
-        ids, p, cta_counts, cta_bad, out->counts, out->offsets, out->permutation, out->inverse,
-        out->padded_offsets, out->sorted_padded, out->block_expert, out->padded_total);
-    CUDA_TRY(cudaGetLastError());
+    cudaLaunchAttribute early_launch = early_launch_attribute();
+    cudaLaunchConfig_t place = {};
+    place.gridDim = dim3((unsigned)p.ctas, 1, 1);
+    place.blockDim = dim3(DISPATCH_THREADS, 1, 1);
+    place.dynamicSmemBytes = (3 * (size_t)p.E + 2 + (size_t)DISPATCH_WARPS * p.E) * sizeof(int32_t);
+    place.stream = s;
+    place.attrs = &early_launch;
+    place.numAttrs = early_launch_supported() ? 1 : 0;
+    CUDA_TRY(cudaLaunchKernelEx(&place, moe_dispatch_place, ids, p, (const int32_t *)cta_counts,
+                                (const unsigned *)cta_bad, out->counts, out->offsets,
+                                out->permutation, out->inverse, out->padded_offsets,
+                                out->sorted_padded, out->block_expert, out->padded_total));
     if (!desc->asynchronous) {
         unsigned found[DISPATCH_MAX_CTAS];
         CUDA_TRY(cudaMemcpyAsync(found, cta_bad, (size_t)p.ctas * sizeof(unsigned),
@@ -962,4 +1130,28 @@ extern "C" r1_status moe_balance_cuda(const r1_moe_desc *desc, const float *logi
     }
     r1_device_free(scratch);
     return status;
+}
+
+extern "C" r1_status moe_cuda_check_sigmoid(uint64_t *mismatches, uint32_t *first_input) {
+    void *scratch = NULL;
+    r1_status status = r1_device_alloc(&scratch, 16);
+    if (status != R1_OK) return status;
+    unsigned long long *count = (unsigned long long *)scratch;
+    unsigned *first = (unsigned *)(count + 1);
+    cudaError_t error = cudaMemset(count, 0, 8);
+    if (error == cudaSuccess) error = cudaMemset(first, 0xff, 4);
+    if (error == cudaSuccess) {
+        moe_check_sigmoid_bits<<<1024, 256>>>(count, first);
+        error = cudaGetLastError();
+    }
+    unsigned long long found = 0;
+    unsigned smallest = 0;
+    if (error == cudaSuccess) error = cudaMemcpy(&found, count, 8, cudaMemcpyDeviceToHost);
+    if (error == cudaSuccess) error = cudaMemcpy(&smallest, first, 4, cudaMemcpyDeviceToHost);
+    r1_device_free(scratch);
+    if (error != cudaSuccess)
+        return r1_fail(R1_ECUDA, "sigmoid check: %s", cudaGetErrorString(error));
+    *mismatches = found;
+    *first_input = smallest;
+    return R1_OK;
 }

@@ -170,6 +170,7 @@ extern "C" {
 }
 #include "kernels/cuda_try.cuh"
 #include "kernels/cluster.cuh"
+#include "kernels/launch.cuh"
 #include "r1lab/philox.h"
 
 namespace cg = cooperative_groups;
@@ -1836,26 +1837,6 @@ template <typename In> __device__ void sample_row(const KernelArguments &a, long
     cluster_sync(); /* no block may exit while others read its shared memory */
 }
 
-/* Kernels 2 and 3 of a call are launched as programmatic dependents of the
- * kernel before them (sm_90): the launch may start while that kernel
- * drains, and this waits until all of its writes are visible. */
-__device__ __forceinline__ void wait_for_previous_kernel() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-/* Lets the next kernel's launch begin once every block of this one has
- * called this (or exited), rather than only when they have all exited: its
- * blocks take the SM slots that this kernel's last blocks free and wait
- * there (wait_for_previous_kernel), so the launch latency is hidden. Stage
- * 1 calls it; stage 2 does not (see decide_rows_kernel). */
-__device__ __forceinline__ void let_next_kernel_launch() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 /* Each cluster takes rows slot, slot + clusters, ...: of the list that the
  * two stages left (a.rows), or of the whole batch. */
 template <typename In> __global__ void __launch_bounds__(kThreads, 2)
@@ -2606,10 +2587,11 @@ r1_status launch(const r1_sampling_desc *desc, const void *logits, const r1_samp
     a.rows = nullptr;
     a.row_count = nullptr;
 
-    /* Kernels after the first launch as programmatic dependents (sm_90). */
-    cudaLaunchAttribute early_launch;
-    early_launch.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    early_launch.val.programmaticStreamSerializationAllowed = 1;
+    /* Kernels 2 and 3 launch as programmatic dependents of the kernel before
+     * them (sm_90, kernels/launch.cuh): the launch may start while that
+     * kernel drains. Stage 1 lets stage 2 launch early; stage 2 does not
+     * (see decide_rows_kernel). */
+    cudaLaunchAttribute early_launch = early_launch_attribute();
     const bool early_launch_on = device_limits().major >= 9;
 
     /* Stages 1 and 2 decide most rows; sample_rows_kernel takes the rest. */

@@ -1,0 +1,59 @@
+/*
+ * kernels/launch.cuh — programmatic dependent launch (sm_90), shared by the
+ * CUDA files whose calls are chains of short kernels (sampling, moe).
+ *
+ * A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization
+ * may start while the kernel before it in the stream is still running; it
+ * does its independent work, then calls wait_for_previous_kernel() before it
+ * reads anything that kernel writes. The kernel before it calls
+ * let_next_kernel_launch() to let that launch begin once all of its blocks
+ * have started (otherwise only when they have all exited). Below sm_90 both
+ * are no-ops and the launch attribute is not set (early_launch_attribute).
+ */
+#ifndef R1LAB_KERNELS_LAUNCH_CUH
+#define R1LAB_KERNELS_LAUNCH_CUH
+
+#include <cuda_runtime.h>
+
+namespace {
+
+/* Waits until every write of the previous kernel in the stream is visible. */
+__device__ __forceinline__ void wait_for_previous_kernel() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+/* Lets the next kernel's launch begin once every block of this one has
+ * called this (or exited): its blocks take the SM slots that this kernel's
+ * last blocks free and wait there (wait_for_previous_kernel), so the launch
+ * latency is hidden. */
+__device__ __forceinline__ void let_next_kernel_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* 1 when the current device has programmatic dependent launch (sm_90 on). */
+inline bool early_launch_supported() {
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    return major >= 9;
+}
+
+/* The launch attribute that makes a kernel a programmatic dependent of the
+ * one before it; use with numAttrs = early_launch_supported() ? 1 : 0. */
+inline cudaLaunchAttribute early_launch_attribute() {
+    cudaLaunchAttribute attribute;
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    return attribute;
+}
+
+}  // namespace
+
+#endif
