@@ -10,11 +10,9 @@
  *             (block 64) from ids, T = 4096 (N = 32768); cuda, ref, fast.
  *             Bytes: ids read N*4, permutation + inverse + sorted_padded
  *             written ~3*N*4 (+ small arrays).
- *   permute   bf16 rows, d = 7168, T = 4096 (N = 32768 rows): each output row
- *             is one input row. Bytes that must cross HBM: the T*d*2 input
- *             read once + N*d*2 written (each input row is wanted K times; the
- *             K-1 repeats can come from L2, so counting N*d*2 reads, as v1
- *             did, gave fractions above 1).
+ *   permute   bf16 rows, d = 7168, T = 4096 (N = 32768 rows): each input
+ *             row goes to its K output rows. Bytes that must cross HBM: the
+ *             T*d*2 input read once + N*d*2 written.
  *   combine   bf16 rows, d = 7168, T = 4096: y[t] = sum of K weighted rows.
  *             Bytes: N*d*2 read + T*d*2 written.
  * Counters: fraction_of_hbm (bytes/s over the measured device copy bandwidth,
@@ -174,7 +172,7 @@ static void bench_cpu(r1b_state *state, const void *user) {
                     r1_moe_dispatch(c->backend, &desc, p.ids, &p.dispatch, workspace, workspace_bytes, NULL);
                     break;
                 case OP_PERMUTE:
-                    r1_moe_permute(c->backend, &desc, R1_BF16, p.x, p.dispatch.permutation, rows, NULL);
+                    r1_moe_permute(c->backend, &desc, R1_BF16, p.x, p.dispatch.inverse, rows, NULL);
                     break;
                 case OP_COMBINE:
                     r1_moe_combine(c->backend, &desc, R1_BF16, p.expert_out, p.dispatch.inverse,
@@ -210,7 +208,7 @@ typedef struct moe_call {
     float *weights;
     const r1_moe_dispatch_out *dispatch;
     const void *x;
-    const int32_t *permutation, *inverse;
+    const int32_t *inverse;
     void *out;
     void *workspace;
     size_t workspace_bytes;
@@ -227,7 +225,7 @@ static int run_moe_op(void *context) {
         return r1_moe_dispatch(R1_CUDA, m->desc, m->ids, m->dispatch, m->workspace,
                                m->workspace_bytes, m->stream);
     case OP_PERMUTE:
-        return r1_moe_permute(R1_CUDA, m->desc, R1_BF16, m->x, m->permutation, m->out,
+        return r1_moe_permute(R1_CUDA, m->desc, R1_BF16, m->x, m->inverse, m->out,
                               m->stream);
     default:
         return r1_moe_combine(R1_CUDA, m->desc, R1_BF16, m->x, m->inverse, m->weights, NULL,
@@ -256,18 +254,17 @@ static void bench_cuda(r1b_state *state, const void *user) {
                              b + 3 * E + 2 + 2 * N, b + 3 * E + 2 + 2 * N + P,
                              b + 3 * E + 2 + 2 * N + P + blocks};
     void *d_x = NULL, *d_rows = NULL, *d_out = NULL;
-    int32_t *d_perm = NULL, *d_inv = NULL;
+    int32_t *d_inv = NULL;
     if (c->op == OP_PERMUTE || c->op == OP_COMBINE) {
         d_x = upload(c->op == OP_PERMUTE ? (void *)p.x : (void *)p.expert_out,
                      c->op == OP_PERMUTE ? T * d * 2 : N * d * 2, &st);
         d_out = upload(NULL, c->op == OP_PERMUTE ? N * d * 2 : T * d * 2, &st);
-        d_perm = upload(p.dispatch.permutation, N * 4, &st);
         d_inv = upload(p.dispatch.inverse, N * 4, &st);
     }
     void *workspace = upload(NULL, r1_moe_workspace_size(R1_CUDA, &p.desc) + 16, &st);
     size_t workspace_bytes = r1_moe_workspace_size(R1_CUDA, &p.desc) + 16;
     (void)d_rows;
-    moe_call call = {c->op, &p.desc, d_logits, d_bias, d_ids, d_w, &o, d_x, d_perm, d_inv,
+    moe_call call = {c->op, &p.desc, d_logits, d_bias, d_ids, d_w, &o, d_x, d_inv,
                      d_out, workspace, workspace_bytes, NULL};
     if (st == R1_OK) st = run_moe_op(&call);
     if (st == R1_OK) st = r1_device_synchronize();
@@ -314,7 +311,7 @@ static void bench_cuda(r1b_state *state, const void *user) {
         }
     }
     r1_device_free(d_logits); r1_device_free(d_bias); r1_device_free(d_ids); r1_device_free(d_w);
-    r1_device_free(d_dispatch); r1_device_free(d_x); r1_device_free(d_out); r1_device_free(d_perm);
+    r1_device_free(d_dispatch); r1_device_free(d_x); r1_device_free(d_out);
     r1_device_free(d_inv); r1_device_free(workspace);
     free_problem(&p);
 }

@@ -206,7 +206,7 @@ r1_status moe_route_ref(const r1_moe_desc *desc, const float *logits, const floa
 r1_status moe_dispatch_ref(const r1_moe_desc *desc, const int32_t *ids,
                            const r1_moe_dispatch_out *out);
 r1_status moe_permute_ref(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
-                          const int32_t *permutation, void *x_sorted);
+                          const int32_t *inverse, void *x_sorted);
 r1_status moe_combine_ref(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,
                           const int32_t *inverse, const float *weights, const void *shared,
                           void *y);
@@ -223,7 +223,7 @@ size_t moe_dispatch_workspace_size_fast(const r1_moe_desc *desc);
 r1_status moe_dispatch_fast(const r1_moe_desc *desc, const int32_t *ids,
                             const r1_moe_dispatch_out *out, void *workspace);
 r1_status moe_permute_fast(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
-                           const int32_t *permutation, void *x_sorted);
+                           const int32_t *inverse, void *x_sorted);
 r1_status moe_combine_fast(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,
                            const int32_t *inverse, const float *weights, const void *shared,
                            void *y);
@@ -239,7 +239,7 @@ r1_status moe_route_cuda(const r1_moe_desc *desc, const float *logits, const flo
 r1_status moe_dispatch_cuda(const r1_moe_desc *desc, const int32_t *ids,
                             const r1_moe_dispatch_out *out, void *workspace, void *stream);
 r1_status moe_permute_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
-                           const int32_t *permutation, void *x_sorted, void *stream);
+                           const int32_t *inverse, void *x_sorted, void *stream);
 r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,
                            const int32_t *inverse, const float *weights, const void *shared,
                            void *y, void *stream);

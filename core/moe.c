@@ -327,35 +327,35 @@ r1_status r1_moe_dispatch(r1_backend backend, const r1_moe_desc *desc, const int
 }
 
 r1_status r1_moe_permute(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,
-                         const void *x, const int32_t *permutation, void *x_sorted,
+                         const void *x, const int32_t *inverse, void *x_sorted,
                          void *stream) {
     r1_status status = r1_moe_validate(desc);
     if (status == R1_OK) status = check_hidden(desc);
     if (status == R1_OK) status = check_row_dtype(dtype);
     if (status != R1_OK) return status;
-    if (x == NULL || permutation == NULL || x_sorted == NULL)
+    if (x == NULL || inverse == NULL || x_sorted == NULL)
         return r1_fail(R1_EINVAL, "%s is NULL",
-                       x == NULL ? "x" : permutation == NULL ? "permutation" : "x_sorted");
+                       x == NULL ? "x" : inverse == NULL ? "inverse" : "x_sorted");
     {
         const size_t T = (size_t)desc->tokens, d = (size_t)desc->hidden;
         const size_t N = T * (size_t)desc->top_k;
         const moe_range outs[] = {{"x_sorted", x_sorted, r1_dtype_bytes(dtype, N * d)}};
         const moe_range ins[] = {{"x", x, r1_dtype_bytes(dtype, T * d)},
-                                 {"permutation", permutation, N * sizeof(int32_t)}};
+                                 {"inverse", inverse, N * sizeof(int32_t)}};
         if ((status = check_ranges(outs, 1, ins, 2)) != R1_OK) return status;
     }
     if ((status = r1_check_backend(backend)) != R1_OK) return status;
     if (backend != R1_CUDA) {
         const int64_t N = desc->tokens * desc->top_k;
         for (int64_t j = 0; j < N; ++j)
-            if (permutation[j] < 0 || permutation[j] >= N)
-                return r1_fail(R1_EINVAL, "permutation[%lld] = %d: outside [0, N = %lld)",
-                               (long long)j, permutation[j], (long long)N);
+            if (inverse[j] < 0 || inverse[j] >= N)
+                return r1_fail(R1_EINVAL, "inverse[%lld] = %d: outside [0, N = %lld)",
+                               (long long)j, inverse[j], (long long)N);
     }
     switch (backend) {
-    case R1_REF: return moe_permute_ref(desc, dtype, x, permutation, x_sorted);
-    case R1_FAST: return moe_permute_fast(desc, dtype, x, permutation, x_sorted);
-    default: return moe_permute_cuda(desc, dtype, x, permutation, x_sorted, stream);
+    case R1_REF: return moe_permute_ref(desc, dtype, x, inverse, x_sorted);
+    case R1_FAST: return moe_permute_fast(desc, dtype, x, inverse, x_sorted);
+    default: return moe_permute_cuda(desc, dtype, x, inverse, x_sorted, stream);
     }
 }
 
@@ -477,8 +477,8 @@ r1_status moe_dispatch_cuda(const r1_moe_desc *desc, const int32_t *ids,
     return no_cuda();
 }
 r1_status moe_permute_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
-                           const int32_t *permutation, void *x_sorted, void *stream) {
-    (void)desc; (void)dtype; (void)x; (void)permutation; (void)x_sorted; (void)stream;
+                           const int32_t *inverse, void *x_sorted, void *stream) {
+    (void)desc; (void)dtype; (void)x; (void)inverse; (void)x_sorted; (void)stream;
     return no_cuda();
 }
 r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *expert_out,

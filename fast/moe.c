@@ -10,7 +10,7 @@
  *       index because experts are scanned in index order); dispatch as a
  *       parallel counting sort (per-thread histograms over contiguous chunks
  *       of pairs, then each thread places its chunk: stable); permute as row
- *       copies; combine with float32 accumulators, 8 slots per row in order;
+ *       copies, each token's row to its K positions; combine with float32 accumulators, 8 slots per row in order;
  *       gate GEMM with four float64 partial sums per dot product.
  */
 #include <math.h>
@@ -267,15 +267,16 @@ r1_status moe_dispatch_fast(const r1_moe_desc *desc, const int32_t *ids,
 
 /* ---- permute and combine ------------------------------------------------------------ */
 
+/* Threads over tokens: each row of x is read once and written K times. */
 r1_status moe_permute_fast(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
-                           const int32_t *permutation, void *x_sorted) {
-    const int64_t N = desc->tokens * desc->top_k;
+                           const int32_t *inverse, void *x_sorted) {
+    const int64_t T = desc->tokens, K = desc->top_k;
     const size_t row_bytes = r1_dtype_bytes(dtype, (size_t)desc->hidden);
-    const int64_t K = desc->top_k;
 #pragma omp parallel for schedule(static)
-    for (int64_t j = 0; j < N; ++j)
-        memcpy((char *)x_sorted + (size_t)j * row_bytes,
-               (const char *)x + (size_t)(permutation[j] / K) * row_bytes, row_bytes);
+    for (int64_t t = 0; t < T; ++t)
+        for (int64_t k = 0; k < K; ++k)
+            memcpy((char *)x_sorted + (size_t)inverse[t * K + k] * row_bytes,
+                   (const char *)x + (size_t)t * row_bytes, row_bytes);
     return R1_OK;
 }
 

@@ -18,31 +18,35 @@
  *                           groups of whole lanes (E/G a multiple of VPT,
  *                           E/G/VPT a power of 2) and K <= 32: each lane holds
  *                           VPT experts (float4 loads of logits and bias) ->
- *                           sigmoid (reciprocal, same bits) -> +bias ->
- *                           per-lane top-2 -> butterfly merge of top-2 pairs
- *                           inside the group's lanes -> group sum -> every
- *                           lane ranks its group against all G group sums ->
- *                           K rounds of __reduce_max_sync over order-keys of
- *                           c, then __reduce_min_sync over the index among the
- *                           lanes holding that key (value desc, index asc) ->
- *                           the K unbiased scores from shared memory, summed
- *                           in float64 (exact for these magnitudes, so the same
- *                           bits as ref), normalized, scaled.
- *   moe_dispatch_histogram  chunks of >= 1024 pairs (<= 256 chunks), one per
+ *                           sigmoid without branches (same bits as ref) ->
+ *                           +bias -> per-lane top-2 -> butterfly merge of
+ *                           top-2 pairs inside the group's lanes -> group sum
+ *                           -> every lane ranks its group against all G group
+ *                           sums -> each lane sorts its kept keys -> K rounds
+ *                           of __reduce_max_sync over the lanes' first keys,
+ *                           the lowest lane holding it (ballot) takes it and
+ *                           shifts its keys -> the K unbiased scores from
+ *                           shared memory, summed in float64 (exact for these
+ *                           magnitudes, so the same bits as ref), normalized,
+ *                           scaled.
+ *   moe_dispatch_histogram  chunks of >= 512 pairs (<= 256 chunks), one per
  *                           CTA: per-expert counts (one shared atomic per run
  *                           of equal ids in a warp, __match_any_sync) and the
  *                           chunk's first id outside [0, E), to a workspace
  *                           matrix (chunks, E).
- *   moe_dispatch_place      every CTA again on its chunk: totals and its own
- *                           prefix per expert from the matrix, block scans to
- *                           offsets and padded offsets, then stable placement:
- *                           warp w takes slice w of the chunk; a counting pass
- *                           gives per-warp bases, a second pass ranks lanes of
- *                           the same expert with __match_any_sync. CTA 0 writes
- *                           the small arrays; padding, the tail and
+ *   moe_dispatch_place      a programmatic dependent of the histogram, every
+ *                           CTA again on its chunk: warp w counts slice w of
+ *                           the chunk (before the wait: it reads only ids),
+ *                           then totals and its own prefix per expert from the
+ *                           matrix, block scans to offsets and padded offsets,
+ *                           then stable placement: a second pass ranks lanes
+ *                           of the same expert with __match_any_sync. CTA 0
+ *                           writes the small arrays; padding, the tail and
  *                           block_expert are shared out over the grid.
- *   moe_permute_rows        one block per output row, 16-byte vector copies
- *                           (scalar path when a row is not 16-byte aligned).
+ *   moe_permute_scatter     one block per token: the row read once (16-byte
+ *                           vectors, or 2-byte elements when a row is not
+ *                           16-byte aligned), 16 KB at a time, and written to
+ *                           its K destinations (inverse).
  *   moe_combine_rows        one block per token, 16-byte vector loads of the K
  *                           expert rows (8 bf16 or 4 f32), float32 accumulators
  *                           in slot order, + shared, one rounding on store.
@@ -70,6 +74,27 @@
  *       (the time at T=1 is not the arithmetic: look at what else one call
  *       launches or waits for), dispatch <= 10 us, permute >= 0.8 (a scatter
  *       that reads each row once and writes its K copies).
+ *   v3  What one call costs was measured first: an empty kernel takes 5.5-6.7
+ *       us with events around its launch (bench/launch_floor.cu), and a
+ *       clock64 trace of the v2 gate at T=1 gave 8100 cycles for one
+ *       warp, 3700 of them in the sigmoids (a branch per value around the
+ *       exp checks and __frcp_rn's slow path, so the VPT values ran one after
+ *       another) and 2150 in the K rounds. gate: sigmoid without branches
+ *       (exp on the clamped argument, the reciprocal's fast path, the slow
+ *       path only for warps that need it; all 2^32 inputs checked against
+ *       ref's bits by a test), branch-free top-2, each lane's keys sorted
+ *       once so a round is one redux + one ballot + a shift. dispatch: place
+ *       launched as a programmatic dependent, counting before its wait;
+ *       chunks of 512 pairs. permute: scatter by inverse (the API takes
+ *       inverse now, as combine does). Events / CUDA graph (20 calls), us:
+ *       gate T=1 7.8 / 2.88, 16 7.8 / 2.90, 256 8.3 / 3.03, 4096 13.0 /
+ *       7.99, 16384 29.9 / 24.9; dispatch 16.4 / 8.63; permute 195 (0.91 of
+ *       the measured 2.98 TB/s); combine 187 (0.95). bench/results/h100-moe-
+ *       v3.json. A globaltimer trace of dispatch (block 0, chunks of 1024)
+ *       put 1.6 us in the counting pass, 0.85 in reading the matrix and 2.5
+ *       in the placing pass. Next: the gate at large T reads its logits at
+ *       only 0.2 of HBM (instruction-bound); dispatch's counts matrix could
+ *       be scanned once by the last histogram CTA instead of by every CTA.
  */
 #include <cuda_runtime.h>
 #include <cuda_bf16.h>
@@ -438,6 +463,11 @@ __global__ void moe_check_sigmoid_bits(unsigned long long *mismatches, unsigned 
 constexpr int DISPATCH_THREADS = 256;
 constexpr int DISPATCH_WARPS = DISPATCH_THREADS / 32;
 constexpr int DISPATCH_MAX_CTAS = 256;
+/* Pairs per chunk, at least. Fewer, larger chunks leave the placement's
+ * scattered stores to fewer SMs; more, smaller ones make every CTA read a
+ * larger counts matrix. At T = 4096, top-8 on the H100 (CUDA graph): 1024
+ * pairs 9.6 us, 512 pairs 8.6 us, 256 pairs 25 us. */
+constexpr int DISPATCH_MIN_PAIRS = 512;
 constexpr unsigned NO_BAD = 0xffffffffu;
 
 struct dispatch_params {
@@ -554,11 +584,11 @@ moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
     for (int c = tid; c < p.ctas; c += DISPATCH_THREADS) bad |= __ldcg(cta_bad + c) != NO_BAD;
     if (__syncthreads_or(bad)) return;
 
-    /* Totals per expert and the pairs of earlier chunks (the loads of eight
-     * chunks in flight at a time). */
+    /* Totals per expert and the pairs of earlier chunks (the loads of up to
+     * 32 chunks in flight at once). */
     for (int e = tid; e < E; e += DISPATCH_THREADS) {
         int total = 0, before = 0;
-#pragma unroll 8
+#pragma unroll 32
         for (int c = 0; c < p.ctas; ++c) {
             const int n = __ldcg(cta_counts + (long long)c * E + e);
             before += c < (int)blockIdx.x ? n : 0;
@@ -682,20 +712,42 @@ moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
 
 /* ---- permute and combine -------------------------------------------------------------- */
 
-__global__ void moe_permute_rows(const char *x, const int32_t *permutation, char *x_sorted,
-                                 int K, long long row_bytes, int vector) {
-    const long long j = blockIdx.x;
-    const long long token = permutation[j] / K;
-    const char *source = x + token * row_bytes;
-    char *destination = x_sorted + j * row_bytes;
-    if (vector) {
-        const uint4 *s = reinterpret_cast<const uint4 *>(source);
-        uint4 *d = reinterpret_cast<uint4 *>(destination);
-        for (long long i = threadIdx.x; i < row_bytes / 16; i += blockDim.x) d[i] = s[i];
-    } else {
-        const uint16_t *s = reinterpret_cast<const uint16_t *>(source);
-        uint16_t *d = reinterpret_cast<uint16_t *>(destination);
-        for (long long i = threadIdx.x; i < row_bytes / 2; i += blockDim.x) d[i] = s[i];
+constexpr int PERMUTE_THREADS = 128;
+constexpr int PERMUTE_VECTORS = 8; /* per thread in flight: a 16 KB slice of the row */
+
+/* One block per token t: its K destination rows (inverse[t*K + k], those
+ * outside [0, N) skipped) into shared memory, then the row of x a slice at a
+ * time: loaded once (evict-first: it is not read again), stored K times.
+ * Vector is uint4 (16-byte rows and pointers) or uint16_t. */
+template <typename Vector>
+__global__ void __launch_bounds__(PERMUTE_THREADS)
+moe_permute_scatter(const char *__restrict__ x, const int32_t *__restrict__ inverse,
+                    char *__restrict__ x_sorted, int K, long long N, long long row_bytes) {
+    __shared__ long long s_row[R1_MOE_MAX_TOP_K];
+    const long long t = blockIdx.x;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+        const long long j = inverse[t * K + k];
+        s_row[k] = j >= 0 && j < N ? j : -1;
+    }
+    __syncthreads();
+    const long long count = row_bytes / (long long)sizeof(Vector);
+    const Vector *source = reinterpret_cast<const Vector *>(x + t * row_bytes);
+    for (long long base = 0; base < count; base += (long long)PERMUTE_THREADS * PERMUTE_VECTORS) {
+        Vector v[PERMUTE_VECTORS];
+#pragma unroll
+        for (int r = 0; r < PERMUTE_VECTORS; ++r) {
+            const long long i = base + r * PERMUTE_THREADS + threadIdx.x;
+            if (i < count) v[r] = __ldcs(source + i);
+        }
+        for (int k = 0; k < K; ++k) {
+            if (s_row[k] < 0) continue;
+            Vector *destination = reinterpret_cast<Vector *>(x_sorted + s_row[k] * row_bytes);
+#pragma unroll
+            for (int r = 0; r < PERMUTE_VECTORS; ++r) {
+                const long long i = base + r * PERMUTE_THREADS + threadIdx.x;
+                if (i < count) destination[i] = v[r];
+            }
+        }
     }
 }
 
@@ -883,7 +935,7 @@ int fused_vpt(const r1_moe_desc *desc, int *lanes_per_group) {
     return vpt;
 }
 
-/* Chunks of the dispatch: at least 1024 pairs each, at most
+/* Chunks of the dispatch: at least DISPATCH_MIN_PAIRS pairs each, at most
  * DISPATCH_MAX_CTAS of them. */
 dispatch_params dispatch_shape(const r1_moe_desc *desc) {
     dispatch_params p;
@@ -892,7 +944,7 @@ dispatch_params dispatch_shape(const r1_moe_desc *desc) {
     p.block = desc->block_size;
     long long per = (p.N + DISPATCH_MAX_CTAS - 1) / DISPATCH_MAX_CTAS;
     per = (per + DISPATCH_THREADS - 1) / DISPATCH_THREADS * DISPATCH_THREADS;
-    if (per < 1024) per = 1024;
+    if (per < DISPATCH_MIN_PAIRS) per = DISPATCH_MIN_PAIRS;
     p.per_cta = (int)per;
     p.ctas = (int)((p.N + per - 1) / per);
     p.capacity = r1_moe_padded_capacity(desc);
@@ -1024,13 +1076,18 @@ extern "C" r1_status moe_dispatch_cuda(const r1_moe_desc *desc, const int32_t *i
 }
 
 extern "C" r1_status moe_permute_cuda(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
-                                      const int32_t *permutation, void *x_sorted, void *stream) {
+                                      const int32_t *inverse, void *x_sorted, void *stream) {
     cudaStream_t s = (cudaStream_t)stream;
     const long long row_bytes = (long long)r1_dtype_bytes(dtype, (size_t)desc->hidden);
-    const int vector = row_bytes % 16 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)x_sorted % 16 == 0;
+    const bool vector = row_bytes % 16 == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)x_sorted % 16 == 0;
     const long long N = desc->tokens * desc->top_k;
-    moe_permute_rows<<<(unsigned)N, 128, 0, s>>>((const char *)x, permutation, (char *)x_sorted,
-                                                 desc->top_k, row_bytes, vector);
+    const unsigned T = (unsigned)desc->tokens;
+    if (vector)
+        moe_permute_scatter<uint4><<<T, PERMUTE_THREADS, 0, s>>>(
+            (const char *)x, inverse, (char *)x_sorted, desc->top_k, N, row_bytes);
+    else
+        moe_permute_scatter<uint16_t><<<T, PERMUTE_THREADS, 0, s>>>(
+            (const char *)x, inverse, (char *)x_sorted, desc->top_k, N, row_bytes);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;
 }

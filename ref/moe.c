@@ -14,7 +14,7 @@
  *               w = q (/ sum q) * routed_scaling_factor
  *   dispatch    counts, exclusive offsets, stable permutation by expert,
  *               inverse, padded layout (moe_align_block_size)
- *   permute     x_sorted[j] = x[perm[j] / K]
+ *   permute     x_sorted[inverse[t*K+k]] = x[t]  (= x[perm[j] / K] at row j)
  *   combine     y[t] = sum_k w[t,k] out[inverse[t*K+k]] + shared[t]
  *   balance     f_i = E/(K T) load_i, P_i = mean_t s'_{t,i},
  *               L = alpha sum_i f_i P_i,  b_i += gamma sign(N/E - load_i)
@@ -233,15 +233,18 @@ static void store_value(r1_dtype dtype, void *rows, size_t index, float value) {
     else ((float *)rows)[index] = value;
 }
 
-/* x_sorted (N, d) = x[permutation[j] / K]. */
+/* x_sorted[inverse[t*K+k]] = x[t]: token t's row goes to the position of each
+ * of its K pairs in the expert order, so x_sorted (N, d) holds
+ * x[permutation[j] / K] at row j. */
 r1_status moe_permute_ref(const r1_moe_desc *desc, r1_dtype dtype, const void *x,
-                          const int32_t *permutation, void *x_sorted) {
-    const size_t d = (size_t)desc->hidden, N = (size_t)(desc->tokens * desc->top_k);
-    const size_t row_bytes = r1_dtype_bytes(dtype, d);
-    for (size_t j = 0; j < N; ++j) {
-        size_t token = (size_t)permutation[j] / (size_t)desc->top_k;
-        memcpy((char *)x_sorted + j * row_bytes, (const char *)x + token * row_bytes, row_bytes);
-    }
+                          const int32_t *inverse, void *x_sorted) {
+    const size_t T = (size_t)desc->tokens, K = (size_t)desc->top_k;
+    const size_t row_bytes = r1_dtype_bytes(dtype, (size_t)desc->hidden);
+    for (size_t t = 0; t < T; ++t)
+        for (size_t k = 0; k < K; ++k) {
+            size_t row = (size_t)inverse[t * K + k];
+            memcpy((char *)x_sorted + row * row_bytes, (const char *)x + t * row_bytes, row_bytes);
+        }
     return R1_OK;
 }
 
@@ -362,7 +365,7 @@ r1_status moe_layer_ref(const r1_moe_desc *desc, const r1_moe_layer_weights *w, 
     moe_route_ref(desc, logits, w->bias, ids, weights);
     r1_moe_dispatch_out dispatch = {counts, offsets, permutation, inverse, NULL, NULL, NULL, NULL};
     moe_dispatch_ref(desc, ids, &dispatch);
-    moe_permute_ref(desc, R1_F32, x, permutation, x_sorted);
+    moe_permute_ref(desc, R1_F32, x, inverse, x_sorted);
     /* Expert e runs on rows offsets[e] .. offsets[e+1] of x_sorted. */
     for (int64_t e = 0; e < E; ++e)
         for (int64_t j = offsets[e]; j < offsets[e + 1]; ++j)

@@ -104,20 +104,20 @@ r1_status moe_dispatch_on_host(r1_backend backend, const r1_moe_desc *desc, cons
 }
 
 r1_status moe_permute_on_host(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,
-                              const void *x, const int32_t *permutation, void *x_sorted) {
+                              const void *x, const int32_t *inverse, void *x_sorted) {
     if (backend != R1_CUDA)
-        return r1_moe_permute(backend, desc, dtype, x, permutation, x_sorted, NULL);
+        return r1_moe_permute(backend, desc, dtype, x, inverse, x_sorted, NULL);
     const size_t N = (size_t)(desc->tokens * desc->top_k), T = (size_t)desc->tokens;
     const size_t row = r1_dtype_bytes(dtype, (size_t)desc->hidden);
     r1_status prep = R1_OK, status;
     void *d_x = to_device(x, T * row, &prep);
-    void *d_perm = to_device(permutation, N * 4, &prep);
+    void *d_inverse = to_device(inverse, N * 4, &prep);
     void *d_out = to_device(x_sorted, N * row, &prep);
     status = prep;
-    if (status == R1_OK) status = r1_moe_permute(R1_CUDA, desc, dtype, d_x, d_perm, d_out, NULL);
+    if (status == R1_OK) status = r1_moe_permute(R1_CUDA, desc, dtype, d_x, d_inverse, d_out, NULL);
     if (status == R1_OK) status = r1_device_synchronize();
     to_host(x_sorted, d_out, N * row, &status);
-    r1_device_free(d_x); r1_device_free(d_perm); r1_device_free(d_out);
+    r1_device_free(d_x); r1_device_free(d_inverse); r1_device_free(d_out);
     return status;
 }
 
@@ -428,12 +428,11 @@ static int golden_case(r1_backend backend, const char *path, check_summary *s, r
         float *expert_out = tensor(f, "expert_out", R1_F32, NULL, status);
         float *shared = tensor(f, "shared", R1_F32, NULL, status);
         float *y_expected = tensor(f, "y", R1_F32, NULL, status);
-        int32_t *perm = tensor(f, "permutation", R1_I32, NULL, status);
         int32_t *inv = tensor(f, "inverse", R1_I32, NULL, status);
         float *x_sorted = malloc(N * d * 4 + 4), *y = malloc(T * d * 4 + 4);
         if (*status == R1_OK) {
             poison_f32(x_sorted, N * d);
-            *status = moe_permute_on_host(backend, &desc, R1_F32, x, perm, x_sorted);
+            *status = moe_permute_on_host(backend, &desc, R1_F32, x, inv, x_sorted);
         }
         if (*status == R1_OK) {
             snprintf(what, sizeof what, "%.250s x_sorted f32", label);
@@ -459,7 +458,7 @@ static int golden_case(r1_backend backend, const char *path, check_summary *s, r
             free(out16); free(shared16); free(y16);
         }
         free(x); free(x_sorted_expected); free(expert_out); free(shared); free(y_expected);
-        free(perm); free(inv); free(x_sorted); free(y);
+        free(inv); free(x_sorted); free(y);
     }
 
     /* The whole layer (ref only). */
@@ -615,8 +614,8 @@ static int agreement_problem(r1_backend backend, const r1_moe_desc *desc, r1t_rn
             for (size_t i = 0; i < (size_t)T * d; ++i) sh[i] = (float)r1t_rng_normal(rng);
             float *a = malloc(N * d * 4), *b = malloc(N * d * 4);
             poison_f32(a, N * d);
-            *status = moe_permute_on_host(backend, desc, R1_F32, x, e.permutation, a);
-            if (*status == R1_OK) *status = r1_moe_permute(R1_REF, desc, R1_F32, x, e.permutation, b, NULL);
+            *status = moe_permute_on_host(backend, desc, R1_F32, x, e.inverse, a);
+            if (*status == R1_OK) *status = r1_moe_permute(R1_REF, desc, R1_F32, x, e.inverse, b, NULL);
             if (*status == R1_OK) {
                 snprintf(what, sizeof what, "%.250s permute f32", label);
                 note_exact(s, label, "permute f32", r1t_compare_f32(what, a, b, N * d, 0.0), &ok);

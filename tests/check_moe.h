@@ -18,7 +18,7 @@ r1_status moe_balance_on_host(r1_backend backend, const r1_moe_desc *desc, const
                               const int32_t *ids, double alpha, float gamma,
                               const r1_moe_balance_out *out);
 r1_status moe_permute_on_host(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,
-                              const void *x, const int32_t *permutation, void *x_sorted);
+                              const void *x, const int32_t *inverse, void *x_sorted);
 r1_status moe_combine_on_host(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,
                               const void *expert_out, const int32_t *inverse,
                               const float *weights, const void *shared, void *y);

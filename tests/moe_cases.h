@@ -126,13 +126,13 @@ static void moe_bad_input_cases(r1_backend backend) {
         d = base;
         d.hidden = 0;
         float x[4], y[4], w[16];
-        int32_t perm[16] = {0};
-        r1_status s = r1_moe_permute(backend, &d, R1_F32, x, perm, y, NULL);
+        int32_t rows[16] = {0};
+        r1_status s = r1_moe_permute(backend, &d, R1_F32, x, rows, y, NULL);
         R1T_CHECK(s == R1_EINVAL && strstr(r1_last_error(), "hidden"), "%s %s", r1_status_str(s), r1_last_error());
         d.hidden = 1;
-        s = r1_moe_combine(backend, &d, R1_I8, x, perm, w, NULL, y, NULL);
+        s = r1_moe_combine(backend, &d, R1_I8, x, rows, w, NULL, y, NULL);
         R1T_CHECK(s == R1_EINVAL && strstr(r1_last_error(), "dtype"), "%s %s", r1_status_str(s), r1_last_error());
-        s = r1_moe_combine(backend, &d, R1_F32, x, perm, NULL, NULL, y, NULL);
+        s = r1_moe_combine(backend, &d, R1_F32, x, rows, NULL, NULL, y, NULL);
         R1T_CHECK(s == R1_EINVAL && strstr(r1_last_error(), "weights"), "%s %s", r1_status_str(s), r1_last_error());
     }
 }

@@ -85,7 +85,7 @@ static void size_bounds_case(r1_backend backend) {
 
     d = good;
     d.hidden = INT64_MAX;
-    expect_size_error(r1_moe_permute(backend, &d, R1_F32, x, perm, xs, NULL),
+    expect_size_error(r1_moe_permute(backend, &d, R1_F32, x, inv, xs, NULL),
                       "permute hidden INT64_MAX", "hidden = 9223372036854775807");
     expect_size_error(r1_moe_combine(backend, &d, R1_F32, xs, inv, w, NULL, y, NULL),
                       "combine hidden INT64_MAX", "hidden = 9223372036854775807");
@@ -172,12 +172,12 @@ static void overlap_case(r1_backend backend) {
                    "out->counts", "dispatch inverse over counts");
     /* permute */
     memcpy(big, x, sizeof x);
-    expect_overlap(r1_moe_permute(backend, &d, R1_F32, big, perm, big, NULL), "x_sorted", "x",
+    expect_overlap(r1_moe_permute(backend, &d, R1_F32, big, inv, big, NULL), "x_sorted", "x",
                    "permute x_sorted == x");
-    int32_t pbuf[16];
-    memcpy(pbuf, perm, sizeof perm);
-    expect_overlap(r1_moe_permute(backend, &d, R1_F32, x, pbuf, pbuf, NULL), "x_sorted",
-                   "permutation", "permute x_sorted == permutation");
+    int32_t inverse_copy[16];
+    memcpy(inverse_copy, inv, sizeof inv);
+    expect_overlap(r1_moe_permute(backend, &d, R1_F32, x, inverse_copy, inverse_copy, NULL),
+                   "x_sorted", "inverse", "permute x_sorted == inverse");
     /* combine */
     float eo[16], shared[8], y[8], y2[8];
     for (int i = 0; i < 16; ++i) eo[i] = 0.5f * (float)(i % 6) - 1.0f;

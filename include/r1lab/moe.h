@@ -69,8 +69,10 @@
  *    padded_offsets[e] + r and the sentinel N everywhere else (also after
  *    the total); block_expert (P/B rounded up) holds the expert of each block
  *    and -1 for blocks past the total; *padded_total = padded_offsets[E].
- * 3. Permute: x_sorted[j] = x[permutation[j] / K] (N, d), dense (unpadded)
- *    order. Combine: y[t] = sum_k w[t,k] * expert_out[inverse[t*K+k]]
+ * 3. Permute: x_sorted[inverse[t*K+k]] = x[t] for every pair (t, k), (N, d):
+ *    the rows of x in permutation order, dense (unpadded), which is
+ *    x_sorted[j] = x[permutation[j] / K]. It takes inverse, as combine does,
+ *    so that each row of x is read once and written K times. Combine: y[t] = sum_k w[t,k] * expert_out[inverse[t*K+k]]
  *    (+ shared[t] when given), summed over k = 0..K-1, float32 accumulators in
  *    fast and cuda, float64 in ref; rows f32 or bf16 (bf16 output rounded once).
  * 4. Balance (one sequence of T tokens; host memory for ref / fast, device
@@ -209,9 +211,13 @@ r1_status r1_moe_dispatch(r1_backend backend, const r1_moe_desc *desc, const int
                           const r1_moe_dispatch_out *out, void *workspace,
                           size_t workspace_bytes, void *stream);
 
-/* x_sorted (N, d) = x (T, d) rows in permutation order; dtype f32 or bf16. */
+/* x_sorted (N, d): x_sorted[inverse[t*K+k]] = x[t] (x (T, d) rows in
+ * permutation order); inverse is r1_moe_dispatch's; dtype f32 or bf16.
+ * ref / fast refuse an inverse entry outside [0, N) with R1_EINVAL; cuda
+ * skips such an entry (it cannot stop a queued kernel), writing no row for
+ * it. */
 r1_status r1_moe_permute(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,
-                         const void *x, const int32_t *permutation, void *x_sorted,
+                         const void *x, const int32_t *inverse, void *x_sorted,
                          void *stream);
 
 /* y (T, d) = sum_k weights[t,k] * expert_out[inverse[t*K+k]] (+ shared (T, d)
