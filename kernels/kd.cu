@@ -59,8 +59,10 @@
  *      argument (one lg2 instead of an ex2 and an lg2), and pass C stores h
  *      as float16 over the teacher's slice, which pass D no longer needs: six
  *      MUFU operations per element. H100, same run as Liger: beta = 0.5
- *      6,449 -> 5,319 us (3.66x LigerJSD's 19,451 us); beta = 0 4,531 us and
- *      beta = 1 4,694 us (unchanged paths). bench/results/h100-kd-v4.json.
+ *      5,319 us (3.66x LigerJSD's 19,451 us; v3 at its default cluster of 12
+ *      took 6,549 us, at 8 6,449 us, in earlier runs); beta = 0 4,531 us and
+ *      beta = 1 4,694 us (unchanged paths: v3 4,571 and 4,705 us).
+ *      bench/results/h100-kd-v4.json.
  */
 #include <cooperative_groups.h>
 #include <cublas_v2.h>
