@@ -77,6 +77,7 @@
 #include "core/internal.h"
 #include "kernels/cuda_try.cuh"
 #include "kernels/cluster.cuh"
+#include "kernels/launch.cuh"
 
 namespace cg = cooperative_groups;
 
@@ -1001,8 +1002,6 @@ void rows_any(r1_dtype s_type, r1_dtype z_type, r1_dtype g_type, long long rows,
     else launch_rows<bf, bf, bf>(rows, s, z, grad, labels, prm, report, row_loss, row_reason, st);
 }
 
-int device_compute_major();
-
 /* v2's plan for a row of V bf16 values: cluster size and slice length, or 0
  * when v2 does not apply (then kd_rows runs). R1LAB_KD_V1=1 forces v1. */
 struct ClusterPlan {
@@ -1067,18 +1066,6 @@ int kd_version() {
     const char *v = getenv("R1LAB_KD_VERSION");
     if (v && (v[0] == '1' || v[0] == '2') && v[1] == 0) return v[0] - '0';
     return 3;
-}
-
-int device_compute_major() {
-    static int compute_major = -1;
-    if (compute_major < 0) {
-        int device = 0, major = 0;
-        if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess)
-            major = 0;
-        compute_major = major;
-    }
-    return compute_major;
 }
 
 /* v3's plan: cluster size (R1LAB_KD_CLUSTER, 1..16; default 12, measured

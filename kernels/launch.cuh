@@ -1,6 +1,7 @@
 /*
  * kernels/launch.cuh — programmatic dependent launch (sm_90), shared by the
- * CUDA files whose calls are chains of short kernels (sampling, moe).
+ * CUDA files whose calls are chains of short kernels (sampling, moe), and
+ * the device's compute capability (kd picks its kernels by it too).
  *
  * A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization
  * may start while the kernel before it in the stream is still running; it
@@ -34,16 +35,24 @@ __device__ __forceinline__ void let_next_kernel_launch() {
 #endif
 }
 
-/* 1 when the current device has programmatic dependent launch (sm_90 on). */
-inline bool early_launch_supported() {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
+/* The compute capability major of the device current at the first call (0
+ * when it cannot be read), read once per process. */
+inline int device_compute_major() {
+    static int compute_major = -1;
+    if (compute_major < 0) {
+        int device = 0, major = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+            cudaGetLastError();
+            major = 0;
+        }
+        compute_major = major;
     }
-    return major >= 9;
+    return compute_major;
 }
+
+/* 1 when the device has programmatic dependent launch (sm_90 on). */
+inline bool early_launch_supported() { return device_compute_major() >= 9; }
 
 /* The launch attribute that makes a kernel a programmatic dependent of the
  * one before it; use with numAttrs = early_launch_supported() ? 1 : 0. */

@@ -535,6 +535,19 @@ __device__ __forceinline__ warp_slice slice_of_warp(const dispatch_params &p, in
     return s;
 }
 
+/* One batch of the warp's slice: lane's ids at base + 32 i + lane, with E
+ * for positions past the slice and for ids outside [0, E). */
+__device__ __forceinline__ void load_slice_batch(const int32_t *__restrict__ ids, long long base,
+                                                 const warp_slice &slice, int lane, int E,
+                                                 int (&e)[DISPATCH_BATCH]) {
+#pragma unroll
+    for (int i = 0; i < DISPATCH_BATCH; ++i) {
+        const long long j = base + i * 32 + lane;
+        e[i] = j < slice.end ? __ldg(ids + j) : E;
+        if (e[i] < 0 || e[i] >= E) e[i] = E;
+    }
+}
+
 /* Every CTA: the per-warp counts of its chunk (before waiting for the
  * histogram kernel: they read only ids), then totals and its own prefix per
  * expert from the counts matrix, the scans to offsets and padded offsets,
@@ -565,12 +578,7 @@ moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
     int32_t *my_counts = s_warp + warp * E;
     for (long long base = slice.first; base < slice.end; base += 32 * DISPATCH_BATCH) {
         int e[DISPATCH_BATCH];
-#pragma unroll
-        for (int i = 0; i < DISPATCH_BATCH; ++i) {
-            const long long j = base + i * 32 + lane;
-            e[i] = j < slice.end ? __ldg(ids + j) : E;
-            if (e[i] < 0 || e[i] >= E) e[i] = E;
-        }
+        load_slice_batch(ids, base, slice, lane, E, e);
 #pragma unroll
         for (int i = 0; i < DISPATCH_BATCH; ++i) {
             const unsigned peers = __match_any_sync(FULL_MASK, e[i]);
@@ -655,11 +663,7 @@ moe_dispatch_place(const int32_t *__restrict__ ids, dispatch_params p,
     const bool padded = padded_offsets != nullptr;
     for (long long base = slice.first; base < slice.end; base += 32 * DISPATCH_BATCH) {
         int e[DISPATCH_BATCH];
-#pragma unroll
-        for (int i = 0; i < DISPATCH_BATCH; ++i) {
-            const long long j = base + i * 32 + lane;
-            e[i] = j < slice.end ? __ldg(ids + j) : E;
-        }
+        load_slice_batch(ids, base, slice, lane, E, e);
 #pragma unroll
         for (int i = 0; i < DISPATCH_BATCH; ++i) {
             const long long j = base + i * 32 + lane;
@@ -759,14 +763,17 @@ __device__ __forceinline__ float load_element(const void *rows, long long index,
 template <bool BF16>
 __global__ void moe_combine_rows(const void *expert_out, const int32_t *inverse,
                                  const float *weights, const void *shared, void *y, int K,
-                                 long long d, int vector) {
+                                 long long N, long long d, int vector) {
     constexpr int PER = BF16 ? 8 : 4; /* elements per 16 bytes */
     __shared__ float s_w[R1_MOE_MAX_TOP_K];
     __shared__ long long s_row[R1_MOE_MAX_TOP_K];
     const long long t = blockIdx.x;
     for (int k = threadIdx.x; k < K; k += blockDim.x) {
-        s_w[k] = weights[t * K + k];
-        s_row[k] = inverse[t * K + k];
+        /* an entry outside [0, N) is skipped: its slot adds nothing */
+        const long long j = inverse[t * K + k];
+        const bool inside = j >= 0 && j < N;
+        s_w[k] = inside ? weights[t * K + k] : 0.0f;
+        s_row[k] = inside ? j : -1;
     }
     __syncthreads();
     if (vector) {
@@ -775,6 +782,7 @@ __global__ void moe_combine_rows(const void *expert_out, const int32_t *inverse,
 #pragma unroll
             for (int i = 0; i < PER; ++i) acc[i] = 0.0f;
             for (int k = 0; k < K; ++k) {
+                if (s_row[k] < 0) continue;
                 const uint4 raw = reinterpret_cast<const uint4 *>(expert_out)[(s_row[k] * d) / PER + v];
                 const float w = s_w[k];
                 if (BF16) {
@@ -809,7 +817,8 @@ __global__ void moe_combine_rows(const void *expert_out, const int32_t *inverse,
     } else {
         for (long long i = threadIdx.x; i < d; i += blockDim.x) {
             float acc = 0.0f;
-            for (int k = 0; k < K; ++k) acc = fmaf(s_w[k], load_element(expert_out, s_row[k] * d + i, BF16), acc);
+            for (int k = 0; k < K; ++k)
+                if (s_row[k] >= 0) acc = fmaf(s_w[k], load_element(expert_out, s_row[k] * d + i, BF16), acc);
             if (shared) acc += load_element(shared, t * d + i, BF16);
             if (BF16) reinterpret_cast<__nv_bfloat16 *>(y)[t * d + i] = __float2bfloat16_rn(acc);
             else reinterpret_cast<float *>(y)[t * d + i] = acc;
@@ -1104,10 +1113,10 @@ extern "C" r1_status moe_combine_cuda(const r1_moe_desc *desc, r1_dtype dtype,
     const unsigned T = (unsigned)desc->tokens;
     if (dtype == R1_BF16)
         moe_combine_rows<true><<<T, 128, 0, s>>>(expert_out, inverse, weights, shared, y,
-                                                 desc->top_k, d, vector);
+                                                 desc->top_k, desc->tokens * desc->top_k, d, vector);
     else
         moe_combine_rows<false><<<T, 128, 0, s>>>(expert_out, inverse, weights, shared, y,
-                                                  desc->top_k, d, vector);
+                                                  desc->top_k, desc->tokens * desc->top_k, d, vector);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;
 }

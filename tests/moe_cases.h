@@ -135,6 +135,44 @@ static void moe_bad_input_cases(r1_backend backend) {
         s = r1_moe_combine(backend, &d, R1_F32, x, rows, NULL, NULL, y, NULL);
         R1T_CHECK(s == R1_EINVAL && strstr(r1_last_error(), "weights"), "%s %s", r1_status_str(s), r1_last_error());
     }
+    /* An inverse entry outside [0, N): ref / fast refuse it and write nothing;
+     * cuda (which cannot stop a queued kernel) skips it, writes the other
+     * rows and reads or writes nothing outside the arrays. */
+    if (r1t_case("moe bad input(inverse outside [0, N),backend=%s)", r1_backend_name(backend))) {
+        d = base;
+        d.tokens = 2;
+        d.top_k = 2;
+        d.hidden = 2;
+        const int32_t inverse[4] = {2, 0, 1, 4}; /* N = 4: the last one is outside */
+        const float x[4] = {1.0f, 2.0f, 3.0f, 4.0f};
+        const float weights[4] = {0.5f, 0.25f, 2.0f, 8.0f};
+        const float expert_out[8] = {10.0f, 20.0f, 30.0f, 40.0f, 50.0f, 60.0f, 70.0f, 80.0f};
+        float x_sorted[8], y[4];
+        for (int i = 0; i < 8; ++i) x_sorted[i] = -7.0f;
+        for (int i = 0; i < 4; ++i) y[i] = -7.0f;
+        r1_status s = moe_permute_on_host(backend, &d, R1_F32, x, inverse, x_sorted);
+        r1_status c = moe_combine_on_host(backend, &d, R1_F32, expert_out, inverse, weights, NULL, y);
+        if (backend != R1_CUDA) {
+            R1T_CHECK(s == R1_EINVAL && strstr(r1_last_error(), "inverse[3]"), "permute: %s %s",
+                      r1_status_str(s), r1_last_error());
+            R1T_CHECK(c == R1_EINVAL, "combine: %s", r1_status_str(c));
+            R1T_CHECK(x_sorted[0] == -7.0f && y[0] == -7.0f, "a refused call wrote its output");
+        } else {
+            R1T_CHECK(s == R1_OK && c == R1_OK, "permute %s, combine %s: %s", r1_status_str(s),
+                      r1_status_str(c), r1_last_error());
+            /* rows 2, 0 <- token 0 (1, 2); row 1 <- token 1 (3, 4); row 3 untouched */
+            const float want_x[8] = {1.0f, 2.0f, 3.0f, 4.0f, 1.0f, 2.0f, -7.0f, -7.0f};
+            for (int i = 0; i < 8; ++i)
+                R1T_CHECK(x_sorted[i] == want_x[i], "x_sorted[%d] = %g, want %g", i,
+                          (double)x_sorted[i], (double)want_x[i]);
+            /* y[0] = 0.5 row 2 + 0.25 row 0; y[1] = 2 row 1 (slot 1 skipped) */
+            const float want_y[4] = {0.5f * 50.0f + 0.25f * 10.0f, 0.5f * 60.0f + 0.25f * 20.0f,
+                                     2.0f * 30.0f, 2.0f * 40.0f};
+            for (int i = 0; i < 4; ++i)
+                R1T_CHECK(fabsf(y[i] - want_y[i]) <= 1e-5f * fabsf(want_y[i]), "y[%d] = %g, want %g",
+                          i, (double)y[i], (double)want_y[i]);
+        }
+    }
 }
 
 /* Hand-worked: E = 8, G = 4 groups of 2, topk_group = 2, K = 2, no bias, factor 2.

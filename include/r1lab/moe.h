@@ -222,7 +222,9 @@ r1_status r1_moe_permute(r1_backend backend, const r1_moe_desc *desc, r1_dtype d
 
 /* y (T, d) = sum_k weights[t,k] * expert_out[inverse[t*K+k]] (+ shared (T, d)
  * when not NULL); expert_out (N, d) in permutation order; dtype f32 or bf16
- * for expert_out, shared and y; weights f32. */
+ * for expert_out, shared and y; weights f32. ref / fast refuse an inverse
+ * entry outside [0, N) with R1_EINVAL; cuda skips that slot (it adds
+ * nothing). */
 r1_status r1_moe_combine(r1_backend backend, const r1_moe_desc *desc, r1_dtype dtype,
                          const void *expert_out, const int32_t *inverse, const float *weights,
                          const void *shared, void *y, void *stream);
