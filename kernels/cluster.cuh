@@ -38,6 +38,91 @@ template <typename T> __device__ __forceinline__ T *in_block(T *pointer, unsigne
 #endif
 }
 
+/* Lets the cluster barrier below count this thread, without ordering its
+ * memory operations (pair with cluster_wait before touching another block's
+ * shared memory: every block of the cluster has then started). */
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#else
+    __syncthreads();
+#endif
+}
+
+/* ---- one-way exchanges: remote stores counted by a transaction barrier ----
+ * cluster_sync() orders every earlier memory operation of the thread, global
+ * stores included (on sm_90 it compiles to MEMBAR.ALL.GPU before the
+ * barrier), and waits for the slowest block. For "every block sends a few
+ * values to some blocks" there is a cheaper pattern:
+ *   - the receiving block arms a barrier in its shared memory for the bytes
+ *     it expects (arrival_init + arrival_expect, once, before the cluster
+ *     barrier that tells senders it has started);
+ *   - each sender writes its values straight into the receiver's shared
+ *     memory with push_to_block (st.async): the store itself counts its bytes
+ *     down on the receiver's barrier;
+ *   - the receiver's threads arrival_wait: they return once every byte has
+ *     landed, with the values visible. Nobody else waits.
+ * Each barrier here is used once (phase 0). Below sm_90 a cluster is one
+ * block: the push is a local store and the wait a __syncthreads(). */
+__device__ __forceinline__ unsigned shared_address(const void *pointer) {
+    return (unsigned)__cvta_generic_to_shared(pointer);
+}
+
+/* Thread 0 only; then arrival_expect, then the cluster arrive. */
+__device__ __forceinline__ void arrival_init(unsigned long long *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(shared_address(bar)) : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void arrival_expect(unsigned long long *bar, unsigned bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)),
+                 "r"(bytes)
+                 : "memory");
+#endif
+}
+
+__device__ __forceinline__ void arrival_wait(unsigned long long *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "ARRIVAL_WAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n"
+        "@!done bra ARRIVAL_WAIT_%=;\n"
+        "}\n" ::"r"(shared_address(bar))
+        : "memory");
+#else
+    __syncthreads();
+#endif
+}
+
+/* Writes (a, b) into `slot` (16 bytes) of block `rank`, counted on that
+ * block's `bar` (both given as this block's addresses of the same variables). */
+__device__ __forceinline__ void push_to_block(double *slot, double a, double b,
+                                              unsigned long long *bar, unsigned rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    unsigned remote_slot, remote_bar;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote_slot) : "r"(shared_address(slot)), "r"(rank));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote_bar) : "r"(shared_address(bar)), "r"(rank));
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.f64 [%0], {%1, %2}, [%3];\n" ::"r"(remote_slot),
+                 "d"(a), "d"(b), "r"(remote_bar)
+                 : "memory");
+#else
+    (void)bar;
+    (void)rank;
+    slot[0] = a;
+    slot[1] = b;
+#endif
+}
+
 }  // namespace
 
 #endif

@@ -576,6 +576,11 @@ __device__ __forceinline__ void unpack8(const uint4 v, float f[8]) {
     }
 }
 
+/* Two bf16 values stored in one 32-bit word, as a bf16 pair. */
+__device__ __forceinline__ __nv_bfloat162 bf16_pair(uint32_t w) {
+    return *reinterpret_cast<const __nv_bfloat162 *>(&w);
+}
+
 __device__ __forceinline__ uint4 pack8(const float g[8]) {
     uint32_t w[4];
 #pragma unroll
@@ -622,71 +627,36 @@ __device__ __forceinline__ void cp_async_wait_all() {
 #endif
 }
 
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void cluster_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
-#else
-    __syncthreads();
-#endif
+template <typename T> __device__ __forceinline__ T reduce_op(int op, T x, T y) {
+    return op == 0 ? x + y : op == 1 ? (x > y ? x : y) : (x < y ? x : y);
 }
 
-/* Reduces `count` per-thread values over the block (op: 0 sum in float64,
- * 1 max, 2 min), pushes the CTA's results into slot `rank` of every CTA of
- * the cluster, waits at the cluster barrier. `scratch`: kV3Warps * 4 doubles. */
-template <int COUNT>
-__device__ __forceinline__ void cluster_exchange(const double (&v)[COUNT], const int (&op)[COUNT],
-                                                 double *scratch, double (*slots)[4],
-                                                 unsigned rank, int cluster) {
+/* Reduces COUNT per-thread values over the block (op per value: 0 sum, 1 max,
+ * 2 min) in a fixed order, so every run and every CTA that reduces the same
+ * values gets the same bits; every thread gets the results. `scratch`:
+ * kV3Warps * COUNT values, not reused by a later reduction of the kernel. */
+template <int COUNT, typename T>
+__device__ __forceinline__ void block_reduce(T (&v)[COUNT], const int (&op)[COUNT], T *scratch) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    double x[COUNT];
 #pragma unroll
-    for (int c = 0; c < COUNT; ++c) {
-        x[c] = v[c];
-        for (int o = 16; o > 0; o >>= 1) {
-            double y = __shfl_xor_sync(0xffffffffu, x[c], o);
-            x[c] = op[c] == 0 ? x[c] + y : op[c] == 1 ? fmax(x[c], y) : fmin(x[c], y);
-        }
-    }
+    for (int c = 0; c < COUNT; ++c)
+        for (int o = 16; o > 0; o >>= 1) v[c] = reduce_op(op[c], v[c], __shfl_xor_sync(0xffffffffu, v[c], o));
     if (lane == 0)
 #pragma unroll
-        for (int c = 0; c < COUNT; ++c) scratch[warp * 4 + c] = x[c];
+        for (int c = 0; c < COUNT; ++c) scratch[warp * COUNT + c] = v[c];
     __syncthreads();
-    if (warp == 0 && lane < cluster) {
-        double total[COUNT];
-#pragma unroll
-        for (int c = 0; c < COUNT; ++c) {
-            total[c] = scratch[c];
-            for (int w = 1; w < kV3Warps; ++w) {
-                double y = scratch[w * 4 + c];
-                total[c] = op[c] == 0 ? total[c] + y : op[c] == 1 ? fmax(total[c], y) : fmin(total[c], y);
-            }
-        }
-        double *remote = in_block(&slots[rank][0], (unsigned)lane);
-#pragma unroll
-        for (int c = 0; c < COUNT; ++c) remote[c] = total[c];
-    }
-    cluster_sync();
-}
-
-/* The cluster's combined values, from this CTA's slots, in rank order. */
-template <int COUNT>
-__device__ __forceinline__ void cluster_combined(double (*slots)[4], int cluster, const int (&op)[COUNT],
-                                                 double (&out)[COUNT]) {
 #pragma unroll
     for (int c = 0; c < COUNT; ++c) {
-        double total = slots[0][c];
-        for (int r = 1; r < cluster; ++r) {
-            double y = slots[r][c];
-            total = op[c] == 0 ? total + y : op[c] == 1 ? fmax(total, y) : fmin(total, y);
-        }
-        out[c] = total;
+        T total = scratch[c];
+        for (int w = 1; w < kV3Warps; ++w) total = reduce_op(op[c], total, scratch[w * COUNT + c]);
+        v[c] = total;
     }
 }
+
+/* What each CTA tells every CTA of its cluster about its slice: max and min
+ * of s and z; S_q, S_r, S_p against the slice's own maxima; the label's logit
+ * when it lies in the slice (0 otherwise); forward KL's W (pass B); padding. */
+constexpr int kSliceStats = 10;
 
 /* MODE: 0 forward KL, 1 reverse KL, 2 JSD. */
 template <int MODE>
@@ -695,8 +665,13 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
            const int32_t *labels, RowParams prm, int cluster, long long slice,
            const PrepareReport *report, float *row_loss, int *row_reason) {
     extern __shared__ __align__(16) uint16_t slice_values[]; /* s slice, then z slice */
-    __shared__ double scratch[kV3Warps * 4];
-    __shared__ double slots_a[kV3MaxCluster][4], slots_b[kV3MaxCluster][4], slots_c[kV3MaxCluster][4];
+    __shared__ float scratch_a[kV3Warps * 4];
+    __shared__ double scratch_b[kV3Warps * 5], scratch_c[kV3Warps * 2];
+    /* filled by the cluster's CTAs (push_to_block), slot = sender's rank */
+    __shared__ __align__(16) double stats_slots[kV3MaxCluster][kSliceStats];
+    __shared__ __align__(16) double late_slots[kV3MaxCluster][2]; /* (D, gbar) */
+    __shared__ double row_stats[kSliceStats];
+    __shared__ __align__(8) unsigned long long stats_arrived, late_arrived;
     const unsigned rank = cluster_rank();
     const long long t = blockIdx.x / cluster, V = prm.V;
     const long long begin = (long long)rank * slice;
@@ -705,11 +680,29 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
     uint16_t *ss = slice_values, *zs = slice_values + slice;
     uint16_t *grad = grad_all ? grad_all + t * V + begin : nullptr;
     const int y = prm.has_labels ? labels[t] : -1;
-    const bool counted = !prm.has_labels || y != prm.ignore_index;
     const bool need_r = prm.gamma < 1.0f;
 
-    cluster_arrive_relaxed(); /* every CTA of the cluster has started before DSMEM use */
-    if (counted) {
+    if (prm.has_labels && y == prm.ignore_index) {
+        /* the same in every CTA of the cluster: nothing is exchanged */
+        if (grad)
+            for (int c = threadIdx.x; c < chunks; c += kV3Threads)
+                *reinterpret_cast<uint4 *>(grad + 8 * c) = make_uint4(0, 0, 0, 0);
+        if (rank == 0 && threadIdx.x == 0) {
+            row_loss[t] = 0.0f;
+            row_reason[t] = KD_ROW_OK;
+        }
+        return;
+    }
+    /* every CTA receives every slice's statistics; reverse KL and JSD then
+     * also every slice's (D, gbar). The barriers are armed after the
+     * __syncthreads below: a peer's bytes may land first, which only delays
+     * the phase's completion to the arming. */
+    if (threadIdx.x == 0) {
+        arrival_init(&stats_arrived);
+        if (MODE != 0) arrival_init(&late_arrived);
+    }
+    cluster_arrive_relaxed(); /* waited for below, before the first push */
+    {
         const uint16_t *s = s_all + t * V + begin, *z = z_all + t * V + begin;
         for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
             cp_async16(ss + 8 * c, s + 8 * c);
@@ -718,76 +711,145 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
         cp_async_wait_all();
     }
     __syncthreads();
-    cluster_wait();
-
-    /* A: max / min of s and z */
-    float mx_s = -INFINITY, mn_s = INFINITY, mx_z = -INFINITY, mn_z = INFINITY;
-    if (counted)
-        for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
-            float x[8], u[8];
-            unpack8(*reinterpret_cast<const uint4 *>(ss + 8 * c), x);
-            unpack8(*reinterpret_cast<const uint4 *>(zs + 8 * c), u);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                mx_s = fmaxf(mx_s, x[e]);
-                mn_s = fminf(mn_s, x[e]);
-                mx_z = fmaxf(mx_z, u[e]);
-                mn_z = fminf(mn_z, u[e]);
-            }
-        }
-    const int op_a[4] = {1, 2, 1, 2};
-    double row_a[4];
-    {
-        const double va[4] = {mx_s, mn_s, mx_z, mn_z};
-        cluster_exchange<4>(va, op_a, scratch, slots_a, rank, cluster);
-        cluster_combined<4>(slots_a, cluster, op_a, row_a);
+    if (threadIdx.x == 0) {
+        arrival_expect(&stats_arrived, (unsigned)(cluster * kSliceStats * sizeof(double)));
+        if (MODE != 0) arrival_expect(&late_arrived, (unsigned)(cluster * 2 * sizeof(double)));
     }
-    const float m_s = (float)row_a[0], m_z = (float)row_a[2];
-    const bool bad_s_minmax = !(isfinite(m_s) && isfinite((float)row_a[1]));
-    const bool bad_z_max = m_z == INFINITY;
-    const bool skip = !counted || bad_s_minmax;
 
-    /* B: S_q = sum 2^(x kq - m_s kq), S_r (temperature 1), S_p */
+    /* A: max / min of this slice's s and z, on bf16 pairs as stored (one
+     * packed max or min per two values; z's minimum only for reverse KL) */
+    float slice_a[4];
+    {
+        const __nv_bfloat162 lowest = bf16_pair(0xff80ff80u), highest = bf16_pair(0x7f807f80u);
+        __nv_bfloat162 mx_s = lowest, mn_s = highest, mx_z = lowest, mn_z = highest;
+        for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
+            const uint4 x = *reinterpret_cast<const uint4 *>(ss + 8 * c);
+            const uint4 u = *reinterpret_cast<const uint4 *>(zs + 8 * c);
+            const __nv_bfloat162 x0 = bf16_pair(x.x), x1 = bf16_pair(x.y), x2 = bf16_pair(x.z),
+                                 x3 = bf16_pair(x.w);
+            const __nv_bfloat162 u0 = bf16_pair(u.x), u1 = bf16_pair(u.y), u2 = bf16_pair(u.z),
+                                 u3 = bf16_pair(u.w);
+            mx_s = __hmax2(mx_s, __hmax2(__hmax2(x0, x1), __hmax2(x2, x3)));
+            mn_s = __hmin2(mn_s, __hmin2(__hmin2(x0, x1), __hmin2(x2, x3)));
+            mx_z = __hmax2(mx_z, __hmax2(__hmax2(u0, u1), __hmax2(u2, u3)));
+            if (MODE == 1) mn_z = __hmin2(mn_z, __hmin2(__hmin2(u0, u1), __hmin2(u2, u3)));
+        }
+        slice_a[0] = fmaxf(__low2float(mx_s), __high2float(mx_s));
+        slice_a[1] = fminf(__low2float(mn_s), __high2float(mn_s));
+        slice_a[2] = fmaxf(__low2float(mx_z), __high2float(mx_z));
+        slice_a[3] = fminf(__low2float(mn_z), __high2float(mn_z));
+    }
+    const int op_a[4] = {1, 2, 1, 2};
+    block_reduce<4>(slice_a, op_a, scratch_a);
+
+    /* B: S_q = sum 2^(x kq - m kq), S_r (temperature 1), S_p against this
+     * slice's maxima m (a maximum that is not finite makes the row bad; its
+     * offset is 0 so that the sums stay defined) */
     const float kq = kLog2e * prm.inv_T;
     const int r_mode = !need_r ? 0 : prm.T == 1.0f ? 1 : prm.T == 2.0f ? 2 : 3;
-    const float cq0 = m_s * kq, cr0 = m_s * kLog2e;
-    const float cp0 = isfinite(m_z) ? m_z * kq : 0.0f;
-    float sq = 0.0f, sr = 0.0f, sp = 0.0f;
-    if (!skip)
-        for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
-            float x[8], u[8];
-            unpack8(*reinterpret_cast<const uint4 *>(ss + 8 * c), x);
-            unpack8(*reinterpret_cast<const uint4 *>(zs + 8 * c), u);
+    auto offsets = [&](float m_s, float m_z, float &cq0, float &cr0, float &cp0) {
+        cq0 = isfinite(m_s) ? m_s * kq : 0.0f;
+        cr0 = isfinite(m_s) ? m_s * kLog2e : 0.0f;
+        cp0 = isfinite(m_z) ? m_z * kq : 0.0f;
+    };
+    float slice_cq0, slice_cr0, slice_cp0;
+    offsets(slice_a[0], slice_a[2], slice_cq0, slice_cr0, slice_cp0);
+    /* Forward KL also sums W = sum 2^(u kq - m kq) (u - x), so that
+     *   KL(p || q) = ln 2 [kq W / S_p - (c_p + log2 S_p - c_q - log2 S_q)]
+     * (c = the row maximum times kq) comes out of the sums: its gradient pass
+     * then needs no logarithms and no exchange after it. u = -inf adds 0. */
+    float sq = 0.0f, sr = 0.0f, sp = 0.0f, wd = 0.0f;
+    for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
+        float x[8], u[8];
+        unpack8(*reinterpret_cast<const uint4 *>(ss + 8 * c), x);
+        unpack8(*reinterpret_cast<const uint4 *>(zs + 8 * c), u);
 #pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                float eq = fast_ex2(fmaf(x[e], kq, -cq0));
-                sq += eq;
-                if (r_mode == 2) sr = fmaf(eq, eq, sr);
-                else if (r_mode == 3) sr += fast_ex2(fmaf(x[e], kLog2e, -cr0));
-                sp += fast_ex2(fmaf(u[e], kq, -cp0));
-            }
+        for (int e = 0; e < 8; ++e) {
+            float eq = fast_ex2(fmaf(x[e], kq, -slice_cq0));
+            sq += eq;
+            if (r_mode == 2) sr = fmaf(eq, eq, sr);
+            else if (r_mode == 3) sr += fast_ex2(fmaf(x[e], kLog2e, -slice_cr0));
+            const float ep = fast_ex2(fmaf(u[e], kq, -slice_cp0));
+            sp += ep;
+            if (MODE == 0) wd = fmaf(ep, fmaxf(u[e], -FLT_MAX) - x[e], wd);
         }
+    }
     /* the label's logit travels with the sums (read before any gradient
      * store: grad may be s itself) */
     const int y_local = (y >= begin && y < begin + n) ? (int)(y - begin) : -1;
-    const float s_label_part =
-        (counted && threadIdx.x == 0 && y_local >= 0) ? bf16_bits_to_float(ss[y_local]) : 0.0f;
-    const int op_b[4] = {0, 0, 0, 0};
-    double row_b[4];
-    {
-        const double vb[4] = {sq, sr, sp, s_label_part};
-        cluster_exchange<4>(vb, op_b, scratch, slots_b, rank, cluster);
-        cluster_combined<4>(slots_b, cluster, op_b, row_b);
+    const float s_label_part = (threadIdx.x == 0 && y_local >= 0) ? bf16_bits_to_float(ss[y_local]) : 0.0f;
+    double slice_b[5] = {sq, sr, sp, s_label_part, wd};
+    const int op_b[5] = {0, 0, 0, 0, 0};
+    block_reduce<5>(slice_b, op_b, scratch_b);
+
+    /* every CTA of the cluster has started (its barriers are armed): send
+     * this slice's statistics to each of them, thread r to rank r */
+    cluster_wait();
+    if (threadIdx.x < (unsigned)cluster) {
+        double *slot = stats_slots[rank];
+        const unsigned to = threadIdx.x;
+        push_to_block(slot + 0, slice_a[0], slice_a[1], &stats_arrived, to);
+        push_to_block(slot + 2, slice_a[2], slice_a[3], &stats_arrived, to);
+        push_to_block(slot + 4, slice_b[0], slice_b[1], &stats_arrived, to);
+        push_to_block(slot + 6, slice_b[2], slice_b[3], &stats_arrived, to);
+        push_to_block(slot + 8, slice_b[4], 0.0, &stats_arrived, to);
     }
-    const double Sq = row_b[0], Sr = r_mode == 1 ? row_b[0] : row_b[1], Sp = row_b[2];
+    arrival_wait(&stats_arrived);
+
+    /* The row from its slices, lane r reading slice r, merged by one fixed
+     * shuffle tree (every CTA of the cluster gets the same bits): maxima and
+     * minima, then each slice's sums scaled from its maxima to the row's,
+     * S = sum_r S_r 2^(c_r - c) with c = m kq (T = 2: S_r carries q^2, so
+     * its factor is squared). */
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        const bool has = lane < cluster;
+        const double *slot = stats_slots[has ? lane : 0];
+        float m[4] = {has ? (float)slot[0] : -INFINITY, has ? (float)slot[1] : INFINITY,
+                      has ? (float)slot[2] : -INFINITY, has ? (float)slot[3] : INFINITY};
+        float mine_q, mine_r, mine_p;
+        offsets(m[0], m[2], mine_q, mine_r, mine_p);
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) m[c] = reduce_op(op_a[c], m[c], __shfl_xor_sync(0xffffffffu, m[c], o));
+        float row_q, row_r, row_p;
+        offsets(m[0], m[2], row_q, row_r, row_p);
+        /* a slice whose sum is 0 adds 0 whatever its factor */
+        auto scaled = [](double sum, double log2_factor) { return sum == 0.0 ? 0.0 : sum * exp2(log2_factor); };
+        double v[5] = {0.0, 0.0, 0.0, 0.0, 0.0};
+        if (has) {
+            const double dq = (double)mine_q - (double)row_q, dp = (double)mine_p - (double)row_p;
+            v[0] = scaled(slot[4], dq);
+            v[1] = r_mode == 2 ? scaled(slot[5], 2.0 * dq)
+                               : scaled(slot[5], (double)mine_r - (double)row_r);
+            v[2] = scaled(slot[6], dp);
+            v[3] = slot[7];
+            v[4] = scaled(slot[8], dp);
+        }
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int c = 0; c < 5; ++c) v[c] += __shfl_xor_sync(0xffffffffu, v[c], o);
+        if (lane == 0) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) row_stats[c] = m[c];
+#pragma unroll
+            for (int c = 0; c < 5; ++c) row_stats[4 + c] = v[c];
+        }
+    }
+    __syncthreads();
+    const float m_s = (float)row_stats[0], m_z = (float)row_stats[2];
+    float cq0, cr0, cp0;
+    offsets(m_s, m_z, cq0, cr0, cp0);
+    const bool bad_s_minmax = !(isfinite(m_s) && isfinite((float)row_stats[1]));
+    const bool bad_z_max = m_z == INFINITY;
+    const double Sq = row_stats[4], Sr = r_mode == 1 ? row_stats[4] : row_stats[5], Sp = row_stats[6];
+    const double s_label_row = row_stats[7];
     int reason = KD_ROW_OK;
-    if (counted) {
-        if (bad_s_minmax || isnan(Sq) || (r_mode >= 2 && isnan(Sr))) reason = KD_BAD_STUDENT;
-        else if (bad_z_max || isnan(Sp)) reason = KD_BAD_TEACHER;
-        else if (m_z == -INFINITY) reason = KD_TEACHER_EMPTY;
-        else if (MODE == 1 && row_a[3] == -INFINITY) reason = KD_REVERSE_INFINITE;
-    }
-    const bool live = counted && reason == KD_ROW_OK;
+    if (bad_s_minmax || isnan(Sq) || (r_mode >= 2 && isnan(Sr))) reason = KD_BAD_STUDENT;
+    else if (bad_z_max || isnan(Sp)) reason = KD_BAD_TEACHER;
+    else if (m_z == -INFINITY) reason = KD_TEACHER_EMPTY;
+    else if (MODE == 1 && row_stats[3] == -INFINITY) reason = KD_REVERSE_INFINITE;
+    const bool live = reason == KD_ROW_OK; /* the same in every CTA of the cluster */
 
     const long long C = report->counted;
     const float w = prm.mean ? (C > 0 ? (float)(1.0 / (double)C) : 0.0f) : 1.0f;
@@ -846,10 +908,19 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
                 /* JSD: pass D reads h here instead of computing it again. */
                 if (MODE == 2) *reinterpret_cast<uint4 *>(zs + 8 * c) = pack8_half(u);
             }
-        const int op_c[2] = {0, 0};
-        const double vc[2] = {Dp, gp};
-        cluster_exchange<2>(vc, op_c, scratch, slots_c, rank, cluster);
-        cluster_combined<2>(slots_c, cluster, op_c, row_c);
+        /* (D, gbar) to every CTA, summed in rank order */
+        if (live) {
+            double slice_c[2] = {Dp, gp};
+            const int op_c[2] = {0, 0};
+            block_reduce<2>(slice_c, op_c, scratch_c);
+            if (threadIdx.x < (unsigned)cluster)
+                push_to_block(late_slots[rank], slice_c[0], slice_c[1], &late_arrived, threadIdx.x);
+            arrival_wait(&late_arrived);
+            for (int r = 0; r < cluster; ++r) {
+                row_c[0] += late_slots[r][0];
+                row_c[1] += late_slots[r][1];
+            }
+        }
     }
     const float gbar = MODE == 1 ? (float)row_c[0] : (float)row_c[1];
 
@@ -857,7 +928,7 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
     if (grad && !live) {
         for (int c = threadIdx.x; c < chunks; c += kV3Threads)
             *reinterpret_cast<uint4 *>(grad + 8 * c) = make_uint4(0, 0, 0, 0);
-    } else if (live && (grad || MODE == 0)) {
+    } else if (live && grad) {
         for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
             float x[8], u[8], g[8];
             unpack8(*reinterpret_cast<const uint4 *>(ss + 8 * c), x);
@@ -869,37 +940,37 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
                 float lq2 = fmaf(x[e], kq, -cq);
                 float q = fast_ex2(lq2), r = r_of(x[e], q);
                 if (MODE == 0) {
-                    float lp2 = fmaf(u[e], kq, -cp), p = fast_ex2(lp2);
-                    Dp += p > 0.0f ? p * (lp2 - lq2) : 0.0f;
+                    float p = fast_ex2(fmaf(u[e], kq, -cp));
                     g[e] = fmaf(a, r, cg_ * (q - p));
                 } else {
                     float gj = MODE == 1 ? (lq2 - fmaf(u[e], kq, -cp)) * kLn2 : -one_minus * u[e];
                     g[e] = fmaf(a, r, cg_ * q * (gj - gbar));
                 }
             }
-            if ((unsigned)(y_local - 8 * c) < 8u) g[y_local - 8 * c] -= a;
+            /* the label's one-hot term; g is indexed with constants only, so
+             * it stays in registers */
+            const int label_at = y_local - 8 * c;
+            if ((unsigned)label_at < 8u)
+#pragma unroll
+                for (int e = 0; e < 8; ++e) g[e] -= e == label_at ? a : 0.0f;
             if (grad) *reinterpret_cast<uint4 *>(grad + 8 * c) = pack8(g);
         }
-    }
-    if (MODE == 0) {
-        const int op_c[1] = {0};
-        const double vc[1] = {(double)Dp * kLn2};
-        cluster_exchange<1>(vc, op_c, scratch, slots_c, rank, cluster);
-        double dd[1];
-        cluster_combined<1>(slots_c, cluster, op_c, dd);
-        row_c[0] = dd[0];
     }
     if (rank == 0 && threadIdx.x == 0) {
         double loss = 0.0;
         if (live) {
-            loss = (double)prm.gamma * prm.T * prm.T * row_c[0];
+            /* forward KL: D from the sums of pass B */
+            const double D = MODE != 0 ? row_c[0]
+                                       : (double)kLn2 * ((double)kq * row_stats[8] / Sp -
+                                                         ((double)cp0 - (double)cq0 + log2(Sp) - log2(Sq)));
+            loss = (double)prm.gamma * prm.T * prm.T * D;
             if (need_r) {
-                const double s_label = (y >= 0 && y < V) ? row_b[3] : NAN;
+                const double s_label = (y >= 0 && y < V) ? s_label_row : NAN;
                 loss += (1.0 - prm.gamma) * ((double)m_s + log(Sr) - s_label);
             }
         }
-        row_loss[t] = counted && reason != KD_ROW_OK ? NAN : (float)loss;
-        row_reason[t] = counted ? reason : KD_ROW_OK;
+        row_loss[t] = live ? (float)loss : NAN;
+        row_reason[t] = reason;
     }
 }
 /* One block of 1024 threads: L in float64 (each thread a fixed strided set of
@@ -1140,6 +1211,44 @@ r1_status launch_rows_v3(const ClusterPlan &plan, long long rows, const void *s,
     return launch_v3_mode<2>(plan, rows, s, z, grad, labels, prm, report, row_loss, row_reason, stream);
 }
 
+/* The row kernel for `rows` rows (gradient in the student's dtype): v3 where
+ * it applies (bf16 student and teacher; a cluster above the portable 8 that
+ * the device refuses falls back to 8), v2 when asked for, v1 otherwise. */
+r1_status run_rows(const r1_kd_desc *desc, long long rows, r1_dtype s_type, r1_dtype z_type,
+                   const void *s, const void *z, void *grad, const int32_t *labels, RowParams prm,
+                   const PrepareReport *report, float *row_loss, int *row_reason,
+                   cudaStream_t stream) {
+    const bool all_bf16 = s_type == R1_BF16 && z_type == R1_BF16;
+    const int version = kd_version();
+    ClusterPlan plan3 = version == 3 && all_bf16 ? cluster_plan_v3(desc, s, z, grad, 12)
+                                                 : ClusterPlan{0, 0, 0};
+    ClusterPlan plan = version == 2 && all_bf16 ? cluster_plan(desc, desc->teacher_topk == 0)
+                                                : ClusterPlan{0, 0, 0};
+    if (plan3.cluster > 0) {
+        r1_status status = launch_rows_v3(plan3, rows, s, z, grad, labels, prm, report, row_loss,
+                                          row_reason, stream);
+        if (status != R1_OK && plan3.cluster > 8) {
+            (void)cudaGetLastError();
+            plan3.cluster = 8;
+            plan3.slice = (desc->vocab + 7) / 8;
+            plan3.slice = (plan3.slice + 7) / 8 * 8;
+            plan3.shared_bytes = (size_t)plan3.slice * 4;
+            status = launch_rows_v3(plan3, rows, s, z, grad, labels, prm, report, row_loss,
+                                    row_reason, stream);
+        }
+        if (status != R1_OK) return status;
+    } else if (plan.cluster > 0) {
+        r1_status status = launch_rows_cluster(plan, rows, s, z, grad, labels, prm, report,
+                                               row_loss, row_reason, stream);
+        if (status != R1_OK) return status;
+    } else {
+        rows_any(s_type, z_type, s_type, rows, s, z, grad, labels, prm, report, row_loss,
+                 row_reason, stream);
+    }
+    CUDA_TRY(cudaGetLastError());
+    return R1_OK;
+}
+
 /* Reads the report back (synchronous calls) and turns it into a status. */
 r1_status read_report(const r1_kd_desc *desc, const int32_t *labels, const int32_t *ids,
                       const PrepareReport *device_report, kd_report *report, cudaStream_t stream) {
@@ -1192,20 +1301,44 @@ cublasHandle_t blas_handle(r1_status *status) {
 
 cudaDataType_t blas_type(r1_dtype dtype) { return dtype == R1_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
-/* Row-major out (rows, V) f32 = X (rows, dim) W^T, W (V, dim). */
+/* Row-major out (rows, V) = X (rows, dim) W^T, W (V, dim); out is f32 or
+ * bf16 (out_type), accumulated in f32. */
 r1_status gemm_logits(cublasHandle_t h, r1_dtype dtype, const void *X, const void *W, long long rows,
-                      long long V, long long dim, float *out) {
+                      long long V, long long dim, void *out, r1_dtype out_type) {
     const float one = 1.0f, zero = 0.0f;
     CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)V, (int)rows, (int)dim, &one, W,
                             blas_type(dtype), (int)dim, X, blas_type(dtype), (int)dim, &zero, out,
-                            CUDA_R_32F, (int)V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            blas_type(out_type), (int)V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return R1_OK;
 }
 
+/* bf16 inputs with a dense teacher (hidden states or bf16 logits): the chunk's
+ * logits are bf16, as the GEMM writes them (PyTorch's bf16 matmul rounds the
+ * same way), the row kernel is v3 and writes G over the student logits. Other
+ * cases keep f32 logits (and a separate bf16 G for bf16 inputs). */
+bool linear_bf16_logits(const r1_kd_linear_desc *desc) {
+    return desc->kd.dtype == R1_BF16 && desc->kd.teacher_topk == 0;
+}
+
+/* Workspace bytes per (token, vocabulary entry) of one chunk. */
+size_t linear_bytes_per_entry(const r1_kd_linear_desc *desc) {
+    if (linear_bf16_logits(desc)) return 2 + (desc->teacher_hidden > 0 ? 2 : 0);
+    return 4 + (desc->teacher_hidden > 0 || desc->kd.teacher_topk > 0 ? 4 : 0) +
+           (desc->kd.dtype == R1_BF16 ? 2 : 0);
+}
+
+/* Tokens per chunk: desc->chunk_tokens, or as many as fit the chunk buffers
+ * in 1 GiB, rounded down to a multiple of 256 tokens (whole GEMM tiles). At
+ * V = 128256 with a teacher as hidden states that is 2048 tokens, 1 GiB: a
+ * quarter of one (N = 8192, V) f32 buffer. Larger chunks mean fewer f32
+ * read-modify-writes of dW (V, d), 2.1 GB each at d = 4096. */
 size_t linear_chunk(const r1_kd_linear_desc *desc) {
     size_t V = (size_t)desc->kd.vocab, N = (size_t)desc->kd.tokens;
-    size_t chunk = desc->chunk_tokens > 0 ? (size_t)desc->chunk_tokens
-                                          : ((size_t)1 << 28) / (V * 4); /* 256 MiB of f32 logits */
+    size_t chunk = (size_t)desc->chunk_tokens;
+    if (chunk == 0) {
+        chunk = ((size_t)1 << 30) / (V * linear_bytes_per_entry(desc));
+        if (chunk >= 256) chunk -= chunk % 256;
+    }
     if (chunk < 1) chunk = 1;
     return chunk > N ? N : chunk;
 }
@@ -1214,18 +1347,23 @@ struct LinearLayout {
     size_t report, row_loss, row_reason, dense, S, Z, G, total;
 };
 
+/* S: the student logits (bf16 or f32); Z: the teacher logits from ht Wt;
+ * dense: a sparse teacher as f32 rows; G: the bf16 gradient of the f32 path
+ * (otherwise G is written over S). */
 LinearLayout linear_layout(const r1_kd_linear_desc *desc) {
     const r1_kd_desc *kd = &desc->kd;
     const size_t N = (size_t)kd->tokens, V = (size_t)kd->vocab, C = linear_chunk(desc);
+    const bool bf16_logits = linear_bf16_logits(desc);
+    const size_t logit_bytes = bf16_logits ? 2 : 4;
     LinearLayout l;
     l.report = 0;
     l.row_loss = align_up(sizeof(PrepareReport));
     l.row_reason = l.row_loss + align_up(N * 4);
     l.dense = l.row_reason + align_up(N * 4);
     l.S = l.dense + (kd->teacher_topk > 0 ? align_up(C * V * 4) : 0);
-    l.Z = l.S + align_up(C * V * 4);
-    l.G = l.Z + (desc->teacher_hidden > 0 ? align_up(C * V * 4) : 0);
-    l.total = l.G + (kd->dtype == R1_BF16 ? align_up(C * V * 2) : 0);
+    l.Z = l.S + align_up(C * V * logit_bytes);
+    l.G = l.Z + (desc->teacher_hidden > 0 ? align_up(C * V * logit_bytes) : 0);
+    l.total = l.G + (kd->dtype == R1_BF16 && !bf16_logits ? align_up(C * V * 2) : 0);
     return l;
 }
 
@@ -1265,33 +1403,10 @@ extern "C" r1_status kd_loss_cuda(const r1_kd_desc *desc, const r1_kd_inputs *in
         teacher_type = R1_F32;
     }
     RowParams prm = row_params(desc, in->labels != nullptr);
-    const int version = kd_version();
-    ClusterPlan plan3 = version == 3 ? cluster_plan_v3(desc, in->student_logits, teacher, out->grad, 12)
-                                     : ClusterPlan{0, 0, 0};
-    ClusterPlan plan = version == 2 ? cluster_plan(desc, k == 0) : ClusterPlan{0, 0, 0};
-    if (plan3.cluster > 0) {
-        r1_status status = launch_rows_v3(plan3, N, in->student_logits, teacher, out->grad,
-                                          in->labels, prm, dev_report, row_loss, row_reason, stream);
-        if (status != R1_OK && plan3.cluster > 8) {
-            /* a cluster above the portable 8 refused by this device: 8 */
-            (void)cudaGetLastError();
-            plan3.cluster = 8;
-            plan3.slice = ((N > 0 ? V : 0) + 7) / 8;
-            plan3.slice = (plan3.slice + 7) / 8 * 8;
-            plan3.shared_bytes = (size_t)plan3.slice * 4;
-            status = launch_rows_v3(plan3, N, in->student_logits, teacher, out->grad, in->labels,
-                                    prm, dev_report, row_loss, row_reason, stream);
-        }
-        if (status != R1_OK) return status;
-    } else if (plan.cluster > 0) {
-        r1_status status = launch_rows_cluster(plan, N, in->student_logits, teacher, out->grad,
-                                               in->labels, prm, dev_report, row_loss, row_reason,
-                                               stream);
-        if (status != R1_OK) return status;
-    } else {
-        rows_any(desc->dtype, teacher_type, desc->dtype, N, in->student_logits, teacher, out->grad,
-                 in->labels, prm, dev_report, row_loss, row_reason, stream);
-    }
+    r1_status status = run_rows(desc, N, desc->dtype, teacher_type, in->student_logits, teacher,
+                                out->grad, in->labels, prm, dev_report, row_loss, row_reason,
+                                stream);
+    if (status != R1_OK) return status;
     CUDA_TRY(cudaGetLastError());
     kd_finish<<<1, kFinishThreads, 0, stream>>>(row_loss, row_reason, N, prm.mean, out->token_losses, out->loss,
                                      dev_report);
@@ -1318,8 +1433,11 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
     PrepareReport *dev_report = (PrepareReport *)(ws + l.report);
     float *row_loss = (float *)(ws + l.row_loss);
     int *row_reason = (int *)(ws + l.row_reason);
-    float *S = (float *)(ws + l.S), *Z = (float *)(ws + l.Z);
-    void *G = kd->dtype == R1_BF16 ? (void *)(ws + l.G) : (void *)S;
+    const bool bf16_logits = linear_bf16_logits(desc);
+    const r1_dtype logit_type = bf16_logits ? R1_BF16 : R1_F32;
+    void *S = ws + l.S, *Z = ws + l.Z;
+    /* the gradient: over S (f32, or bf16 logits), or its own bf16 buffer */
+    void *G = kd->dtype == R1_BF16 && !bf16_logits ? (void *)(ws + l.G) : S;
     r1_status status = R1_OK;
     cublasHandle_t h = blas_handle(&status);
     if (status != R1_OK) return status;
@@ -1336,16 +1454,16 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
     for (long long t0 = 0; t0 < N; t0 += C) {
         const long long n = N - t0 < C ? N - t0 : C;
         const char *H = (const char *)in->student_hidden + (size_t)(t0 * d) * elem;
-        status = gemm_logits(h, kd->dtype, H, in->student_weight, n, V, d, S);
+        status = gemm_logits(h, kd->dtype, H, in->student_weight, n, V, d, S, logit_type);
         if (status != R1_OK) return status;
         const void *teacher;
         r1_dtype teacher_type = kd->dtype;
         if (dt > 0) {
             status = gemm_logits(h, kd->dtype, (const char *)in->teacher_hidden + (size_t)(t0 * dt) * elem,
-                                 in->teacher_weight, n, V, dt, Z);
+                                 in->teacher_weight, n, V, dt, Z, logit_type);
             if (status != R1_OK) return status;
             teacher = Z;
-            teacher_type = R1_F32;
+            teacher_type = logit_type;
         } else if (k > 0) {
             float *dense = (float *)(ws + l.dense);
             kd_densify<<<(unsigned)n, kThreads, 0, stream>>>(in->teacher_ids + t0 * k,
@@ -1357,10 +1475,16 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
         } else {
             teacher = (const char *)in->teacher_logits + (size_t)(t0 * V) * elem;
         }
-        rows_any(R1_F32, teacher_type, kd->dtype, n, S, teacher, G,
-                 in->labels ? in->labels + t0 : nullptr, prm, dev_report, row_loss + t0,
-                 row_reason + t0, stream);
-        CUDA_TRY(cudaGetLastError());
+        const int32_t *labels = in->labels ? in->labels + t0 : nullptr;
+        if (bf16_logits) {
+            status = run_rows(kd, n, R1_BF16, teacher_type, S, teacher, G, labels, prm, dev_report,
+                              row_loss + t0, row_reason + t0, stream);
+            if (status != R1_OK) return status;
+        } else {
+            rows_any(R1_F32, teacher_type, kd->dtype, n, S, teacher, G, labels, prm, dev_report,
+                     row_loss + t0, row_reason + t0, stream);
+            CUDA_TRY(cudaGetLastError());
+        }
         cudaDataType_t type = blas_type(kd->dtype);
         if (out->grad_hidden) {
             /* dH (n, d) = G (n, V) W (V, d) */

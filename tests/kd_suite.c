@@ -37,8 +37,8 @@ static void agreement_case(r1_backend backend) {
               "%d of %d random cases agree with ref; worst: %s (%.3g x bar); rerun with R1_SEED=%llu",
               summary.cases_passed, summary.cases_total, summary.worst_what, summary.worst_ratio,
               (unsigned long long)seed);
-    printf("  agreement %s: %d/%d, worst %.3g x bar\n", r1_backend_name(backend),
-           summary.cases_passed, summary.cases_total, summary.worst_ratio);
+    printf("  agreement %s: %d/%d, worst %.3g x bar (%s)\n", r1_backend_name(backend),
+           summary.cases_passed, summary.cases_total, summary.worst_ratio, summary.worst_what);
 }
 
 /* A small valid problem the bad-input cases mutate. */
