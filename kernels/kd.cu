@@ -19,11 +19,13 @@
  *     loss terms float64. JSD's g is centred on its p = 0 value as in fast/.
  *  4. kd_finish: one block sums the row losses in float64 in token order (a
  *     deterministic loss), writes token_losses, and the first bad row.
- * Fused-linear form: chunks of tokens; per chunk cuBLAS computes the student
- * (and teacher) logits (C, V) in f32 (bf16 inputs on tensor cores, f32
- * accumulation), kd_rows turns them into the gradient (bf16 for bf16 inputs,
- * so the backward GEMMs run on tensor cores too), then dH = G W and
- * dW += G^T H. Peak extra memory: the chunk's logits, teacher logits and G.
+ * Fused-linear form: chunks of C tokens; per piece of P tokens of a chunk
+ * cuBLAS computes the student (and teacher) logits (P, V) in f32 (bf16
+ * inputs on tensor cores, f32 accumulation, kept f32), the row kernel turns
+ * them into the chunk's rows of G (bf16 for bf16 inputs, so the backward
+ * GEMMs run on tensor cores too), then dH = G W and dW += G^T H per chunk.
+ * Peak extra memory: a piece's logits (and teacher logits) and a chunk's G
+ * (linear_sizes: C = 2048, P = 1024 at V = 128256, 1.5 GiB).
  *
  * VERSIONS
  *  v1  the design above; loads are scalar and coalesced; bytes per element of
@@ -63,6 +65,25 @@
  *      took 6,549 us, at 8 6,449 us, in earlier runs); beta = 0 4,531 us and
  *      beta = 1 4,694 us (unchanged paths: v3 4,571 and 4,705 us).
  *      bench/results/h100-kd-v4.json.
+ *  v5  a trace of v4's CTAs (globaltimer at each phase, forward KL) showed
+ *      each CTA loading for 2.8 us and then spending 18 us in its passes and
+ *      four cluster barriers: every cluster_sync compiled to MEMBAR.ALL.GPU
+ *      (waiting for the CTA's global stores) and waited for the slowest of 12
+ *      CTAs, so only 56 of 423 resident CTAs were loading at a time. Now the
+ *      CTAs exchange with st.async into each other's shared memory, counted
+ *      by a transaction barrier (kernels/cluster.cuh: push_to_block,
+ *      arrival_wait); nobody waits for a peer it does not need. Forward KL
+ *      has one exchange: pass A takes the slice's maxima on packed bf16
+ *      pairs, pass B sums against the slice maxima (rescaled to the row's
+ *      when merged) and also W = sum p~ (u - x), from which KL comes without
+ *      a pass or an exchange after the gradient. The gradient pass kept g[8]
+ *      in local memory (the label's one-hot term was indexed by a variable);
+ *      now only by constants. The kernel also takes float logits (and a bf16
+ *      gradient from them), which the fused-linear form now uses: its logits
+ *      stay f32 (rounding them to bf16 moved the agreement error of one
+ *      random case to 0.8 of the bf16 bar). H100: forward KL 4,531 ->
+ *      2,968 us (0.84 of HBM), JSD 5,319 -> 4,075 us, reverse KL 4,694 ->
+ *      3,341 us; fused linear 85 -> 57 ms.
  */
 #include <cooperative_groups.h>
 #include <cublas_v2.h>
@@ -526,34 +547,39 @@ kd_rows_cluster(const uint16_t *__restrict__ s_all, const uint16_t *__restrict__
 }
 
 
-/* ---- v3: a cluster of CTAs per row, every divergence, exact-max passes -----
- * bf16 student and dense bf16 teacher, V % 8 == 0, sm_90. The row is split
- * into `cluster` slices (8 by default: 19,008 elements, 76 KB of s + z per CTA
- * at V = 152064, two CTAs per SM). Each CTA
+/* ---- v3 (as changed by v5): a cluster of CTAs per row, every divergence ----
+ * Student and dense teacher of one type (bf16 or float; the gradient of that
+ * type, or bf16 from float), V % 8 == 0, sm_90. The row is split into
+ * `cluster` slices (12 for bf16: 12,672 elements, 51 KB of s + z per CTA at
+ * V = 152064, four CTAs per SM; 16 for float). Each CTA
  *   0. copies its slice of s and z into shared memory with 16-byte cp.async
  *      (the whole slice in flight at once: no register round trip);
- *   A. takes max / min of s and z from shared memory (no exponentials);
- *      the cluster exchanges them (each CTA pushes its values into every
- *      CTA's shared memory, then one cluster barrier);
- *   B. with the row maxima known, sums exp2 terms (no online rescaling):
- *      S_q, S_r, S_p; exchanged the same way (float64 across CTAs, merged in
- *      rank order: every CTA of the cluster gets the same bits);
- *   C. forward KL: writes the gradient (16-byte stores) and sums D;
- *      reverse KL / JSD: sums D and gbar, exchanges them, then
+ *   A. takes max / min of its slice from shared memory (no exponentials);
+ *   B. sums exp2 terms against its slice's maxima: S_q, S_r, S_p (forward
+ *      KL also W, see the sums below), and sends them with its maxima into
+ *      every CTA's shared memory (push_to_block: st.async counted by each
+ *      receiver's transaction barrier); every CTA merges the slices in one
+ *      fixed order, each slice's sums scaled by 2^(its offset - the row's):
+ *      every CTA of the cluster gets the same bits;
+ *   C. forward KL: writes the gradient (16-byte stores); KL itself is
+ *      ln 2 [kq W / S_p - log2 (Z_p / Z_q)] from B's sums;
+ *      reverse KL / JSD: sums D and gbar, sends them to every CTA, then
  *   D. writes the gradient.
- * HBM traffic is the floor: s, z read once, g written once (6 B/element).
- * Exponentials are ex2.approx on log2-scaled arguments (one FFMA + one MUFU
- * each); for T = 1 and T = 2 the temperature-1 student r comes from q
+ * HBM traffic is the floor: s, z read once, g written once (6 B/element for
+ * bf16). Exponentials are ex2.approx on log2-scaled arguments (one FFMA + one
+ * MUFU each); for T = 1 and T = 2 the temperature-1 student r comes from q
  * (r = q, r = q^2 S_q^2 / S_r) instead of another exponential. Per-thread
- * partial sums are float32 (about 75 terms each), everything above float64.
+ * partial sums are float32 (about 50 terms each), everything above float64.
  * Bad numbers: max/min catch +-inf in s and +inf / all -inf in z; a NaN
- * anywhere turns the float64 row sums into NaN. */
+ * anywhere turns the float64 row sums into NaN. A row whose label is
+ * ignore_index exchanges nothing (the same in every CTA of its cluster). */
 constexpr int kV3Threads = 256;
 constexpr int kV3Warps = kV3Threads / 32;
 constexpr int kV3MaxCluster = 16;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-/* JSD's h is stored as float16 between passes C and D; its largest value. */
+/* JSD's h is stored as float16 (over bf16 logits) between passes C and D;
+ * its largest value. */
 constexpr float kJsdHMax = 60000.0f;
 
 __device__ __forceinline__ float fast_ex2(float x) {
@@ -653,18 +679,51 @@ __device__ __forceinline__ void block_reduce(T (&v)[COUNT], const int (&op)[COUN
     }
 }
 
+/* Eight logits or gradient values as stored (bf16 bits or float), as floats
+ * and back; JSD's h over the teacher's slice (float16 over bf16 logits, so
+ * that it fits, float over float logits). */
+__device__ __forceinline__ void load8(const uint16_t *p, float f[8]) {
+    unpack8(*reinterpret_cast<const uint4 *>(p), f);
+}
+__device__ __forceinline__ void load8(const float *p, float f[8]) {
+    const float4 lo = reinterpret_cast<const float4 *>(p)[0], hi = reinterpret_cast<const float4 *>(p)[1];
+    f[0] = lo.x, f[1] = lo.y, f[2] = lo.z, f[3] = lo.w, f[4] = hi.x, f[5] = hi.y, f[6] = hi.z, f[7] = hi.w;
+}
+__device__ __forceinline__ void store8(uint16_t *p, const float g[8]) {
+    *reinterpret_cast<uint4 *>(p) = pack8(g);
+}
+__device__ __forceinline__ void store8(float *p, const float g[8]) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(g[0], g[1], g[2], g[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(g[4], g[5], g[6], g[7]);
+}
+__device__ __forceinline__ float logit_value(uint16_t bits) { return bf16_bits_to_float(bits); }
+__device__ __forceinline__ float logit_value(float x) { return x; }
+__device__ __forceinline__ void store_h8(uint16_t *p, const float h[8]) {
+    *reinterpret_cast<uint4 *>(p) = pack8_half(h);
+}
+__device__ __forceinline__ void store_h8(float *p, const float h[8]) { store8(p, h); }
+__device__ __forceinline__ void load_h8(const uint16_t *p, float h[8]) {
+    unpack8_half(*reinterpret_cast<const uint4 *>(p), h);
+}
+__device__ __forceinline__ void load_h8(const float *p, float h[8]) { load8(p, h); }
+template <typename T> __device__ __forceinline__ void store_zeros8(T *p) {
+    const float zeros[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    store8(p, zeros);
+}
+
 /* What each CTA tells every CTA of its cluster about its slice: max and min
  * of s and z; S_q, S_r, S_p against the slice's own maxima; the label's logit
  * when it lies in the slice (0 otherwise); forward KL's W (pass B); padding. */
 constexpr int kSliceStats = 10;
 
-/* MODE: 0 forward KL, 1 reverse KL, 2 JSD. */
-template <int MODE>
+/* MODE: 0 forward KL, 1 reverse KL, 2 JSD. In: the logits' type (uint16_t =
+ * bf16 bits, or float); Out: the gradient's (uint16_t = bf16, or float). */
+template <int MODE, typename In, typename Out>
 __global__ void __launch_bounds__(kV3Threads, 4)
-kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *grad_all,
+kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
            const int32_t *labels, RowParams prm, int cluster, long long slice,
            const PrepareReport *report, float *row_loss, int *row_reason) {
-    extern __shared__ __align__(16) uint16_t slice_values[]; /* s slice, then z slice */
+    extern __shared__ __align__(16) unsigned char slice_bytes[]; /* s slice, then z slice */
     __shared__ float scratch_a[kV3Warps * 4];
     __shared__ double scratch_b[kV3Warps * 5], scratch_c[kV3Warps * 2];
     /* filled by the cluster's CTAs (push_to_block), slot = sender's rank */
@@ -677,16 +736,15 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
     const long long begin = (long long)rank * slice;
     const long long n = begin < V ? (V - begin < slice ? V - begin : slice) : 0; /* multiple of 8 */
     const int chunks = (int)(n / 8);
-    uint16_t *ss = slice_values, *zs = slice_values + slice;
-    uint16_t *grad = grad_all ? grad_all + t * V + begin : nullptr;
+    In *ss = reinterpret_cast<In *>(slice_bytes), *zs = ss + slice;
+    Out *grad = grad_all ? grad_all + t * V + begin : nullptr;
     const int y = prm.has_labels ? labels[t] : -1;
     const bool need_r = prm.gamma < 1.0f;
 
     if (prm.has_labels && y == prm.ignore_index) {
         /* the same in every CTA of the cluster: nothing is exchanged */
         if (grad)
-            for (int c = threadIdx.x; c < chunks; c += kV3Threads)
-                *reinterpret_cast<uint4 *>(grad + 8 * c) = make_uint4(0, 0, 0, 0);
+            for (int c = threadIdx.x; c < chunks; c += kV3Threads) store_zeros8(grad + 8 * c);
         if (rank == 0 && threadIdx.x == 0) {
             row_loss[t] = 0.0f;
             row_reason[t] = KD_ROW_OK;
@@ -703,10 +761,14 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
     }
     cluster_arrive_relaxed(); /* waited for below, before the first push */
     {
-        const uint16_t *s = s_all + t * V + begin, *z = z_all + t * V + begin;
-        for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
-            cp_async16(ss + 8 * c, s + 8 * c);
-            cp_async16(zs + 8 * c, z + 8 * c);
+        /* 16-byte pieces: one per 8 bf16 values, two per 8 floats */
+        constexpr int kPieces = (int)sizeof(In) / 2;
+        const char *s = reinterpret_cast<const char *>(s_all + t * V + begin);
+        const char *z = reinterpret_cast<const char *>(z_all + t * V + begin);
+        char *s_shared = reinterpret_cast<char *>(ss), *z_shared = reinterpret_cast<char *>(zs);
+        for (int c = threadIdx.x; c < chunks * kPieces; c += kV3Threads) {
+            cp_async16(s_shared + 16 * c, s + 16 * c);
+            cp_async16(z_shared + 16 * c, z + 16 * c);
         }
         cp_async_wait_all();
     }
@@ -716,10 +778,23 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
         if (MODE != 0) arrival_expect(&late_arrived, (unsigned)(cluster * 2 * sizeof(double)));
     }
 
-    /* A: max / min of this slice's s and z, on bf16 pairs as stored (one
-     * packed max or min per two values; z's minimum only for reverse KL) */
-    float slice_a[4];
-    {
+    /* A: max / min of this slice's s and z (z's minimum only for reverse
+     * KL); bf16 on the pairs as stored, one packed max or min per two values */
+    float slice_a[4] = {-INFINITY, INFINITY, -INFINITY, INFINITY};
+    if constexpr (sizeof(In) == 4) {
+        for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
+            float x[8], u[8];
+            load8(ss + 8 * c, x);
+            load8(zs + 8 * c, u);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                slice_a[0] = fmaxf(slice_a[0], x[e]);
+                slice_a[1] = fminf(slice_a[1], x[e]);
+                slice_a[2] = fmaxf(slice_a[2], u[e]);
+                if (MODE == 1) slice_a[3] = fminf(slice_a[3], u[e]);
+            }
+        }
+    } else {
         const __nv_bfloat162 lowest = bf16_pair(0xff80ff80u), highest = bf16_pair(0x7f807f80u);
         __nv_bfloat162 mx_s = lowest, mn_s = highest, mx_z = lowest, mn_z = highest;
         for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
@@ -761,8 +836,8 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
     float sq = 0.0f, sr = 0.0f, sp = 0.0f, wd = 0.0f;
     for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
         float x[8], u[8];
-        unpack8(*reinterpret_cast<const uint4 *>(ss + 8 * c), x);
-        unpack8(*reinterpret_cast<const uint4 *>(zs + 8 * c), u);
+        load8(ss + 8 * c, x);
+        load8(zs + 8 * c, u);
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
             float eq = fast_ex2(fmaf(x[e], kq, -slice_cq0));
@@ -777,7 +852,7 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
     /* the label's logit travels with the sums (read before any gradient
      * store: grad may be s itself) */
     const int y_local = (y >= begin && y < begin + n) ? (int)(y - begin) : -1;
-    const float s_label_part = (threadIdx.x == 0 && y_local >= 0) ? bf16_bits_to_float(ss[y_local]) : 0.0f;
+    const float s_label_part = (threadIdx.x == 0 && y_local >= 0) ? logit_value(ss[y_local]) : 0.0f;
     double slice_b[5] = {sq, sr, sp, s_label_part, wd};
     const int op_b[5] = {0, 0, 0, 0, 0};
     block_reduce<5>(slice_b, op_b, scratch_b);
@@ -887,8 +962,8 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
         if (live)
             for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
                 float x[8], u[8];
-                unpack8(*reinterpret_cast<const uint4 *>(ss + 8 * c), x);
-                unpack8(*reinterpret_cast<const uint4 *>(zs + 8 * c), u);
+                load8(ss + 8 * c, x);
+                load8(zs + 8 * c, u);
 #pragma unroll
                 for (int e = 0; e < 8; ++e) {
                     float lq2 = fmaf(x[e], kq, -cq), lp2 = fmaf(u[e], kq, -cp);
@@ -906,7 +981,7 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
                     }
                 }
                 /* JSD: pass D reads h here instead of computing it again. */
-                if (MODE == 2) *reinterpret_cast<uint4 *>(zs + 8 * c) = pack8_half(u);
+                if (MODE == 2) store_h8(zs + 8 * c, u);
             }
         /* (D, gbar) to every CTA, summed in rank order */
         if (live) {
@@ -926,15 +1001,14 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
 
     /* the gradient (C for forward KL, D otherwise) */
     if (grad && !live) {
-        for (int c = threadIdx.x; c < chunks; c += kV3Threads)
-            *reinterpret_cast<uint4 *>(grad + 8 * c) = make_uint4(0, 0, 0, 0);
+        for (int c = threadIdx.x; c < chunks; c += kV3Threads) store_zeros8(grad + 8 * c);
     } else if (live && grad) {
         for (int c = threadIdx.x; c < chunks; c += kV3Threads) {
             float x[8], u[8], g[8];
-            unpack8(*reinterpret_cast<const uint4 *>(ss + 8 * c), x);
+            load8(ss + 8 * c, x);
             /* u: the teacher's logits, or for JSD the h that pass C stored */
-            if (MODE == 2) unpack8_half(*reinterpret_cast<const uint4 *>(zs + 8 * c), u);
-            else unpack8(*reinterpret_cast<const uint4 *>(zs + 8 * c), u);
+            if (MODE == 2) load_h8(zs + 8 * c, u);
+            else load8(zs + 8 * c, u);
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
                 float lq2 = fmaf(x[e], kq, -cq);
@@ -953,7 +1027,7 @@ kd_rows_v3(const uint16_t *s_all, const uint16_t *__restrict__ z_all, uint16_t *
             if ((unsigned)label_at < 8u)
 #pragma unroll
                 for (int e = 0; e < 8; ++e) g[e] -= e == label_at ? a : 0.0f;
-            if (grad) *reinterpret_cast<uint4 *>(grad + 8 * c) = pack8(g);
+            store8(grad + 8 * c, g);
         }
     }
     if (rank == 0 && threadIdx.x == 0) {
@@ -1139,46 +1213,53 @@ int kd_version() {
     return 3;
 }
 
-/* v3's plan: cluster size (R1LAB_KD_CLUSTER, 1..16; default 12, measured
- * 4.57 ms against 4.88 ms for 8 and 5.27 ms for 16 on the H100 at V = 152064),
- * slice, shared bytes; cluster = 0 when v3 does not apply. */
-ClusterPlan cluster_plan_v3(const r1_kd_desc *desc, const void *s, const void *z, const void *g,
-                            int default_cluster) {
-    ClusterPlan plan = {0, 0, 0};
-    const long long V = desc->vocab;
-    if (device_compute_major() < 9 || desc->dtype != R1_BF16 || desc->teacher_topk != 0 ||
-        V % 8 != 0 || (((uintptr_t)s | (uintptr_t)z | (uintptr_t)g) & 15) != 0)
-        return plan;
-    int cluster = default_cluster;
+/* R1LAB_KD_CLUSTER (1..16) when set, else `cluster`. */
+int v3_cluster(int cluster) {
     const char *env = getenv("R1LAB_KD_CLUSTER");
     if (env) {
         int c = atoi(env);
-        if (c >= 1 && c <= kV3MaxCluster) cluster = c;
+        if (c >= 1 && c <= kV3MaxCluster) return c;
     }
+    return cluster;
+}
+
+/* v3's plan for logits of `logit_bytes` each (2: bf16, 4: float) and a
+ * cluster of `cluster` CTAs: slice, shared bytes;
+ * cluster = 0 when v3 does not apply. Defaults (run_rows): 12 for bf16 (H100,
+ * V = 152064: 4.57 ms against 4.88 for 8 and 5.27 for 16 with v3's cluster
+ * barriers), 16 for float (64 KB of s + z per CTA at V = 128256). */
+ClusterPlan cluster_plan_v3(long long V, int logit_bytes, const void *s, const void *z,
+                            const void *g, int cluster) {
+    ClusterPlan plan = {0, 0, 0};
+    if (device_compute_major() < 9 || V % 8 != 0 ||
+        (((uintptr_t)s | (uintptr_t)z | (uintptr_t)g) & 15) != 0)
+        return plan;
     long long slice = (V + cluster - 1) / cluster;
     slice = (slice + 7) / 8 * 8;
-    if (slice * 4 > 110 * 1024) return plan; /* two CTAs per SM at least */
+    const long long bytes = slice * 2 * logit_bytes;
+    if (bytes > 200 * 1024) return plan; /* one CTA per SM at least */
     plan.cluster = cluster;
     plan.slice = slice;
-    plan.shared_bytes = (size_t)slice * 4;
+    plan.shared_bytes = (size_t)bytes;
     return plan;
 }
 
-template <int MODE>
+template <int MODE, typename In, typename Out>
 r1_status launch_v3_mode(const ClusterPlan &plan, long long rows, const void *s, const void *z,
                          void *grad, const int32_t *labels, RowParams prm,
                          const PrepareReport *report, float *row_loss, int *row_reason,
                          cudaStream_t stream) {
     static size_t raised_to = 0;
     static int non_portable = 0;
+    auto kernel = kd_rows_v3<MODE, In, Out>;
     if (plan.cluster > 8 && !non_portable) {
-        CUDA_TRY(cudaFuncSetAttribute(kd_rows_v3<MODE>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
         non_portable = 1;
     }
     if (raised_to < plan.shared_bytes) {
-        CUDA_TRY(cudaFuncSetAttribute(kd_rows_v3<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                       (int)plan.shared_bytes));
-        CUDA_TRY(cudaFuncSetAttribute(kd_rows_v3<MODE>, cudaFuncAttributePreferredSharedMemoryCarveout,
+        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                       (int)cudaSharedmemCarveoutMaxShared));
         raised_to = plan.shared_bytes;
     }
@@ -1194,47 +1275,73 @@ r1_status launch_v3_mode(const ClusterPlan &plan, long long rows, const void *s,
     attribute[0].val.clusterDim.z = 1;
     config.attrs = attribute;
     config.numAttrs = 1;
-    CUDA_TRY(cudaLaunchKernelEx(&config, kd_rows_v3<MODE>, (const uint16_t *)s, (const uint16_t *)z,
-                                (uint16_t *)grad, labels, prm, plan.cluster, plan.slice, report,
-                                row_loss, row_reason));
+    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, (const In *)s, (const In *)z, (Out *)grad, labels,
+                                prm, plan.cluster, plan.slice, report, row_loss, row_reason));
     return R1_OK;
 }
 
+template <typename In, typename Out>
 r1_status launch_rows_v3(const ClusterPlan &plan, long long rows, const void *s, const void *z,
                          void *grad, const int32_t *labels, RowParams prm,
                          const PrepareReport *report, float *row_loss, int *row_reason,
                          cudaStream_t stream) {
     if (prm.beta == 0.0f)
-        return launch_v3_mode<0>(plan, rows, s, z, grad, labels, prm, report, row_loss, row_reason, stream);
+        return launch_v3_mode<0, In, Out>(plan, rows, s, z, grad, labels, prm, report, row_loss,
+                                          row_reason, stream);
     if (prm.beta == 1.0f)
-        return launch_v3_mode<1>(plan, rows, s, z, grad, labels, prm, report, row_loss, row_reason, stream);
-    return launch_v3_mode<2>(plan, rows, s, z, grad, labels, prm, report, row_loss, row_reason, stream);
+        return launch_v3_mode<1, In, Out>(plan, rows, s, z, grad, labels, prm, report, row_loss,
+                                          row_reason, stream);
+    return launch_v3_mode<2, In, Out>(plan, rows, s, z, grad, labels, prm, report, row_loss,
+                                      row_reason, stream);
 }
 
-/* The row kernel for `rows` rows (gradient in the student's dtype): v3 where
- * it applies (bf16 student and teacher; a cluster above the portable 8 that
- * the device refuses falls back to 8), v2 when asked for, v1 otherwise. */
+/* v3 for (logits, gradient) types bf16 / bf16, f32 / f32 or f32 / bf16. */
+r1_status launch_rows_v3(r1_dtype logit_type, r1_dtype grad_type, const ClusterPlan &plan,
+                         long long rows, const void *s, const void *z, void *grad,
+                         const int32_t *labels, RowParams prm, const PrepareReport *report,
+                         float *row_loss, int *row_reason, cudaStream_t stream) {
+    if (logit_type == R1_BF16)
+        return launch_rows_v3<uint16_t, uint16_t>(plan, rows, s, z, grad, labels, prm, report,
+                                                  row_loss, row_reason, stream);
+    if (grad_type == R1_BF16)
+        return launch_rows_v3<float, uint16_t>(plan, rows, s, z, grad, labels, prm, report,
+                                               row_loss, row_reason, stream);
+    return launch_rows_v3<float, float>(plan, rows, s, z, grad, labels, prm, report, row_loss,
+                                        row_reason, stream);
+}
+
+/* The row kernel for `rows` rows: v3 where it applies (student and teacher
+ * of one type, bf16 or f32, the gradient of theirs or bf16 from f32; a
+ * cluster above the portable 8 that the device refuses falls back to 8), v2
+ * when asked for, v1 otherwise. */
 r1_status run_rows(const r1_kd_desc *desc, long long rows, r1_dtype s_type, r1_dtype z_type,
-                   const void *s, const void *z, void *grad, const int32_t *labels, RowParams prm,
-                   const PrepareReport *report, float *row_loss, int *row_reason,
-                   cudaStream_t stream) {
-    const bool all_bf16 = s_type == R1_BF16 && z_type == R1_BF16;
+                   r1_dtype g_type, const void *s, const void *z, void *grad,
+                   const int32_t *labels, RowParams prm, const PrepareReport *report,
+                   float *row_loss, int *row_reason, cudaStream_t stream) {
     const int version = kd_version();
-    ClusterPlan plan3 = version == 3 && all_bf16 ? cluster_plan_v3(desc, s, z, grad, 12)
-                                                 : ClusterPlan{0, 0, 0};
+    const bool v3_types = s_type == z_type && (g_type == s_type || g_type == R1_BF16);
+    const int logit_bytes = s_type == R1_BF16 ? 2 : 4;
+    ClusterPlan plan3 = version == 3 && v3_types
+                            ? cluster_plan_v3(desc->vocab, logit_bytes, s, z, grad,
+                                              v3_cluster(logit_bytes == 2 ? 12 : 16))
+                            : ClusterPlan{0, 0, 0};
+    const bool all_bf16 = s_type == R1_BF16 && z_type == R1_BF16 && g_type == R1_BF16;
     ClusterPlan plan = version == 2 && all_bf16 ? cluster_plan(desc, desc->teacher_topk == 0)
                                                 : ClusterPlan{0, 0, 0};
     if (plan3.cluster > 0) {
-        r1_status status = launch_rows_v3(plan3, rows, s, z, grad, labels, prm, report, row_loss,
-                                          row_reason, stream);
+        r1_status status = launch_rows_v3(s_type, g_type, plan3, rows, s, z, grad, labels, prm,
+                                          report, row_loss, row_reason, stream);
         if (status != R1_OK && plan3.cluster > 8) {
+            /* a cluster above the portable 8 refused by this device */
             (void)cudaGetLastError();
-            plan3.cluster = 8;
-            plan3.slice = (desc->vocab + 7) / 8;
-            plan3.slice = (plan3.slice + 7) / 8 * 8;
-            plan3.shared_bytes = (size_t)plan3.slice * 4;
-            status = launch_rows_v3(plan3, rows, s, z, grad, labels, prm, report, row_loss,
-                                    row_reason, stream);
+            plan3 = cluster_plan_v3(desc->vocab, logit_bytes, s, z, grad, 8);
+            if (plan3.cluster == 8)
+                status = launch_rows_v3(s_type, g_type, plan3, rows, s, z, grad, labels, prm,
+                                        report, row_loss, row_reason, stream);
+            else
+                status = r1_fail(R1_ECUDA, "kd: this device refuses clusters above 8 CTAs and a "
+                                           "cluster of 8 does not fit a row of %lld logits",
+                                 (long long)desc->vocab);
         }
         if (status != R1_OK) return status;
     } else if (plan.cluster > 0) {
@@ -1242,7 +1349,7 @@ r1_status run_rows(const r1_kd_desc *desc, long long rows, r1_dtype s_type, r1_d
                                                row_loss, row_reason, stream);
         if (status != R1_OK) return status;
     } else {
-        rows_any(s_type, z_type, s_type, rows, s, z, grad, labels, prm, report, row_loss,
+        rows_any(s_type, z_type, g_type, rows, s, z, grad, labels, prm, report, row_loss,
                  row_reason, stream);
     }
     CUDA_TRY(cudaGetLastError());
@@ -1312,58 +1419,71 @@ r1_status gemm_logits(cublasHandle_t h, r1_dtype dtype, const void *X, const voi
     return R1_OK;
 }
 
-/* bf16 inputs with a dense teacher (hidden states or bf16 logits): the chunk's
- * logits are bf16, as the GEMM writes them (PyTorch's bf16 matmul rounds the
- * same way), the row kernel is v3 and writes G over the student logits. Other
- * cases keep f32 logits (and a separate bf16 G for bf16 inputs). */
-bool linear_bf16_logits(const r1_kd_linear_desc *desc) {
-    return desc->kd.dtype == R1_BF16 && desc->kd.teacher_topk == 0;
-}
+/* Fused-linear chunking. For bf16 inputs the gradient G of a chunk of C
+ * tokens is kept in bf16 (the GEMMs dH = G W and dW += G^T H run on tensor
+ * cores); the logits are float32 (accumulated in f32 and kept so: rounding
+ * them to bf16 would move q and p by up to 2^-9 |s| / T), computed and
+ * turned into G in pieces of P tokens. f32 inputs: P = C and G is written
+ * over the f32 logits. */
+struct LinearSizes {
+    size_t chunk; /* C: tokens per dH / dW GEMM                  */
+    size_t piece; /* P: tokens per logits GEMM and row kernel     */
+};
 
-/* Workspace bytes per (token, vocabulary entry) of one chunk. */
-size_t linear_bytes_per_entry(const r1_kd_linear_desc *desc) {
-    if (linear_bf16_logits(desc)) return 2 + (desc->teacher_hidden > 0 ? 2 : 0);
-    return 4 + (desc->teacher_hidden > 0 || desc->kd.teacher_topk > 0 ? 4 : 0) +
-           (desc->kd.dtype == R1_BF16 ? 2 : 0);
-}
+/* Rounds a token count down to a multiple of 256 (whole GEMM tiles), when at
+ * least 256. */
+size_t whole_tiles(size_t tokens) { return tokens >= 256 ? tokens - tokens % 256 : tokens; }
 
-/* Tokens per chunk: desc->chunk_tokens, or as many as fit the chunk buffers
- * in 1 GiB, rounded down to a multiple of 256 tokens (whole GEMM tiles). At
- * V = 128256 with a teacher as hidden states that is 2048 tokens, 1 GiB: a
- * quarter of one (N = 8192, V) f32 buffer. Larger chunks mean fewer f32
- * read-modify-writes of dW (V, d), 2.1 GB each at d = 4096. */
-size_t linear_chunk(const r1_kd_linear_desc *desc) {
-    size_t V = (size_t)desc->kd.vocab, N = (size_t)desc->kd.tokens;
-    size_t chunk = (size_t)desc->chunk_tokens;
-    if (chunk == 0) {
-        chunk = ((size_t)1 << 30) / (V * linear_bytes_per_entry(desc));
-        if (chunk >= 256) chunk -= chunk % 256;
+/* C = desc->chunk_tokens or as many tokens as fit 512 MiB of bf16 G, and P
+ * as many as fit 1 GiB of f32 logits (student, and the teacher's when it
+ * comes as hidden states or sparse); f32 inputs: C = P, 1 GiB of logits. At
+ * V = 128256 with the teacher as hidden states: C = 2048, P = 1024,
+ * 1,503 MiB, 0.37 of one (N = 8192, V) f32 buffer. Larger C means fewer f32
+ * read-modify-writes of dW (V, d), 2.1 GB each at d = 4096; larger P fuller
+ * GEMMs (H100: the f32-output logits GEMM ran at 672 TFLOP/s with 512
+ * tokens, 783 with 1024, 832 with 2048). */
+LinearSizes linear_sizes(const r1_kd_linear_desc *desc) {
+    const size_t V = (size_t)desc->kd.vocab, N = (size_t)desc->kd.tokens;
+    const size_t logit_bytes =
+        4 + (desc->teacher_hidden > 0 || desc->kd.teacher_topk > 0 ? 4 : 0); /* per (token, v) */
+    const bool bf16 = desc->kd.dtype == R1_BF16;
+    LinearSizes z;
+    if (bf16) {
+        z.chunk = desc->chunk_tokens > 0 ? (size_t)desc->chunk_tokens
+                                         : whole_tiles(((size_t)1 << 29) / (V * 2));
+        z.piece = whole_tiles(((size_t)1 << 30) / (V * logit_bytes));
+    } else {
+        z.chunk = desc->chunk_tokens > 0 ? (size_t)desc->chunk_tokens
+                                         : whole_tiles(((size_t)1 << 30) / (V * logit_bytes));
+        z.piece = z.chunk;
     }
-    if (chunk < 1) chunk = 1;
-    return chunk > N ? N : chunk;
+    if (z.chunk < 1) z.chunk = 1;
+    if (z.chunk > N) z.chunk = N;
+    if (z.piece < 1) z.piece = 1;
+    if (z.piece > z.chunk) z.piece = z.chunk;
+    return z;
 }
 
 struct LinearLayout {
     size_t report, row_loss, row_reason, dense, S, Z, G, total;
 };
 
-/* S: the student logits (bf16 or f32); Z: the teacher logits from ht Wt;
- * dense: a sparse teacher as f32 rows; G: the bf16 gradient of the f32 path
- * (otherwise G is written over S). */
+/* S: the student logits of a piece (f32); Z: the teacher's from ht Wt;
+ * dense: a sparse teacher as f32 rows; G: the bf16 gradient of a chunk (f32
+ * inputs: G is written over S). */
 LinearLayout linear_layout(const r1_kd_linear_desc *desc) {
     const r1_kd_desc *kd = &desc->kd;
-    const size_t N = (size_t)kd->tokens, V = (size_t)kd->vocab, C = linear_chunk(desc);
-    const bool bf16_logits = linear_bf16_logits(desc);
-    const size_t logit_bytes = bf16_logits ? 2 : 4;
+    const size_t N = (size_t)kd->tokens, V = (size_t)kd->vocab;
+    const LinearSizes z = linear_sizes(desc);
     LinearLayout l;
     l.report = 0;
     l.row_loss = align_up(sizeof(PrepareReport));
     l.row_reason = l.row_loss + align_up(N * 4);
     l.dense = l.row_reason + align_up(N * 4);
-    l.S = l.dense + (kd->teacher_topk > 0 ? align_up(C * V * 4) : 0);
-    l.Z = l.S + align_up(C * V * logit_bytes);
-    l.G = l.Z + (desc->teacher_hidden > 0 ? align_up(C * V * logit_bytes) : 0);
-    l.total = l.G + (kd->dtype == R1_BF16 && !bf16_logits ? align_up(C * V * 2) : 0);
+    l.S = l.dense + (kd->teacher_topk > 0 ? align_up(z.piece * V * 4) : 0);
+    l.Z = l.S + align_up(z.piece * V * 4);
+    l.G = l.Z + (desc->teacher_hidden > 0 ? align_up(z.piece * V * 4) : 0);
+    l.total = l.G + (kd->dtype == R1_BF16 ? align_up(z.chunk * V * 2) : 0);
     return l;
 }
 
@@ -1403,9 +1523,9 @@ extern "C" r1_status kd_loss_cuda(const r1_kd_desc *desc, const r1_kd_inputs *in
         teacher_type = R1_F32;
     }
     RowParams prm = row_params(desc, in->labels != nullptr);
-    r1_status status = run_rows(desc, N, desc->dtype, teacher_type, in->student_logits, teacher,
-                                out->grad, in->labels, prm, dev_report, row_loss, row_reason,
-                                stream);
+    r1_status status = run_rows(desc, N, desc->dtype, teacher_type, desc->dtype, in->student_logits,
+                                teacher, out->grad, in->labels, prm, dev_report, row_loss,
+                                row_reason, stream);
     if (status != R1_OK) return status;
     CUDA_TRY(cudaGetLastError());
     kd_finish<<<1, kFinishThreads, 0, stream>>>(row_loss, row_reason, N, prm.mean, out->token_losses, out->loss,
@@ -1426,18 +1546,16 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
     const r1_kd_desc *kd = &desc->kd;
     const long long N = kd->tokens, V = kd->vocab, d = desc->hidden, dt = desc->teacher_hidden;
     const int k = kd->teacher_topk;
-    const long long C = (long long)linear_chunk(desc);
+    const LinearSizes sizes = linear_sizes(desc);
+    const long long C = (long long)sizes.chunk, P = (long long)sizes.piece;
     const size_t elem = kd->dtype == R1_BF16 ? 2 : 4;
     LinearLayout l = linear_layout(desc);
     char *ws = (char *)workspace;
     PrepareReport *dev_report = (PrepareReport *)(ws + l.report);
     float *row_loss = (float *)(ws + l.row_loss);
     int *row_reason = (int *)(ws + l.row_reason);
-    const bool bf16_logits = linear_bf16_logits(desc);
-    const r1_dtype logit_type = bf16_logits ? R1_BF16 : R1_F32;
-    void *S = ws + l.S, *Z = ws + l.Z;
-    /* the gradient: over S (f32, or bf16 logits), or its own bf16 buffer */
-    void *G = kd->dtype == R1_BF16 && !bf16_logits ? (void *)(ws + l.G) : S;
+    float *S = (float *)(ws + l.S), *Z = (float *)(ws + l.Z);
+    char *G = kd->dtype == R1_BF16 ? ws + l.G : (char *)S; /* a chunk's gradient */
     r1_status status = R1_OK;
     cublasHandle_t h = blas_handle(&status);
     if (status != R1_OK) return status;
@@ -1453,38 +1571,36 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
     const float one = 1.0f, zero = 0.0f;
     for (long long t0 = 0; t0 < N; t0 += C) {
         const long long n = N - t0 < C ? N - t0 : C;
+        /* G (n, V) of this chunk, P tokens at a time from f32 logits */
+        for (long long p0 = 0; p0 < n; p0 += P) {
+            const long long m = n - p0 < P ? n - p0 : P, row0 = t0 + p0;
+            const char *Hs = (const char *)in->student_hidden + (size_t)(row0 * d) * elem;
+            const void *teacher;
+            r1_dtype teacher_type = R1_F32;
+            status = gemm_logits(h, kd->dtype, Hs, in->student_weight, m, V, d, S, R1_F32);
+            if (status != R1_OK) return status;
+            if (dt > 0) {
+                const char *Ht = (const char *)in->teacher_hidden + (size_t)(row0 * dt) * elem;
+                status = gemm_logits(h, kd->dtype, Ht, in->teacher_weight, m, V, dt, Z, R1_F32);
+                if (status != R1_OK) return status;
+                teacher = Z;
+            } else if (k > 0) {
+                float *dense = (float *)(ws + l.dense);
+                kd_densify<<<(unsigned)m, kThreads, 0, stream>>>(in->teacher_ids + row0 * k,
+                                                                  in->teacher_logprobs + row0 * k, m,
+                                                                  V, k, dense);
+                CUDA_TRY(cudaGetLastError());
+                teacher = dense;
+            } else {
+                teacher = (const char *)in->teacher_logits + (size_t)(row0 * V) * elem;
+                teacher_type = kd->dtype;
+            }
+            status = run_rows(kd, m, R1_F32, teacher_type, kd->dtype, S, teacher,
+                              G + (size_t)(p0 * V) * elem, in->labels ? in->labels + row0 : nullptr,
+                              prm, dev_report, row_loss + row0, row_reason + row0, stream);
+            if (status != R1_OK) return status;
+        }
         const char *H = (const char *)in->student_hidden + (size_t)(t0 * d) * elem;
-        status = gemm_logits(h, kd->dtype, H, in->student_weight, n, V, d, S, logit_type);
-        if (status != R1_OK) return status;
-        const void *teacher;
-        r1_dtype teacher_type = kd->dtype;
-        if (dt > 0) {
-            status = gemm_logits(h, kd->dtype, (const char *)in->teacher_hidden + (size_t)(t0 * dt) * elem,
-                                 in->teacher_weight, n, V, dt, Z, logit_type);
-            if (status != R1_OK) return status;
-            teacher = Z;
-            teacher_type = logit_type;
-        } else if (k > 0) {
-            float *dense = (float *)(ws + l.dense);
-            kd_densify<<<(unsigned)n, kThreads, 0, stream>>>(in->teacher_ids + t0 * k,
-                                                              in->teacher_logprobs + t0 * k, n, V, k,
-                                                              dense);
-            CUDA_TRY(cudaGetLastError());
-            teacher = dense;
-            teacher_type = R1_F32;
-        } else {
-            teacher = (const char *)in->teacher_logits + (size_t)(t0 * V) * elem;
-        }
-        const int32_t *labels = in->labels ? in->labels + t0 : nullptr;
-        if (bf16_logits) {
-            status = run_rows(kd, n, R1_BF16, teacher_type, S, teacher, G, labels, prm, dev_report,
-                              row_loss + t0, row_reason + t0, stream);
-            if (status != R1_OK) return status;
-        } else {
-            rows_any(R1_F32, teacher_type, kd->dtype, n, S, teacher, G, labels, prm, dev_report,
-                     row_loss + t0, row_reason + t0, stream);
-            CUDA_TRY(cudaGetLastError());
-        }
         cudaDataType_t type = blas_type(kd->dtype);
         if (out->grad_hidden) {
             /* dH (n, d) = G (n, V) W (V, d) */

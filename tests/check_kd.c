@@ -477,7 +477,8 @@ static int agree_linear_once(r1_backend backend, r1t_rng *rng, uint64_t seed,
     desc.hidden = d;
     desc.chunk_tokens = r1t_rng_range(rng, 0, 4);
     int teacher_hidden = c.teacher != NULL && r1t_rng_range(rng, 0, 1);
-    desc.teacher_hidden = teacher_hidden ? r1t_rng_range(rng, 4, 64) : 0;
+    /* dt = d in a third of them (the benchmark's shape) */
+    if (teacher_hidden) desc.teacher_hidden = r1t_rng_range(rng, 0, 2) == 0 ? d : r1t_rng_range(rng, 4, 64);
     const size_t dt = (size_t)desc.teacher_hidden;
     void *h = malloc(r1_dtype_bytes(c.desc.dtype, (size_t)(N * d)));
     void *W = malloc(r1_dtype_bytes(c.desc.dtype, (size_t)(V * d)));
