@@ -1408,14 +1408,13 @@ cublasHandle_t blas_handle(r1_status *status) {
 
 cudaDataType_t blas_type(r1_dtype dtype) { return dtype == R1_BF16 ? CUDA_R_16BF : CUDA_R_32F; }
 
-/* Row-major out (rows, V) = X (rows, dim) W^T, W (V, dim); out is f32 or
- * bf16 (out_type), accumulated in f32. */
+/* Row-major out (rows, V) f32 = X (rows, dim) W^T, W (V, dim). */
 r1_status gemm_logits(cublasHandle_t h, r1_dtype dtype, const void *X, const void *W, long long rows,
-                      long long V, long long dim, void *out, r1_dtype out_type) {
+                      long long V, long long dim, float *out) {
     const float one = 1.0f, zero = 0.0f;
     CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)V, (int)rows, (int)dim, &one, W,
                             blas_type(dtype), (int)dim, X, blas_type(dtype), (int)dim, &zero, out,
-                            blas_type(out_type), (int)V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                            CUDA_R_32F, (int)V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return R1_OK;
 }
 
@@ -1527,7 +1526,6 @@ extern "C" r1_status kd_loss_cuda(const r1_kd_desc *desc, const r1_kd_inputs *in
                                 teacher, out->grad, in->labels, prm, dev_report, row_loss,
                                 row_reason, stream);
     if (status != R1_OK) return status;
-    CUDA_TRY(cudaGetLastError());
     kd_finish<<<1, kFinishThreads, 0, stream>>>(row_loss, row_reason, N, prm.mean, out->token_losses, out->loss,
                                      dev_report);
     CUDA_TRY(cudaGetLastError());
@@ -1577,11 +1575,11 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
             const char *Hs = (const char *)in->student_hidden + (size_t)(row0 * d) * elem;
             const void *teacher;
             r1_dtype teacher_type = R1_F32;
-            status = gemm_logits(h, kd->dtype, Hs, in->student_weight, m, V, d, S, R1_F32);
+            status = gemm_logits(h, kd->dtype, Hs, in->student_weight, m, V, d, S);
             if (status != R1_OK) return status;
             if (dt > 0) {
                 const char *Ht = (const char *)in->teacher_hidden + (size_t)(row0 * dt) * elem;
-                status = gemm_logits(h, kd->dtype, Ht, in->teacher_weight, m, V, dt, Z, R1_F32);
+                status = gemm_logits(h, kd->dtype, Ht, in->teacher_weight, m, V, dt, Z);
                 if (status != R1_OK) return status;
                 teacher = Z;
             } else if (k > 0) {
