@@ -6,8 +6,10 @@
  *      bytes = N V (2 + 2 + 2): read both bf16 logits once, write the bf16
  *      gradient once — the floor (2.5 ms at 2.97 TB/s); reported as
  *      bytes_per_second and fraction_of_hbm (of r1b_device_copy_bandwidth).
- *  kd_linear(N=8192,d=4096,V=128256,bf16,backend=cuda)  fused-linear forward
- *      + backward with the teacher as hidden states (dt = d):
+ *  kd_linear(N=8192,d=4096,V=128256,bf16,...[,chunk=1024],backend=cuda)
+ *      fused-linear forward + backward with the teacher as hidden states
+ *      (dt = d), in the backend's chunks and in chunks of 1024 tokens; inputs
+ *      random, each tensor its own (the student differs from the teacher):
  *      FLOPs = 8 N d V (student logits, teacher logits, dH, dW: 2 N d V each),
  *      reported as flops (FLOP/s) and fraction_of_bf16_peak (790 TFLOP/s);
  *      extra_memory_MiB = the workspace (chunk logits, teacher logits, G),
@@ -49,8 +51,11 @@ static uint16_t *make_bf16(size_t n, uint64_t seed, double scale) {
     if (!x) return NULL;
     uint64_t state = seed;
     for (size_t i = 0; i < n; ++i) {
+        /* a sum of four uniforms (16 bits each, from one draw): mean 2,
+         * variance 1/3 */
+        const uint64_t r = splitmix(&state);
         double u = 0;
-        for (int k = 0; k < 4; ++k) u += (double)(splitmix(&state) >> 11) * 0x1p-53;
+        for (int k = 0; k < 4; ++k) u += ((double)((r >> (16 * k)) & 0xffff) + 0.5) * 0x1p-16;
         x[i] = r1_f32_to_bf16((float)((u - 2.0) * 1.7320508 * scale));
     }
     return x;
@@ -261,6 +266,7 @@ static void bench_cuda(r1b_state *state, const void *user) {
 
 typedef struct linear_case {
     int64_t tokens, hidden, vocab;
+    int64_t chunk_tokens; /* 0: the backend's choice */
 } linear_case;
 
 static void bench_cuda_linear(r1b_state *state, const void *user) {
@@ -276,6 +282,7 @@ static void bench_cuda_linear(r1b_state *state, const void *user) {
     desc.kd.asynchronous = 1;
     desc.hidden = d;
     desc.teacher_hidden = d;
+    desc.chunk_tokens = c->chunk_tokens;
     size_t ws_bytes = r1_kd_linear_workspace_size(R1_CUDA, &desc);
     void *h = NULL, *W = NULL, *ht = NULL, *Wt = NULL, *dh = NULL, *dW = NULL, *loss = NULL, *ws = NULL;
     r1_status st = r1_device_alloc(&h, (size_t)(N * d) * 2);
@@ -286,15 +293,19 @@ static void bench_cuda_linear(r1b_state *state, const void *user) {
     if (st == R1_OK) st = r1_device_alloc(&dW, (size_t)(V * d) * 4);
     if (st == R1_OK) st = r1_device_alloc(&loss, 4);
     if (st == R1_OK) st = r1_device_alloc(&ws, ws_bytes);
-    /* inputs: bf16 random, uploaded in slices of one host buffer */
+    /* inputs: bf16 random (as the Liger run: N(0, 0.05^2)-like, each tensor
+     * its own), made and uploaded a slice at a time; no two slices alike, so
+     * the teacher differs from the student and the gradient is not zero */
     const size_t slice = (size_t)1 << 24;
-    uint16_t *host = make_bf16(slice, 5, 0.05);
     void *tensors[4] = {h, W, ht, Wt};
     size_t counts[4] = {(size_t)(N * d), (size_t)(V * d), (size_t)(N * d), (size_t)(V * d)};
     for (int i = 0; i < 4 && st == R1_OK; ++i)
         for (size_t o = 0; o < counts[i] && st == R1_OK; o += slice) {
             size_t m = counts[i] - o < slice ? counts[i] - o : slice;
-            st = r1_device_copy((char *)tensors[i] + o * 2, host, m * 2, R1_HOST_TO_DEVICE);
+            uint16_t *host = make_bf16(m, 1000 * (uint64_t)(i + 1) + o / slice, 0.05);
+            if (!host) st = R1_ENOMEM;
+            else st = r1_device_copy((char *)tensors[i] + o * 2, host, m * 2, R1_HOST_TO_DEVICE);
+            free(host);
         }
     r1_kd_linear_inputs in = {h, W, ht, Wt, NULL, NULL, NULL, NULL};
     r1_kd_linear_outputs out = {loss, NULL, dh, dW};
@@ -316,7 +327,6 @@ static void bench_cuda_linear(r1b_state *state, const void *user) {
             r1b_counter(state, "fp32_NV_buffer_MiB", (double)N * (double)V * 4 / (1 << 20));
         }
     }
-    free(host);
     void *all[8] = {h, W, ht, Wt, dh, dW, loss, ws};
     for (int i = 0; i < 8; ++i) r1_device_free(all[i]);
 }
@@ -357,8 +367,17 @@ void r1b_register_kd(void) {
                  (long long)gpu[i].tokens, (long long)gpu[i].vocab, (double)gpu[i].beta, variant);
         r1b_register_manual_time(name, bench_cuda, &gpu[i]);
     }
-    static const linear_case linear = {8192, 4096, 128256};
-    r1b_register_manual_time("kd_linear(N=8192,d=4096,V=128256,bf16,beta=0.5,teacher=hidden,backend=cuda)",
-                             bench_cuda_linear, &linear);
+    /* the backend's chunks, and chunks of 1024 tokens (half the memory) */
+    static const linear_case linear[] = {{8192, 4096, 128256, 0}, {8192, 4096, 128256, 1024}};
+    for (size_t i = 0; i < sizeof linear / sizeof linear[0]; ++i) {
+        char chunk[32] = "";
+        if (linear[i].chunk_tokens > 0)
+            snprintf(chunk, sizeof chunk, ",chunk=%lld", (long long)linear[i].chunk_tokens);
+        snprintf(name, sizeof name,
+                 "kd_linear(N=%lld,d=%lld,V=%lld,bf16,beta=0.5,teacher=hidden%s,backend=cuda)",
+                 (long long)linear[i].tokens, (long long)linear[i].hidden,
+                 (long long)linear[i].vocab, chunk);
+        r1b_register_manual_time(name, bench_cuda_linear, &linear[i]);
+    }
 #endif
 }

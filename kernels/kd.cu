@@ -24,8 +24,10 @@
  * inputs on tensor cores, f32 accumulation, kept f32), the row kernel turns
  * them into the chunk's rows of G (bf16 for bf16 inputs, so the backward
  * GEMMs run on tensor cores too), then dH = G W and dW += G^T H per chunk.
- * Peak extra memory: a piece's logits (and teacher logits) and a chunk's G
- * (linear_sizes: C = 2048, P = 1024 at V = 128256, 1.5 GiB).
+ * Where the cluster row kernel runs (sm_90, bf16, teacher as hidden states
+ * or sparse) P = C and G goes over the student's f32 logits. Peak extra
+ * memory: a piece's logits (and teacher logits), and a chunk's G unless it
+ * is in place (linear_sizes: C = P = 2048 at V = 128256, 2,004 MiB).
  *
  * VERSIONS
  *  v1  the design above; loads are scalar and coalesced; bytes per element of
@@ -83,7 +85,10 @@
  *      stay f32 (rounding them to bf16 moved the agreement error of one
  *      random case to 0.8 of the bf16 bar). H100: forward KL 4,531 ->
  *      2,968 us (0.84 of HBM), JSD 5,319 -> 4,075 us, reverse KL 4,694 ->
- *      3,341 us; fused linear 85 -> 57 ms.
+ *      3,341 us; fused linear 85 -> 57 ms. Fused linear then writes G over
+ *      the student's f32 logits (row t of G in the first half of row t of
+ *      S), which lets C = P = 2048 in 2 GiB: 12 fewer kernel boundaries per
+ *      call; H100, interleaved runs: 56.7-57.3 -> 55.6-56.0 ms.
  */
 #include <cooperative_groups.h>
 #include <cublas_v2.h>
@@ -137,6 +142,8 @@ struct RowParams {
     int ignore_index;
     int has_labels;
     int mean;          /* MEAN reduction: w = 1 / C             */
+    long long grad_ld; /* elements from one gradient row to the next: V, or
+                          2V for a bf16 gradient written over f32 logits (v3) */
 };
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -737,7 +744,7 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
     const long long n = begin < V ? (V - begin < slice ? V - begin : slice) : 0; /* multiple of 8 */
     const int chunks = (int)(n / 8);
     In *ss = reinterpret_cast<In *>(slice_bytes), *zs = ss + slice;
-    Out *grad = grad_all ? grad_all + t * V + begin : nullptr;
+    Out *grad = grad_all ? grad_all + t * prm.grad_ld + begin : nullptr;
     const int y = prm.has_labels ? labels[t] : -1;
     const bool need_r = prm.gamma < 1.0f;
 
@@ -1120,6 +1127,7 @@ RowParams row_params(const r1_kd_desc *desc, int has_labels) {
     p.ignore_index = desc->ignore_index;
     p.has_labels = has_labels;
     p.mean = desc->reduction == R1_KD_MEAN;
+    p.grad_ld = desc->vocab;
     return p;
 }
 
@@ -1328,6 +1336,9 @@ r1_status run_rows(const r1_kd_desc *desc, long long rows, r1_dtype s_type, r1_d
     const bool all_bf16 = s_type == R1_BF16 && z_type == R1_BF16 && g_type == R1_BF16;
     ClusterPlan plan = version == 2 && all_bf16 ? cluster_plan(desc, desc->teacher_topk == 0)
                                                 : ClusterPlan{0, 0, 0};
+    if (prm.grad_ld != desc->vocab && plan3.cluster == 0)
+        return r1_fail(R1_EINVAL, "kd: a gradient written over its logits needs the cluster "
+                                  "row kernel, which does not apply here");
     if (plan3.cluster > 0) {
         r1_status status = launch_rows_v3(s_type, g_type, plan3, rows, s, z, grad, labels, prm,
                                           report, row_loss, row_reason, stream);
@@ -1422,22 +1433,39 @@ r1_status gemm_logits(cublasHandle_t h, r1_dtype dtype, const void *X, const voi
  * tokens is kept in bf16 (the GEMMs dH = G W and dW += G^T H run on tensor
  * cores); the logits are float32 (accumulated in f32 and kept so: rounding
  * them to bf16 would move q and p by up to 2^-9 |s| / T), computed and
- * turned into G in pieces of P tokens. f32 inputs: P = C and G is written
- * over the f32 logits. */
+ * turned into G in pieces of P tokens. Where the cluster row kernel (v3)
+ * runs, P = C and G is written over the student logits S: row t of G takes
+ * the first half of row t's bytes of S (leading dimension 2V), which only
+ * row t's CTAs read, and they have all read their slices before any of them
+ * writes (every CTA waits for every slice's statistics first). f32 inputs:
+ * P = C and G is written over S. */
 struct LinearSizes {
-    size_t chunk; /* C: tokens per dH / dW GEMM                  */
-    size_t piece; /* P: tokens per logits GEMM and row kernel     */
+    size_t chunk;  /* C: tokens per dH / dW GEMM                  */
+    size_t piece;  /* P: tokens per logits GEMM and row kernel     */
+    bool in_place; /* G over S, leading dimension 2V (bf16)        */
 };
 
 /* Rounds a token count down to a multiple of 256 (whole GEMM tiles), when at
  * least 256. */
 size_t whole_tiles(size_t tokens) { return tokens >= 256 ? tokens - tokens % 256 : tokens; }
 
-/* C = desc->chunk_tokens or as many tokens as fit 512 MiB of bf16 G, and P
- * as many as fit 1 GiB of f32 logits (student, and the teacher's when it
- * comes as hidden states or sparse); f32 inputs: C = P, 1 GiB of logits. At
- * V = 128256 with the teacher as hidden states: C = 2048, P = 1024,
- * 1,503 MiB, 0.37 of one (N = 8192, V) f32 buffer. Larger C means fewer f32
+/* Whether a bf16 gradient can go over the f32 logits: only the cluster row
+ * kernel reads a row whole before writing it, and it takes student and
+ * teacher of one type (the teacher's logits f32: from hidden states or
+ * sparse). */
+bool linear_in_place_possible(const r1_kd_linear_desc *desc) {
+    static const float aligned[4] = {0, 0, 0, 0};
+    const bool f32_teacher = desc->teacher_hidden > 0 || desc->kd.teacher_topk > 0;
+    return desc->kd.dtype == R1_BF16 && f32_teacher && kd_version() == 3 &&
+           cluster_plan_v3(desc->kd.vocab, 4, aligned, aligned, aligned, v3_cluster(16)).cluster > 0;
+}
+
+/* In place (bf16 on sm_90): C = P = desc->chunk_tokens or as many tokens as
+ * fit 2 GiB of f32 logits, student and teacher (or 1 GiB of the student's
+ * alone): C = 2048 at V = 128256, 2,004 MiB, 0.50 of one (N = 8192, V) f32
+ * buffer. Otherwise C as many tokens as fit 512 MiB of bf16 G and P as many
+ * as fit 1 GiB of f32 logits (C = 2048, P = 1024 at V = 128256, 1,503 MiB);
+ * f32 inputs: C = P, 1 GiB of logits. Larger C means fewer f32
  * read-modify-writes of dW (V, d), 2.1 GB each at d = 4096; larger P fuller
  * GEMMs (H100: the f32-output logits GEMM ran at 672 TFLOP/s with 512
  * tokens, 783 with 1024, 832 with 2048). */
@@ -1445,15 +1473,20 @@ LinearSizes linear_sizes(const r1_kd_linear_desc *desc) {
     const size_t V = (size_t)desc->kd.vocab, N = (size_t)desc->kd.tokens;
     const size_t logit_bytes =
         4 + (desc->teacher_hidden > 0 || desc->kd.teacher_topk > 0 ? 4 : 0); /* per (token, v) */
-    const bool bf16 = desc->kd.dtype == R1_BF16;
+    const size_t GiB = (size_t)1 << 30;
     LinearSizes z;
-    if (bf16) {
+    z.in_place = linear_in_place_possible(desc);
+    if (z.in_place) {
         z.chunk = desc->chunk_tokens > 0 ? (size_t)desc->chunk_tokens
-                                         : whole_tiles(((size_t)1 << 29) / (V * 2));
-        z.piece = whole_tiles(((size_t)1 << 30) / (V * logit_bytes));
+                                         : whole_tiles(2 * GiB / (V * logit_bytes));
+        z.piece = z.chunk;
+    } else if (desc->kd.dtype == R1_BF16) {
+        z.chunk = desc->chunk_tokens > 0 ? (size_t)desc->chunk_tokens
+                                         : whole_tiles(GiB / 2 / (V * 2));
+        z.piece = whole_tiles(GiB / (V * logit_bytes));
     } else {
         z.chunk = desc->chunk_tokens > 0 ? (size_t)desc->chunk_tokens
-                                         : whole_tiles(((size_t)1 << 30) / (V * logit_bytes));
+                                         : whole_tiles(GiB / (V * logit_bytes));
         z.piece = z.chunk;
     }
     if (z.chunk < 1) z.chunk = 1;
@@ -1468,8 +1501,8 @@ struct LinearLayout {
 };
 
 /* S: the student logits of a piece (f32); Z: the teacher's from ht Wt;
- * dense: a sparse teacher as f32 rows; G: the bf16 gradient of a chunk (f32
- * inputs: G is written over S). */
+ * dense: a sparse teacher as f32 rows; G: the bf16 gradient of a chunk
+ * (in place, or for f32 inputs: G is written over S). */
 LinearLayout linear_layout(const r1_kd_linear_desc *desc) {
     const r1_kd_desc *kd = &desc->kd;
     const size_t N = (size_t)kd->tokens, V = (size_t)kd->vocab;
@@ -1482,7 +1515,7 @@ LinearLayout linear_layout(const r1_kd_linear_desc *desc) {
     l.S = l.dense + (kd->teacher_topk > 0 ? align_up(z.piece * V * 4) : 0);
     l.Z = l.S + align_up(z.piece * V * 4);
     l.G = l.Z + (desc->teacher_hidden > 0 ? align_up(z.piece * V * 4) : 0);
-    l.total = l.G + (kd->dtype == R1_BF16 ? align_up(z.chunk * V * 2) : 0);
+    l.total = l.G + (kd->dtype == R1_BF16 && !z.in_place ? align_up(z.chunk * V * 2) : 0);
     return l;
 }
 
@@ -1553,7 +1586,9 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
     float *row_loss = (float *)(ws + l.row_loss);
     int *row_reason = (int *)(ws + l.row_reason);
     float *S = (float *)(ws + l.S), *Z = (float *)(ws + l.Z);
-    char *G = kd->dtype == R1_BF16 ? ws + l.G : (char *)S; /* a chunk's gradient */
+    /* a chunk's gradient, ldG elements from row to row */
+    char *G = kd->dtype == R1_BF16 && !sizes.in_place ? ws + l.G : (char *)S;
+    const long long ldG = sizes.in_place ? 2 * V : V;
     r1_status status = R1_OK;
     cublasHandle_t h = blas_handle(&status);
     if (status != R1_OK) return status;
@@ -1566,6 +1601,7 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
         if (status != R1_OK) return status;
     }
     RowParams prm = row_params(kd, in->labels != nullptr);
+    prm.grad_ld = ldG;
     const float one = 1.0f, zero = 0.0f;
     for (long long t0 = 0; t0 < N; t0 += C) {
         const long long n = N - t0 < C ? N - t0 : C;
@@ -1594,7 +1630,7 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
                 teacher_type = kd->dtype;
             }
             status = run_rows(kd, m, R1_F32, teacher_type, kd->dtype, S, teacher,
-                              G + (size_t)(p0 * V) * elem, in->labels ? in->labels + row0 : nullptr,
+                              G + (size_t)(p0 * ldG) * elem, in->labels ? in->labels + row0 : nullptr,
                               prm, dev_report, row_loss + row0, row_reason + row0, stream);
             if (status != R1_OK) return status;
         }
@@ -1603,14 +1639,14 @@ extern "C" r1_status kd_linear_cuda(const r1_kd_linear_desc *desc, const r1_kd_l
         if (out->grad_hidden) {
             /* dH (n, d) = G (n, V) W (V, d) */
             CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, (int)d, (int)n, (int)V, &one,
-                                    in->student_weight, type, (int)d, G, type, (int)V, &zero,
+                                    in->student_weight, type, (int)d, G, type, (int)ldG, &zero,
                                     out->grad_hidden + t0 * d, CUDA_R_32F, (int)d,
                                     CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
         if (out->grad_weight) {
             /* dW (V, d) += G^T (V, n) H (n, d) */
             CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_T, (int)d, (int)V, (int)n, &one, H,
-                                    type, (int)d, G, type, (int)V, t0 == 0 ? &zero : &one,
+                                    type, (int)d, G, type, (int)ldG, t0 == 0 ? &zero : &one,
                                     out->grad_weight, CUDA_R_32F, (int)d, CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT));
         }
