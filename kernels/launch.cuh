@@ -1,7 +1,8 @@
 /*
  * kernels/launch.cuh — programmatic dependent launch (sm_90), shared by the
  * CUDA files whose calls are chains of short kernels (sampling, moe), and
- * the device's compute capability (kd picks its kernels by it too).
+ * the device queries the kernels choose by (compute capability, SM count),
+ * read once per process.
  *
  * A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization
  * may start while the kernel before it in the stream is still running; it
@@ -35,20 +36,39 @@ __device__ __forceinline__ void let_next_kernel_launch() {
 #endif
 }
 
-/* The compute capability major of the device current at the first call (0
- * when it cannot be read), read once per process. */
-inline int device_compute_major() {
-    static int compute_major = -1;
-    if (compute_major < 0) {
-        int device = 0, major = 0;
+/* The compute capability of the device current at the first successful
+ * call, as 10 * major + minor (0 when it cannot be read), read once per
+ * process. */
+inline int device_capability() {
+    static int cached = -1;
+    if (cached < 0) {
+        int device = 0, major = 0, minor = 0;
         if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
             cudaGetLastError();
-            major = 0;
+            return 0;
         }
-        compute_major = major;
+        cached = major * 10 + minor;
     }
-    return compute_major;
+    return cached;
+}
+
+inline int device_compute_major() { return device_capability() / 10; }
+
+/* The number of SMs of that device (1 when it cannot be read), read once. */
+inline int multiprocessor_count() {
+    static int cached = -1;
+    if (cached < 0) {
+        int device = 0, count = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+            cudaGetLastError();
+            return 1;
+        }
+        cached = count;
+    }
+    return cached;
 }
 
 /* 1 when the device has programmatic dependent launch (sm_90 on). */

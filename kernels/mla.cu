@@ -54,6 +54,7 @@ extern "C" {
 #include "core/internal.h"
 }
 #include "kernels/cuda_try.cuh"
+#include "kernels/launch.cuh"
 
 namespace {
 
@@ -514,21 +515,10 @@ __global__ void __launch_bounds__(kV2Threads, 1) decode_split_kernel_v2(decode_p
     }
 }
 
-int sm_count() {
-    static int count = 0;
-    if (count == 0) {
-        int device = 0;
-        cudaGetDevice(&device);
-        if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-            count = 132;
-    }
-    return count;
-}
-
 int choose_splits(const r1_mla_decode_desc *desc) {
     const int64_t groups = (desc->n_heads + kHeadGroup - 1) / kHeadGroup;
     const int64_t ctas = desc->batch * desc->s_q * groups;
-    int64_t splits = (2 * sm_count() + ctas - 1) / ctas;
+    int64_t splits = (2 * multiprocessor_count() + ctas - 1) / ctas;
     if (splits > desc->max_blocks_per_seq) splits = desc->max_blocks_per_seq;
     if (splits > kMaxSplits) splits = kMaxSplits;
     return splits < 1 ? 1 : (int)splits;
@@ -561,7 +551,7 @@ int choose_splits_v2(const r1_mla_decode_desc *desc) {
     int best = 1;
     int64_t best_cost = -1;
     for (int64_t s = 1; s <= kMaxSplits && s <= (blocks < 1 ? 1 : blocks); ++s) {
-        const int64_t waves = (tiles * s + sm_count() - 1) / sm_count();
+        const int64_t waves = (tiles * s + multiprocessor_count() - 1) / multiprocessor_count();
         const int64_t cost = waves * ((blocks + s - 1) / s + 2) + (s > 1 ? 1 : 0);
         if (best_cost < 0 || cost < best_cost) {
             best_cost = cost;

@@ -69,6 +69,7 @@ extern "C" {
 #include "core/internal.h"
 }
 #include "kernels/cuda_try.cuh"
+#include "kernels/launch.cuh"
 
 namespace {
 
@@ -731,37 +732,6 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
 }
 
 /* ---- host side -------------------------------------------------------------------------------- */
-
-/* Compute capability of the current device as 10 * major + minor (cached). */
-int device_capability() {
-    static int cached = -1;
-    if (cached < 0) {
-        int device = 0, major = 0, minor = 0;
-        if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
-            cudaGetLastError();
-            return 0;
-        }
-        cached = major * 10 + minor;
-    }
-    return cached;
-}
-
-
-int multiprocessor_count() {
-    static int cached = -1;
-    if (cached < 0) {
-        int device = 0, count = 0;
-        if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-            cudaGetLastError();
-            return 1;
-        }
-        cached = count;
-    }
-    return cached;
-}
 
 constexpr int kDecodeTN = 2;
 
