@@ -937,8 +937,23 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
     const long long C = report->counted;
     const float w = prm.mean ? (C > 0 ? (float)(1.0 / (double)C) : 0.0f) : 1.0f;
     const float a = w * (1.0f - prm.gamma), cg_ = w * prm.gamma * prm.T;
-    const float cq = cq0 + (float)log2(Sq), cp = cp0 + (float)log2(Sp);
-    const float cr = cr0 + (float)log2(Sr);
+    /* The offsets c = c0 + log2 S, each as a float and, for a float
+     * gradient, the float remainder that float leaves (c = hi + lo to ~2^-48):
+     * every q of a row shares cq's rounding, so a float cq scales the whole
+     * row by up to 2^(ulp/2) ~ 1 + 7e-7, and JSD's q (g - gbar), where g is
+     * close to gbar, turns that into a relative error ~20x larger (a random
+     * case, R1_SEED=214135979838644 on the H100, at 1.29x the 1e-5 bar; 0.06x
+     * with the remainder in a float64 emulation of this kernel). */
+    constexpr bool kPrecise = std::is_same<Out, float>::value;
+    const double cq_exact = (double)cq0 + log2(Sq), cp_exact = (double)cp0 + log2(Sp);
+    const double cr_exact = (double)cr0 + log2(Sr);
+    const float cq = (float)cq_exact, cp = (float)cp_exact, cr = (float)cr_exact;
+    auto remainder = [](double exact, float hi) { return isfinite(hi) ? (float)(exact - hi) : 0.0f; };
+    const float cq_lo = remainder(cq_exact, cq), cp_lo = remainder(cp_exact, cp), cr_lo = remainder(cr_exact, cr);
+    /* the log2-scaled arguments of q, p and r: x kq - cq and so on */
+    auto arg_q = [&](float x) { const float v = fmaf(x, kq, -cq); return kPrecise ? v - cq_lo : v; };
+    auto arg_p = [&](float u) { const float v = fmaf(u, kq, -cp); return kPrecise ? v - cp_lo : v; };
+    auto arg_r = [&](float x) { const float v = fmaf(x, kLog2e, -cr); return kPrecise ? v - cr_lo : v; };
     const float ratio = r_mode == 2 ? (float)(Sq * Sq / Sr) : 0.0f;
     const float beta = prm.beta, one_minus = 1.0f - beta;
     const float log_one_minus = MODE == 2 ? logf(one_minus) : 0.0f;
@@ -947,7 +962,7 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
     /* the student at temperature 1 from its log2-scaled argument */
     auto r_of = [&](float x, float q) -> float {
         return r_mode == 0 ? 0.0f : r_mode == 1 ? q : r_mode == 2 ? q * q * ratio
-                                                                 : fast_ex2(fmaf(x, kLog2e, -cr));
+                                                                 : fast_ex2(arg_r(x));
     };
     /* JSD: g = -(1 - beta) h with h = ln(M / q) - ln(1 - beta), M = beta p +
      * (1 - beta) q, from q, p and q's exact log2 argument lq2 (one lg2):
@@ -968,11 +983,9 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
      *   h = ln(1 + 2^(d + log2k)),  k = beta / (1 - beta),
      * and gbar and g - gbar in float64 too. In float32, h and gbar (both of
      * the size of ln 2) round by ~3e-8, and g - gbar, where g is close to
-     * gbar, lost enough to put a random case (R1_SEED=214135979838644) at
-     * 1.79x the bar; 1.49x with h alone from d in float32, 1.29x with this
-     * (H100): the rest of that case's error is not found yet. */
-    constexpr bool kPrecise = std::is_same<Out, float>::value;
-    const double cpq = (double)cp - (double)cq, log2k = MODE == 2 ? log2((double)beta / one_minus) : 0.0;
+     * gbar, loses that many times over (the case above: 0.60x the bar with
+     * the remainders but h in float32, in the emulation). */
+    const double cpq = cp_exact - cq_exact, log2k = MODE == 2 ? log2((double)beta / one_minus) : 0.0;
     auto jsd_h_double = [&](float u, float x) -> double {
         const double e = ((double)u - (double)x) * (double)kq - cpq + log2k;
         return fmin(e > 60.0 ? e * 0.6931471805599453 : log1p(exp2(e)), (double)kJsdHMax);
@@ -990,7 +1003,7 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
                 load8(zs + 8 * c, u);
 #pragma unroll
                 for (int e = 0; e < 8; ++e) {
-                    float lq2 = fmaf(x[e], kq, -cq), lp2 = fmaf(u[e], kq, -cp);
+                    float lq2 = arg_q(x[e]), lp2 = arg_p(u[e]);
                     float q = fast_ex2(lq2);
                     if (MODE == 1) {
                         float g = (lq2 - lp2) * kLn2;
@@ -1044,17 +1057,17 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
             else load8(zs + 8 * c, u);
 #pragma unroll
             for (int e = 0; e < 8; ++e) {
-                float lq2 = fmaf(x[e], kq, -cq);
+                float lq2 = arg_q(x[e]);
                 float q = fast_ex2(lq2), r = r_of(x[e], q);
                 if (MODE == 0) {
-                    float p = fast_ex2(fmaf(u[e], kq, -cp));
+                    float p = fast_ex2(arg_p(u[e]));
                     g[e] = fmaf(a, r, cg_ * (q - p));
                 } else {
                     float gj_minus_gbar;
                     if (MODE == 2 && kPrecise)
                         gj_minus_gbar = (float)(-(double)one_minus * jsd_h_double(u[e], x[e]) - row_c[1]);
                     else
-                        gj_minus_gbar = (MODE == 1 ? (lq2 - fmaf(u[e], kq, -cp)) * kLn2 : -one_minus * u[e]) - gbar;
+                        gj_minus_gbar = (MODE == 1 ? (lq2 - arg_p(u[e])) * kLn2 : -one_minus * u[e]) - gbar;
                     g[e] = fmaf(a, r, cg_ * q * gj_minus_gbar);
                 }
             }
