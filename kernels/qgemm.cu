@@ -58,17 +58,22 @@
  *       128 x 128+ tiles for the large shapes (design in docs/qgemm.md), and a
  *       shared-memory-tiled W4A16 kernel for M > 16.
  */
+#include <cuda.h>
 #include <cuda_runtime.h>
+#include <cudaTypedefs.h>
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 extern "C" {
 #include "core/internal.h"
 }
 #include "kernels/cuda_try.cuh"
+#include "kernels/hopper.cuh"
 #include "kernels/launch.cuh"
 
 namespace {
@@ -383,6 +388,206 @@ __global__ void __launch_bounds__(kGemmThreads)
                 if (epilogue.out_bf16) ((uint16_t *)epilogue.y)[m * N + n] = f32_to_bf16(value);
                 else ((float *)epilogue.y)[m * N + n] = value;
             }
+}
+
+/* ---- 8-bit GEMM on wgmma (sm_90a): large M ------------------------------------------------- */
+
+/* A persistent kernel, one CTA per SM, 128 x 128 output tiles taken in
+ * column groups of 8 tile rows (so the CTAs running together share A and B
+ * tiles in L2). Three warpgroups: warpgroup 0 is the producer (one thread
+ * issues the copies: a 128 x 128-byte tile of X and one of W per K block,
+ * into a ring of kWgStages stages); warpgroups 1 and 2 each own 64 rows of
+ * the tile and multiply with four m64n128k32 wgmmas per K block.
+ *   FP8: each K block's products start from zero and are promoted into a
+ *        float32 accumulator as acc += p * (s_x[m, kb] * s_w[n / 128, kb])
+ *        (ref's operations, rounded the same way), so the tensor core's
+ *        reduced-precision accumulation spans one block only.
+ *   W8A8 / accumulators: int32 accumulation over all of K (exact).
+ * The copy engine zero-fills past M, N and K, so edges need no code in the
+ * main loop; the epilogue checks bounds. */
+constexpr int kWgTile = 128;                        /* M, N and K of a tile           */
+constexpr int kWgStages = 6;
+constexpr int kWgTileBytes = kWgTile * kWgTile;     /* one operand's K block: 16 KiB  */
+constexpr int kWgStageBytes = 2 * kWgTileBytes;
+constexpr int kWgSharedBytes = kWgStages * kWgStageBytes + 1024; /* + 1024-byte alignment */
+constexpr int kWgThreads = 384;
+constexpr int kWgGroupRows = 8;
+
+#ifdef R1LAB_SM90A
+/* Tile `tile` in column groups of kWgGroupRows tile rows. */
+__device__ __forceinline__ void wgmma_tile_coordinates(int64_t tile, int64_t tiles_m, int64_t tiles_n,
+                                                       int64_t &tile_m, int64_t &tile_n) {
+    const int64_t group_size = (int64_t)kWgGroupRows * tiles_n, group = tile / group_size;
+    const int64_t first = group * kWgGroupRows, rows = min((int64_t)kWgGroupRows, tiles_m - first);
+    const int64_t in_group = tile - group * group_size;
+    tile_m = first + in_group % rows;
+    tile_n = in_group / rows;
+}
+#endif
+
+template <Mode kMode>
+__global__ void __launch_bounds__(kWgThreads, 1)
+    gemm_8bit_wgmma(const __grid_constant__ CUtensorMap x_map,
+                    const __grid_constant__ CUtensorMap w_map, int64_t M, int64_t N, int64_t K,
+                    Epilogue epilogue) {
+#ifdef R1LAB_SM90A
+    extern __shared__ uint8_t shared_raw[];
+    __shared__ uint64_t full[kWgStages], empty[kWgStages];
+    uint8_t *stages = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
+    const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
+    const int64_t tiles_m = (M + kWgTile - 1) / kWgTile, tiles_n = (N + kWgTile - 1) / kWgTile;
+    const int64_t tiles = tiles_m * tiles_n, blocks = (K + kWgTile - 1) / kWgTile;
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < kWgStages; ++s) {
+            barrier_init(&full[s], 1);
+            barrier_init(&empty[s], 8); /* lane 0 of each consumer warp */
+        }
+        barrier_init_fence();
+    }
+    __syncthreads();
+
+    if (warpgroup == 0) {
+        registers_shrink<40>();
+        if (t != 0) return;
+        uint32_t step = 0;
+        for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+            int64_t tile_m, tile_n;
+            wgmma_tile_coordinates(tile, tiles_m, tiles_n, tile_m, tile_n);
+            for (int64_t kb = 0; kb < blocks; ++kb, ++step) {
+                const uint32_t s = step % kWgStages, pass = step / kWgStages;
+                barrier_wait(&empty[s], (pass & 1) ^ 1);
+                barrier_arrive_expect_bytes(&full[s], kWgStageBytes);
+                uint8_t *a = stages + s * kWgStageBytes, *b = a + kWgTileBytes;
+                tma_load_2d(a, &x_map, (int)(kb * kWgTile), (int)(tile_m * kWgTile), &full[s]);
+                tma_load_2d(b, &w_map, (int)(kb * kWgTile), (int)(tile_n * kWgTile), &full[s]);
+            }
+        }
+        return;
+    }
+
+    registers_grow<232>();
+    const int half = warpgroup - 1; /* rows [64 half, 64 half + 64) of the tile */
+    const int warp = t / 32, lane = t % 32;
+    const int64_t G = K / kBlock;
+    uint32_t step = 0;
+    for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        int64_t tile_m, tile_n;
+        wgmma_tile_coordinates(tile, tiles_m, tiles_n, tile_m, tile_n);
+        const int64_t row0 = tile_m * kWgTile + 64 * half + 16 * warp + lane / 4; /* and row0 + 8 */
+        const int64_t col0 = tile_n * kWgTile + 2 * (lane % 4);                    /* + 8 j (+ 1) */
+        using Acc = typename std::conditional<kMode == Mode::FP8, float, int32_t>::type;
+        Acc acc[64];
+#pragma unroll
+        for (int i = 0; i < 64; ++i) acc[i] = 0;
+        /* K block kb's stage, filled by the producer */
+        auto stage_of = [&](int64_t kb, uint32_t &s) {
+            const uint32_t at = step + (uint32_t)kb;
+            s = at % kWgStages;
+            barrier_wait(&full[s], (at / kWgStages) & 1);
+        };
+        auto a_of = [&](uint32_t s) { return stages + s * kWgStageBytes + 64 * half * kWgTile; };
+        auto b_of = [&](uint32_t s) { return stages + s * kWgStageBytes + kWgTileBytes; };
+        if constexpr (kMode == Mode::FP8) {
+            /* Two sets of partial sums: block kb's wgmmas run while block
+             * kb - 1's are promoted (and its stage handed back). */
+            float part[2][64];
+            float scale[2][2];
+            uint32_t held[2];
+            auto scales_of = [&](int64_t kb, float (&out)[2]) {
+                const float sw = epilogue.w_scale[tile_n * G + kb];
+                const float lo = row0 < M ? epilogue.x_scale[row0 * G + kb] : 0.0f;
+                const float hi = row0 + 8 < M ? epilogue.x_scale[(row0 + 8) * G + kb] : 0.0f;
+                out[0] = __fmul_rn(lo, sw);
+                out[1] = __fmul_rn(hi, sw);
+            };
+            auto issue = [&](float (&p)[64], uint32_t s) {
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < kWgTile / 32; ++j)
+                    wgmma_m64n128k32_e4m3(p, swizzled_tile_descriptor(a_of(s) + 32 * j),
+                                          swizzled_tile_descriptor(b_of(s) + 32 * j), j > 0);
+                wgmma_commit();
+            };
+            /* acc += p * (s_x * s_w), once the group has finished */
+            auto promote = [&](float (&p)[64], uint32_t s, const float (&sc)[2]) {
+                keep_registers(p);
+                if (lane == 0) barrier_arrive(&empty[s]);
+#pragma unroll
+                for (int i = 0; i < 64; ++i)
+                    acc[i] = __fadd_rn(acc[i], __fmul_rn(p[i], sc[(i >> 1) & 1]));
+            };
+            scales_of(0, scale[0]);
+            stage_of(0, held[0]);
+            issue(part[0], held[0]);
+            int64_t kb = 1;
+            for (; kb + 1 < blocks; kb += 2) {
+                scales_of(kb, scale[1]);
+                stage_of(kb, held[1]);
+                issue(part[1], held[1]);
+                wgmma_wait<1>();
+                promote(part[0], held[0], scale[0]);
+                scales_of(kb + 1, scale[0]);
+                stage_of(kb + 1, held[0]);
+                issue(part[0], held[0]);
+                wgmma_wait<1>();
+                promote(part[1], held[1], scale[1]);
+            }
+            if (kb < blocks) {
+                scales_of(kb, scale[1]);
+                stage_of(kb, held[1]);
+                issue(part[1], held[1]);
+                wgmma_wait<1>();
+                promote(part[0], held[0], scale[0]);
+                wgmma_wait<0>();
+                promote(part[1], held[1], scale[1]);
+            } else {
+                wgmma_wait<0>();
+                promote(part[0], held[0], scale[0]);
+            }
+        } else {
+            /* int32 accumulation through all of K; block kb - 1's stage is
+             * handed back once block kb's wgmmas are queued behind it */
+            uint32_t s = 0, previous = 0;
+            for (int64_t kb = 0; kb < blocks; ++kb) {
+                stage_of(kb, s);
+                wgmma_fence();
+#pragma unroll
+                for (int j = 0; j < kWgTile / 32; ++j)
+                    wgmma_m64n128k32_s8(acc, swizzled_tile_descriptor(a_of(s) + 32 * j),
+                                        swizzled_tile_descriptor(b_of(s) + 32 * j), kb > 0 || j > 0);
+                wgmma_commit();
+                if (kb > 0) {
+                    wgmma_wait<1>();
+                    if (lane == 0) barrier_arrive(&empty[previous]);
+                }
+                previous = s;
+            }
+            wgmma_wait<0>();
+            keep_registers(acc);
+            if (lane == 0) barrier_arrive(&empty[previous]);
+        }
+        step += (uint32_t)blocks;
+        /* d[4 j + e]: row row0 + 8 (e / 2), column col0 + 8 j + e % 2 */
+#pragma unroll
+        for (int i = 0; i < 64; ++i) {
+            const int64_t m = row0 + ((i & 2) ? 8 : 0), n = col0 + 8 * (i / 4) + (i & 1);
+            if (m >= M || n >= N) continue;
+            if constexpr (kMode == Mode::Accumulators) {
+                ((int32_t *)epilogue.y)[m * N + n] = acc[i];
+                continue;
+            }
+            float value;
+            if constexpr (kMode == Mode::W8A8)
+                value = __fmul_rn(__fmul_rn(__int2float_rn(acc[i]), epilogue.x_scale[m]),
+                                  epilogue.w_scale[n]);
+            else
+                value = acc[i];
+            if (epilogue.bias) value = __fadd_rn(value, epilogue.bias[n]);
+            if (epilogue.out_bf16) ((uint16_t *)epilogue.y)[m * N + n] = f32_to_bf16(value);
+            else ((float *)epilogue.y)[m * N + n] = value;
+        }
+    }
+#endif
 }
 
 /* ---- W4A16 decode-style GEMM ------------------------------------------------------------------- */
@@ -782,11 +987,73 @@ r1_status launch_decode(int64_t M, int64_t N, int64_t K, const void *x, const vo
     }
 }
 
+/* The copy engine's description of a row-major (rows, K) byte matrix, read in
+ * 128 x 128-byte boxes with the 128-byte swizzle (zeros past the edges). */
+bool encode_tile_map(CUtensorMap *map, const void *base, int64_t rows, int64_t K) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+    static bool looked = false;
+    if (!looked) {
+        looked = true;
+        cudaDriverEntryPointQueryResult found;
+        void *function = nullptr;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000,
+                                             cudaEnableDefault, &found) == cudaSuccess &&
+            found == cudaDriverEntryPointSuccess)
+            encode = (PFN_cuTensorMapEncodeTiled_v12000)function;
+        cudaGetLastError();
+    }
+    if (!encode) return false;
+    const cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
+    const cuuint64_t strides[1] = {(cuuint64_t)K};
+    const cuuint32_t box[2] = {kWgTile, kWgTile}, element_strides[2] = {1, 1};
+    return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void *>(base), dims, strides, box,
+                  element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* The wgmma kernel runs on sm_90 for M above the decode path's range, with
+ * K a multiple of 16 (the copy engine's row pitch) and 16-byte aligned
+ * operands. R1LAB_QGEMM_WGMMA=0 turns it off (for comparisons). */
+bool wgmma_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w) {
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *text = getenv("R1LAB_QGEMM_WGMMA");
+        enabled = !(text && strcmp(text, "0") == 0);
+    }
+    return enabled && device_capability() == 90 && M > 32 && K % 16 == 0 && M < (1ll << 31) &&
+           N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
+}
+
+template <Mode kMode>
+r1_status launch_8bit_wgmma(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
+                            const Epilogue &epilogue, cudaStream_t stream, bool *launched) {
+    *launched = false;
+    CUtensorMap x_map, w_map;
+    if (!encode_tile_map(&x_map, x, M, K) || !encode_tile_map(&w_map, w, N, K)) return R1_OK;
+    static bool configured = false;
+    if (!configured) {
+        CUDA_TRY(cudaFuncSetAttribute(gemm_8bit_wgmma<kMode>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      kWgSharedBytes));
+        configured = true;
+    }
+    const int64_t tiles = ((M + kWgTile - 1) / kWgTile) * ((N + kWgTile - 1) / kWgTile);
+    const unsigned grid = (unsigned)(tiles < multiprocessor_count() ? tiles : multiprocessor_count());
+    gemm_8bit_wgmma<kMode><<<grid, kWgThreads, kWgSharedBytes, stream>>>(x_map, w_map, M, N, K, epilogue);
+    CUDA_TRY(cudaGetLastError());
+    *launched = true;
+    return R1_OK;
+}
+
 template <Mode kMode>
 r1_status launch_8bit(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
                       const Epilogue &epilogue, cudaStream_t stream) {
     if (decode_applies(false, M, K, x, w))
         return launch_decode<kMode, false>(M, N, K, x, w, nullptr, epilogue, stream);
+    if (wgmma_applies(M, N, K, x, w)) {
+        bool launched = false;
+        const r1_status status = launch_8bit_wgmma<kMode>(M, N, K, x, w, epilogue, stream, &launched);
+        if (status != R1_OK || launched) return status;
+    }
     dim3 grid((unsigned)((N + kTileN - 1) / kTileN), (unsigned)((M + kTileM - 1) / kTileM));
     if (grid.y > 65535u)
         return r1_fail(R1_EUNSUPPORTED, "M = %lld: the cuda kernel handles M <= %d",
