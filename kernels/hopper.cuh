@@ -104,6 +104,29 @@ __device__ __forceinline__ void tma_load_2d(void *dst, const void *map, int inne
 #endif
 }
 
+/* The same box, written at `dst` in every CTA of the cluster named in
+ * `cta_mask` (bit r = rank r) and counted on each one's barrier at `bar`'s
+ * offset. */
+__device__ __forceinline__ void tma_load_2d_multicast(void *dst, const void *map, int inner, int outer,
+                                                      uint64_t *bar, uint16_t cta_mask) {
+#ifdef R1LAB_SM90A
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+        " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(shared_address(dst)),
+        "l"(map), "r"(inner), "r"(outer), "r"(shared_address(bar)), "h"(cta_mask)
+        : "memory");
+#endif
+}
+
+/* Arrives on the barrier at `bar`'s offset in CTA `rank` of the cluster. */
+__device__ __forceinline__ void barrier_arrive_in_block(uint64_t *bar, unsigned rank) {
+#ifdef R1LAB_SM90A
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(bar)), "r"(rank));
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+#endif
+}
+
 /* ---- wgmma ----------------------------------------------------------------------- */
 
 /* Descriptor of a K-major tile in shared memory written with the 128-byte
