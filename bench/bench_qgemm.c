@@ -139,6 +139,17 @@ static int run_qgemm(void *context) {
                                                      : r1_fail(R1_ECUDA, "cublasGemmEx failed");
 }
 
+/* Which kernel kernels/qgemm.cu picks for this case (its dispatch rules). */
+static const char *kernel_label(const qgemm_case *c) {
+    const char *off = getenv("R1LAB_QGEMM_WGMMA");
+    const int hopper = strstr(r1_device_name(), "(sm_90") != NULL && !(off && strcmp(off, "0") == 0);
+    if (c->cublas_bf16) return "cuBLAS bf16 (baseline)";
+    if (c->M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32)) return "v2 decode (weight streaming)";
+    if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
+    if (hopper) return c->M > 128 ? "v3 wgmma, TMA, paired CTAs" : "v3 wgmma, TMA";
+    return "v1 mma.sync tiles";
+}
+
 static void bench_cuda(r1b_state *state, const void *user) {
     const qgemm_case *c = user;
     if (!r1_backend_available(R1_CUDA)) {
@@ -205,9 +216,7 @@ static void bench_cuda(r1b_state *state, const void *user) {
     } else {
         qgemm_call call = {c, &d, &o, x, w, y};
         if (r1b_time_cuda_calls(state, run_qgemm, &call) == R1_OK) report(state, c);
-        r1b_set_label(state, c->cublas_bf16                                    ? "cuBLAS bf16 (baseline)"
-                             : M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32) ? "v2 decode (weight streaming)"
-                                                                         : "v1 mma.sync tiles");
+        r1b_set_label(state, kernel_label(c));
     }
     r1_device_free(x), r1_device_free(w), r1_device_free(sx), r1_device_free(sw),
         r1_device_free(y);

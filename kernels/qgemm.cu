@@ -593,24 +593,53 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 release(previous);
             }
             step += (uint32_t)blocks;
-            /* d[4 j + e]: row row0 + 8 (e / 2), column col0 + 8 j + e % 2 */
-#pragma unroll
-            for (int i = 0; i < 64; ++i) {
-                const int64_t m = row0 + ((i & 2) ? 8 : 0), n = col0 + 8 * (i / 4) + (i & 1);
-                if (m >= M || n >= N) continue;
-                if constexpr (kMode == Mode::Accumulators) {
-                    ((int32_t *)epilogue.y)[m * N + n] = acc[i];
-                    continue;
-                }
+            /* d[4 j + e]: row row0 + 8 (e / 2), column col0 + 8 j + e % 2; pair
+             * q = 2 j + h holds two neighbours of one row, stored together */
+            auto finish = [&](int32_t accumulator, float promoted, int64_t m, int64_t n) {
                 float value;
                 if constexpr (kMode == Mode::W8A8)
-                    value = __fmul_rn(__fmul_rn(__int2float_rn(acc[i]), epilogue.x_scale[m]),
+                    value = __fmul_rn(__fmul_rn(__int2float_rn(accumulator), epilogue.x_scale[m]),
                                       epilogue.w_scale[n]);
                 else
-                    value = acc[i];
+                    value = promoted;
                 if (epilogue.bias) value = __fadd_rn(value, epilogue.bias[n]);
-                if (epilogue.out_bf16) ((uint16_t *)epilogue.y)[m * N + n] = f32_to_bf16(value);
-                else ((float *)epilogue.y)[m * N + n] = value;
+                return value;
+            };
+#pragma unroll
+            for (int q = 0; q < 32; ++q) {
+                const int64_t m = row0 + 8 * (q & 1), n = col0 + 8 * (q >> 1);
+                if (m >= M || n >= N) continue;
+                const bool both = n + 1 < N;
+                const int64_t at = m * N + n;
+                if constexpr (kMode == Mode::Accumulators) {
+                    int32_t *y = (int32_t *)epilogue.y + at;
+                    if (both && (at & 1) == 0) {
+                        *(int2 *)y = make_int2((int32_t)acc[2 * q], (int32_t)acc[2 * q + 1]);
+                    } else {
+                        y[0] = (int32_t)acc[2 * q];
+                        if (both) y[1] = (int32_t)acc[2 * q + 1];
+                    }
+                    continue;
+                }
+                const float v0 = finish((int32_t)acc[2 * q], (float)acc[2 * q], m, n);
+                const float v1 = both ? finish((int32_t)acc[2 * q + 1], (float)acc[2 * q + 1], m, n + 1) : 0.0f;
+                if (epilogue.out_bf16) {
+                    uint16_t *y = (uint16_t *)epilogue.y + at;
+                    if (both && (at & 1) == 0) {
+                        *(uint32_t *)y = (uint32_t)f32_to_bf16(v0) | (uint32_t)f32_to_bf16(v1) << 16;
+                    } else {
+                        y[0] = f32_to_bf16(v0);
+                        if (both) y[1] = f32_to_bf16(v1);
+                    }
+                } else {
+                    float *y = (float *)epilogue.y + at;
+                    if (both && (at & 1) == 0) {
+                        *(float2 *)y = make_float2(v0, v1);
+                    } else {
+                        y[0] = v0;
+                        if (both) y[1] = v1;
+                    }
+                }
             }
         }
     }
