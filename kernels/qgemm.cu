@@ -38,6 +38,10 @@
  * added to the accumulator; the 4 warps' accumulators are summed in shared
  * memory in a fixed order. 16 rows of X per block (grid.y over M).
  *
+ * Large M on sm_90a, kernel `gemm_8bit_wgmma` (W8A8 and FP8, M > 32): a
+ * persistent TMA + wgmma pipeline, described at the kernel; elsewhere the
+ * 64 x 64 tiles above.
+ *
  * Decode path, kernel `gemm_decode` (M <= 32 for W8A8 / FP8, M <= 16 for
  * W4A16, K % 128 == 0): a GEMV-style weight stream, described at the kernel.
  * Each lane issues 16-byte non-allocating loads of the natural (N, K) layout,
@@ -54,8 +58,11 @@
  *       schemes (H100, M=16: W8A8/FP8 N=7168 K=16384 49.4 / 49.5 us = 0.80 of
  *       HBM; W4A16 N=28672 K=8192 114 us = 0.35, below the 0.75 target);
  *       the v1 W4A16 kernel stays for 16 < M, the 64 x 64 tiles for
- *       M > 32. Numbers in docs/qgemm.md. Next: wgmma + TMA pipelines with
- *       128 x 128+ tiles for the large shapes (design in docs/qgemm.md), and a
+ *       M > 32. Numbers in docs/qgemm.md.
+ *   v3  W8A8 and FP8 for M > 32 on sm_90a: `gemm_8bit_wgmma` (TMA, wgmma,
+ *       persistent, CTA pairs sharing W by multicast). H100, ci/gpu.sh: FP8
+ *       M=4096 N=7168 K=16384 827 us = 1,163 TFLOP/s; W8A8 828 us. Next:
+ *       128 x 256 tiles, narrower tiles or split-K for 32 < M <= 128, and a
  *       shared-memory-tiled W4A16 kernel for M > 16.
  */
 #include <cuda.h>
