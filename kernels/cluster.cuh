@@ -73,15 +73,50 @@ __device__ __forceinline__ unsigned shared_address(const void *pointer) {
     return (unsigned)__cvta_generic_to_shared(pointer);
 }
 
-/* Thread 0 only; then arrival_expect, then the cluster arrive. */
-__device__ __forceinline__ void arrival_init(unsigned long long *bar) {
+/* ---- mbarriers (sm_90): a phase completes after `count` arrivals plus the
+ * bytes announced with arrive_expect_bytes; waits name the phase's parity.
+ * Used directly by TMA pipelines (kernels/hopper.cuh) and through the
+ * one-phase arrival_* helpers below. ---- */
+
+/* One thread: a barrier whose phase completes after `count` arrivals (and
+ * the bytes announced by arrive_expect_bytes, if any). */
+__device__ __forceinline__ void barrier_init(unsigned long long *bar, unsigned count) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(shared_address(bar)) : "memory");
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count) : "memory");
+#endif
+}
+
+/* After the inits, before the __syncthreads() that publishes them: makes
+ * them visible to the copy engine too. */
+__device__ __forceinline__ void barrier_init_fence() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 #endif
 }
 
-__device__ __forceinline__ void arrival_expect(unsigned long long *bar, unsigned bytes) {
+/* Waits until the phase with this parity has completed. */
+__device__ __forceinline__ void barrier_wait(unsigned long long *bar, unsigned parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "BARRIER_WAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra BARRIER_WAIT_%=;\n"
+        "}\n" ::"r"(shared_address(bar)),
+        "r"(parity)
+        : "memory");
+#endif
+}
+
+__device__ __forceinline__ void barrier_arrive(unsigned long long *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
+#endif
+}
+
+/* Arrives and announces `bytes` more that copies will count down. */
+__device__ __forceinline__ void barrier_arrive_expect_bytes(unsigned long long *bar, unsigned bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)),
                  "r"(bytes)
@@ -89,16 +124,19 @@ __device__ __forceinline__ void arrival_expect(unsigned long long *bar, unsigned
 #endif
 }
 
+/* Thread 0 only; then arrival_expect, then the cluster arrive. */
+__device__ __forceinline__ void arrival_init(unsigned long long *bar) {
+    barrier_init(bar, 1);
+    barrier_init_fence();
+}
+
+__device__ __forceinline__ void arrival_expect(unsigned long long *bar, unsigned bytes) {
+    barrier_arrive_expect_bytes(bar, bytes);
+}
+
 __device__ __forceinline__ void arrival_wait(unsigned long long *bar) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile(
-        "{\n"
-        ".reg .pred done;\n"
-        "ARRIVAL_WAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n"
-        "@!done bra ARRIVAL_WAIT_%=;\n"
-        "}\n" ::"r"(shared_address(bar))
-        : "memory");
+    barrier_wait(bar, 0);
 #else
     __syncthreads();
 #endif

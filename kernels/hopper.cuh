@@ -22,9 +22,10 @@
  * absolute shared address, so each tile starts on a 1024-byte boundary and a
  * step of 32 bytes along K is a step of 32 bytes in the start address.
  *
- * wgmma and setmaxnreg exist only in the sm_90a target
- * (__CUDA_ARCH_FEAT_SM90_ALL); elsewhere these compile to nothing and the
- * host code must not launch kernels that use them.
+ * The mbarrier primitives themselves are in kernels/cluster.cuh. wgmma and
+ * setmaxnreg exist only in the sm_90a target (__CUDA_ARCH_FEAT_SM90_ALL);
+ * elsewhere these compile to nothing and the host code must not launch
+ * kernels that use them.
  */
 #ifndef R1LAB_KERNELS_HOPPER_CUH
 #define R1LAB_KERNELS_HOPPER_CUH
@@ -40,61 +41,13 @@
 
 namespace {
 
-/* ---- mbarriers ------------------------------------------------------------------- */
-
-/* One thread: a barrier whose phase completes after `count` arrivals (and
- * the bytes announced by arrive_expect_bytes, if any). */
-__device__ __forceinline__ void barrier_init(uint64_t *bar, unsigned count) {
-#ifdef R1LAB_SM90A
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(shared_address(bar)), "r"(count) : "memory");
-#endif
-}
-
-/* After the inits, before the __syncthreads() that publishes them: makes
- * them visible to the copy engine too. */
-__device__ __forceinline__ void barrier_init_fence() {
-#ifdef R1LAB_SM90A
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-#endif
-}
-
-/* Waits until the phase with this parity has completed. */
-__device__ __forceinline__ void barrier_wait(uint64_t *bar, unsigned parity) {
-#ifdef R1LAB_SM90A
-    asm volatile(
-        "{\n"
-        ".reg .pred done;\n"
-        "BARRIER_WAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra BARRIER_WAIT_%=;\n"
-        "}\n" ::"r"(shared_address(bar)),
-        "r"(parity)
-        : "memory");
-#endif
-}
-
-__device__ __forceinline__ void barrier_arrive(uint64_t *bar) {
-#ifdef R1LAB_SM90A
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(shared_address(bar)) : "memory");
-#endif
-}
-
-/* Arrives and announces `bytes` more that copies will count down. */
-__device__ __forceinline__ void barrier_arrive_expect_bytes(uint64_t *bar, unsigned bytes) {
-#ifdef R1LAB_SM90A
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(shared_address(bar)),
-                 "r"(bytes)
-                 : "memory");
-#endif
-}
-
 /* ---- the copy engine ------------------------------------------------------------- */
 
 /* Copies the box at (inner, outer) of the 2-D tensor described by `map` (a
  * __grid_constant__ kernel parameter) into shared memory at `dst`; the bytes
  * are counted on `bar`. Outside the tensor the box is filled with zeros. */
 __device__ __forceinline__ void tma_load_2d(void *dst, const void *map, int inner, int outer,
-                                            uint64_t *bar) {
+                                            unsigned long long *bar) {
 #ifdef R1LAB_SM90A
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
@@ -108,7 +61,7 @@ __device__ __forceinline__ void tma_load_2d(void *dst, const void *map, int inne
  * `cta_mask` (bit r = rank r) and counted on each one's barrier at `bar`'s
  * offset. */
 __device__ __forceinline__ void tma_load_2d_multicast(void *dst, const void *map, int inner, int outer,
-                                                      uint64_t *bar, uint16_t cta_mask) {
+                                                      unsigned long long *bar, uint16_t cta_mask) {
 #ifdef R1LAB_SM90A
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
@@ -119,7 +72,7 @@ __device__ __forceinline__ void tma_load_2d_multicast(void *dst, const void *map
 }
 
 /* Arrives on the barrier at `bar`'s offset in CTA `rank` of the cluster. */
-__device__ __forceinline__ void barrier_arrive_in_block(uint64_t *bar, unsigned rank) {
+__device__ __forceinline__ void barrier_arrive_in_block(unsigned long long *bar, unsigned rank) {
 #ifdef R1LAB_SM90A
     unsigned remote;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(bar)), "r"(rank));
@@ -164,7 +117,7 @@ template <int Pending> __device__ __forceinline__ void wgmma_wait() {
 template <typename T, int N> __device__ __forceinline__ void keep_registers(T (&d)[N]) {
 #pragma unroll
     for (int i = 0; i < N; ++i) {
-        if constexpr (sizeof(T) == 4 && std::is_same<T, float>::value) asm volatile("" : "+f"(d[i])::"memory");
+        if constexpr (std::is_same<T, float>::value) asm volatile("" : "+f"(d[i])::"memory");
         else asm volatile("" : "+r"(d[i])::"memory");
     }
 }

@@ -445,7 +445,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     Epilogue epilogue) {
 #ifdef R1LAB_SM90A
     extern __shared__ uint8_t shared_raw[];
-    __shared__ uint64_t full[kWgStages], empty[kWgStages];
+    __shared__ unsigned long long full[kWgStages], empty[kWgStages];
     uint8_t *stages = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
     const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
     const unsigned rank = kPair == 2 ? cluster_rank() : 0;
@@ -602,13 +602,12 @@ __global__ void __launch_bounds__(kWgThreads, 1)
             step += (uint32_t)blocks;
             /* d[4 j + e]: row row0 + 8 (e / 2), column col0 + 8 j + e % 2; pair
              * q = 2 j + h holds two neighbours of one row, stored together */
-            auto finish = [&](int32_t accumulator, float promoted, int64_t m, int64_t n) {
+            auto finish = [&](Acc a, int64_t m, int64_t n) {
                 float value;
                 if constexpr (kMode == Mode::W8A8)
-                    value = __fmul_rn(__fmul_rn(__int2float_rn(accumulator), epilogue.x_scale[m]),
-                                      epilogue.w_scale[n]);
+                    value = __fmul_rn(__fmul_rn(__int2float_rn(a), epilogue.x_scale[m]), epilogue.w_scale[n]);
                 else
-                    value = promoted;
+                    value = (float)a; /* FP8: the promoted sum */
                 if (epilogue.bias) value = __fadd_rn(value, epilogue.bias[n]);
                 return value;
             };
@@ -621,15 +620,15 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 if constexpr (kMode == Mode::Accumulators) {
                     int32_t *y = (int32_t *)epilogue.y + at;
                     if (both && (at & 1) == 0) {
-                        *(int2 *)y = make_int2((int32_t)acc[2 * q], (int32_t)acc[2 * q + 1]);
+                        *(int2 *)y = make_int2(acc[2 * q], acc[2 * q + 1]);
                     } else {
-                        y[0] = (int32_t)acc[2 * q];
-                        if (both) y[1] = (int32_t)acc[2 * q + 1];
+                        y[0] = acc[2 * q];
+                        if (both) y[1] = acc[2 * q + 1];
                     }
                     continue;
                 }
-                const float v0 = finish((int32_t)acc[2 * q], (float)acc[2 * q], m, n);
-                const float v1 = both ? finish((int32_t)acc[2 * q + 1], (float)acc[2 * q + 1], m, n + 1) : 0.0f;
+                const float v0 = finish(acc[2 * q], m, n);
+                const float v1 = both ? finish(acc[2 * q + 1], m, n + 1) : 0.0f;
                 if (epilogue.out_bf16) {
                     uint16_t *y = (uint16_t *)epilogue.y + at;
                     if (both && (at & 1) == 0) {
