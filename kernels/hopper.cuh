@@ -30,6 +30,10 @@
 #ifndef R1LAB_KERNELS_HOPPER_CUH
 #define R1LAB_KERNELS_HOPPER_CUH
 
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <cudaTypedefs.h>
+
 #include <cstdint>
 #include <type_traits>
 
@@ -92,6 +96,27 @@ __device__ __forceinline__ uint64_t swizzled_tile_descriptor(const void *start) 
            | (uint64_t)1 << 62;            /* 128-byte swizzle                  */
 }
 
+/* Descriptor of an MN-major operand (B = V in O += P V: its rows are the
+ * reduction index, its 128-byte rows hold 64 consecutive columns) written as
+ * 128-byte swizzled boxes of 64 columns: groups of 8 rows 1024 bytes apart
+ * (stride), boxes of the next 64 columns `box_bytes` apart (leading offset).
+ * The wgmma that reads it is told the operand is transposed. */
+__device__ __forceinline__ uint64_t swizzled_mn_descriptor(const void *start, uint32_t box_bytes) {
+    const uint64_t address = shared_address(start);
+    return ((address & 0x3FFFF) >> 4)               /* start address / 16              */
+           | (uint64_t)((box_bytes >> 4) & 0x3FFF) << 16 /* leading: next 64 columns     */
+           | (uint64_t)(1024 >> 4) << 32            /* stride: next 8 rows             */
+           | (uint64_t)1 << 62;                     /* 128-byte swizzle                */
+}
+
+/* Orders this thread's ordinary shared-memory writes before later reads by
+ * the tensor core or the copy engine (the "async proxy"). */
+__device__ __forceinline__ void fence_async_shared() {
+#ifdef R1LAB_SM90A
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
 /* Before a warpgroup's first wgmma that touches registers written by other
  * instructions. */
 __device__ __forceinline__ void wgmma_fence() {
@@ -140,6 +165,18 @@ template <int Registers> __device__ __forceinline__ void registers_grow() {
     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "   \
     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "   \
     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define R1LAB_WGMMA_D32 \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define R1LAB_WGMMA_D128 \
+    "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+    "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+    "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+    "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+    "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+    "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+    "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+    "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
 #define R1LAB_WGMMA_OPERANDS8(C, d, i)                                                     \
     C(d[i]), C(d[i + 1]), C(d[i + 2]), C(d[i + 3]), C(d[i + 4]), C(d[i + 5]), C(d[i + 6]), \
         C(d[i + 7])
@@ -148,6 +185,15 @@ template <int Registers> __device__ __forceinline__ void registers_grow() {
         R1LAB_WGMMA_OPERANDS8(C, d, 16), R1LAB_WGMMA_OPERANDS8(C, d, 24),                  \
         R1LAB_WGMMA_OPERANDS8(C, d, 32), R1LAB_WGMMA_OPERANDS8(C, d, 40),                  \
         R1LAB_WGMMA_OPERANDS8(C, d, 48), R1LAB_WGMMA_OPERANDS8(C, d, 56)
+#define R1LAB_WGMMA_OPERANDS32(C, d)                                                       \
+    R1LAB_WGMMA_OPERANDS8(C, d, 0), R1LAB_WGMMA_OPERANDS8(C, d, 8),                        \
+        R1LAB_WGMMA_OPERANDS8(C, d, 16), R1LAB_WGMMA_OPERANDS8(C, d, 24)
+#define R1LAB_WGMMA_OPERANDS128(C, d)                                                      \
+    R1LAB_WGMMA_OPERANDS64(C, d), R1LAB_WGMMA_OPERANDS8(C, d, 64),                         \
+        R1LAB_WGMMA_OPERANDS8(C, d, 72), R1LAB_WGMMA_OPERANDS8(C, d, 80),                  \
+        R1LAB_WGMMA_OPERANDS8(C, d, 88), R1LAB_WGMMA_OPERANDS8(C, d, 96),                  \
+        R1LAB_WGMMA_OPERANDS8(C, d, 104), R1LAB_WGMMA_OPERANDS8(C, d, 112),                \
+        R1LAB_WGMMA_OPERANDS8(C, d, 120)
 #define R1LAB_F32_INOUT(x) "+f"(x)
 #define R1LAB_S32_INOUT(x) "+r"(x)
 
@@ -182,6 +228,113 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8(int32_t (&d)[64], uint64_t a
         : R1LAB_WGMMA_OPERANDS64(R1LAB_S32_INOUT, d)
         : "l"(a), "l"(b), "r"(accumulate));
 #endif
+}
+
+/* ---- bf16 wgmma (k = 16), for attention ---------------------------------------- */
+
+/* S (64 x 64, f32) [+]= A (64 x 16 bf16, K-major in shared memory) * B^T (B:
+ * 64 x 16, K-major): the scores of 64 queries against 64 keys for 16 of the
+ * head dimensions. Accumulator layout as in wgmma_m64n128k32_e4m3 (j < 8). */
+__device__ __forceinline__ void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t a, uint64_t b,
+                                                     int accumulate) {
+#ifdef R1LAB_SM90A
+    asm volatile(
+        "{\n"
+        ".reg .pred keep;\n"
+        "setp.ne.b32 keep, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " R1LAB_WGMMA_D32
+        ", %32, %33, keep, 1, 1, 0, 0;\n"
+        "}\n"
+        : R1LAB_WGMMA_OPERANDS32(R1LAB_F32_INOUT, d)
+        : "l"(a), "l"(b), "r"(accumulate));
+#endif
+}
+
+/* The same with A in registers: thread t holds rows g = 16 (t / 32) + (t % 32) / 4
+ * and g + 8, columns c = 2 (t % 4): a[0] = (g, c..c+1), a[1] = (g + 8, c..),
+ * a[2] = (g, c + 8..), a[3] = (g + 8, c + 8..), two bf16 per register (the low
+ * half is the lower column). */
+__device__ __forceinline__ void wgmma_m64n64k16_bf16_a_registers(float (&d)[32],
+                                                                 const uint32_t (&a)[4],
+                                                                 uint64_t b, int accumulate) {
+#ifdef R1LAB_SM90A
+    asm volatile(
+        "{\n"
+        ".reg .pred keep;\n"
+        "setp.ne.b32 keep, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " R1LAB_WGMMA_D32
+        ", {%32, %33, %34, %35}, %36, keep, 1, 1, 0;\n"
+        "}\n"
+        : R1LAB_WGMMA_OPERANDS32(R1LAB_F32_INOUT, d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+#endif
+}
+
+/* O (64 x 256, f32) += A (64 x 16 bf16, K-major in shared memory) * B (16 x 256,
+ * MN-major: swizzled_mn_descriptor). Thread t holds row g, g + 8 and columns
+ * 8 j + 2 (t % 4) (+ 1) in d[4 j .. 4 j + 3], j < 32. */
+__device__ __forceinline__ void wgmma_m64n256k16_bf16_b_mn(float (&d)[128], uint64_t a, uint64_t b) {
+#ifdef R1LAB_SM90A
+    asm volatile(
+        "{\n"
+        ".reg .pred keep;\n"
+        "setp.ne.b32 keep, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " R1LAB_WGMMA_D128
+        ", %128, %129, keep, 1, 1, 0, 1;\n"
+        "}\n"
+        : R1LAB_WGMMA_OPERANDS128(R1LAB_F32_INOUT, d)
+        : "l"(a), "l"(b), "r"(1));
+#endif
+}
+
+/* The same with A in registers (layout as wgmma_m64n64k16_bf16_a_registers). */
+__device__ __forceinline__ void wgmma_m64n256k16_bf16_a_registers_b_mn(float (&d)[128],
+                                                                       const uint32_t (&a)[4],
+                                                                       uint64_t b) {
+#ifdef R1LAB_SM90A
+    asm volatile(
+        "{\n"
+        ".reg .pred keep;\n"
+        "setp.ne.b32 keep, %133, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " R1LAB_WGMMA_D128
+        ", {%128, %129, %130, %131}, %132, keep, 1, 1, 1;\n"
+        "}\n"
+        : R1LAB_WGMMA_OPERANDS128(R1LAB_F32_INOUT, d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
+#endif
+}
+
+/* ---- host: describing a tensor to the copy engine -------------------------------- */
+
+/* Fills `map` for a row-major (rows, columns) matrix of `element_bytes`-byte
+ * elements whose rows are `row_bytes` apart, copied in boxes of box_rows x
+ * (128 bytes) with the 128-byte swizzle and zeros past the edges. False when
+ * the driver has no cuTensorMapEncodeTiled or refuses the description (the
+ * caller then takes another path). */
+inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_bytes, int64_t rows,
+                                int64_t columns, int64_t row_bytes, int box_rows) {
+    static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
+    static bool looked = false;
+    if (!looked) {
+        looked = true;
+        cudaDriverEntryPointQueryResult found;
+        void *function = nullptr;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000,
+                                             cudaEnableDefault, &found) == cudaSuccess &&
+            found == cudaDriverEntryPointSuccess)
+            encode = (PFN_cuTensorMapEncodeTiled_v12000)function;
+        cudaGetLastError();
+    }
+    if (!encode || (element_bytes != 1 && element_bytes != 2)) return false;
+    const CUtensorMapDataType type =
+        element_bytes == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    const cuuint64_t dims[2] = {(cuuint64_t)columns, (cuuint64_t)rows};
+    const cuuint64_t strides[1] = {(cuuint64_t)row_bytes};
+    const cuuint32_t box[2] = {(cuuint32_t)(128 / element_bytes), (cuuint32_t)box_rows};
+    const cuuint32_t element_strides[2] = {1, 1};
+    return encode(map, type, 2, const_cast<void *>(base), dims, strides, box, element_strides,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 }  // namespace

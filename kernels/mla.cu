@@ -54,6 +54,7 @@ extern "C" {
 #include "core/internal.h"
 }
 #include "kernels/cuda_try.cuh"
+#include "kernels/hopper.cuh"
 #include "kernels/launch.cuh"
 
 namespace {
@@ -515,6 +516,471 @@ __global__ void __launch_bounds__(kV2Threads, 1) decode_split_kernel_v2(decode_p
     }
 }
 
+/* ---------------------------------------------------------------------------------
+ * v3 (sm_90a): the same tiles as v2 (64 query rows of one sequence, one split of its
+ * key blocks), computed by wgmma with FlashMLA's two-warpgroup "seesaw" schedule.
+ *
+ * Shared memory, every piece in boxes of 64 rows x 128 bytes (64 bf16) written by the
+ * copy engine with the 128-byte swizzle, the layout wgmma reads:
+ *   Q            9 boxes (72 KiB), loaded once; box 8 (dims 512..575) is then held in
+ *                registers and its space holds P_odd
+ *   K_even/odd   2 x 9 boxes: key blocks 2i and 2i + 1 of the range. A block is its
+ *                own V: V = the first 512 columns, boxes 0-3 (V_left), 4-7 (V_right)
+ *   P_even       64 x 64 bf16
+ * O (64 x 512 fp32) is too large for one warpgroup's registers, so warpgroup 0 keeps
+ * O_left (columns 0..255) and warpgroup 1 O_right. Per pair of blocks, with m the
+ * running row maximum (log2 units) both share through shared memory:
+ *   wg0: S_even = Q K_even^T;           wg1: S_odd = Q K_odd^T       (computed ahead)
+ *   wg0: m_e = max(m, rowmax S_even), c_e = 2^(m - m_e), P_even = 2^(S_even - m_e),
+ *        O_left = c_e O_left + P_even V_even,left
+ *   wg1: m_o = max(m_e, rowmax S_odd),  c_o = 2^(m_e - m_o), P_odd = 2^(S_odd - m_o),
+ *        O_right = c_e c_o O_right + P_odd V_odd,right
+ *   wg0: writes c_o P_even to shared memory;   wg1: writes P_odd
+ *   wg0: O_left = c_o O_left + P_odd V_odd,left        (P_odd from shared memory)
+ *   wg1: O_right += (c_o P_even) V_even,right           (P_even from shared memory)
+ * Both halves end relative to m_o, as one FlashAttention step over the two blocks
+ * would leave them. While one warpgroup does its softmax (CUDA cores) the other's
+ * wgmmas run. Each warpgroup sums the P it computed into its row sums l; the two
+ * are added at the end. A buffer's boxes are reloaded (block 2i + 2 or 2i + 3) as
+ * soon as both warpgroups are done with them: boxes 0-3 after the V_left product,
+ * 4-8 after V_right, each box with its own mbarrier so the next Q K^T starts on the
+ * first box to land.
+ * Keys past the longest row of the tile in the range's last block may hold
+ * anything (NaN in the tests): their scores are masked to -inf and their V rows
+ * zeroed in shared memory before any P V reads them, so 0 * NaN never happens.
+ * Named barriers (id, 256 threads) order the hand-offs between the warpgroups. */
+constexpr int kV3Threads = 256;
+constexpr int kV3Box = 64 * 128;                 /* 64 rows x 64 bf16 */
+constexpr int kV3Boxes = kV2D / 64;              /* 9 */
+constexpr int kV3BlockBytes = kV3Boxes * kV3Box; /* 73728 */
+constexpr int kV3Dynamic = 3 * kV3BlockBytes + kV3Box + 1024; /* Q, K_even, K_odd, P_even + alignment */
+enum V3Barrier { kEvenScaled = 1, kOddScaled, kEvenStored, kOddStored, kZeroedLeft, kZeroedRight };
+
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
+/* Copies boxes [First, End) of cache block `block` into `buffer`, each counted on
+ * its own barrier. */
+template <int First, int End>
+__device__ __forceinline__ void v3_load_boxes(const CUtensorMap *cache_map, uint8_t *buffer, int block,
+                                              unsigned long long *full) {
+#pragma unroll
+    for (int box = First; box < End; ++box) {
+        barrier_arrive_expect_bytes(&full[box], kV3Box);
+        tma_load_2d(buffer + box * kV3Box, cache_map, box * 64, block * R1_MLA_BLOCK_SIZE, &full[box]);
+    }
+}
+
+/* S [+]= Q K^T over the dimensions of boxes [First, End): per box, wait for it to
+ * land, 4 wgmmas (k = 16 each), one commit group. Box 8 of Q comes from registers. */
+template <int First, int End>
+__device__ __forceinline__ void v3_scores(float (&s)[32], const uint8_t *q_buf, const uint32_t (&q8)[4][4],
+                                          const uint8_t *k_buf, unsigned long long *full, unsigned parity,
+                                          bool start) {
+#pragma unroll
+    for (int box = First; box < End; ++box) {
+        barrier_wait(&full[box], parity);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+            const uint64_t k_desc = swizzled_tile_descriptor(k_buf + box * kV3Box + kk * 32);
+            const int accumulate = (start && box == First && kk == 0) ? 0 : 1;
+            if (box < 8)
+                wgmma_m64n64k16_bf16(s, swizzled_tile_descriptor(q_buf + box * kV3Box + kk * 32), k_desc,
+                                     accumulate);
+            else
+                wgmma_m64n64k16_bf16_a_registers(s, q8[kk], k_desc, accumulate);
+        }
+        wgmma_commit();
+    }
+}
+
+/* O += P V for one half of V (boxes first_box .. first_box + 3): P from registers
+ * (p[kk] = keys 16 kk .. 16 kk + 15) or from a swizzled 64 x 64 tile. */
+__device__ __forceinline__ void v3_pv_registers(float (&o)[128], const uint32_t (&p)[4][4],
+                                                const uint8_t *v_half) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+        wgmma_m64n256k16_bf16_a_registers_b_mn(o, p[kk], swizzled_mn_descriptor(v_half + kk * 2048, kV3Box));
+    wgmma_commit();
+}
+__device__ __forceinline__ void v3_pv_shared(float (&o)[128], const uint8_t *p_tile, const uint8_t *v_half) {
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk)
+        wgmma_m64n256k16_bf16_b_mn(o, swizzled_tile_descriptor(p_tile + kk * 32),
+                                   swizzled_mn_descriptor(v_half + kk * 2048, kV3Box));
+    wgmma_commit();
+}
+
+/* The thread's place in a warpgroup's accumulators: rows a = 16 (t / 32) + (t % 32) / 4
+ * and b = a + 8; s[4 j + e] is (a, key 8 j + 2 (t % 4) + e), s[4 j + 2 + e] is (b, ...). */
+struct v3_rows {
+    int a, b, lane, column; /* column = 2 (t % 4) */
+    int seen_a, seen_b;     /* keys each row sees (rows past the sequence: the tile's) */
+};
+
+/* Scores of keys a row does not see become -inf (only blocks that reach past a
+ * row's length need the test). */
+__device__ __forceinline__ void v3_mask(float (&s)[32], int key0, const v3_rows &r) {
+    if (key0 + R1_MLA_BLOCK_SIZE <= min(r.seen_a, r.seen_b)) return;
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const int key = key0 + 8 * j + r.column + e;
+            if (key >= r.seen_a) s[4 * j + e] = -INFINITY;
+            if (key >= r.seen_b) s[4 * j + 2 + e] = -INFINITY;
+        }
+}
+
+/* One online-softmax step on this warpgroup's block: the new running maximum
+ * goes to row_max, the correction 2^(m_old - m_new) to `correction` (and is
+ * returned), s becomes P = 2^(s scale_log2 - m_new), its row sums are returned.
+ * A row with no key yet keeps m = -inf and subtracts 0 (every P is 0). NaN
+ * scores are skipped by fmaxf and give NaN P. */
+__device__ __forceinline__ void v3_softmax(float (&s)[32], const v3_rows &r, float scale_log2,
+                                           float *row_max, float *correction, float &c_a, float &c_b,
+                                           float &sum_a, float &sum_b) {
+    float mx_a = -INFINITY, mx_b = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        mx_a = fmaxf(mx_a, fmaxf(s[4 * j], s[4 * j + 1]));
+        mx_b = fmaxf(mx_b, fmaxf(s[4 * j + 2], s[4 * j + 3]));
+    }
+#pragma unroll
+    for (int x = 1; x <= 2; x <<= 1) {
+        mx_a = fmaxf(mx_a, __shfl_xor_sync(0xffffffffu, mx_a, x));
+        mx_b = fmaxf(mx_b, __shfl_xor_sync(0xffffffffu, mx_b, x));
+    }
+    const float old_a = row_max[r.a], old_b = row_max[r.b];
+    const float new_a = fmaxf(old_a, mx_a * scale_log2), new_b = fmaxf(old_b, mx_b * scale_log2);
+    const float use_a = new_a == -INFINITY ? 0.0f : new_a, use_b = new_b == -INFINITY ? 0.0f : new_b;
+    c_a = exp2f(old_a - use_a);
+    c_b = exp2f(old_b - use_b);
+    __syncwarp(); /* the quad has read row_max before its first lane overwrites it */
+    if ((r.lane & 3) == 0) {
+        row_max[r.a] = new_a;
+        row_max[r.b] = new_b;
+        correction[r.a] = c_a;
+        correction[r.b] = c_b;
+    }
+    sum_a = sum_b = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        s[4 * j] = exp2f(fmaf(s[4 * j], scale_log2, -use_a));
+        s[4 * j + 1] = exp2f(fmaf(s[4 * j + 1], scale_log2, -use_a));
+        s[4 * j + 2] = exp2f(fmaf(s[4 * j + 2], scale_log2, -use_b));
+        s[4 * j + 3] = exp2f(fmaf(s[4 * j + 3], scale_log2, -use_b));
+        sum_a += s[4 * j] + s[4 * j + 1];
+        sum_b += s[4 * j + 2] + s[4 * j + 3];
+    }
+}
+
+__device__ __forceinline__ void v3_scale_o(float (&o)[128], float c_a, float c_b) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+        o[4 * j] *= c_a;
+        o[4 * j + 1] *= c_a;
+        o[4 * j + 2] *= c_b;
+        o[4 * j + 3] *= c_b;
+    }
+}
+
+/* P (accumulator layout) as the A operand of the P V wgmmas: keys 16 kk .. 16 kk + 15
+ * of rows a and b, bf16 pairs. */
+__device__ __forceinline__ void v3_pack_p(const float (&s)[32], uint32_t (&p)[4][4]) {
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        p[kk][0] = pack_bf16(s[8 * kk], s[8 * kk + 1]);
+        p[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+        p[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+        p[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+}
+
+/* f_row P written to a swizzled 64 x 64 bf16 tile (row r, key k at byte
+ * 128 r + 16 ((k / 8) ^ (r % 8)) + 2 (k % 8)), then made visible to wgmma. */
+__device__ __forceinline__ void v3_store_p(uint8_t *tile, const float (&s)[32], const v3_rows &r, float f_a,
+                                           float f_b) {
+    const uint32_t base = shared_address(tile);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        const uint32_t at_a = base + r.a * 128 + ((j ^ (r.a & 7)) << 4) + 2 * r.column;
+        const uint32_t at_b = base + r.b * 128 + ((j ^ (r.b & 7)) << 4) + 2 * r.column;
+        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at_a), "r"(pack_bf16(s[4 * j] * f_a, s[4 * j + 1] * f_a)));
+        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at_b),
+                     "r"(pack_bf16(s[4 * j + 2] * f_b, s[4 * j + 3] * f_b)));
+    }
+    fence_async_shared();
+}
+
+/* Zeroes rows valid..63 of boxes first_box .. first_box + 3 of a block (one half of
+ * V) with the warpgroup's 128 threads, and makes the zeros visible to its wgmmas. */
+__device__ __forceinline__ void v3_zero_v_rows(uint8_t *block, int first_box, int valid, int t,
+                                               int barrier_id) {
+    const int chunks = (R1_MLA_BLOCK_SIZE - valid) * 4 * 8;
+    for (int i = t; i < chunks; i += 128) {
+        const int row = valid + i / 32, box = first_box + (i / 8) % 4, chunk = i % 8;
+        const uint32_t at = shared_address(block + box * kV3Box + row * 128 + chunk * 16);
+        asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(at), "r"(0));
+    }
+    fence_async_shared();
+    named_barrier(barrier_id, 128);
+}
+
+struct v3_state {
+    uint8_t *q_buf, *k_buf[2], *p_even, *p_odd;
+    unsigned long long *full[2];
+    float *row_max, *c_even, *c_odd;
+    const CUtensorMap *cache_map;
+    const int32_t *table;
+    int block_begin, block_end, n_max, t;
+    float scale_log2;
+};
+
+/* Warpgroup 0: even blocks, O_left. Enters with S_even of the first block. */
+__device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_rows &r, const uint32_t (&q8)[4][4],
+                                                  float (&o)[128], float &l_a, float &l_b) {
+    float s[32];
+    uint32_t p[4][4];
+    if (w.block_begin < w.block_end) {
+        v3_scores<0, kV3Boxes>(s, w.q_buf, q8, w.k_buf[0], w.full[0], 0, true);
+        wgmma_wait<0>();
+        keep_registers(s);
+    }
+    unsigned parity = 0;
+    for (int blk = w.block_begin; blk < w.block_end; blk += 2, parity ^= 1) {
+        const bool has_odd = blk + 1 < w.block_end, next_even = blk + 2 < w.block_end,
+                   next_odd = blk + 3 < w.block_end;
+        float c_a, c_b, sum_a, sum_b;
+        v3_mask(s, blk * R1_MLA_BLOCK_SIZE, r);
+        v3_softmax(s, r, w.scale_log2, w.row_max, w.c_even, c_a, c_b, sum_a, sum_b);
+        named_barrier_arrive(kEvenScaled, kV3Threads);
+        v3_scale_o(o, c_a, c_b);
+        l_a = l_a * c_a + sum_a;
+        l_b = l_b * c_b + sum_b;
+        v3_pack_p(s, p);
+        if ((blk + 1) * R1_MLA_BLOCK_SIZE > w.n_max)
+            v3_zero_v_rows(w.k_buf[0], 0, w.n_max - blk * R1_MLA_BLOCK_SIZE, w.t, kZeroedLeft);
+        v3_pv_registers(o, p, w.k_buf[0]);
+        wgmma_wait<0>();
+        keep_registers(o);
+
+        named_barrier(kOddScaled, kV3Threads); /* c_odd written, m final for the pair */
+        if (next_even && w.t == 0)
+            v3_load_boxes<0, 4>(w.cache_map, w.k_buf[0], w.table[blk + 2], w.full[0]);
+        const float o_a = has_odd ? w.c_odd[r.a] : 1.0f, o_b = has_odd ? w.c_odd[r.b] : 1.0f;
+        v3_store_p(w.p_even, s, r, o_a, o_b);
+        named_barrier_arrive(kEvenStored, kV3Threads);
+        if (has_odd) {
+            if ((blk + 2) * R1_MLA_BLOCK_SIZE > w.n_max)
+                v3_zero_v_rows(w.k_buf[1], 0, w.n_max - (blk + 1) * R1_MLA_BLOCK_SIZE, w.t, kZeroedLeft);
+            named_barrier(kOddStored, kV3Threads);
+            v3_scale_o(o, o_a, o_b);
+            l_a *= o_a;
+            l_b *= o_b;
+            v3_pv_shared(o, w.p_odd, w.k_buf[1]);
+        }
+        if (next_even) v3_scores<0, 4>(s, w.q_buf, q8, w.k_buf[0], w.full[0], parity ^ 1, true);
+        wgmma_wait<4>(); /* P_odd V_odd,left done: boxes 0-3 of K_odd are free */
+        if (next_odd) {
+            if (w.t == 0) v3_load_boxes<0, 4>(w.cache_map, w.k_buf[1], w.table[blk + 3], w.full[1]);
+        }
+        if (next_even) v3_scores<4, kV3Boxes>(s, w.q_buf, q8, w.k_buf[0], w.full[0], parity ^ 1, false);
+        wgmma_wait<0>();
+        keep_registers(o);
+        keep_registers(s);
+    }
+}
+
+/* Warpgroup 1: odd blocks, O_right. */
+__device__ __forceinline__ void v3_odd_warpgroup(const v3_state &w, const v3_rows &r, const uint32_t (&q8)[4][4],
+                                                 float (&o)[128], float &l_a, float &l_b) {
+    float s[32];
+    uint32_t p[4][4];
+    if (w.block_begin + 1 < w.block_end) {
+        v3_scores<0, kV3Boxes>(s, w.q_buf, q8, w.k_buf[1], w.full[1], 0, true);
+        wgmma_wait<0>();
+        keep_registers(s);
+    }
+    unsigned parity = 0;
+    for (int blk = w.block_begin; blk < w.block_end; blk += 2, parity ^= 1) {
+        const bool has_odd = blk + 1 < w.block_end, next_even = blk + 2 < w.block_end,
+                   next_odd = blk + 3 < w.block_end;
+        float c_a, c_b, sum_a, sum_b;
+        named_barrier(kEvenScaled, kV3Threads); /* row_max includes the even block */
+        /* Without an odd block every score is masked: m stays, c = 1, P = 0. (Always
+         * running the step keeps ptxas from serializing the wgmmas on s.) */
+        v3_mask(s, has_odd ? (blk + 1) * R1_MLA_BLOCK_SIZE : w.n_max, r);
+        v3_softmax(s, r, w.scale_log2, w.row_max, w.c_odd, c_a, c_b, sum_a, sum_b);
+        c_a *= w.c_even[r.a];
+        c_b *= w.c_even[r.b];
+        named_barrier_arrive(kOddScaled, kV3Threads);
+        v3_scale_o(o, c_a, c_b);
+        l_a = l_a * c_a + sum_a;
+        l_b = l_b * c_b + sum_b;
+        if (has_odd) {
+            v3_pack_p(s, p);
+            v3_store_p(w.p_odd, s, r, 1.0f, 1.0f);
+            if ((blk + 2) * R1_MLA_BLOCK_SIZE > w.n_max)
+                v3_zero_v_rows(w.k_buf[1], 4, w.n_max - (blk + 1) * R1_MLA_BLOCK_SIZE, w.t, kZeroedRight);
+            v3_pv_registers(o, p, w.k_buf[1] + 4 * kV3Box);
+        }
+        named_barrier(kEvenStored, kV3Threads);
+        if ((blk + 1) * R1_MLA_BLOCK_SIZE > w.n_max)
+            v3_zero_v_rows(w.k_buf[0], 4, w.n_max - blk * R1_MLA_BLOCK_SIZE, w.t, kZeroedRight);
+        v3_pv_shared(o, w.p_even, w.k_buf[0] + 4 * kV3Box);
+        if (has_odd) named_barrier_arrive(kOddStored, kV3Threads);
+        if (next_odd) {
+            wgmma_wait<1>(); /* P_odd V_odd,right done */
+            if (w.t == 0) v3_load_boxes<4, kV3Boxes>(w.cache_map, w.k_buf[1], w.table[blk + 3], w.full[1]);
+        }
+        if (next_even) {
+            wgmma_wait<0>(); /* P_even V_even,right done */
+            if (w.t == 0) v3_load_boxes<4, kV3Boxes>(w.cache_map, w.k_buf[0], w.table[blk + 2], w.full[0]);
+        }
+        if (next_odd) {
+            v3_scores<4, kV3Boxes>(s, w.q_buf, q8, w.k_buf[1], w.full[1], parity ^ 1, true);
+            v3_scores<0, 4>(s, w.q_buf, q8, w.k_buf[1], w.full[1], parity ^ 1, false);
+        }
+        wgmma_wait<0>();
+        keep_registers(o);
+        keep_registers(s);
+    }
+}
+
+__global__ void __launch_bounds__(kV3Threads, 1)
+    decode_split_kernel_v3(const __grid_constant__ CUtensorMap q_map,
+                           const __grid_constant__ CUtensorMap cache_map, decode_params p) {
+#ifdef R1LAB_SM90A
+    extern __shared__ uint8_t shared_raw[];
+    __shared__ unsigned long long q_full, full[2][kV3Boxes];
+    __shared__ float row_max[kV2Rows], c_even[kV2Rows], c_odd[kV2Rows], row_sum[2][kV2Rows];
+    uint8_t *q_buf = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
+
+    const int split = blockIdx.x, row0 = blockIdx.y * kV2Rows, b = blockIdx.z;
+    const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
+    const int rows_total = p.S * p.H;
+    const int n_seq = p.seq_lens[b];
+
+    v3_state w;
+    w.q_buf = q_buf;
+    w.k_buf[0] = q_buf + kV3BlockBytes;
+    w.k_buf[1] = q_buf + 2 * kV3BlockBytes;
+    w.p_even = q_buf + 3 * kV3BlockBytes;
+    w.p_odd = q_buf + 8 * kV3Box; /* Q's box 8, once it sits in registers */
+    w.full[0] = full[0];
+    w.full[1] = full[1];
+    w.row_max = row_max;
+    w.c_even = c_even;
+    w.c_odd = c_odd;
+    w.cache_map = &cache_map;
+    w.table = p.block_table + (int64_t)b * p.max_blocks;
+    w.t = t;
+    w.scale_log2 = p.scale * 1.4426950408889634f;
+    /* This tile's key range, as in v2. */
+    w.n_max = v2_keys_seen(p, n_seq, min(rows_total, row0 + kV2Rows) - 1);
+    const int blocks = (w.n_max + R1_MLA_BLOCK_SIZE - 1) / R1_MLA_BLOCK_SIZE;
+    const int per_split = (blocks + p.splits - 1) / p.splits;
+    w.block_begin = min(blocks, split * per_split);
+    w.block_end = min(blocks, w.block_begin + per_split);
+
+    v3_rows r;
+    r.lane = t & 31;
+    r.a = 16 * (t / 32) + r.lane / 4;
+    r.b = r.a + 8;
+    r.column = 2 * (r.lane & 3);
+    r.seen_a = row0 + r.a < rows_total ? v2_keys_seen(p, n_seq, row0 + r.a) : w.n_max;
+    r.seen_b = row0 + r.b < rows_total ? v2_keys_seen(p, n_seq, row0 + r.b) : w.n_max;
+
+    const bool any = w.block_begin < w.block_end;
+    if (threadIdx.x == 0) {
+        barrier_init(&q_full, 1);
+        for (int box = 0; box < kV3Boxes; ++box) {
+            barrier_init(&full[0][box], 1);
+            barrier_init(&full[1][box], 1);
+        }
+        barrier_init_fence();
+    }
+    if (threadIdx.x < kV2Rows) row_max[threadIdx.x] = -INFINITY;
+    __syncthreads();
+    if (threadIdx.x == 0 && any) {
+        /* Rows past this sequence's s_q * h are other sequences' queries or zeros
+         * past the tensor: computed, never written. */
+        barrier_arrive_expect_bytes(&q_full, kV3BlockBytes);
+        for (int box = 0; box < kV3Boxes; ++box)
+            tma_load_2d(q_buf + box * kV3Box, &q_map, box * 64, b * rows_total + row0, &q_full);
+        v3_load_boxes<0, kV3Boxes>(&cache_map, w.k_buf[0], w.table[w.block_begin], full[0]);
+        if (w.block_begin + 1 < w.block_end)
+            v3_load_boxes<0, kV3Boxes>(&cache_map, w.k_buf[1], w.table[w.block_begin + 1], full[1]);
+    }
+    /* Q's dims 512..575 in registers, as the A operand of their wgmmas. */
+    uint32_t q8[4][4] = {};
+    if (any) {
+        barrier_wait(&q_full, 0);
+        const uint32_t box8 = shared_address(q_buf + 8 * kV3Box);
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+            for (int part = 0; part < 4; ++part) {
+                const int row = (part & 1) ? r.b : r.a, chunk = 2 * kk + (part >> 1);
+                asm volatile("ld.shared.u32 %0, [%1];\n"
+                             : "=r"(q8[kk][part])
+                             : "r"(box8 + row * 128 + ((chunk ^ (row & 7)) << 4) + 2 * r.column));
+            }
+    }
+    __syncthreads(); /* box 8 may now be overwritten (P_odd) */
+
+    float o[128];
+#pragma unroll
+    for (int i = 0; i < 128; ++i) o[i] = 0.0f;
+    float l_a = 0.0f, l_b = 0.0f;
+    if (warpgroup == 0) v3_even_warpgroup(w, r, q8, o, l_a, l_b);
+    else v3_odd_warpgroup(w, r, q8, o, l_a, l_b);
+
+    /* Row sums: the quad, then the two warpgroups. */
+#pragma unroll
+    for (int x = 1; x <= 2; x <<= 1) {
+        l_a += __shfl_xor_sync(0xffffffffu, l_a, x);
+        l_b += __shfl_xor_sync(0xffffffffu, l_b, x);
+    }
+    if ((r.lane & 3) == 0) {
+        row_sum[warpgroup][r.a] = l_a;
+        row_sum[warpgroup][r.b] = l_b;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int which = 0; which < 2; ++which) {
+        const int row_in_tile = which ? r.b : r.a;
+        if (row0 + row_in_tile >= rows_total) continue;
+        const float l = row_sum[0][row_in_tile] + row_sum[1][row_in_tile], m = row_max[row_in_tile];
+        const bool empty = l == 0.0f; /* no key seen (NaN l is not empty) */
+        const float inverse = empty ? 0.0f : 1.0f / l;
+        const float row_lse = empty ? -INFINITY : (m + log2f(l)) * 0.6931471805599453f;
+        const int64_t row = (int64_t)b * rows_total + row0 + row_in_tile;
+        const int column0 = 256 * warpgroup + r.column;
+        if (p.splits == 1) {
+            __nv_bfloat16 *dst = p.out + row * kV2Dv + column0;
+#pragma unroll
+            for (int j = 0; j < 32; ++j)
+                *reinterpret_cast<__nv_bfloat162 *>(dst + 8 * j) =
+                    __floats2bfloat162_rn(o[4 * j + 2 * which] * inverse, o[4 * j + 2 * which + 1] * inverse);
+            if (warpgroup == 0 && (r.lane & 3) == 0 && p.lse) p.lse[row] = row_lse;
+        } else {
+            float *dst = p.partial_out + (row * p.splits + split) * kV2Dv + column0;
+#pragma unroll
+            for (int j = 0; j < 32; ++j)
+                *reinterpret_cast<float2 *>(dst + 8 * j) =
+                    make_float2(o[4 * j + 2 * which] * inverse, o[4 * j + 2 * which + 1] * inverse);
+            if (warpgroup == 0 && (r.lane & 3) == 0) p.partial_lse[row * p.splits + split] = row_lse;
+        }
+    }
+#endif
+}
+
 int choose_splits(const r1_mla_decode_desc *desc) {
     const int64_t groups = (desc->n_heads + kHeadGroup - 1) / kHeadGroup;
     const int64_t ctas = desc->batch * desc->s_q * groups;
@@ -541,6 +1007,13 @@ bool use_v2(const r1_mla_decode_desc *desc) {
     if (shared_optin < kV2Shared) return false;
     return desc->dim_qk == kV2D && desc->dim_v == kV2Dv && desc->n_heads % 16 == 0 &&
            desc->n_heads <= 128 && (desc->s_q == 1 || desc->s_q == 2) && desc->batch <= 65535;
+}
+
+/* v3 runs where v2 would, on sm_90 (compute capability 9.0, where the sm_90a code
+ * exists); R1LAB_MLA_V3=0 keeps v2 (for comparisons). */
+bool v3_enabled() {
+    const char *text = getenv("R1LAB_MLA_V3");
+    return !(text && text[0] == '0') && device_capability() == 90;
 }
 
 /* v2's splits: the count that minimises (waves of CTAs) x (blocks per CTA + 2, the
@@ -623,7 +1096,20 @@ extern "C" r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void 
     p.causal = desc->causal ? 1 : 0;
     p.scale = (float)desc->softmax_scale;
 
-    if (v2) {
+    CUtensorMap q_map, cache_map;
+    const bool v3 = v2 && v3_enabled() && (int64_t)cache->num_blocks * R1_MLA_BLOCK_SIZE < INT32_MAX &&
+                    encode_swizzled_map(&q_map, q, 2, rows, kV2D, kV2D * 2, 64) &&
+                    encode_swizzled_map(&cache_map, cache->blocks, 2, cache->num_blocks * R1_MLA_BLOCK_SIZE,
+                                        kV2D, kV2D * 2, 64);
+    if (v3) {
+        CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel_v3,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, kV3Dynamic));
+        dim3 grid((unsigned)p.splits, (unsigned)((p.S * p.H + kV2Rows - 1) / kV2Rows),
+                  (unsigned)desc->batch);
+        decode_split_kernel_v3<<<grid, kV3Threads, kV3Dynamic, stream>>>(q_map, cache_map, p);
+        CUDA_TRY(cudaGetLastError());
+        if (p.splits == 1) return R1_OK; /* v3 wrote out and lse itself */
+    } else if (v2) {
         CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel_v2,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kV2Shared));
         dim3 grid((unsigned)p.splits, (unsigned)((p.S * p.H + kV2Rows - 1) / kV2Rows),

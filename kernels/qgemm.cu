@@ -1058,25 +1058,7 @@ r1_status launch_decode(int64_t M, int64_t N, int64_t K, const void *x, const vo
  * boxes of box_rows x 128 bytes with the 128-byte swizzle (zeros past the
  * edges). */
 bool encode_tile_map(CUtensorMap *map, const void *base, int64_t rows, int64_t K, int box_rows) {
-    static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
-    static bool looked = false;
-    if (!looked) {
-        looked = true;
-        cudaDriverEntryPointQueryResult found;
-        void *function = nullptr;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &function, 12000,
-                                             cudaEnableDefault, &found) == cudaSuccess &&
-            found == cudaDriverEntryPointSuccess)
-            encode = (PFN_cuTensorMapEncodeTiled_v12000)function;
-        cudaGetLastError();
-    }
-    if (!encode) return false;
-    const cuuint64_t dims[2] = {(cuuint64_t)K, (cuuint64_t)rows};
-    const cuuint64_t strides[1] = {(cuuint64_t)K};
-    const cuuint32_t box[2] = {kWgTile, (cuuint32_t)box_rows}, element_strides[2] = {1, 1};
-    return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, const_cast<void *>(base), dims, strides, box,
-                  element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    return encode_swizzled_map(map, base, 1, rows, K, K, box_rows);
 }
 
 /* The wgmma kernel runs on sm_90 for M above the decode path's range, with

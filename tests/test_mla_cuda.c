@@ -7,7 +7,8 @@
  * 77 (skip) where CUDA was not built or no GPU is visible. Each failure
  * prints the case (its full parameter string), the relative L2 and the worst
  * index with both values. --small shrinks the long sequences. The edge cases
- * run on v2 (tensor cores, the default) and again on v1 (R1LAB_MLA_V1=1).
+ * run on v3 (wgmma, the default on sm_90), again on v2 (mma.sync,
+ * R1LAB_MLA_V3=0; the default elsewhere) and on v1 (R1LAB_MLA_V1=1).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -55,18 +56,21 @@ int main(int argc, char **argv) {
                                              cases[k].lengths, cases[k].batch, &s),
                   "cuda vs fp32 ref: %s (error / bar = %.3g)", s.worst_what, s.worst_ratio);
     }
-    /* v2's edges (64-row tiles over s_q * h, 64-key blocks, splits), run on v2 (the
-     * default) and on v1 (R1LAB_MLA_V1=1): lengths around a block, a tile that
-     * is partly padding (h = 16, 48), tiles that cut across the s_q queries
-     * (h = 96, s_q = 2), many splits with one long and one short sequence. */
-    int32_t edges[9] = {0, 1, 2, 63, 64, 65, 127, 128, 129};
+    /* The tensor-core kernels' edges (64-row tiles over s_q * h, 64-key blocks taken
+     * in pairs by v3, splits), run on v3 (the default on sm_90), v2
+     * (R1LAB_MLA_V3=0) and v1 (R1LAB_MLA_V1=1): lengths around a block and a pair
+     * of blocks, a tile that is partly padding (h = 16, 48), tiles that cut
+     * across the s_q queries (h = 96, s_q = 2), many splits with one long and one
+     * short sequence. */
+    int32_t edges[12] = {0, 1, 2, 63, 64, 65, 127, 128, 129, 191, 192, 257};
     int32_t uneven[2] = {small ? 2000 : 20000, 65};
     struct { int64_t h, s_q, batch; const int32_t *lengths; const char *what; } edge_cases[] = {
-        {16, 1, 9, edges, "edges"},  {16, 2, 9, edges, "edges"},   {128, 1, 9, edges, "edges"},
-        {128, 2, 9, edges, "edges"}, {48, 1, 9, edges, "edges"},   {96, 2, 9, edges, "edges"},
-        {32, 2, 9, edges, "edges"},  {128, 2, 2, uneven, "splits"}, {16, 1, 2, uneven, "splits"},
+        {16, 1, 12, edges, "edges"},  {16, 2, 12, edges, "edges"},   {128, 1, 12, edges, "edges"},
+        {128, 2, 12, edges, "edges"}, {48, 1, 12, edges, "edges"},   {96, 2, 12, edges, "edges"},
+        {32, 2, 12, edges, "edges"},  {128, 2, 2, uneven, "splits"}, {16, 1, 2, uneven, "splits"},
     };
-    for (int version = 2; version >= 1; --version) {
+    for (int version = 3; version >= 1; --version) {
+        if (version == 2) setenv("R1LAB_MLA_V3", "0", 1);
         if (version == 1) setenv("R1LAB_MLA_V1", "1", 1);
         for (size_t k = 0; k < sizeof edge_cases / sizeof edge_cases[0]; ++k) {
             if (!r1t_case("mla(cuda v%d,b=%lld,s_q=%lld,h=%lld,%s,seed=%llu)", version,
@@ -83,6 +87,7 @@ int main(int argc, char **argv) {
         }
     }
     unsetenv("R1LAB_MLA_V1");
+    unsetenv("R1LAB_MLA_V3");
     if (r1t_case("mla_empty_and_nan(cuda)")) {
         /* seq 0 empty; seq 1 has NaN in a visible row; seq 2 length 1 with s_q = 2. */
         const int32_t lengths[3] = {0, 70, 1};
