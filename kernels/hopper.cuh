@@ -109,6 +109,14 @@ __device__ __forceinline__ uint64_t swizzled_mn_descriptor(const void *start, ui
            | (uint64_t)1 << 62;                     /* 128-byte swizzle                */
 }
 
+/* The descriptor of the operand `bytes` further on (a multiple of 16, staying
+ * inside shared memory): only the start address field changes. Computing the
+ * descriptors of a loop from one base this way keeps the wgmmas' issue free of
+ * address arithmetic. */
+__device__ __forceinline__ uint64_t descriptor_advance(uint64_t descriptor, uint32_t bytes) {
+    return descriptor + (bytes >> 4);
+}
+
 /* Orders this thread's ordinary shared-memory writes before later reads by
  * the tensor core or the copy engine (the "async proxy"). */
 __device__ __forceinline__ void fence_async_shared() {

@@ -542,9 +542,11 @@ __global__ void __launch_bounds__(kV2Threads, 1) decode_split_kernel_v2(decode_p
  * would leave them. While one warpgroup does its softmax (CUDA cores) the other's
  * wgmmas run. Each warpgroup sums the P it computed into its row sums l; the two
  * are added at the end. A buffer's boxes are reloaded (block 2i + 2 or 2i + 3) as
- * soon as both warpgroups are done with them: boxes 0-3 after the V_left product,
- * 4-8 after V_right, each box with its own mbarrier so the next Q K^T starts on the
- * first box to land.
+ * soon as both warpgroups are done with them: box 8 right after Q K^T, boxes 0-3
+ * after the V_left product, 4-7 after V_right, each box with its own mbarrier
+ * (armed again by its waiter right after each wait) so the next Q K^T starts on
+ * the first box to land. wgmma descriptors are computed once per buffer and
+ * advanced by constants.
  * Keys past the longest row of the tile in the range's last block may hold
  * anything (NaN in the tests): their scores are masked to -inf and their V rows
  * zeroed in shared memory before any P V reads them, so 0 * NaN never happens.
@@ -560,58 +562,56 @@ __device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
     asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
-/* Copies boxes [First, End) of cache block `block` into `buffer`, each counted on
- * its own barrier. */
+/* Copies boxes [First, End) of cache block `block` into `buffer`; each box counts
+ * its bytes on its own barrier (armed by the warpgroup that waits on it). */
 template <int First, int End>
 __device__ __forceinline__ void v3_load_boxes(const CUtensorMap *cache_map, uint8_t *buffer, int block,
                                               unsigned long long *full) {
 #pragma unroll
-    for (int box = First; box < End; ++box) {
-        barrier_arrive_expect_bytes(&full[box], kV3Box);
+    for (int box = First; box < End; ++box)
         tma_load_2d(buffer + box * kV3Box, cache_map, box * 64, block * R1_MLA_BLOCK_SIZE, &full[box]);
-    }
 }
 
 /* S [+]= Q K^T over the dimensions of boxes [First, End): per box, wait for it to
  * land, 4 wgmmas (k = 16 each), one commit group. Box 8 of Q comes from registers. */
 template <int First, int End>
-__device__ __forceinline__ void v3_scores(float (&s)[32], const uint8_t *q_buf, const uint32_t (&q8)[4][4],
-                                          const uint8_t *k_buf, unsigned long long *full, unsigned parity,
+__device__ __forceinline__ void v3_scores(float (&s)[32], uint64_t q_desc, const uint32_t (&q8)[4][4],
+                                          uint64_t k_desc, unsigned long long *full, unsigned parity,
                                           bool start) {
 #pragma unroll
     for (int box = First; box < End; ++box) {
         barrier_wait(&full[box], parity);
+        /* this phase is complete for every thread (the next cannot complete before
+         * the warpgroup releases the box): arm the box's next load */
+        if (threadIdx.x % 128 == 0) barrier_arrive_expect_bytes(&full[box], kV3Box);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
-            const uint64_t k_desc = swizzled_tile_descriptor(k_buf + box * kV3Box + kk * 32);
+            const uint64_t k = descriptor_advance(k_desc, box * kV3Box + kk * 32);
             const int accumulate = (start && box == First && kk == 0) ? 0 : 1;
             if (box < 8)
-                wgmma_m64n64k16_bf16(s, swizzled_tile_descriptor(q_buf + box * kV3Box + kk * 32), k_desc,
-                                     accumulate);
+                wgmma_m64n64k16_bf16(s, descriptor_advance(q_desc, box * kV3Box + kk * 32), k, accumulate);
             else
-                wgmma_m64n64k16_bf16_a_registers(s, q8[kk], k_desc, accumulate);
+                wgmma_m64n64k16_bf16_a_registers(s, q8[kk], k, accumulate);
         }
         wgmma_commit();
     }
 }
 
-/* O += P V for one half of V (boxes first_box .. first_box + 3): P from registers
+/* O += P V for one half of V (v_desc: its first box, MN-major): P from registers
  * (p[kk] = keys 16 kk .. 16 kk + 15) or from a swizzled 64 x 64 tile. */
-__device__ __forceinline__ void v3_pv_registers(float (&o)[128], const uint32_t (&p)[4][4],
-                                                const uint8_t *v_half) {
+__device__ __forceinline__ void v3_pv_registers(float (&o)[128], const uint32_t (&p)[4][4], uint64_t v_desc) {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
-        wgmma_m64n256k16_bf16_a_registers_b_mn(o, p[kk], swizzled_mn_descriptor(v_half + kk * 2048, kV3Box));
+        wgmma_m64n256k16_bf16_a_registers_b_mn(o, p[kk], descriptor_advance(v_desc, kk * 2048));
     wgmma_commit();
 }
-__device__ __forceinline__ void v3_pv_shared(float (&o)[128], const uint8_t *p_tile, const uint8_t *v_half) {
+__device__ __forceinline__ void v3_pv_shared(float (&o)[128], uint64_t p_desc, uint64_t v_desc) {
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
-        wgmma_m64n256k16_bf16_b_mn(o, swizzled_tile_descriptor(p_tile + kk * 32),
-                                   swizzled_mn_descriptor(v_half + kk * 2048, kV3Box));
+        wgmma_m64n256k16_bf16_b_mn(o, descriptor_advance(p_desc, kk * 32), descriptor_advance(v_desc, kk * 2048));
     wgmma_commit();
 }
 
@@ -636,6 +636,13 @@ __device__ __forceinline__ void v3_mask(float (&s)[32], int key0, const v3_rows 
         }
 }
 
+/* 2^x by the SFU (ex2.approx.ftz: relative error ~2^-22, subnormals to 0; 2^-inf = 0). */
+__device__ __forceinline__ float v3_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
 /* One online-softmax step on this warpgroup's block: the new running maximum
  * goes to row_max, the correction 2^(m_old - m_new) to `correction` (and is
  * returned), s becomes P = 2^(s scale_log2 - m_new), its row sums are returned.
@@ -658,8 +665,8 @@ __device__ __forceinline__ void v3_softmax(float (&s)[32], const v3_rows &r, flo
     const float old_a = row_max[r.a], old_b = row_max[r.b];
     const float new_a = fmaxf(old_a, mx_a * scale_log2), new_b = fmaxf(old_b, mx_b * scale_log2);
     const float use_a = new_a == -INFINITY ? 0.0f : new_a, use_b = new_b == -INFINITY ? 0.0f : new_b;
-    c_a = exp2f(old_a - use_a);
-    c_b = exp2f(old_b - use_b);
+    c_a = v3_exp2(old_a - use_a);
+    c_b = v3_exp2(old_b - use_b);
     __syncwarp(); /* the quad has read row_max before its first lane overwrites it */
     if ((r.lane & 3) == 0) {
         row_max[r.a] = new_a;
@@ -670,10 +677,10 @@ __device__ __forceinline__ void v3_softmax(float (&s)[32], const v3_rows &r, flo
     sum_a = sum_b = 0.0f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-        s[4 * j] = exp2f(fmaf(s[4 * j], scale_log2, -use_a));
-        s[4 * j + 1] = exp2f(fmaf(s[4 * j + 1], scale_log2, -use_a));
-        s[4 * j + 2] = exp2f(fmaf(s[4 * j + 2], scale_log2, -use_b));
-        s[4 * j + 3] = exp2f(fmaf(s[4 * j + 3], scale_log2, -use_b));
+        s[4 * j] = v3_exp2(fmaf(s[4 * j], scale_log2, -use_a));
+        s[4 * j + 1] = v3_exp2(fmaf(s[4 * j + 1], scale_log2, -use_a));
+        s[4 * j + 2] = v3_exp2(fmaf(s[4 * j + 2], scale_log2, -use_b));
+        s[4 * j + 3] = v3_exp2(fmaf(s[4 * j + 3], scale_log2, -use_b));
         sum_a += s[4 * j] + s[4 * j + 1];
         sum_b += s[4 * j + 2] + s[4 * j + 3];
     }
@@ -702,17 +709,22 @@ __device__ __forceinline__ void v3_pack_p(const float (&s)[32], uint32_t (&p)[4]
 }
 
 /* f_row P written to a swizzled 64 x 64 bf16 tile (row r, key k at byte
- * 128 r + 16 ((k / 8) ^ (r % 8)) + 2 (k % 8)), then made visible to wgmma. */
+ * 128 r + 16 ((k / 8) ^ (r % 8)) + 2 (k % 8)) by stmatrix: per 16 keys, the warp's
+ * four 8 x 8 pieces (rows 0-7 / 8-15 of its 16, keys 0-7 / 8-15), each lane naming
+ * one row of one piece; then made visible to wgmma. */
 __device__ __forceinline__ void v3_store_p(uint8_t *tile, const float (&s)[32], const v3_rows &r, float f_a,
                                            float f_b) {
-    const uint32_t base = shared_address(tile);
+    const int row = (r.a & ~15) + (r.lane & 7) + ((r.lane >> 3) & 1) * 8;
+    const uint32_t row_base = shared_address(tile) + row * 128;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-        const uint32_t at_a = base + r.a * 128 + ((j ^ (r.a & 7)) << 4) + 2 * r.column;
-        const uint32_t at_b = base + r.b * 128 + ((j ^ (r.b & 7)) << 4) + 2 * r.column;
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at_a), "r"(pack_bf16(s[4 * j] * f_a, s[4 * j + 1] * f_a)));
-        asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at_b),
-                     "r"(pack_bf16(s[4 * j + 2] * f_b, s[4 * j + 3] * f_b)));
+    for (int kk = 0; kk < 4; ++kk) {
+        const int chunk = 2 * kk + (r.lane >> 4);
+        asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(
+                         row_base + ((chunk ^ (row & 7)) << 4)),
+                     "r"(pack_bf16(s[8 * kk] * f_a, s[8 * kk + 1] * f_a)),
+                     "r"(pack_bf16(s[8 * kk + 2] * f_b, s[8 * kk + 3] * f_b)),
+                     "r"(pack_bf16(s[8 * kk + 4] * f_a, s[8 * kk + 5] * f_a)),
+                     "r"(pack_bf16(s[8 * kk + 6] * f_b, s[8 * kk + 7] * f_b)));
     }
     fence_async_shared();
 }
@@ -734,6 +746,7 @@ __device__ __forceinline__ void v3_zero_v_rows(uint8_t *block, int first_box, in
 struct v3_state {
     uint8_t *q_buf, *k_buf[2], *p_even, *p_odd;
     unsigned long long *full[2];
+    uint64_t q_desc, k_desc[2], v_desc[2], p_even_desc, p_odd_desc; /* wgmma descriptors */
     float *row_max, *c_even, *c_odd;
     const CUtensorMap *cache_map;
     const int32_t *table;
@@ -741,13 +754,21 @@ struct v3_state {
     float scale_log2;
 };
 
+/* The warpgroup is done with boxes [First, End) of buffer `which` (0-3: V_left,
+ * 4-7: V_right, 8: the rest of the key, free as soon as Q K^T is done): thread 0
+ * of the warpgroup starts the copies of block `block` there. */
+template <int First, int End>
+__device__ __forceinline__ void v3_refill(const v3_state &w, int which, int block) {
+    if (w.t == 0) v3_load_boxes<First, End>(w.cache_map, w.k_buf[which], block, w.full[which]);
+}
+
 /* Warpgroup 0: even blocks, O_left. Enters with S_even of the first block. */
 __device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_rows &r, const uint32_t (&q8)[4][4],
                                                   float (&o)[128], float &l_a, float &l_b) {
     float s[32];
     uint32_t p[4][4];
     if (w.block_begin < w.block_end) {
-        v3_scores<0, kV3Boxes>(s, w.q_buf, q8, w.k_buf[0], w.full[0], 0, true);
+        v3_scores<0, kV3Boxes>(s, w.q_desc, q8, w.k_desc[0], w.full[0], 0, true);
         wgmma_wait<0>();
         keep_registers(s);
     }
@@ -755,6 +776,7 @@ __device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_ro
     for (int blk = w.block_begin; blk < w.block_end; blk += 2, parity ^= 1) {
         const bool has_odd = blk + 1 < w.block_end, next_even = blk + 2 < w.block_end,
                    next_odd = blk + 3 < w.block_end;
+        const int even_block = next_even ? w.table[blk + 2] : 0, odd_block = next_odd ? w.table[blk + 3] : 0;
         float c_a, c_b, sum_a, sum_b;
         v3_mask(s, blk * R1_MLA_BLOCK_SIZE, r);
         v3_softmax(s, r, w.scale_log2, w.row_max, w.c_even, c_a, c_b, sum_a, sum_b);
@@ -765,13 +787,15 @@ __device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_ro
         v3_pack_p(s, p);
         if ((blk + 1) * R1_MLA_BLOCK_SIZE > w.n_max)
             v3_zero_v_rows(w.k_buf[0], 0, w.n_max - blk * R1_MLA_BLOCK_SIZE, w.t, kZeroedLeft);
-        v3_pv_registers(o, p, w.k_buf[0]);
+        v3_pv_registers(o, p, w.v_desc[0]);
+        /* Blocks two pairs ahead into L2, so that their copies into shared memory,
+         * which start only when a buffer half is free, wait on L2 and not on HBM. */
+        if (next_even) v3_refill<8, 9>(w, 0, even_block); /* Q K_even^T is done */
         wgmma_wait<0>();
         keep_registers(o);
 
         named_barrier(kOddScaled, kV3Threads); /* c_odd written, m final for the pair */
-        if (next_even && w.t == 0)
-            v3_load_boxes<0, 4>(w.cache_map, w.k_buf[0], w.table[blk + 2], w.full[0]);
+        if (next_even) v3_refill<0, 4>(w, 0, even_block);
         const float o_a = has_odd ? w.c_odd[r.a] : 1.0f, o_b = has_odd ? w.c_odd[r.b] : 1.0f;
         v3_store_p(w.p_even, s, r, o_a, o_b);
         named_barrier_arrive(kEvenStored, kV3Threads);
@@ -782,14 +806,14 @@ __device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_ro
             v3_scale_o(o, o_a, o_b);
             l_a *= o_a;
             l_b *= o_b;
-            v3_pv_shared(o, w.p_odd, w.k_buf[1]);
+            v3_pv_shared(o, w.p_odd_desc, w.v_desc[1]);
         }
-        if (next_even) v3_scores<0, 4>(s, w.q_buf, q8, w.k_buf[0], w.full[0], parity ^ 1, true);
+        if (next_even) v3_scores<0, 4>(s, w.q_desc, q8, w.k_desc[0], w.full[0], parity ^ 1, true);
         wgmma_wait<4>(); /* P_odd V_odd,left done: boxes 0-3 of K_odd are free */
         if (next_odd) {
-            if (w.t == 0) v3_load_boxes<0, 4>(w.cache_map, w.k_buf[1], w.table[blk + 3], w.full[1]);
+            v3_refill<0, 4>(w, 1, odd_block);
         }
-        if (next_even) v3_scores<4, kV3Boxes>(s, w.q_buf, q8, w.k_buf[0], w.full[0], parity ^ 1, false);
+        if (next_even) v3_scores<4, kV3Boxes>(s, w.q_desc, q8, w.k_desc[0], w.full[0], parity ^ 1, false);
         wgmma_wait<0>();
         keep_registers(o);
         keep_registers(s);
@@ -802,7 +826,7 @@ __device__ __forceinline__ void v3_odd_warpgroup(const v3_state &w, const v3_row
     float s[32];
     uint32_t p[4][4];
     if (w.block_begin + 1 < w.block_end) {
-        v3_scores<0, kV3Boxes>(s, w.q_buf, q8, w.k_buf[1], w.full[1], 0, true);
+        v3_scores<0, kV3Boxes>(s, w.q_desc, q8, w.k_desc[1], w.full[1], 0, true);
         wgmma_wait<0>();
         keep_registers(s);
     }
@@ -810,6 +834,7 @@ __device__ __forceinline__ void v3_odd_warpgroup(const v3_state &w, const v3_row
     for (int blk = w.block_begin; blk < w.block_end; blk += 2, parity ^= 1) {
         const bool has_odd = blk + 1 < w.block_end, next_even = blk + 2 < w.block_end,
                    next_odd = blk + 3 < w.block_end;
+        const int even_block = next_even ? w.table[blk + 2] : 0, odd_block = next_odd ? w.table[blk + 3] : 0;
         float c_a, c_b, sum_a, sum_b;
         named_barrier(kEvenScaled, kV3Threads); /* row_max includes the even block */
         /* Without an odd block every score is masked: m stays, c = 1, P = 0. (Always
@@ -827,24 +852,25 @@ __device__ __forceinline__ void v3_odd_warpgroup(const v3_state &w, const v3_row
             v3_store_p(w.p_odd, s, r, 1.0f, 1.0f);
             if ((blk + 2) * R1_MLA_BLOCK_SIZE > w.n_max)
                 v3_zero_v_rows(w.k_buf[1], 4, w.n_max - (blk + 1) * R1_MLA_BLOCK_SIZE, w.t, kZeroedRight);
-            v3_pv_registers(o, p, w.k_buf[1] + 4 * kV3Box);
+            v3_pv_registers(o, p, descriptor_advance(w.v_desc[1], 4 * kV3Box));
         }
+        if (next_odd) v3_refill<8, 9>(w, 1, odd_block); /* Q K_odd^T is done */
         named_barrier(kEvenStored, kV3Threads);
         if ((blk + 1) * R1_MLA_BLOCK_SIZE > w.n_max)
             v3_zero_v_rows(w.k_buf[0], 4, w.n_max - blk * R1_MLA_BLOCK_SIZE, w.t, kZeroedRight);
-        v3_pv_shared(o, w.p_even, w.k_buf[0] + 4 * kV3Box);
+        v3_pv_shared(o, w.p_even_desc, descriptor_advance(w.v_desc[0], 4 * kV3Box));
         if (has_odd) named_barrier_arrive(kOddStored, kV3Threads);
         if (next_odd) {
             wgmma_wait<1>(); /* P_odd V_odd,right done */
-            if (w.t == 0) v3_load_boxes<4, kV3Boxes>(w.cache_map, w.k_buf[1], w.table[blk + 3], w.full[1]);
+            v3_refill<4, 8>(w, 1, odd_block);
         }
         if (next_even) {
             wgmma_wait<0>(); /* P_even V_even,right done */
-            if (w.t == 0) v3_load_boxes<4, kV3Boxes>(w.cache_map, w.k_buf[0], w.table[blk + 2], w.full[0]);
+            v3_refill<4, 8>(w, 0, even_block);
         }
         if (next_odd) {
-            v3_scores<4, kV3Boxes>(s, w.q_buf, q8, w.k_buf[1], w.full[1], parity ^ 1, true);
-            v3_scores<0, 4>(s, w.q_buf, q8, w.k_buf[1], w.full[1], parity ^ 1, false);
+            v3_scores<4, kV3Boxes>(s, w.q_desc, q8, w.k_desc[1], w.full[1], parity ^ 1, true);
+            v3_scores<0, 4>(s, w.q_desc, q8, w.k_desc[1], w.full[1], parity ^ 1, false);
         }
         wgmma_wait<0>();
         keep_registers(o);
@@ -872,6 +898,13 @@ __global__ void __launch_bounds__(kV3Threads, 1)
     w.k_buf[1] = q_buf + 2 * kV3BlockBytes;
     w.p_even = q_buf + 3 * kV3BlockBytes;
     w.p_odd = q_buf + 8 * kV3Box; /* Q's box 8, once it sits in registers */
+    w.q_desc = swizzled_tile_descriptor(w.q_buf);
+    for (int i = 0; i < 2; ++i) {
+        w.k_desc[i] = swizzled_tile_descriptor(w.k_buf[i]);
+        w.v_desc[i] = swizzled_mn_descriptor(w.k_buf[i], kV3Box);
+    }
+    w.p_even_desc = swizzled_tile_descriptor(w.p_even);
+    w.p_odd_desc = swizzled_tile_descriptor(w.p_odd);
     w.full[0] = full[0];
     w.full[1] = full[1];
     w.row_max = row_max;
@@ -904,6 +937,11 @@ __global__ void __launch_bounds__(kV3Threads, 1)
             barrier_init(&full[1][box], 1);
         }
         barrier_init_fence();
+        /* the first two blocks' boxes (a box's later loads are armed by its waiter) */
+        for (int box = 0; box < kV3Boxes; ++box) {
+            barrier_arrive_expect_bytes(&full[0][box], kV3Box);
+            barrier_arrive_expect_bytes(&full[1][box], kV3Box);
+        }
     }
     if (threadIdx.x < kV2Rows) row_max[threadIdx.x] = -INFINITY;
     __syncthreads();
