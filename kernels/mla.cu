@@ -35,13 +35,18 @@
  *       log2 e; bf16 out and lse written directly when the sequence is not split.
  *       The split count minimises waves x blocks per CTA (one CTA per SM).
  *       Measured on an NVIDIA H100 80GB HBM3 (docs/mla.md has the table):
- *       b=128, s_q=1, h=128, s_k=4096: 654 us, 887 GB/s (0.30 of 2.98 TB/s),
- *       223 TFLOP/s, 2.53x the PyTorch einsum path of the same run (1656 us);
- *       s_q=2: 1267 us, 230 TFLOP/s, 2.43x. Compute-bound on mma.sync at h=128:
- *       the warps run QK^T, softmax and PV in lockstep.
- *   Next (not done): wgmma (sm_90a) with Q and K in shared memory and P from
- *       registers, as FlashMLA does, and its two-warpgroup seesaw schedule; a
- *       fused combine.
+ *       b=128, s_q=1, h=128, s_k=4096: 654 us, 0.95 TB/s, 223 TFLOP/s, 2.53x the
+ *       PyTorch einsum path of the same run (1656 us); s_q=2: 1267 us, 230 TFLOP/s.
+ *       Compute-bound on mma.sync at h=128: the warps run QK^T, softmax and PV in
+ *       lockstep. The default on GPUs without sm_90a code.
+ *   v3  (the default on sm_90) the v2 tiles on wgmma with FlashMLA's two-warpgroup
+ *       "seesaw" schedule (Q and two key blocks in TMA-loaded swizzled boxes, O split
+ *       by columns between the warpgroups, one block's softmax overlapping the other
+ *       warpgroup's products); described at decode_split_kernel_v3.
+ *       Measured on the same H100 (one ci/gpu.sh run, bench/results/h100-mla-v3.json):
+ *       b=128, s_q=1, h=128, s_k=4096: 304 us, 2.05 TB/s read (0.69 of the 2.98 TB/s
+ *       copy), 480 TFLOP/s, 5.3x the einsum path; s_q=2: 564 us, 518 TFLOP/s.
+ *       R1LAB_MLA_V3=0 runs v2 instead.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
