@@ -767,6 +767,22 @@ __device__ __forceinline__ void v3_refill(const v3_state &w, int which, int bloc
     if (w.t == 0) v3_load_boxes<First, End>(w.cache_map, w.k_buf[which], block, w.full[which]);
 }
 
+/* The pair of blocks starting at `blk` (even: blk, odd: blk + 1) and the blocks the
+ * buffers take next (their table entries read early, used after the softmax). */
+struct v3_pair {
+    bool has_odd, next_even, next_odd;
+    int even_block, odd_block; /* blk + 2, blk + 3 */
+};
+__device__ __forceinline__ v3_pair v3_pair_at(const v3_state &w, int blk) {
+    v3_pair q;
+    q.has_odd = blk + 1 < w.block_end;
+    q.next_even = blk + 2 < w.block_end;
+    q.next_odd = blk + 3 < w.block_end;
+    q.even_block = q.next_even ? w.table[blk + 2] : 0;
+    q.odd_block = q.next_odd ? w.table[blk + 3] : 0;
+    return q;
+}
+
 /* Warpgroup 0: even blocks, O_left. Enters with S_even of the first block. */
 __device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_rows &r, const uint32_t (&q8)[4][4],
                                                   float (&o)[128], float &l_a, float &l_b) {
@@ -779,9 +795,9 @@ __device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_ro
     }
     unsigned parity = 0;
     for (int blk = w.block_begin; blk < w.block_end; blk += 2, parity ^= 1) {
-        const bool has_odd = blk + 1 < w.block_end, next_even = blk + 2 < w.block_end,
-                   next_odd = blk + 3 < w.block_end;
-        const int even_block = next_even ? w.table[blk + 2] : 0, odd_block = next_odd ? w.table[blk + 3] : 0;
+        const v3_pair pair = v3_pair_at(w, blk);
+        const bool has_odd = pair.has_odd, next_even = pair.next_even, next_odd = pair.next_odd;
+        const int even_block = pair.even_block, odd_block = pair.odd_block;
         float c_a, c_b, sum_a, sum_b;
         v3_mask(s, blk * R1_MLA_BLOCK_SIZE, r);
         v3_softmax(s, r, w.scale_log2, w.row_max, w.c_even, c_a, c_b, sum_a, sum_b);
@@ -793,8 +809,6 @@ __device__ __forceinline__ void v3_even_warpgroup(const v3_state &w, const v3_ro
         if ((blk + 1) * R1_MLA_BLOCK_SIZE > w.n_max)
             v3_zero_v_rows(w.k_buf[0], 0, w.n_max - blk * R1_MLA_BLOCK_SIZE, w.t, kZeroedLeft);
         v3_pv_registers(o, p, w.v_desc[0]);
-        /* Blocks two pairs ahead into L2, so that their copies into shared memory,
-         * which start only when a buffer half is free, wait on L2 and not on HBM. */
         if (next_even) v3_refill<8, 9>(w, 0, even_block); /* Q K_even^T is done */
         wgmma_wait<0>();
         keep_registers(o);
@@ -837,9 +851,9 @@ __device__ __forceinline__ void v3_odd_warpgroup(const v3_state &w, const v3_row
     }
     unsigned parity = 0;
     for (int blk = w.block_begin; blk < w.block_end; blk += 2, parity ^= 1) {
-        const bool has_odd = blk + 1 < w.block_end, next_even = blk + 2 < w.block_end,
-                   next_odd = blk + 3 < w.block_end;
-        const int even_block = next_even ? w.table[blk + 2] : 0, odd_block = next_odd ? w.table[blk + 3] : 0;
+        const v3_pair pair = v3_pair_at(w, blk);
+        const bool has_odd = pair.has_odd, next_even = pair.next_even, next_odd = pair.next_odd;
+        const int even_block = pair.even_block, odd_block = pair.odd_block;
         float c_a, c_b, sum_a, sum_b;
         named_barrier(kEvenScaled, kV3Threads); /* row_max includes the even block */
         /* Without an odd block every score is masked: m stays, c = 1, P = 0. (Always
