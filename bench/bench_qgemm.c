@@ -13,7 +13,10 @@
  *                 the scheme's math: fp8 and int8 1500e12, bf16 (W4A16 and
  *                 cuBLAS) 790e12.
  * CUDA benchmarks are timed with CUDA events around each call
- * (r1b_register_manual_time); inputs are constant byte patterns (every scale
+ * (r1b_register_manual_time; each time includes the ~6 us launch) and, as the
+ * counter "graph_us_per_call", from 20 calls replayed in a CUDA graph (the
+ * GPU time of one call without the launch; r1lab's and cuBLAS's alike);
+ * inputs are constant byte patterns (every scale
  * finite), and before timing one output is checked against its closed form
  * (for constant inputs y = K * x * w * scales), else the configuration is
  * skipped. Shapes: M in {1, 16, 64, 128, 1024, 4096} x (N, K) in
@@ -115,8 +118,12 @@ static cublasHandle_t cublas_handle(void) {
 
 /* Y (M, N) row-major = X (M, K) · Wᵀ in bf16: column-major Yᵀ (N, M) = W (N, K) · Xᵀ,
  * W read as the transposed column-major (K, N). */
-static int cublas_bf16_gemm(const qgemm_case *c, const void *x, const void *w, void *y) {
+static int cublas_bf16_gemm(const qgemm_case *c, const void *x, const void *w, void *y,
+                            void *stream) {
     const float alpha = 1.0f, beta = 0.0f;
+    if (cublas_handle() == NULL ||
+        cublasSetStream(cublas_handle(), (cudaStream_t)stream) != CUBLAS_STATUS_SUCCESS)
+        return 0;
     return cublasGemmEx(cublas_handle(), CUBLAS_OP_T, CUBLAS_OP_N, (int)c->N, (int)c->M,
                         (int)c->K, &alpha, w, CUDA_R_16BF, (int)c->K, x, CUDA_R_16BF, (int)c->K,
                         &beta, y, CUDA_R_16BF, (int)c->N, CUBLAS_COMPUTE_32F,
@@ -130,12 +137,13 @@ typedef struct qgemm_call {
     const r1_qgemm_operands *operands;
     const void *x, *w;
     void *y;
+    void *stream; /* NULL (the default stream), or r1b's capture stream */
 } qgemm_call;
 
 static int run_qgemm(void *context) {
     const qgemm_call *q = context;
-    if (!q->c->cublas_bf16) return r1_qgemm(R1_CUDA, q->desc, q->operands, q->y, NULL);
-    return cublas_bf16_gemm(q->c, q->x, q->w, q->y) ? R1_OK
+    if (!q->c->cublas_bf16) return r1_qgemm(R1_CUDA, q->desc, q->operands, q->y, q->stream);
+    return cublas_bf16_gemm(q->c, q->x, q->w, q->y, q->stream) ? R1_OK
                                                      : r1_fail(R1_ECUDA, "cublasGemmEx failed");
 }
 
@@ -144,6 +152,9 @@ static const char *kernel_label(const qgemm_case *c) {
     const char *off = getenv("R1LAB_QGEMM_WGMMA");
     const int hopper = strstr(r1_device_name(), "(sm_90") != NULL && !(off && strcmp(off, "0") == 0);
     if (c->cublas_bf16) return "cuBLAS bf16 (baseline)";
+    const char *old_w4 = getenv("R1LAB_QGEMM_W4_OLD");
+    if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && !(old_w4 && strcmp(old_w4, "1") == 0))
+        return "v4 weight stream (W as the mma A operand, X in shared memory)";
     if (c->M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32)) return "v2 decode (weight streaming)";
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
     if (hopper) return c->M > 128 ? "v3 wgmma, TMA, paired CTAs" : "v3 wgmma, TMA";
@@ -183,7 +194,7 @@ static void bench_cuda(r1b_state *state, const void *user) {
     if (!ok) snprintf(message, sizeof message, "allocation failed: %s", r1_last_error());
     /* one call, then the closed form of y[0] and y[M*N-1] */
     if (ok) {
-        int ran = c->cublas_bf16 ? cublas_bf16_gemm(c, x, w, y)
+        int ran = c->cublas_bf16 ? cublas_bf16_gemm(c, x, w, y, NULL)
                                  : r1_qgemm(R1_CUDA, &d, &o, y, NULL) == R1_OK;
         if (!ran) {
             snprintf(message, sizeof message, "first call failed: %s", r1_last_error());
@@ -214,8 +225,13 @@ static void bench_cuda(r1b_state *state, const void *user) {
     if (!ok) {
         r1b_skip_with_error(state, message);
     } else {
-        qgemm_call call = {c, &d, &o, x, w, y};
-        if (r1b_time_cuda_calls(state, run_qgemm, &call) == R1_OK) report(state, c);
+        qgemm_call call = {c, &d, &o, x, w, y, NULL};
+        if (r1b_time_cuda_calls(state, run_qgemm, &call) == R1_OK) {
+            report(state, c);
+            /* without the ~6 us launch in each timed call (bench.h) */
+            const double graph_us = r1b_cuda_graph_us_per_call(run_qgemm, &call, &call.stream, 20);
+            if (graph_us > 0) r1b_counter(state, "graph_us_per_call", graph_us);
+        }
         r1b_set_label(state, kernel_label(c));
     }
     r1_device_free(x), r1_device_free(w), r1_device_free(sx), r1_device_free(sw),

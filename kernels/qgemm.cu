@@ -26,7 +26,7 @@
  *         tensor core's reduced-precision accumulation spans one block only.
  *   A K that is not a multiple of 16 (W8A8 only) takes the same kernel with
  *   byte loads instead of cp.async.
- * W4A16, kernel `gemm_w4a16` (the decode path, Marlin's idea without its
+ * W4A16 for M > 16, kernel `gemm_w4a16` (Marlin's idea without its
  * offline weight shuffle): weights are never staged in shared memory. Each
  * warp owns 32 output columns and a quarter of the K groups; a lane loads 8
  * bytes (16 nibbles) of one weight row per 64-wide K chunk, turns them into
@@ -42,8 +42,13 @@
  * persistent TMA + wgmma pipeline, described at the kernel; elsewhere the
  * 64 x 64 tiles above.
  *
- * Decode path, kernel `gemm_decode` (M <= 32 for W8A8 / FP8, M <= 16 for
- * W4A16, K % 128 == 0): a GEMV-style weight stream, described at the kernel.
+ * W4A16 with M <= 16 (K % 128 == 0), kernel `gemm_w4a16_stream`: the
+ * product turned around (Yᵀ = W Xᵀ, 16 weight rows per mma A fragment), the
+ * weights streamed once into registers, X shared by a block's warps from
+ * shared memory, one block per SM; described at the kernel.
+ *
+ * Decode path, kernel `gemm_decode` (M <= 32 for W8A8 / FP8, K % 128 == 0;
+ * W4A16 only with R1LAB_QGEMM_W4_OLD=1): a GEMV-style weight stream.
  * Each lane issues 16-byte non-allocating loads of the natural (N, K) layout,
  * several 128-K steps ahead; nibbles become bf16 levels with the magic-number
  * trick; the K range is split over 1, 2 or 4 warps of a block (chosen so the
@@ -64,6 +69,9 @@
  *       M=4096 N=7168 K=16384 827 us = 1,163 TFLOP/s; W8A8 828 us. Next:
  *       128 x 256 tiles, narrower tiles or split-K for 32 < M <= 128, and a
  *       shared-memory-tiled W4A16 kernel for M > 16.
+ *   v4  W4A16 for M <= 16: `gemm_w4a16_stream`. H100 (CUDA-graph time per
+ *       call): N=28672 K=8192 M=1 64 us, M=16 88 us (v2 78 / 105 us; cuBLAS
+ *       bf16 168 us). Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -152,66 +160,71 @@ __device__ float block_max(float v, float *shared) {
     return r;
 }
 
-/* One tile per block: rows [r0, r1) x columns [c0, c1) of x (rows, cols).
+/* One tile: rows [r0, r1) x columns [c0, c0 + tile_cols) of x (rows, cols).
  *   scheme 0 W8A8 (tile = a row), 1 W4A16 (a group), 2 FP8 (a tile / block).
- * The scale goes to scale[blockIdx.y * gridDim.x + blockIdx.x]. */
+ * Block (bx, by) quantizes the tiles (tile_row, bx) for tile_row = by, by +
+ * gridDim.y, ... (grid.y is capped at 65535, rows are not); the scale goes to
+ * scale[tile_row * gridDim.x + bx]. */
 __global__ void quantize_kernel(int scheme, int asymmetric, int pow2, int64_t rows, int64_t cols,
                                 int tile_rows, int tile_cols, const float *__restrict__ x,
                                 void *__restrict__ q, float *__restrict__ scale,
                                 uint8_t *__restrict__ zero,
                                 unsigned long long *__restrict__ bad_index) {
     __shared__ float shared[kQuantThreads / 32];
-    const int64_t r0 = (int64_t)blockIdx.y * tile_rows;
-    const int64_t r1 = r0 + tile_rows < rows ? r0 + tile_rows : rows;
-    const int64_t c0 = (int64_t)blockIdx.x * tile_cols;
-    const int64_t width = tile_cols, count = (r1 - r0) * width;
-    float amax = 0.0f, lo = 0.0f, hi = 0.0f;
-    for (int64_t i = threadIdx.x; i < count; i += kQuantThreads) {
-        int64_t index = (r0 + i / width) * cols + c0 + i % width;
-        float v = x[index];
-        if (!isfinite(v)) atomicMin(bad_index, (unsigned long long)index);
-        amax = fmaxf(amax, fabsf(v));
-        lo = fminf(lo, v);
-        hi = fmaxf(hi, v);
-    }
-    amax = block_max(amax, shared);
-    const int64_t tile = (int64_t)blockIdx.y * gridDim.x + blockIdx.x;
-    float s, z = 0.0f;
-    if (scheme == R1_QGEMM_W4A16 && asymmetric) {
-        hi = block_max(hi, shared);
-        lo = -block_max(-lo, shared);
-        s = __fdiv_rn(fmaxf(__fsub_rn(hi, lo), R1_QGEMM_AMAX_FLOOR), 15.0f);
-        z = clampf(rintf(__fdiv_rn(-lo, s)), 0.0f, 15.0f);
-    } else {
-        float floored = fmaxf(amax, R1_QGEMM_AMAX_FLOOR);
-        float qmax = scheme == R1_QGEMM_W8A8 ? 127.0f : scheme == R1_QGEMM_W4A16 ? 7.0f : 448.0f;
-        s = __fdiv_rn(floored, qmax);
-        if (scheme == R1_QGEMM_FP8 && pow2) s = pow2_at_least(s);
-    }
-    if (threadIdx.x == 0) {
-        scale[tile] = s;
-        if (scheme == R1_QGEMM_W4A16 && asymmetric) zero[tile] = (uint8_t)z;
-    }
-    if (scheme == R1_QGEMM_W4A16) {
-        /* pairs of elements -> one byte, element 2i in the low nibble */
-        for (int64_t i = threadIdx.x; i < count / 2; i += kQuantThreads) {
-            int64_t index = (r0 + (2 * i) / width) * cols + c0 + (2 * i) % width;
-            int level[2];
-            for (int e = 0; e < 2; ++e) {
-                float t = rintf(__fdiv_rn(x[index + e], s));
-                level[e] = asymmetric ? (int)clampf(__fadd_rn(t, z), 0.0f, 15.0f)
-                                      : (int)clampf(t, -8.0f, 7.0f);
-            }
-            ((uint8_t *)q)[index / 2] =
-                (uint8_t)((level[0] & 0xF) | ((level[1] & 0xF) << 4));
+    const int64_t row_tiles = (rows + tile_rows - 1) / tile_rows;
+    for (int64_t tile_row = blockIdx.y; tile_row < row_tiles; tile_row += gridDim.y) {
+        const int64_t r0 = tile_row * tile_rows;
+        const int64_t r1 = r0 + tile_rows < rows ? r0 + tile_rows : rows;
+        const int64_t c0 = (int64_t)blockIdx.x * tile_cols;
+        const int64_t width = tile_cols, count = (r1 - r0) * width;
+        float amax = 0.0f, lo = 0.0f, hi = 0.0f;
+        for (int64_t i = threadIdx.x; i < count; i += kQuantThreads) {
+            int64_t index = (r0 + i / width) * cols + c0 + i % width;
+            float v = x[index];
+            if (!isfinite(v)) atomicMin(bad_index, (unsigned long long)index);
+            amax = fmaxf(amax, fabsf(v));
+            lo = fminf(lo, v);
+            hi = fmaxf(hi, v);
         }
-        return;
-    }
-    for (int64_t i = threadIdx.x; i < count; i += kQuantThreads) {
-        int64_t index = (r0 + i / width) * cols + c0 + i % width;
-        float t = __fdiv_rn(x[index], s);
-        if (scheme == R1_QGEMM_W8A8) ((int8_t *)q)[index] = (int8_t)clampf(rintf(t), -127.0f, 127.0f);
-        else ((uint8_t *)q)[index] = f32_to_e4m3(t);
+        amax = block_max(amax, shared);
+        const int64_t tile = tile_row * gridDim.x + blockIdx.x;
+        float s, z = 0.0f;
+        if (scheme == R1_QGEMM_W4A16 && asymmetric) {
+            hi = block_max(hi, shared);
+            lo = -block_max(-lo, shared);
+            s = __fdiv_rn(fmaxf(__fsub_rn(hi, lo), R1_QGEMM_AMAX_FLOOR), 15.0f);
+            z = clampf(rintf(__fdiv_rn(-lo, s)), 0.0f, 15.0f);
+        } else {
+            float floored = fmaxf(amax, R1_QGEMM_AMAX_FLOOR);
+            float qmax = scheme == R1_QGEMM_W8A8 ? 127.0f : scheme == R1_QGEMM_W4A16 ? 7.0f : 448.0f;
+            s = __fdiv_rn(floored, qmax);
+            if (scheme == R1_QGEMM_FP8 && pow2) s = pow2_at_least(s);
+        }
+        if (threadIdx.x == 0) {
+            scale[tile] = s;
+            if (scheme == R1_QGEMM_W4A16 && asymmetric) zero[tile] = (uint8_t)z;
+        }
+        if (scheme == R1_QGEMM_W4A16) {
+            /* pairs of elements -> one byte, element 2i in the low nibble */
+            for (int64_t i = threadIdx.x; i < count / 2; i += kQuantThreads) {
+                int64_t index = (r0 + (2 * i) / width) * cols + c0 + (2 * i) % width;
+                int level[2];
+                for (int e = 0; e < 2; ++e) {
+                    float t = rintf(__fdiv_rn(x[index + e], s));
+                    level[e] = asymmetric ? (int)clampf(__fadd_rn(t, z), 0.0f, 15.0f)
+                                          : (int)clampf(t, -8.0f, 7.0f);
+                }
+                ((uint8_t *)q)[index / 2] =
+                    (uint8_t)((level[0] & 0xF) | ((level[1] & 0xF) << 4));
+            }
+            continue;
+        }
+        for (int64_t i = threadIdx.x; i < count; i += kQuantThreads) {
+            int64_t index = (r0 + i / width) * cols + c0 + i % width;
+            float t = __fdiv_rn(x[index], s);
+            if (scheme == R1_QGEMM_W8A8) ((int8_t *)q)[index] = (int8_t)clampf(rintf(t), -127.0f, 127.0f);
+            else ((uint8_t *)q)[index] = f32_to_e4m3(t);
+        }
     }
 }
 
@@ -1003,6 +1016,198 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
             }
 }
 
+/* ---- W4A16 weight stream (M <= 16): W as the mma's A operand, X staged in shared memory ---- */
+
+/* At decode sizes Y = X Wᵀ is a stream of the int4 weights (N K / 2 bytes)
+ * past a few rows of X. The kernel computes it as Yᵀ = W Xᵀ, so that 16
+ * weight rows fill an mma.m16n8k16 A fragment and up to 8 rows of X its B
+ * fragment (two n8 tiles for 9 <= M <= 16):
+ *   - one block per SM; block b owns the 16-row tiles [b T / B, (b + 1) T / B)
+ *     of the T = ⌈N / 16⌉ (B blocks), so no SM gets more than one tile above
+ *     the average; a warp owns one tile and every KS-th 128-K step (one scale
+ *     group) of it, KS = 1, 2 or 4 chosen so the block has at most 16 warps;
+ *   - lane (gq, tig) loads 16 bytes of rows gq and gq + 8 of its tile per
+ *     step, bytes [16 tig, +16) of the row's 64 (32 nibbles, 4 words of 8),
+ *     with ld.global.nc.L1::no_allocate, P steps ahead in registers;
+ *   - word d of those gives two mma: slots (2 tig, 2 tig + 1) <- elements
+ *     (0, 4) | (2, 6) and (2 tig + 8, + 9) <- (1, 5) | (3, 7) of the word, by
+ *     the masks 0x000F000F of word >> 0, 4, 8, 12 and the magic-number trick
+ *     (bf16 0x4300 | u = 128 + u; minus 136 for symmetric v ^ 8, minus
+ *     128 + z for asymmetric v: exact small integers);
+ *   - X is copied (cp.async) into a ring of three chunks of 8 steps in
+ *     shared memory, in the order lanes read it: for step s, n8 tile nt and
+ *     word d, the 16 bytes of lane (gq, tig) are X[8 nt + gq, 128 s + 32 tig
+ *     + 8 d, +8]; two prmt per register pair them like the nibbles. A block
+ *     reads X from L2 once; its warps share it;
+ *   - per step the fp32 partial sums are scaled by s_w[n, g] into the
+ *     accumulators, and the KS slices of a tile are summed in shared memory
+ *     in slice order. */
+constexpr int kStreamRing = 3, kStreamMaxWarps = 16;
+
+/* Steps of 128 K per chunk of X: 16 with one n8 tile, 8 with two (96 KiB of ring either way). */
+template <int NT>
+constexpr int stream_chunk() { return NT == 1 ? 16 : 8; }
+
+template <int NT>
+constexpr int stream_step_bytes() { return NT * 4 * 32 * 16; }
+
+template <int NT>
+constexpr int stream_shared_bytes() {
+    return kStreamRing * stream_chunk<NT>() * stream_step_bytes<NT>() >
+                   kStreamMaxWarps * NT * 4 * 32 * (int)sizeof(float)
+               ? kStreamRing * stream_chunk<NT>() * stream_step_bytes<NT>()
+               : kStreamMaxWarps * NT * 4 * 32 * (int)sizeof(float);
+}
+
+template <int NT, int KS>
+__global__ void __launch_bounds__(kStreamMaxWarps * 32, 1)
+    gemm_w4a16_stream(int64_t M, int64_t N, int64_t K, const uint16_t *__restrict__ x,
+                      const uint8_t *__restrict__ w, const float *__restrict__ w_scale,
+                      const uint8_t *__restrict__ w_zero, const float *__restrict__ bias, void *y,
+                      int out_bf16) {
+    constexpr int C = stream_chunk<NT>(), kSteps = C / KS; /* a warp's steps per chunk */
+    constexpr int P = kSteps < 4 ? kSteps : 4;       /* steps of weights in flight */
+    constexpr int kStepBytes = stream_step_bytes<NT>();
+    static_assert(C % KS == 0 && kSteps % P == 0, "chunk, slices and prefetch must nest");
+    extern __shared__ __align__(16) uint8_t shared[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
+    const int threads = blockDim.x, kslice = warp % KS, rowset = warp / KS;
+    const int64_t G = K / kBlock, chunks = (G + C - 1) / C, row_bytes = K / 2;
+    const int64_t tiles = (N + 15) / 16, first = blockIdx.x * tiles / gridDim.x,
+                  last = (blockIdx.x + 1) * tiles / gridDim.x;
+    const bool active = first + rowset < last; /* block-uniform per warp */
+    const int64_t n0 = (first + rowset) * 16;
+
+    /* chunk c of X -> ring slot c % 3: 16-byte pieces in the order lanes read them */
+    auto stage = [&](int64_t c) {
+        uint8_t *buffer = shared + (c % kStreamRing) * C * kStepBytes;
+        for (int i = threadIdx.x; i < NT * 8 * C * 16; i += threads) {
+            const int piece = i & 15, s = (i >> 4) % C, token = (i >> 4) / C;
+            const int64_t g = c * C + s;
+            const bool valid = token < M && g < G;
+            const int offset = s * kStepBytes +
+                               (((token >> 3) * 4 + (piece & 3)) * 32 + (token & 7) * 4 + (piece >> 2)) * 16;
+            cp_async_16(buffer + offset, valid ? x + token * K + g * kBlock + piece * 8 : x, valid);
+        }
+    };
+
+    uint4 wv[P][2];
+    float scale[P][2];
+    uint32_t sub[P][2];
+    const uint32_t magic = w_zero != nullptr ? 0x43004300u : 0x43084308u;
+    auto load_step = [&](int slot, int64_t g) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int64_t n = n0 + half * 8 + gq;
+            const bool valid = active && g < G && n < N;
+            wv[slot][half] = valid ? ldg_stream(w + n * row_bytes + g * 64 + tig * 16) : make_uint4(0, 0, 0, 0);
+            scale[slot][half] = valid ? __ldg(w_scale + n * G + g) : 0.0f;
+            const uint32_t z = (w_zero != nullptr && valid) ? (uint32_t)__ldg(w_zero + n * G + g) : 0u;
+            sub[slot][half] = w_zero != nullptr ? (0x4300u | z) * 0x00010001u : 0x43084308u;
+        }
+    };
+
+    float acc[NT][4] = {};
+    /* One step: its weights, scales and zero points were copied out of the
+     * ring (so the ring slot already holds the loads of step + P). With one
+     * n8 tile, two chains of partial sums (words 0, 1 and 2, 3) halve the mma
+     * dependency chain; two tiles are two chains already. */
+    auto multiply_step = [&](const uint4 (&weights)[2], const float (&scales)[2],
+                             const uint32_t (&subs)[2], const uint8_t *x_step) {
+        constexpr int kChains = NT == 1 ? 2 : 1;
+        float partial[kChains][NT][4] = {};
+#pragma unroll
+        for (int d = 0; d < 4; ++d) {
+            const uint4 &lo4 = weights[0], &hi4 = weights[1];
+            const uint32_t lo = d == 0 ? lo4.x : d == 1 ? lo4.y : d == 2 ? lo4.z : lo4.w;
+            const uint32_t hi = d == 0 ? hi4.x : d == 1 ? hi4.y : d == 2 ? hi4.z : hi4.w;
+            const uint32_t sub_lo = subs[0], sub_hi = subs[1];
+            const uint32_t a0[4] = {nibble_pair(lo, 0, magic, sub_lo), nibble_pair(hi, 0, magic, sub_hi),
+                                    nibble_pair(lo, 4, magic, sub_lo), nibble_pair(hi, 4, magic, sub_hi)};
+            const uint32_t a1[4] = {nibble_pair(lo, 8, magic, sub_lo), nibble_pair(hi, 8, magic, sub_hi),
+                                    nibble_pair(lo, 12, magic, sub_lo), nibble_pair(hi, 12, magic, sub_hi)};
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                const uint4 v = *(const uint4 *)(x_step + ((nt * 4 + d) * 32 + lane) * 16);
+                const uint32_t b0[2] = {__byte_perm(v.x, v.z, 0x5410),  /* elements 0, 4 */
+                                        __byte_perm(v.x, v.z, 0x7632)}; /* 1, 5 */
+                const uint32_t b1[2] = {__byte_perm(v.y, v.w, 0x5410),  /* 2, 6 */
+                                        __byte_perm(v.y, v.w, 0x7632)}; /* 3, 7 */
+                mma_bf16(partial[(d >> 1) % kChains][nt], a0, b0);
+                mma_bf16(partial[(d >> 1) % kChains][nt], a1, b1);
+            }
+        }
+        /* acc += partial * s_w[n, g]: c0, c1 are row gq, c2, c3 row gq + 8 */
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+            for (int r = 0; r < 4; ++r)
+                acc[nt][r] = __fadd_rn(
+                    acc[nt][r], __fmul_rn(kChains == 2 ? __fadd_rn(partial[0][nt][r], partial[kChains - 1][nt][r])
+                                                       : partial[0][nt][r],
+                                          scales[r >> 1]));
+    };
+
+#pragma unroll
+    for (int u = 0; u < P; ++u) load_step(u, kslice + (int64_t)KS * u);
+    stage(0);
+    cp_async_commit();
+    if (chunks > 1) stage(1);
+    cp_async_commit();
+    for (int64_t c = 0; c < chunks; ++c) {
+        /* chunk c landed (this thread's copies; the barrier makes them everyone's),
+         * and every warp is done with chunk c - 1, whose slot chunk c + 2 takes */
+        cp_async_wait<1>();
+        __syncthreads();
+        if (c + 2 < chunks) stage(c + 2);
+        cp_async_commit();
+        const uint8_t *buffer = shared + (c % kStreamRing) * C * kStepBytes;
+#pragma unroll
+        for (int i = 0; i < kSteps; ++i) {
+            const int local = kslice + KS * i, slot = i % P;
+            const int64_t g = c * C + local;
+            const uint4 weights[2] = {wv[slot][0], wv[slot][1]};
+            const float scales[2] = {scale[slot][0], scale[slot][1]};
+            const uint32_t subs[2] = {sub[slot][0], sub[slot][1]};
+            load_step(slot, g + (int64_t)KS * P);
+            if (active && g < G) multiply_step(weights, scales, subs, buffer + local * kStepBytes);
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* the ring is free: it holds the slices' sums now */
+
+    float(*reduce)[NT * 4][32] = (float(*)[NT * 4][32])shared;
+    if (KS > 1) {
+        if (kslice != 0) {
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int r = 0; r < 4; ++r) reduce[warp][nt * 4 + r][lane] = acc[nt][r];
+        }
+        __syncthreads();
+        if (kslice != 0) return;
+        for (int v = 1; v < KS; ++v)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    acc[nt][r] = __fadd_rn(acc[nt][r], reduce[warp + v][nt * 4 + r][lane]);
+    }
+    if (!active) return;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+            const int64_t m = nt * 8 + tig * 2 + (r & 1);
+            const int64_t n = n0 + (r >> 1) * 8 + gq;
+            if (m >= M || n >= N) continue;
+            float value = acc[nt][r];
+            if (bias) value = __fadd_rn(value, bias[n]);
+            if (out_bf16) ((uint16_t *)y)[m * N + n] = f32_to_bf16(value);
+            else ((float *)y)[m * N + n] = value;
+        }
+}
+
 /* ---- host side -------------------------------------------------------------------------------- */
 
 constexpr int kDecodeTN = 2;
@@ -1052,6 +1257,58 @@ r1_status launch_decode(int64_t M, int64_t N, int64_t K, const void *x, const vo
             return launch_decode_tiles<kMode, kW4, 1>(M, N, K, x, w, w_zero, epilogue, stream);
         return launch_decode_tiles<kMode, kW4, 2>(M, N, K, x, w, w_zero, epilogue, stream);
     }
+}
+
+/* The W4A16 stream's grid: one block per SM (fewer when N has fewer 16-row
+ * tiles; more when a block would need over 16 warps), and the K slices per
+ * tile that fill a block to at most 16 warps. */
+struct StreamPlan {
+    int blocks, warps, slices;
+};
+
+StreamPlan plan_w4a16_stream(int64_t N) {
+    const int64_t tiles = (N + 15) / 16, sms = multiprocessor_count();
+    int64_t blocks = tiles < sms ? tiles : sms;
+    if ((tiles + blocks - 1) / blocks > kStreamMaxWarps) blocks = (tiles + kStreamMaxWarps - 1) / kStreamMaxWarps;
+    const int per_block = (int)((tiles + blocks - 1) / blocks);
+    int slices = 1;
+    while (slices < 4 && per_block * slices * 2 <= kStreamMaxWarps) slices *= 2;
+    return {(int)blocks, per_block * slices, slices};
+}
+
+template <int NT, int KS>
+r1_status launch_w4a16_stream_ks(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
+                                 int asymmetric, void *y, int out_bf16, const StreamPlan &plan,
+                                 cudaStream_t stream) {
+    constexpr int bytes = stream_shared_bytes<NT>();
+    static bool configured = false;
+    if (!configured) {
+        CUDA_TRY(cudaFuncSetAttribute(gemm_w4a16_stream<NT, KS>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+        configured = true;
+    }
+    gemm_w4a16_stream<NT, KS><<<plan.blocks, plan.warps * 32, bytes, stream>>>(
+        M, N, K, (const uint16_t *)ops->x, (const uint8_t *)ops->w, ops->w_scale,
+        asymmetric ? ops->w_zero : nullptr, ops->bias, y, out_bf16);
+    CUDA_TRY(cudaGetLastError());
+    return R1_OK;
+}
+
+template <int NT>
+r1_status launch_w4a16_stream_nt(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
+                                 int asymmetric, void *y, int out_bf16, cudaStream_t stream) {
+    const StreamPlan plan = plan_w4a16_stream(N);
+    switch (plan.slices) {
+    case 1: return launch_w4a16_stream_ks<NT, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    case 2: return launch_w4a16_stream_ks<NT, 2>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    default: return launch_w4a16_stream_ks<NT, 4>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    }
+}
+
+r1_status launch_w4a16_stream(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
+                              int asymmetric, void *y, int out_bf16, cudaStream_t stream) {
+    if (M <= 8) return launch_w4a16_stream_nt<1>(M, N, K, ops, asymmetric, y, out_bf16, stream);
+    return launch_w4a16_stream_nt<2>(M, N, K, ops, asymmetric, y, out_bf16, stream);
 }
 
 /* The copy engine's description of a row-major (rows, K) byte matrix, read in
@@ -1148,11 +1405,8 @@ extern "C" r1_status qgemm_quantize_cuda(const r1_qgemm_quant_desc *desc, const 
     int tile_rows = 1, tile_cols = kBlock;
     if (desc->scheme == R1_QGEMM_W8A8) tile_cols = (int)desc->cols;
     if (desc->scheme == R1_QGEMM_FP8 && desc->role == R1_QGEMM_WEIGHTS) tile_rows = kBlock;
-    dim3 grid((unsigned)(desc->cols / tile_cols),
-              (unsigned)((desc->rows + tile_rows - 1) / tile_rows));
-    if (grid.y > 65535u)
-        return r1_fail(R1_EUNSUPPORTED, "rows = %lld: the cuda quantizer handles at most %d tiles of rows",
-                       (long long)desc->rows, 65535);
+    const int64_t row_tiles = (desc->rows + tile_rows - 1) / tile_rows;
+    dim3 grid((unsigned)(desc->cols / tile_cols), (unsigned)(row_tiles < 65535 ? row_tiles : 65535));
     unsigned long long *bad = nullptr, none = ~0ull, found = ~0ull;
     CUDA_TRY(cudaMallocAsync((void **)&bad, sizeof *bad, stream));
     CUDA_TRY(cudaMemcpyAsync(bad, &none, sizeof none, cudaMemcpyHostToDevice, stream));
@@ -1193,6 +1447,11 @@ extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_o
     }
     case R1_QGEMM_W4A16: {
         if (decode_applies(true, desc->M, desc->K, ops->x, ops->w)) {
+            /* R1LAB_QGEMM_W4_OLD=1: v2's gemm_decode instead (for comparisons) */
+            const char *old_path = getenv("R1LAB_QGEMM_W4_OLD");
+            if (!(old_path && strcmp(old_path, "1") == 0))
+                return launch_w4a16_stream(desc->M, desc->N, desc->K, ops, desc->asymmetric, y,
+                                           out_bf16, stream);
             Epilogue e = {nullptr, ops->w_scale, ops->bias, y, out_bf16};
             return launch_decode<Mode::FP8, true>(desc->M, desc->N, desc->K, ops->x, ops->w,
                                                   desc->asymmetric ? ops->w_zero : nullptr, e,
