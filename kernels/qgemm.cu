@@ -763,6 +763,31 @@ __global__ void __launch_bounds__(kW4Warps * 32)
         }
 }
 
+/* Split-K within a block: warp w = rowset * slices + slice holds the partial
+ * sums of one K slice of its tile in acc (R per lane). Slices 1.. hand theirs
+ * over through reduce[warp][R][32]; slice 0 adds them in slice order (float:
+ * rounded adds, fixed order; int32: wrapping adds, exact). Needs every thread
+ * of the block; returns false for the warps whose sums were handed over. */
+template <int R, typename Acc>
+__device__ bool sum_k_slices(Acc (&acc)[R], Acc (*reduce)[R][32], int warp, int lane, int kslice,
+                             int slices) {
+    if (slices <= 1) return true;
+    if (kslice != 0) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) reduce[warp][r][lane] = acc[r];
+    }
+    __syncthreads();
+    if (kslice != 0) return false;
+    for (int v = 1; v < slices; ++v)
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const Acc other = reduce[warp + v][r][lane];
+            if constexpr (std::is_same<Acc, float>::value) acc[r] = __fadd_rn(acc[r], other);
+            else acc[r] = (Acc)((uint32_t)acc[r] + (uint32_t)other);
+        }
+    return true;
+}
+
 /* ---- decode GEMM (M <= 32; W4A16 M <= 16): weight streaming -------------------------------- */
 
 /* The weights are read once, 16 bytes per lane per load, straight from global
@@ -967,30 +992,8 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
         }
     }
 
-    /* split-K: slices 1.. write, slice 0 adds them in order and stores */
-    if (ksplit > 1) {
-        if (kslice != 0) {
-#pragma unroll
-            for (int t = 0; t < TN; ++t)
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                    for (int r = 0; r < 4; ++r) reduce[warp][(t * MT + mt) * 4 + r][lane] = acc[t][mt][r];
-        }
-        __syncthreads();
-        if (kslice != 0) return;
-        for (int v = 1; v < ksplit; ++v)
-#pragma unroll
-            for (int t = 0; t < TN; ++t)
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                    for (int r = 0; r < 4; ++r) {
-                        const Acc other = reduce[warp + v][(t * MT + mt) * 4 + r][lane];
-                        if (kMode == Mode::FP8 || kW4) acc[t][mt][r] = __fadd_rn(acc[t][mt][r], other);
-                        else acc[t][mt][r] = (Acc)((uint32_t)acc[t][mt][r] + (uint32_t)other);
-                    }
-    }
+    /* split-K: slice 0 adds the others in order and stores */
+    if (!sum_k_slices(reinterpret_cast<Acc(&)[kRegs]>(acc), reduce, warp, lane, kslice, ksplit)) return;
 #pragma unroll
     for (int t = 0; t < TN; ++t)
 #pragma unroll
@@ -1177,22 +1180,7 @@ __global__ void __launch_bounds__(kStreamMaxWarps * 32, 1)
     __syncthreads(); /* the ring is free: it holds the slices' sums now */
 
     float(*reduce)[NT * 4][32] = (float(*)[NT * 4][32])shared;
-    if (KS > 1) {
-        if (kslice != 0) {
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int r = 0; r < 4; ++r) reduce[warp][nt * 4 + r][lane] = acc[nt][r];
-        }
-        __syncthreads();
-        if (kslice != 0) return;
-        for (int v = 1; v < KS; ++v)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-                for (int r = 0; r < 4; ++r)
-                    acc[nt][r] = __fadd_rn(acc[nt][r], reduce[warp + v][nt * 4 + r][lane]);
-    }
+    if (!sum_k_slices(reinterpret_cast<float(&)[NT * 4]>(acc), reduce, warp, lane, kslice, KS)) return;
     if (!active) return;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt)
