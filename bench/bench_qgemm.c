@@ -154,7 +154,7 @@ static const char *kernel_label(const qgemm_case *c) {
     if (c->cublas_bf16) return "cuBLAS bf16 (baseline)";
     const char *old_w4 = getenv("R1LAB_QGEMM_W4_OLD");
     if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && !(old_w4 && strcmp(old_w4, "1") == 0))
-        return "v4 weight stream (W as the mma A operand, X in shared memory)";
+        return "v5 weight stream (W as the mma A operand, X in shared memory fed by a producer warp)";
     if (c->M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32)) return "v2 decode (weight streaming)";
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
     if (hopper) return c->M > 128 ? "v3 wgmma, TMA, paired CTAs" : "v3 wgmma, TMA";

@@ -71,6 +71,22 @@ inline int multiprocessor_count() {
     return cached;
 }
 
+/* The most shared memory a block of that device may opt in to (0 when it
+ * cannot be read), read once. */
+inline int shared_memory_per_block_optin() {
+    static int cached = -1;
+    if (cached < 0) {
+        int device = 0, bytes = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+            cudaGetLastError();
+            return 0;
+        }
+        cached = bytes;
+    }
+    return cached;
+}
+
 /* 1 when the device has programmatic dependent launch (sm_90 on). */
 inline bool early_launch_supported() { return device_compute_major() >= 9; }
 

@@ -45,7 +45,7 @@
  * W4A16 with M <= 16 (K % 128 == 0), kernel `gemm_w4a16_stream`: the
  * product turned around (Yᵀ = W Xᵀ, 16 weight rows per mma A fragment), the
  * weights streamed once into registers, X shared by a block's warps from
- * shared memory, one block per SM; described at the kernel.
+ * shared memory, one block per SM (sm_90); described at the kernel.
  *
  * Decode path, kernel `gemm_decode` (M <= 32 for W8A8 / FP8, K % 128 == 0;
  * W4A16 only with R1LAB_QGEMM_W4_OLD=1): a GEMV-style weight stream.
@@ -70,8 +70,12 @@
  *       128 x 256 tiles, narrower tiles or split-K for 32 < M <= 128, and a
  *       shared-memory-tiled W4A16 kernel for M > 16.
  *   v4  W4A16 for M <= 16: `gemm_w4a16_stream`. H100 (CUDA-graph time per
- *       call): N=28672 K=8192 M=1 64 us, M=16 88 us (v2 78 / 105 us; cuBLAS
- *       bf16 168 us). Numbers in docs/qgemm.md.
+ *       call): N=28672 K=8192 M=1 61 us, M=16 80 us (v2 78 / 105 us; cuBLAS
+ *       bf16 160 us).
+ *   v5  the same kernel with a producer warp filling X's ring on mbarriers
+ *       (no block-wide barrier per chunk), loads without predicates, 8 steps
+ *       in flight in blocks of at most 10 warps (sm_90; v2 elsewhere).
+ *       Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -272,6 +276,14 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int pending>
 __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
+}
+/* Once this thread's earlier cp.async copies have landed, they count as one
+ * arrival on the mbarrier `bar` (.noinc: the barrier's count includes it). */
+__device__ __forceinline__ void cp_async_arrive(unsigned long long *bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(shared_address(bar))
+                 : "memory");
+#endif
 }
 
 /* ---- 8-bit tiled GEMM (W8A8, its accumulators, FP8) ---------------------------------------- */
@@ -1027,8 +1039,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
  * fragment (two n8 tiles for 9 <= M <= 16):
  *   - one block per SM; block b owns the 16-row tiles [b T / B, (b + 1) T / B)
  *     of the T = ⌈N / 16⌉ (B blocks), so no SM gets more than one tile above
- *     the average; a warp owns one tile and every KS-th 128-K step (one scale
- *     group) of it, KS = 1, 2 or 4 chosen so the block has at most 16 warps;
+ *     the average; a consumer warp owns one tile and every KS-th 128-K step
+ *     (one scale group) of it, KS = 1, 2 or 4 chosen so the block has at
+ *     most 15 consumer warps;
  *   - lane (gq, tig) loads 16 bytes of rows gq and gq + 8 of its tile per
  *     step, bytes [16 tig, +16) of the row's 64 (32 nibbles, 4 words of 8),
  *     with ld.global.nc.L1::no_allocate, P steps ahead in registers;
@@ -1037,17 +1050,30 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
  *     the masks 0x000F000F of word >> 0, 4, 8, 12 and the magic-number trick
  *     (bf16 0x4300 | u = 128 + u; minus 136 for symmetric v ^ 8, minus
  *     128 + z for asymmetric v: exact small integers);
- *   - X is copied (cp.async) into a ring of three chunks of 8 steps in
- *     shared memory, in the order lanes read it: for step s, n8 tile nt and
- *     word d, the 16 bytes of lane (gq, tig) are X[8 nt + gq, 128 s + 32 tig
- *     + 8 d, +8]; two prmt per register pair them like the nibbles. A block
- *     reads X from L2 once; its warps share it;
+ *   - X sits in shared memory in chunks of 16 steps (8 with two n8 tiles),
+ *     in the order lanes read it: for step s, n8 tile nt and word d, the 16
+ *     bytes of lane (gq, tig) are X[8 nt + gq, 128 s + 32 tig + 8 d, +8]; two
+ *     prmt per register pair them like the nibbles. Rows of X past M are
+ *     never copied (the ring is zeroed once). A block reads X from L2 once;
+ *     its warps share it;
+ *   - one producer warp copies the chunks (cp.async) into a ring of up to
+ *     4 slots (all of X when it has at most 4 chunks). Each slot has two
+ *     mbarriers: `full` (the producer's 32 lanes arrive as their copies
+ *     land) and `empty` (every lane of the active consumer warps arrives when
+ *     done with the chunk; the producer refills a slot only after that). No
+ *     consumer waits for another, so every warp keeps its weight loads in
+ *     flight (v4 had a block-wide barrier per chunk);
+ *   - rows of W past N and steps past K load row N - 1 and step G - 1
+ *     instead, so the loads need no predicates; blocks of at most 10 warps
+ *     keep 8 steps in flight instead of 4 (they have the registers);
  *   - per step the fp32 partial sums are scaled by s_w[n, g] into the
  *     accumulators, and the KS slices of a tile are summed in shared memory
  *     in slice order. */
-constexpr int kStreamRing = 3, kStreamMaxWarps = 16;
+constexpr int kStreamMaxWarps = 16;      /* consumers + the producer */
+constexpr int kStreamBarrierBytes = 1024; /* full[slots], empty[slots] ahead of the chunks */
+constexpr int kStreamMaxSlots = 4; /* 128 KiB: with all of X (up to 224 KiB) M = 16 ran slower */
 
-/* Steps of 128 K per chunk of X: 16 with one n8 tile, 8 with two (96 KiB of ring either way). */
+/* Steps of 128 K per chunk of X: 16 with one n8 tile, 8 with two (32 KiB either way). */
 template <int NT>
 constexpr int stream_chunk() { return NT == 1 ? 16 : 8; }
 
@@ -1055,131 +1081,162 @@ template <int NT>
 constexpr int stream_step_bytes() { return NT * 4 * 32 * 16; }
 
 template <int NT>
-constexpr int stream_shared_bytes() {
-    return kStreamRing * stream_chunk<NT>() * stream_step_bytes<NT>() >
-                   kStreamMaxWarps * NT * 4 * 32 * (int)sizeof(float)
-               ? kStreamRing * stream_chunk<NT>() * stream_step_bytes<NT>()
-               : kStreamMaxWarps * NT * 4 * 32 * (int)sizeof(float);
-}
+constexpr int stream_chunk_bytes() { return stream_chunk<NT>() * stream_step_bytes<NT>(); }
 
-template <int NT, int KS>
-__global__ void __launch_bounds__(kStreamMaxWarps * 32, 1)
-    gemm_w4a16_stream(int64_t M, int64_t N, int64_t K, const uint16_t *__restrict__ x,
+/* Blocks of at most kStreamDeepWarps warps have the registers to keep 8
+ * steps of weights in flight instead of 4. */
+constexpr int kStreamDeepWarps = 10;
+
+template <int NT, int KS, int kDeep>
+__global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) * 32, 1)
+    gemm_w4a16_stream(int64_t M, int64_t N, int64_t K, int slots, const uint16_t *__restrict__ x,
                       const uint8_t *__restrict__ w, const float *__restrict__ w_scale,
                       const uint8_t *__restrict__ w_zero, const float *__restrict__ bias, void *y,
                       int out_bf16) {
     constexpr int C = stream_chunk<NT>(), kSteps = C / KS; /* a warp's steps per chunk */
-    constexpr int P = kSteps < 4 ? kSteps : 4;       /* steps of weights in flight */
-    constexpr int kStepBytes = stream_step_bytes<NT>();
+    constexpr int kMaxP = kDeep ? 8 : 4;
+    constexpr int P = kSteps < kMaxP ? kSteps : kMaxP;    /* steps of weights in flight */
+    constexpr int kStepBytes = stream_step_bytes<NT>(), kChunkBytes = stream_chunk_bytes<NT>();
     static_assert(C % KS == 0 && kSteps % P == 0, "chunk, slices and prefetch must nest");
-    extern __shared__ __align__(16) uint8_t shared[];
+    extern __shared__ __align__(128) uint8_t shared[];
+    unsigned long long *full = (unsigned long long *)shared, *empty = full + slots;
+    uint8_t *ring = shared + kStreamBarrierBytes;
+
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
-    const int threads = blockDim.x, kslice = warp % KS, rowset = warp / KS;
+    const int consumers = blockDim.x / 32 - 1, kslice = warp % KS, rowset = warp / KS;
     const int64_t G = K / kBlock, chunks = (G + C - 1) / C, row_bytes = K / 2;
     const int64_t tiles = (N + 15) / 16, first = blockIdx.x * tiles / gridDim.x,
                   last = (blockIdx.x + 1) * tiles / gridDim.x;
-    const bool active = first + rowset < last; /* block-uniform per warp */
+    const int64_t tiles_here = last - first; /* at most consumers / KS */
+    const bool active = warp < consumers && rowset < tiles_here; /* warp-uniform */
     const int64_t n0 = (first + rowset) * 16;
 
-    /* chunk c of X -> ring slot c % 3: 16-byte pieces in the order lanes read them */
-    auto stage = [&](int64_t c) {
-        uint8_t *buffer = shared + (c % kStreamRing) * C * kStepBytes;
-        for (int i = threadIdx.x; i < NT * 8 * C * 16; i += threads) {
-            const int piece = i & 15, s = (i >> 4) % C, token = (i >> 4) / C;
-            const int64_t g = c * C + s;
-            const bool valid = token < M && g < G;
-            const int offset = s * kStepBytes +
-                               (((token >> 3) * 4 + (piece & 3)) * 32 + (token & 7) * 4 + (piece >> 2)) * 16;
-            cp_async_16(buffer + offset, valid ? x + token * K + g * kBlock + piece * 8 : x, valid);
+    if (threadIdx.x == 0) {
+        for (int s = 0; s < slots; ++s) {
+            barrier_init(&full[s], 32);
+            barrier_init(&empty[s], (unsigned)(tiles_here * KS * 32)); /* the active warps' lanes */
         }
-    };
-
-    uint4 wv[P][2];
-    float scale[P][2];
-    uint32_t sub[P][2];
-    const uint32_t magic = w_zero != nullptr ? 0x43004300u : 0x43084308u;
-    auto load_step = [&](int slot, int64_t g) {
-#pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            const int64_t n = n0 + half * 8 + gq;
-            const bool valid = active && g < G && n < N;
-            wv[slot][half] = valid ? ldg_stream(w + n * row_bytes + g * 64 + tig * 16) : make_uint4(0, 0, 0, 0);
-            scale[slot][half] = valid ? __ldg(w_scale + n * G + g) : 0.0f;
-            const uint32_t z = (w_zero != nullptr && valid) ? (uint32_t)__ldg(w_zero + n * G + g) : 0u;
-            sub[slot][half] = w_zero != nullptr ? (0x4300u | z) * 0x00010001u : 0x43084308u;
-        }
-    };
+        barrier_init_fence();
+    }
+    /* Rows of X past M are never copied: they read as zeros from a ring zeroed once. */
+    if (M < NT * 8)
+        for (int i = threadIdx.x; i < slots * kChunkBytes / 16; i += blockDim.x)
+            ((uint4 *)ring)[i] = make_uint4(0, 0, 0, 0);
+    __syncthreads();
 
     float acc[NT][4] = {};
-    /* One step: its weights, scales and zero points were copied out of the
-     * ring (so the ring slot already holds the loads of step + P). With one
-     * n8 tile, two chains of partial sums (words 0, 1 and 2, 3) halve the mma
-     * dependency chain; two tiles are two chains already. */
-    auto multiply_step = [&](const uint4 (&weights)[2], const float (&scales)[2],
-                             const uint32_t (&subs)[2], const uint8_t *x_step) {
-        constexpr int kChains = NT == 1 ? 2 : 1;
-        float partial[kChains][NT][4] = {};
+    if (warp == consumers) {
+        /* The producer: chunk c into slot c % slots once the consumers are done with
+         * the chunk there before it; only rows m < M, only steps g < G. */
+        const int64_t tokens = M < NT * 8 ? M : NT * 8;
+        for (int64_t c = 0; c < chunks; ++c) {
+            const int slot = (int)(c % slots);
+            if (c >= slots) barrier_wait(&empty[slot], (unsigned)((c / slots - 1) & 1));
+            uint8_t *buffer = ring + slot * kChunkBytes;
+            for (int i = lane; i < tokens * C * 16; i += 32) {
+                const int piece = i & 15, s = (i >> 4) % C, token = (i >> 4) / C;
+                const int64_t g = c * C + s;
+                if (g >= G) continue;
+                const int offset = s * kStepBytes +
+                                   (((token >> 3) * 4 + (piece & 3)) * 32 + (token & 7) * 4 + (piece >> 2)) * 16;
+                cp_async_16(buffer + offset, x + token * K + g * kBlock + piece * 8, true);
+            }
+            cp_async_arrive(&full[slot]);
+        }
+        cp_async_wait<0>();
+    } else if (active) {
+        uint4 wv[P][2];
+        float scale[P][2];
+        uint32_t zero[P]; /* zero points of rows gq (low half) and gq + 8 (high); 8 when symmetric */
+        const uint32_t magic = w_zero != nullptr ? 0x43004300u : 0x43084308u;
+        /* Rows past N and steps past G load row N - 1 / step G - 1 instead (real
+         * data, never multiplied into a written output): no predicates. */
+        const int64_t n_lo = n0 + gq < N ? n0 + gq : N - 1, n_hi = n0 + 8 + gq < N ? n0 + 8 + gq : N - 1;
+        auto load_step = [&](int slot, int g) {
+            g = g < G ? g : (int)G - 1;
+            zero[slot] = 0x00080008u;
 #pragma unroll
-        for (int d = 0; d < 4; ++d) {
-            const uint4 &lo4 = weights[0], &hi4 = weights[1];
-            const uint32_t lo = d == 0 ? lo4.x : d == 1 ? lo4.y : d == 2 ? lo4.z : lo4.w;
-            const uint32_t hi = d == 0 ? hi4.x : d == 1 ? hi4.y : d == 2 ? hi4.z : hi4.w;
-            const uint32_t sub_lo = subs[0], sub_hi = subs[1];
-            const uint32_t a0[4] = {nibble_pair(lo, 0, magic, sub_lo), nibble_pair(hi, 0, magic, sub_hi),
-                                    nibble_pair(lo, 4, magic, sub_lo), nibble_pair(hi, 4, magic, sub_hi)};
-            const uint32_t a1[4] = {nibble_pair(lo, 8, magic, sub_lo), nibble_pair(hi, 8, magic, sub_hi),
-                                    nibble_pair(lo, 12, magic, sub_lo), nibble_pair(hi, 12, magic, sub_hi)};
+            for (int half = 0; half < 2; ++half) {
+                const int64_t n = half == 0 ? n_lo : n_hi;
+                wv[slot][half] = ldg_stream(w + n * row_bytes + g * 64 + tig * 16);
+                scale[slot][half] = __ldg(w_scale + n * G + g);
+                if (w_zero != nullptr) {
+                    const uint32_t z = __ldg(w_zero + n * G + g);
+                    zero[slot] = half == 0 ? z : zero[slot] | z << 16;
+                }
+            }
+        };
+
+        /* One step: its weights, scales and zero points were copied out of the
+         * register ring (whose slot already holds the loads of step + P). With one
+         * n8 tile, two chains of partial sums (words 0, 1 and 2, 3) halve the mma
+         * dependency chain; two tiles are two chains already. */
+        auto multiply_step = [&](const uint4 (&weights)[2], const float (&scales)[2],
+                                 uint32_t zeros, const uint8_t *x_step) {
+            constexpr int kChains = NT == 1 ? 2 : 1;
+            float partial[kChains][NT][4] = {};
+            /* rows gq (weights[0]) and gq + 8 (weights[1]): bf16x2 128 + their zero point */
+            const uint32_t sub_lo = (0x4300u | (zeros & 0xFFFFu)) * 0x00010001u,
+                           sub_hi = (0x4300u | (zeros >> 16)) * 0x00010001u;
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-                const uint4 v = *(const uint4 *)(x_step + ((nt * 4 + d) * 32 + lane) * 16);
-                const uint32_t b0[2] = {__byte_perm(v.x, v.z, 0x5410),  /* elements 0, 4 */
-                                        __byte_perm(v.x, v.z, 0x7632)}; /* 1, 5 */
-                const uint32_t b1[2] = {__byte_perm(v.y, v.w, 0x5410),  /* 2, 6 */
-                                        __byte_perm(v.y, v.w, 0x7632)}; /* 3, 7 */
-                mma_bf16(partial[(d >> 1) % kChains][nt], a0, b0);
-                mma_bf16(partial[(d >> 1) % kChains][nt], a1, b1);
+            for (int d = 0; d < 4; ++d) {
+                const uint4 &lo4 = weights[0], &hi4 = weights[1];
+                const uint32_t lo = d == 0 ? lo4.x : d == 1 ? lo4.y : d == 2 ? lo4.z : lo4.w;
+                const uint32_t hi = d == 0 ? hi4.x : d == 1 ? hi4.y : d == 2 ? hi4.z : hi4.w;
+                const uint32_t a0[4] = {nibble_pair(lo, 0, magic, sub_lo), nibble_pair(hi, 0, magic, sub_hi),
+                                        nibble_pair(lo, 4, magic, sub_lo), nibble_pair(hi, 4, magic, sub_hi)};
+                const uint32_t a1[4] = {nibble_pair(lo, 8, magic, sub_lo), nibble_pair(hi, 8, magic, sub_hi),
+                                        nibble_pair(lo, 12, magic, sub_lo), nibble_pair(hi, 12, magic, sub_hi)};
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    const uint4 v = *(const uint4 *)(x_step + ((nt * 4 + d) * 32 + lane) * 16);
+                    const uint32_t b0[2] = {__byte_perm(v.x, v.z, 0x5410),  /* elements 0, 4 */
+                                            __byte_perm(v.x, v.z, 0x7632)}; /* 1, 5 */
+                    const uint32_t b1[2] = {__byte_perm(v.y, v.w, 0x5410),  /* 2, 6 */
+                                            __byte_perm(v.y, v.w, 0x7632)}; /* 3, 7 */
+                    mma_bf16(partial[(d >> 1) % kChains][nt], a0, b0);
+                    mma_bf16(partial[(d >> 1) % kChains][nt], a1, b1);
+                }
+            }
+            /* acc += partial * s_w[n, g]: c0, c1 are row gq, c2, c3 row gq + 8 */
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+                for (int r = 0; r < 4; ++r)
+                    acc[nt][r] = __fadd_rn(
+                        acc[nt][r], __fmul_rn(kChains == 2 ? __fadd_rn(partial[0][nt][r], partial[kChains - 1][nt][r])
+                                                           : partial[0][nt][r],
+                                              scales[r >> 1]));
+        };
+
+        /* Chunk c: the warp's steps g = c C + kslice + KS i, i < kSteps. */
+#pragma unroll
+        for (int u = 0; u < P; ++u) load_step(u, kslice + KS * u);
+        int slot = 0;
+        unsigned pass = 0;
+        for (int c = 0; c < (int)chunks; ++c) {
+            barrier_wait(&full[slot], pass & 1);
+            const uint8_t *buffer = ring + slot * kChunkBytes;
+#pragma unroll 1
+            for (int i0 = 0; i0 < kSteps; i0 += P)
+#pragma unroll
+            for (int u = 0; u < P; ++u) {
+                const int local = kslice + KS * (i0 + u), g = c * C + local;
+                const uint4 weights[2] = {wv[u][0], wv[u][1]};
+                const float scales[2] = {scale[u][0], scale[u][1]};
+                const uint32_t zeros = zero[u];
+                load_step(u, g + KS * P);
+                if (g < G) multiply_step(weights, scales, zeros, buffer + local * kStepBytes);
+            }
+            barrier_arrive(&empty[slot]);
+            if (++slot == slots) {
+                slot = 0;
+                ++pass;
             }
         }
-        /* acc += partial * s_w[n, g]: c0, c1 are row gq, c2, c3 row gq + 8 */
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int r = 0; r < 4; ++r)
-                acc[nt][r] = __fadd_rn(
-                    acc[nt][r], __fmul_rn(kChains == 2 ? __fadd_rn(partial[0][nt][r], partial[kChains - 1][nt][r])
-                                                       : partial[0][nt][r],
-                                          scales[r >> 1]));
-    };
-
-#pragma unroll
-    for (int u = 0; u < P; ++u) load_step(u, kslice + (int64_t)KS * u);
-    stage(0);
-    cp_async_commit();
-    if (chunks > 1) stage(1);
-    cp_async_commit();
-    for (int64_t c = 0; c < chunks; ++c) {
-        /* chunk c landed (this thread's copies; the barrier makes them everyone's),
-         * and every warp is done with chunk c - 1, whose slot chunk c + 2 takes */
-        cp_async_wait<1>();
-        __syncthreads();
-        if (c + 2 < chunks) stage(c + 2);
-        cp_async_commit();
-        const uint8_t *buffer = shared + (c % kStreamRing) * C * kStepBytes;
-#pragma unroll
-        for (int i = 0; i < kSteps; ++i) {
-            const int local = kslice + KS * i, slot = i % P;
-            const int64_t g = c * C + local;
-            const uint4 weights[2] = {wv[slot][0], wv[slot][1]};
-            const float scales[2] = {scale[slot][0], scale[slot][1]};
-            const uint32_t subs[2] = {sub[slot][0], sub[slot][1]};
-            load_step(slot, g + (int64_t)KS * P);
-            if (active && g < G) multiply_step(weights, scales, subs, buffer + local * kStepBytes);
-        }
     }
-    cp_async_wait<0>();
-    __syncthreads(); /* the ring is free: it holds the slices' sums now */
-
-    float(*reduce)[NT * 4][32] = (float(*)[NT * 4][32])shared;
+    __syncthreads(); /* every chunk is consumed: the ring holds the slices' sums now */
+    float(*reduce)[NT * 4][32] = (float(*)[NT * 4][32])ring;
     if (!sum_k_slices(reinterpret_cast<float(&)[NT * 4]>(acc), reduce, warp, lane, kslice, KS)) return;
     if (!active) return;
 #pragma unroll
@@ -1248,35 +1305,51 @@ r1_status launch_decode(int64_t M, int64_t N, int64_t K, const void *x, const vo
 }
 
 /* The W4A16 stream's grid: one block per SM (fewer when N has fewer 16-row
- * tiles; more when a block would need over 16 warps), and the K slices per
- * tile that fill a block to at most 16 warps. */
+ * tiles; more when a block would need over 15 consumer warps), the K slices
+ * per tile that fill a block to at most 15 consumers, and the chunks of X in
+ * shared memory (all of them when they fit). */
 struct StreamPlan {
-    int blocks, warps, slices;
+    int blocks, consumers, slices, slots;
 };
 
-StreamPlan plan_w4a16_stream(int64_t N) {
+constexpr int kStreamMaxConsumers = kStreamMaxWarps - 1;
+
+template <int NT>
+StreamPlan plan_w4a16_stream(int64_t N, int64_t K) {
     const int64_t tiles = (N + 15) / 16, sms = multiprocessor_count();
     int64_t blocks = tiles < sms ? tiles : sms;
-    if ((tiles + blocks - 1) / blocks > kStreamMaxWarps) blocks = (tiles + kStreamMaxWarps - 1) / kStreamMaxWarps;
+    if ((tiles + blocks - 1) / blocks > kStreamMaxConsumers)
+        blocks = (tiles + kStreamMaxConsumers - 1) / kStreamMaxConsumers;
     const int per_block = (int)((tiles + blocks - 1) / blocks);
     int slices = 1;
-    while (slices < 4 && per_block * slices * 2 <= kStreamMaxWarps) slices *= 2;
-    return {(int)blocks, per_block * slices, slices};
+    while (slices < 4 && per_block * slices * 2 <= kStreamMaxConsumers) slices *= 2;
+    const int64_t chunks = (K / kBlock + stream_chunk<NT>() - 1) / stream_chunk<NT>();
+    int64_t fit = (shared_memory_per_block_optin() - kStreamBarrierBytes) / stream_chunk_bytes<NT>();
+    if (fit > kStreamMaxSlots) fit = kStreamMaxSlots;
+    const int64_t slots = chunks < fit ? chunks : fit;
+    return {(int)blocks, per_block * slices, slices, (int)slots};
 }
 
-template <int NT, int KS>
+template <int NT>
+int stream_shared_bytes(const StreamPlan &plan) {
+    const int ring = plan.slots * stream_chunk_bytes<NT>();
+    const int reduce = kStreamMaxWarps * NT * 4 * 32 * (int)sizeof(float);
+    return kStreamBarrierBytes + (ring > reduce ? ring : reduce);
+}
+
+template <int NT, int KS, int kDeep>
 r1_status launch_w4a16_stream_ks(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
                                  int asymmetric, void *y, int out_bf16, const StreamPlan &plan,
                                  cudaStream_t stream) {
-    constexpr int bytes = stream_shared_bytes<NT>();
-    static bool configured = false;
-    if (!configured) {
-        CUDA_TRY(cudaFuncSetAttribute(gemm_w4a16_stream<NT, KS>,
+    const int bytes = stream_shared_bytes<NT>(plan);
+    static int configured = 0; /* the dynamic shared memory allowed so far */
+    if (bytes > configured) {
+        CUDA_TRY(cudaFuncSetAttribute(gemm_w4a16_stream<NT, KS, kDeep>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-        configured = true;
+        configured = bytes;
     }
-    gemm_w4a16_stream<NT, KS><<<plan.blocks, plan.warps * 32, bytes, stream>>>(
-        M, N, K, (const uint16_t *)ops->x, (const uint8_t *)ops->w, ops->w_scale,
+    gemm_w4a16_stream<NT, KS, kDeep><<<plan.blocks, (plan.consumers + 1) * 32, bytes, stream>>>(
+        M, N, K, plan.slots, (const uint16_t *)ops->x, (const uint8_t *)ops->w, ops->w_scale,
         asymmetric ? ops->w_zero : nullptr, ops->bias, y, out_bf16);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;
@@ -1285,11 +1358,18 @@ r1_status launch_w4a16_stream_ks(int64_t M, int64_t N, int64_t K, const r1_qgemm
 template <int NT>
 r1_status launch_w4a16_stream_nt(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
                                  int asymmetric, void *y, int out_bf16, cudaStream_t stream) {
-    const StreamPlan plan = plan_w4a16_stream(N);
-    switch (plan.slices) {
-    case 1: return launch_w4a16_stream_ks<NT, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
-    case 2: return launch_w4a16_stream_ks<NT, 2>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
-    default: return launch_w4a16_stream_ks<NT, 4>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    const StreamPlan plan = plan_w4a16_stream<NT>(N, K);
+    if (plan.slots < 1)
+        return r1_fail(R1_EUNSUPPORTED, "the W4A16 stream kernel needs %d bytes of shared memory per block",
+                       kStreamBarrierBytes + stream_chunk_bytes<NT>());
+    const bool deep = plan.consumers + 1 <= kStreamDeepWarps;
+    switch (plan.slices * 2 + deep) {
+    case 2: return launch_w4a16_stream_ks<NT, 1, 0>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    case 3: return launch_w4a16_stream_ks<NT, 1, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    case 4: return launch_w4a16_stream_ks<NT, 2, 0>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    case 5: return launch_w4a16_stream_ks<NT, 2, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    case 8: return launch_w4a16_stream_ks<NT, 4, 0>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    default: return launch_w4a16_stream_ks<NT, 4, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
     }
 }
 
@@ -1437,7 +1517,7 @@ extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_o
         if (decode_applies(true, desc->M, desc->K, ops->x, ops->w)) {
             /* R1LAB_QGEMM_W4_OLD=1: v2's gemm_decode instead (for comparisons) */
             const char *old_path = getenv("R1LAB_QGEMM_W4_OLD");
-            if (!(old_path && strcmp(old_path, "1") == 0))
+            if (device_capability() >= 90 && !(old_path && strcmp(old_path, "1") == 0))
                 return launch_w4a16_stream(desc->M, desc->N, desc->K, ops, desc->asymmetric, y,
                                            out_bf16, stream);
             Epilogue e = {nullptr, ops->w_scale, ops->bias, y, out_bf16};

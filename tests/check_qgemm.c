@@ -564,10 +564,13 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
      * smaller) and loads 2 steps of 128 at a time: shapes with odd step
      * counts, odd N and M = 1, 5, 16, 24, 32 cover those edges. W4A16 with
      * M <= 16 takes the weight stream: 1 or 2 n8 tiles of X (M <= 8, 9..16),
-     * X in chunks of 16 or 8 steps (K = 2176: 17 steps, a 1-step last chunk),
-     * 1, 2 or 4 K slices per tile by 16-row tiles per block (on 132 SMs:
-     * N = 17000 and 34000 one slice, 8456 two, 5000 and 300 four; N = 68000
-     * needs more than one block per SM). */
+     * X in chunks of 16 or 8 steps (K = 2176: 17 steps, a 1-step last chunk)
+     * in a ring of 4 slots (K = 8448 with one n8 tile and 4224 with two wrap
+     * around it), 1, 2 or 4 K slices per tile by 16-row tiles per block (on
+     * 132 SMs: N = 17000 and 34000 one slice, 8456, 8000 and 6500 two, 5000
+     * and 300 four; N = 68000 needs more than one block per SM), 8 steps in
+     * flight in blocks of at most 9 consumer warps (N = 17000, 8000, 6500,
+     * 300). */
     static const shape w8a8[] = {{1, 1, 1},      {3, 7, 33},     {5, 9, 384},     {17, 19, 100},
                                  {2, 5, 4096},   {65, 72, 96},   {64, 129, 1000}, {130, 67, 257},
                                  {16, 263, 1152}, {32, 40, 640}, {24, 17, 896},   {1, 8456, 256},
@@ -576,7 +579,8 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
                                   {17, 40, 384},   {33, 100, 256}, {70, 130, 128},
                                   {5, 129, 1152},  {9, 17, 640},   {16, 17000, 256},
                                   {3, 8456, 384},  {16, 300, 2176}, {8, 5000, 1152},
-                                  {12, 34000, 256}, {2, 68000, 128}};
+                                  {12, 34000, 256}, {2, 68000, 128}, {4, 8000, 8448},
+                                  {13, 6500, 4224}};
     static const shape fp8[] = {{1, 7, 128},     {3, 130, 256},  {64, 64, 512},
                                 {65, 257, 384},  {1, 5, 2048},   {130, 70, 128},
                                 {16, 131, 1152}, {27, 200, 640}, {2, 17000, 128},
