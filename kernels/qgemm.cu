@@ -1111,6 +1111,34 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     const bool active = warp < consumers && rowset < tiles_here; /* warp-uniform */
     const int64_t n0 = (first + rowset) * 16;
 
+    /* The consumers' register ring of weights (and their scales and zero
+     * points), P steps deep; its first loads go out before anything else. */
+    uint4 wv[P][2];
+    float scale[P][2];
+    uint32_t zero[P]; /* zero points of rows gq (low half) and gq + 8 (high); 8 when symmetric */
+    const uint32_t magic = w_zero != nullptr ? 0x43004300u : 0x43084308u;
+    /* Rows past N and steps past G load row N - 1 / step G - 1 instead (real
+     * data, never multiplied into a written output): no predicates. */
+    const int64_t n_lo = n0 + gq < N ? n0 + gq : N - 1, n_hi = n0 + 8 + gq < N ? n0 + 8 + gq : N - 1;
+    auto load_step = [&](int slot, int g) {
+        g = g < G ? g : (int)G - 1;
+        zero[slot] = 0x00080008u;
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int64_t n = half == 0 ? n_lo : n_hi;
+            wv[slot][half] = ldg_stream(w + n * row_bytes + g * 64 + tig * 16);
+            scale[slot][half] = __ldg(w_scale + n * G + g);
+            if (w_zero != nullptr) {
+                const uint32_t z = __ldg(w_zero + n * G + g);
+                zero[slot] = half == 0 ? z : zero[slot] | z << 16;
+            }
+        }
+    };
+    if (active) {
+#pragma unroll
+        for (int u = 0; u < P; ++u) load_step(u, kslice + KS * u);
+    }
+
     if (threadIdx.x == 0) {
         for (int s = 0; s < slots; ++s) {
             barrier_init(&full[s], 32);
@@ -1145,27 +1173,6 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
         }
         cp_async_wait<0>();
     } else if (active) {
-        uint4 wv[P][2];
-        float scale[P][2];
-        uint32_t zero[P]; /* zero points of rows gq (low half) and gq + 8 (high); 8 when symmetric */
-        const uint32_t magic = w_zero != nullptr ? 0x43004300u : 0x43084308u;
-        /* Rows past N and steps past G load row N - 1 / step G - 1 instead (real
-         * data, never multiplied into a written output): no predicates. */
-        const int64_t n_lo = n0 + gq < N ? n0 + gq : N - 1, n_hi = n0 + 8 + gq < N ? n0 + 8 + gq : N - 1;
-        auto load_step = [&](int slot, int g) {
-            g = g < G ? g : (int)G - 1;
-            zero[slot] = 0x00080008u;
-#pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const int64_t n = half == 0 ? n_lo : n_hi;
-                wv[slot][half] = ldg_stream(w + n * row_bytes + g * 64 + tig * 16);
-                scale[slot][half] = __ldg(w_scale + n * G + g);
-                if (w_zero != nullptr) {
-                    const uint32_t z = __ldg(w_zero + n * G + g);
-                    zero[slot] = half == 0 ? z : zero[slot] | z << 16;
-                }
-            }
-        };
 
         /* One step: its weights, scales and zero points were copied out of the
          * register ring (whose slot already holds the loads of step + P). With one
@@ -1210,8 +1217,6 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
         };
 
         /* Chunk c: the warp's steps g = c C + kslice + KS i, i < kSteps. */
-#pragma unroll
-        for (int u = 0; u < P; ++u) load_step(u, kslice + KS * u);
         int slot = 0;
         unsigned pass = 0;
         for (int c = 0; c < (int)chunks; ++c) {
