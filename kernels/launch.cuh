@@ -56,35 +56,32 @@ inline int device_capability() {
 
 inline int device_compute_major() { return device_capability() / 10; }
 
+/* `attribute` of the device current at the first successful read, kept in
+ * `cached` (-1 until then); `fallback` while it cannot be read. */
+inline int device_attribute_once(int &cached, cudaDeviceAttr attribute, int fallback) {
+    if (cached < 0) {
+        int device = 0, value = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess) {
+            cudaGetLastError();
+            return fallback;
+        }
+        cached = value;
+    }
+    return cached;
+}
+
 /* The number of SMs of that device (1 when it cannot be read), read once. */
 inline int multiprocessor_count() {
     static int cached = -1;
-    if (cached < 0) {
-        int device = 0, count = 0;
-        if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-            cudaGetLastError();
-            return 1;
-        }
-        cached = count;
-    }
-    return cached;
+    return device_attribute_once(cached, cudaDevAttrMultiProcessorCount, 1);
 }
 
 /* The most shared memory a block of that device may opt in to (0 when it
  * cannot be read), read once. */
 inline int shared_memory_per_block_optin() {
     static int cached = -1;
-    if (cached < 0) {
-        int device = 0, bytes = 0;
-        if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-            cudaGetLastError();
-            return 0;
-        }
-        cached = bytes;
-    }
-    return cached;
+    return device_attribute_once(cached, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
 }
 
 /* 1 when the device has programmatic dependent launch (sm_90 on). */

@@ -1052,16 +1052,8 @@ int choose_splits(const r1_mla_decode_desc *desc) {
 bool use_v2(const r1_mla_decode_desc *desc) {
     const char *force_v1 = getenv("R1LAB_MLA_V1");
     if (force_v1 && force_v1[0] == '1') return false;
-    static int shared_optin = -1; /* v2 needs 225 KiB of shared memory per CTA (sm_90) */
-    if (shared_optin < 0) {
-        int device = 0;
-        shared_optin = 0;
-        cudaGetDevice(&device);
-        if (cudaDeviceGetAttribute(&shared_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
-            cudaSuccess)
-            shared_optin = 0;
-    }
-    if (shared_optin < kV2Shared) return false;
+    /* v2 needs 225 KiB of shared memory per CTA (sm_90) */
+    if (shared_memory_per_block_optin() < kV2Shared) return false;
     return desc->dim_qk == kV2D && desc->dim_v == kV2Dv && desc->n_heads % 16 == 0 &&
            desc->n_heads <= 128 && (desc->s_q == 1 || desc->s_q == 2) && desc->batch <= 65535;
 }
