@@ -29,7 +29,9 @@
 # (default "test sanitize check bench peers goldens"; set but empty: only the
 # build), R1LAB_SANITIZER_TOOLS (default
 # "memcheck racecheck"), R1LAB_GPU_PEERS (a regex of the components whose
-# bench/torch_<component>.py runs; default all).
+# bench/torch_<component>.py runs; default all), R1LAB_FLASHMLA_PEER (a
+# binary built by bench/build_flashmla_peer.sh: FlashMLA's decode, run with
+# the mla peers).
 #
 #   bash ci/gpu.sh OUT_DIR [BENCHMARK_FILTER_REGEX]
 set -uo pipefail
@@ -273,6 +275,17 @@ for peer in bench/torch_*.py; do
     run_step "$(basename "$peer")" run.log 600 \
         python3 "$peer" --json "$PEERS_DIR/$component.json"
 done
+# FlashMLA's decode kernel, when a binary of bench/flashmla_peer.cu is given
+# (bench/build_flashmla_peer.sh builds it from a FlashMLA checkout; it is not
+# part of r1lab). Its results land in peers.json as "flashmla_mla".
+if want peers && [ -n "${R1LAB_FLASHMLA_PEER:-}" ] && [[ "mla" =~ ^(${R1LAB_GPU_PEERS:-.*})$ ]]; then
+    if [ -x "$R1LAB_FLASHMLA_PEER" ]; then
+        run_step "flashmla_peer" run.log 600 \
+            "$R1LAB_FLASHMLA_PEER" --json "$PEERS_DIR/flashmla_mla.json"
+    else
+        skip_step "flashmla_peer" "R1LAB_FLASHMLA_PEER=$R1LAB_FLASHMLA_PEER is not an executable"
+    fi
+fi
 python3 - "$PEERS_DIR" "$OUT/peers.json" <<'PYTHON'
 import glob, json, os, sys
 merged = {}
