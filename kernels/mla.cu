@@ -237,6 +237,85 @@ __global__ void decode_combine_kernel(decode_params p) {
         p.lse[row] = total == 0.0f ? -INFINITY : m + logf(total);
 }
 
+/* The same merge for the tensor-core paths (dim_v a multiple of 4), spread out:
+ * one CTA per (row, 128 columns), its 4 warps taking every 4th split, each
+ * lane 4 columns (16-byte loads, 4 splits in flight). The partial sums of the
+ * warps are added in warp order in shared memory. With few rows (small
+ * batches) the old one-CTA-per-row loop waited on one load after another.
+ * Launched as a programmatic dependent of the split kernel: its CTAs start
+ * while the split kernel drains and wait (griddepcontrol.wait) for its results. */
+constexpr int kCombineColumns = 128, kCombineWarps = 4;
+static_assert(kMaxSplits <= 64, "the wide combine holds two lse per lane");
+
+__global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel_wide(decode_params p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+    __shared__ float4 sums[kCombineWarps - 1][32];
+    const int64_t row = blockIdx.x;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int column = blockIdx.y * kCombineColumns + 4 * lane;
+    const float *lse_s = p.partial_lse + row * p.splits;
+    /* Every warp finds the max and the total itself (at most kMaxSplits = 64 splits). */
+    float mine[2];
+    float m = -INFINITY;
+    bool any_nan = false;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+        const int s = lane + 32 * k;
+        mine[k] = s < p.splits ? lse_s[s] : -INFINITY;
+        any_nan |= isnan(mine[k]);
+        m = fmaxf(m, mine[k]);
+    }
+#pragma unroll
+    for (int x = 16; x >= 1; x >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, x));
+    any_nan = __any_sync(0xffffffffu, any_nan);
+    float weight[2], total = 0.0f;
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+        weight[k] = mine[k] == -INFINITY ? 0.0f : __expf(mine[k] - m);
+        total += weight[k];
+    }
+#pragma unroll
+    for (int x = 16; x >= 1; x >>= 1) total += __shfl_xor_sync(0xffffffffu, total, x);
+    if (any_nan) total = NAN;
+
+    float4 value = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    const bool in_range = column < p.Dv;
+    if (total > 0.0f || isnan(total)) {
+#pragma unroll 4
+        for (int s = warp; s < p.splits; s += kCombineWarps) {
+            const float w = __shfl_sync(0xffffffffu, s < 32 ? weight[0] : weight[1], s % 32);
+            const float l = __shfl_sync(0xffffffffu, s < 32 ? mine[0] : mine[1], s % 32);
+            if (l == -INFINITY || !in_range) continue; /* an empty split adds nothing */
+            const float4 part = *reinterpret_cast<const float4 *>(p.partial_out + (row * p.splits + s) * p.Dv + column);
+            value.x += w * part.x;
+            value.y += w * part.y;
+            value.z += w * part.z;
+            value.w += w * part.w;
+        }
+    }
+    if (warp > 0) sums[warp - 1][lane] = value;
+    __syncthreads();
+    if (warp != 0) return;
+    for (int w = 0; w < kCombineWarps - 1; ++w) {
+        const float4 other = sums[w][lane];
+        value.x += other.x;
+        value.y += other.y;
+        value.z += other.z;
+        value.w += other.w;
+    }
+    if (in_range) {
+        const bool defined = total > 0.0f || isnan(total);
+        __nv_bfloat16 *dst = p.out + row * p.Dv + column;
+        *reinterpret_cast<__nv_bfloat162 *>(dst) =
+            __floats2bfloat162_rn(defined ? value.x / total : 0.0f, defined ? value.y / total : 0.0f);
+        *reinterpret_cast<__nv_bfloat162 *>(dst + 2) =
+            __floats2bfloat162_rn(defined ? value.z / total : 0.0f, defined ? value.w / total : 0.0f);
+    }
+    if (blockIdx.y == 0 && lane == 0 && p.lse) p.lse[row] = total == 0.0f ? -INFINITY : m + logf(total);
+}
+
 /* ---------------------------------------------------------------------------------
  * v2: tensor cores. One CTA of 8 warps per (split, sequence, tile of 64 query rows);
  * the rows of sequence b are its s_q * h queries in (i, head) order, so every row of
@@ -997,6 +1076,9 @@ __global__ void __launch_bounds__(kV3Threads, 1)
     float l_a = 0.0f, l_b = 0.0f;
     if (warpgroup == 0) v3_even_warpgroup(w, r, q8, o, l_a, l_b);
     else v3_odd_warpgroup(w, r, q8, o, l_a, l_b);
+    /* The combine (a programmatic dependent launch) may start its CTAs now; it
+     * waits for this grid's results before reading them. */
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
     /* Row sums: the quad, then the two warpgroups. */
 #pragma unroll
@@ -1084,6 +1166,22 @@ int choose_splits_v2(const r1_mla_decode_desc *desc) {
 }
 
 size_t align_up(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+/* The wide combine, as a programmatic dependent launch of the split kernel on
+ * sm_90 (where griddepcontrol exists), an ordinary launch elsewhere. */
+r1_status launch_combine_wide(const decode_params &p, int64_t rows, cudaStream_t stream) {
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3((unsigned)rows, (unsigned)((p.Dv + kCombineColumns - 1) / kCombineColumns));
+    config.blockDim = dim3(kCombineWarps * 32);
+    config.stream = stream;
+    config.attrs = attribute;
+    config.numAttrs = device_capability() >= 90 ? 1 : 0;
+    CUDA_TRY(cudaLaunchKernelEx(&config, decode_combine_kernel_wide, p));
+    return R1_OK;
+}
 
 } // namespace
 
@@ -1177,6 +1275,7 @@ extern "C" r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void 
         decode_split_kernel<<<grid, kThreads, shared, stream>>>(p);
         CUDA_TRY(cudaGetLastError());
     }
+    if (v2 && p.Dv % 4 == 0) return launch_combine_wide(p, rows, stream);
     decode_combine_kernel<<<(unsigned)rows, 128, 0, stream>>>(p);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;
