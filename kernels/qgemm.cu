@@ -843,7 +843,11 @@ __device__ __forceinline__ uint32_t bf16x2_sub(uint32_t a, uint32_t b) {
 
 __device__ __forceinline__ uint32_t nibble_pair(uint32_t word, int shift, uint32_t magic,
                                                 uint32_t sub) {
-    return bf16x2_sub(((word >> shift) & 0x000F000Fu) ^ magic, sub);
+    /* ((word >> shift) & 0x000F000F) ^ magic as one lop3 (0x6a = (a & b) ^ c);
+     * written out, a constant magic is split into an AND and an XOR */
+    uint32_t bits;
+    asm("lop3.b32 %0, %1, %2, %3, 0x6a;\n" : "=r"(bits) : "r"(word >> shift), "n"(0x000F000F), "r"(magic));
+    return bf16x2_sub(bits, sub);
 }
 
 template <Mode kMode, bool kW4, int TN, int MT>
@@ -1087,7 +1091,7 @@ constexpr int stream_chunk_bytes() { return stream_chunk<NT>() * stream_step_byt
  * steps of weights in flight instead of 4. */
 constexpr int kStreamDeepWarps = 10;
 
-template <int NT, int KS, int kDeep>
+template <int NT, int KS, int kDeep, bool kAsym>
 __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) * 32, 1)
     gemm_w4a16_stream(int64_t M, int64_t N, int64_t K, int slots, const uint16_t *__restrict__ x,
                       const uint8_t *__restrict__ w, const float *__restrict__ w_scale,
@@ -1097,6 +1101,12 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     constexpr int kMaxP = kDeep ? 8 : 4;
     constexpr int P = kSteps < kMaxP ? kSteps : kMaxP;    /* steps of weights in flight */
     constexpr int kStepBytes = stream_step_bytes<NT>(), kChunkBytes = stream_chunk_bytes<NT>();
+    /* With one n8 tile (M <= 8) the producer pairs X's elements as the nibbles
+     * are paired (loads, prmt, stores: at most 8 rows of X), so the consumers
+     * use their shared loads as they are; with two, the producer's loads of 16
+     * rows could not keep up (measured), so it copies X with cp.async and each
+     * consumer pairs the elements itself. */
+    constexpr bool kPermuteX = NT == 1;
     static_assert(C % KS == 0 && kSteps % P == 0, "chunk, slices and prefetch must nest");
     extern __shared__ __align__(128) uint8_t shared[];
     unsigned long long *full = (unsigned long long *)shared, *empty = full + slots;
@@ -1104,7 +1114,8 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
     const int consumers = blockDim.x / 32 - 1, kslice = warp % KS, rowset = warp / KS;
-    const int64_t G = K / kBlock, chunks = (G + C - 1) / C, row_bytes = K / 2;
+    const int G = (int)(K / kBlock), chunks = (G + C - 1) / C; /* K < 2^31 (validated) */
+    const int64_t row_bytes = K / 2;
     const int64_t tiles = (N + 15) / 16, first = blockIdx.x * tiles / gridDim.x,
                   last = (blockIdx.x + 1) * tiles / gridDim.x;
     const int64_t tiles_here = last - first; /* at most consumers / KS */
@@ -1115,24 +1126,22 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
      * points), P steps deep; its first loads go out before anything else. */
     uint4 wv[P][2];
     float scale[P][2];
-    uint32_t zero[P]; /* zero points of rows gq (low half) and gq + 8 (high); 8 when symmetric */
-    const uint32_t magic = w_zero != nullptr ? 0x43004300u : 0x43084308u;
+    uint32_t zero[P]; /* asymmetric: zero points of rows gq (low half) and gq + 8 (high) */
+    constexpr uint32_t magic = kAsym ? 0x43004300u : 0x43084308u;
     /* Rows past N and steps past G load row N - 1 / step G - 1 instead (real
      * data, never multiplied into a written output): no predicates. */
     const int64_t n_lo = n0 + gq < N ? n0 + gq : N - 1, n_hi = n0 + 8 + gq < N ? n0 + 8 + gq : N - 1;
+    const uint8_t *w_row[2] = {w + n_lo * row_bytes + tig * 16, w + n_hi * row_bytes + tig * 16};
+    const float *scale_row[2] = {w_scale + n_lo * G, w_scale + n_hi * G};
+    const uint8_t *zero_row[2] = {w_zero + n_lo * G, w_zero + n_hi * G}; /* used when kAsym */
     auto load_step = [&](int slot, int g) {
-        g = g < G ? g : (int)G - 1;
-        zero[slot] = 0x00080008u;
+        g = g < G ? g : G - 1;
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-            const int64_t n = half == 0 ? n_lo : n_hi;
-            wv[slot][half] = ldg_stream(w + n * row_bytes + g * 64 + tig * 16);
-            scale[slot][half] = __ldg(w_scale + n * G + g);
-            if (w_zero != nullptr) {
-                const uint32_t z = __ldg(w_zero + n * G + g);
-                zero[slot] = half == 0 ? z : zero[slot] | z << 16;
-            }
+            wv[slot][half] = ldg_stream(w_row[half] + g * 64);
+            scale[slot][half] = __ldg(scale_row[half] + g);
         }
+        if constexpr (kAsym) zero[slot] = __ldg(zero_row[0] + g) | (uint32_t)__ldg(zero_row[1] + g) << 16;
     };
     if (active) {
 #pragma unroll
@@ -1156,22 +1165,50 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     if (warp == consumers) {
         /* The producer: chunk c into slot c % slots once the consumers are done with
          * the chunk there before it; only rows m < M, only steps g < G. */
-        const int64_t tokens = M < NT * 8 ? M : NT * 8;
-        for (int64_t c = 0; c < chunks; ++c) {
-            const int slot = (int)(c % slots);
+        const int tokens = M < NT * 8 ? (int)M : NT * 8, pieces = tokens * C * 16;
+        /* Piece i of a chunk: 16 bytes of X row `token`, step s, at the place lane
+         * (gq, tig) of word d reads it (see the layout above). */
+        auto piece_of = [&](int i, int c, int &offset, const uint16_t *&source) {
+            const int piece = i & 15, s = (i >> 4) % C, token = (i >> 4) / C, g = c * C + s;
+            offset = s * kStepBytes + (((token >> 3) * 4 + (piece & 3)) * 32 + (token & 7) * 4 + (piece >> 2)) * 16;
+            source = x + token * K + (int64_t)g * kBlock + piece * 8;
+            return g < G;
+        };
+        for (int c = 0; c < chunks; ++c) {
+            const int slot = c % slots;
             if (c >= slots) barrier_wait(&empty[slot], (unsigned)((c / slots - 1) & 1));
             uint8_t *buffer = ring + slot * kChunkBytes;
-            for (int i = lane; i < tokens * C * 16; i += 32) {
-                const int piece = i & 15, s = (i >> 4) % C, token = (i >> 4) / C;
-                const int64_t g = c * C + s;
-                if (g >= G) continue;
-                const int offset = s * kStepBytes +
-                                   (((token >> 3) * 4 + (piece & 3)) * 32 + (token & 7) * 4 + (piece >> 2)) * 16;
-                cp_async_16(buffer + offset, x + token * K + g * kBlock + piece * 8, true);
+            if constexpr (kPermuteX) {
+                constexpr int kBatch = 8; /* 16-byte loads in flight per lane */
+                for (int i0 = lane; i0 < pieces; i0 += 32 * kBatch) {
+                    uint4 v[kBatch];
+                    int offset[kBatch];
+                    bool valid[kBatch];
+#pragma unroll
+                    for (int u = 0; u < kBatch; ++u) {
+                        const uint16_t *source;
+                        valid[u] = i0 + 32 * u < pieces && piece_of(i0 + 32 * u, c, offset[u], source);
+                        if (valid[u]) v[u] = __ldg(reinterpret_cast<const uint4 *>(source));
+                    }
+                    /* elements (0, 4), (1, 5), (2, 6), (3, 7): the order of the nibble pairs */
+#pragma unroll
+                    for (int u = 0; u < kBatch; ++u)
+                        if (valid[u])
+                            *reinterpret_cast<uint4 *>(buffer + offset[u]) =
+                                make_uint4(__byte_perm(v[u].x, v[u].z, 0x5410), __byte_perm(v[u].x, v[u].z, 0x7632),
+                                           __byte_perm(v[u].y, v[u].w, 0x5410), __byte_perm(v[u].y, v[u].w, 0x7632));
+                }
+                barrier_arrive(&full[slot]); /* release: the stores above are seen by the waiters */
+            } else {
+                for (int i = lane; i < pieces; i += 32) {
+                    int offset;
+                    const uint16_t *source;
+                    if (piece_of(i, c, offset, source)) cp_async_16(buffer + offset, source, true);
+                }
+                cp_async_arrive(&full[slot]);
             }
-            cp_async_arrive(&full[slot]);
         }
-        cp_async_wait<0>();
+        if constexpr (!kPermuteX) cp_async_wait<0>();
     } else if (active) {
 
         /* One step: its weights, scales and zero points were copied out of the
@@ -1182,9 +1219,10 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
                                  uint32_t zeros, const uint8_t *x_step) {
             constexpr int kChains = NT == 1 ? 2 : 1;
             float partial[kChains][NT][4] = {};
-            /* rows gq (weights[0]) and gq + 8 (weights[1]): bf16x2 128 + their zero point */
-            const uint32_t sub_lo = (0x4300u | (zeros & 0xFFFFu)) * 0x00010001u,
-                           sub_hi = (0x4300u | (zeros >> 16)) * 0x00010001u;
+            /* rows gq (weights[0]) and gq + 8 (weights[1]): bf16x2 128 + their zero
+             * point (136 = 128 + 8 for symmetric nibbles, whose xor with 8 is in magic) */
+            const uint32_t sub_lo = kAsym ? (0x4300u | (zeros & 0xFFFFu)) * 0x00010001u : 0x43084308u,
+                           sub_hi = kAsym ? (0x4300u | (zeros >> 16)) * 0x00010001u : 0x43084308u;
 #pragma unroll
             for (int d = 0; d < 4; ++d) {
                 const uint4 &lo4 = weights[0], &hi4 = weights[1];
@@ -1196,24 +1234,25 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
                                         nibble_pair(lo, 12, magic, sub_lo), nibble_pair(hi, 12, magic, sub_hi)};
 #pragma unroll
                 for (int nt = 0; nt < NT; ++nt) {
+                    /* elements (0, 4), (1, 5) and (2, 6), (3, 7), as the producer stored
+                     * them (kPermuteX) or paired here */
                     const uint4 v = *(const uint4 *)(x_step + ((nt * 4 + d) * 32 + lane) * 16);
-                    const uint32_t b0[2] = {__byte_perm(v.x, v.z, 0x5410),  /* elements 0, 4 */
-                                            __byte_perm(v.x, v.z, 0x7632)}; /* 1, 5 */
-                    const uint32_t b1[2] = {__byte_perm(v.y, v.w, 0x5410),  /* 2, 6 */
-                                            __byte_perm(v.y, v.w, 0x7632)}; /* 3, 7 */
+                    const uint32_t b0[2] = {kPermuteX ? v.x : __byte_perm(v.x, v.z, 0x5410),
+                                            kPermuteX ? v.y : __byte_perm(v.x, v.z, 0x7632)};
+                    const uint32_t b1[2] = {kPermuteX ? v.z : __byte_perm(v.y, v.w, 0x5410),
+                                            kPermuteX ? v.w : __byte_perm(v.y, v.w, 0x7632)};
                     mma_bf16(partial[(d >> 1) % kChains][nt], a0, b0);
                     mma_bf16(partial[(d >> 1) % kChains][nt], a1, b1);
                 }
             }
-            /* acc += partial * s_w[n, g]: c0, c1 are row gq, c2, c3 row gq + 8 */
+            /* acc += partial * s_w[n, g] in one fused multiply-add: c0, c1 are row gq, c2, c3 row gq + 8 */
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
 #pragma unroll
                 for (int r = 0; r < 4; ++r)
-                    acc[nt][r] = __fadd_rn(
-                        acc[nt][r], __fmul_rn(kChains == 2 ? __fadd_rn(partial[0][nt][r], partial[kChains - 1][nt][r])
-                                                           : partial[0][nt][r],
-                                              scales[r >> 1]));
+                    acc[nt][r] = __fmaf_rn(kChains == 2 ? __fadd_rn(partial[0][nt][r], partial[kChains - 1][nt][r])
+                                                        : partial[0][nt][r],
+                                           scales[r >> 1], acc[nt][r]);
         };
 
         /* Chunk c: the warp's steps g = c C + kslice + KS i, i < kSteps. */
@@ -1229,7 +1268,7 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
                 const int local = kslice + KS * (i0 + u), g = c * C + local;
                 const uint4 weights[2] = {wv[u][0], wv[u][1]};
                 const float scales[2] = {scale[u][0], scale[u][1]};
-                const uint32_t zeros = zero[u];
+                const uint32_t zeros = kAsym ? zero[u] : 0u;
                 load_step(u, g + KS * P);
                 if (g < G) multiply_step(weights, scales, zeros, buffer + local * kStepBytes);
             }
@@ -1342,46 +1381,50 @@ int stream_shared_bytes(const StreamPlan &plan) {
     return kStreamBarrierBytes + (ring > reduce ? ring : reduce);
 }
 
-template <int NT, int KS, int kDeep>
-r1_status launch_w4a16_stream_ks(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
-                                 int asymmetric, void *y, int out_bf16, const StreamPlan &plan,
-                                 cudaStream_t stream) {
+template <int NT, int KS, int kDeep, bool kAsym>
+r1_status launch_w4a16_stream_ks(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, void *y,
+                                 int out_bf16, const StreamPlan &plan, cudaStream_t stream) {
     const int bytes = stream_shared_bytes<NT>(plan);
     static int configured = 0; /* the dynamic shared memory allowed so far */
     if (bytes > configured) {
-        CUDA_TRY(cudaFuncSetAttribute(gemm_w4a16_stream<NT, KS, kDeep>,
+        CUDA_TRY(cudaFuncSetAttribute(gemm_w4a16_stream<NT, KS, kDeep, kAsym>,
                                       cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
         configured = bytes;
     }
-    gemm_w4a16_stream<NT, KS, kDeep><<<plan.blocks, (plan.consumers + 1) * 32, bytes, stream>>>(
+    gemm_w4a16_stream<NT, KS, kDeep, kAsym><<<plan.blocks, (plan.consumers + 1) * 32, bytes, stream>>>(
         M, N, K, plan.slots, (const uint16_t *)ops->x, (const uint8_t *)ops->w, ops->w_scale,
-        asymmetric ? ops->w_zero : nullptr, ops->bias, y, out_bf16);
+        kAsym ? ops->w_zero : nullptr, ops->bias, y, out_bf16);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;
 }
 
-template <int NT>
-r1_status launch_w4a16_stream_nt(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
-                                 int asymmetric, void *y, int out_bf16, cudaStream_t stream) {
+template <int NT, bool kAsym>
+r1_status launch_w4a16_stream_nt(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, void *y,
+                                 int out_bf16, cudaStream_t stream) {
     const StreamPlan plan = plan_w4a16_stream<NT>(N, K);
     if (plan.slots < 1)
         return r1_fail(R1_EUNSUPPORTED, "the W4A16 stream kernel needs %d bytes of shared memory per block",
                        kStreamBarrierBytes + stream_chunk_bytes<NT>());
     const bool deep = plan.consumers + 1 <= kStreamDeepWarps;
     switch (plan.slices * 2 + deep) {
-    case 2: return launch_w4a16_stream_ks<NT, 1, 0>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
-    case 3: return launch_w4a16_stream_ks<NT, 1, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
-    case 4: return launch_w4a16_stream_ks<NT, 2, 0>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
-    case 5: return launch_w4a16_stream_ks<NT, 2, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
-    case 8: return launch_w4a16_stream_ks<NT, 4, 0>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
-    default: return launch_w4a16_stream_ks<NT, 4, 1>(M, N, K, ops, asymmetric, y, out_bf16, plan, stream);
+    case 2: return launch_w4a16_stream_ks<NT, 1, 0, kAsym>(M, N, K, ops, y, out_bf16, plan, stream);
+    case 3: return launch_w4a16_stream_ks<NT, 1, 1, kAsym>(M, N, K, ops, y, out_bf16, plan, stream);
+    case 4: return launch_w4a16_stream_ks<NT, 2, 0, kAsym>(M, N, K, ops, y, out_bf16, plan, stream);
+    case 5: return launch_w4a16_stream_ks<NT, 2, 1, kAsym>(M, N, K, ops, y, out_bf16, plan, stream);
+    case 8: return launch_w4a16_stream_ks<NT, 4, 0, kAsym>(M, N, K, ops, y, out_bf16, plan, stream);
+    default: return launch_w4a16_stream_ks<NT, 4, 1, kAsym>(M, N, K, ops, y, out_bf16, plan, stream);
     }
 }
 
+/* One n8 tile of X for M <= 8, two above; symmetric and asymmetric weights are
+ * separate kernels (no zero-point loads or selects in the symmetric one). */
 r1_status launch_w4a16_stream(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops,
                               int asymmetric, void *y, int out_bf16, cudaStream_t stream) {
-    if (M <= 8) return launch_w4a16_stream_nt<1>(M, N, K, ops, asymmetric, y, out_bf16, stream);
-    return launch_w4a16_stream_nt<2>(M, N, K, ops, asymmetric, y, out_bf16, stream);
+    if (M <= 8)
+        return asymmetric ? launch_w4a16_stream_nt<1, true>(M, N, K, ops, y, out_bf16, stream)
+                          : launch_w4a16_stream_nt<1, false>(M, N, K, ops, y, out_bf16, stream);
+    return asymmetric ? launch_w4a16_stream_nt<2, true>(M, N, K, ops, y, out_bf16, stream)
+                      : launch_w4a16_stream_nt<2, false>(M, N, K, ops, y, out_bf16, stream);
 }
 
 /* The copy engine's description of a row-major (rows, K) byte matrix, read in
