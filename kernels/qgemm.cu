@@ -75,7 +75,9 @@
  *   v5  the same kernel with a producer warp filling X's ring on mbarriers
  *       (no block-wide barrier per chunk), loads without predicates, 8 steps
  *       in flight in blocks of at most 10 warps (sm_90; v2 elsewhere).
- *       Numbers in docs/qgemm.md.
+ *   v6  fewer instructions per step in the same kernel: one instantiation per
+ *       weight kind, one lop3 per nibble pair, one FMA per scale, and for
+ *       M <= 8 X paired by the producer. Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -1056,14 +1058,16 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
  *     128 + z for asymmetric v: exact small integers);
  *   - X sits in shared memory in chunks of 16 steps (8 with two n8 tiles),
  *     in the order lanes read it: for step s, n8 tile nt and word d, the 16
- *     bytes of lane (gq, tig) are X[8 nt + gq, 128 s + 32 tig + 8 d, +8]; two
- *     prmt per register pair them like the nibbles. Rows of X past M are
- *     never copied (the ring is zeroed once). A block reads X from L2 once;
- *     its warps share it;
- *   - one producer warp copies the chunks (cp.async) into a ring of up to
+ *     bytes of lane (gq, tig) are X[8 nt + gq, 128 s + 32 tig + 8 d, +8],
+ *     with its elements paired like the nibbles ((0, 4), (1, 5), (2, 6),
+ *     (3, 7)) by four prmt: in the producer for one n8 tile, in every
+ *     consumer for two. Rows of X past M are never copied (the ring is zeroed
+ *     once). A block reads X from L2 once; its warps share it;
+ *   - one producer warp fills the chunks (ld.global + prmt + st.shared with
+ *     one n8 tile, cp.async with two) into a ring of up to
  *     4 slots (all of X when it has at most 4 chunks). Each slot has two
- *     mbarriers: `full` (the producer's 32 lanes arrive as their copies
- *     land) and `empty` (every lane of the active consumer warps arrives when
+ *     mbarriers: `full` (the producer's 32 lanes arrive after their stores,
+ *     or as their copies land) and `empty` (every lane of the active consumer warps arrives when
  *     done with the chunk; the producer refills a slot only after that). No
  *     consumer waits for another, so every warp keeps its weight loads in
  *     flight (v4 had a block-wide barrier per chunk);
@@ -1071,7 +1075,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
  *     instead, so the loads need no predicates; blocks of at most 10 warps
  *     keep 8 steps in flight instead of 4 (they have the registers);
  *   - per step the fp32 partial sums are scaled by s_w[n, g] into the
- *     accumulators, and the KS slices of a tile are summed in shared memory
+ *     accumulators (one FMA each), and the KS slices of a tile are summed in shared memory
  *     in slice order. */
 constexpr int kStreamMaxWarps = 16;      /* consumers + the producer */
 constexpr int kStreamBarrierBytes = 1024; /* full[slots], empty[slots] ahead of the chunks */
