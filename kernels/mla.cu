@@ -47,6 +47,12 @@
  *       b=128, s_q=1, h=128, s_k=4096: 304 us, 2.05 TB/s read (0.69 of the 2.98 TB/s
  *       copy), 480 TFLOP/s, 5.3x the einsum path; s_q=2: 564 us, 518 TFLOP/s.
  *       R1LAB_MLA_V3=0 runs v2 instead.
+ *   v3 + wide combine: v2's and v3's splits merged by one CTA per (row, 128
+ *       columns) as a programmatic dependent launch (decode_combine_kernel_wide);
+ *       b=1 h=16 s_k=8192 77.9 -> 20.0 us. Side by side with FlashMLA in one run
+ *       (bench/results/h100-mla-v4.json, h100-flashmla-mla.json): 0.81x at the
+ *       headline shape (313 vs 254 us), 1.08-1.84x at b=1. Next: a persistent
+ *       grid with a TMA epilogue (docs/mla.md has the profile).
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
