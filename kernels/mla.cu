@@ -1176,6 +1176,7 @@ size_t align_up(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 /* The wide combine, as a programmatic dependent launch of the split kernel on
  * sm_90 (where griddepcontrol exists), an ordinary launch elsewhere. */
 r1_status launch_combine_wide(const decode_params &p, int64_t rows, cudaStream_t stream) {
+    static_assert(kV2Dv % 4 == 0, "the wide combine loads 4 columns at a time");
     cudaLaunchAttribute attribute[1];
     attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attribute[0].val.programmaticStreamSerializationAllowed = 1;
@@ -1281,7 +1282,7 @@ extern "C" r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void 
         decode_split_kernel<<<grid, kThreads, shared, stream>>>(p);
         CUDA_TRY(cudaGetLastError());
     }
-    if (v2 && p.Dv % 4 == 0) return launch_combine_wide(p, rows, stream);
+    if (v2) return launch_combine_wide(p, rows, stream); /* dim_v = kV2Dv */
     decode_combine_kernel<<<(unsigned)rows, 128, 0, stream>>>(p);
     CUDA_TRY(cudaGetLastError());
     return R1_OK;

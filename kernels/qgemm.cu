@@ -1137,7 +1137,7 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     const int64_t n_lo = n0 + gq < N ? n0 + gq : N - 1, n_hi = n0 + 8 + gq < N ? n0 + 8 + gq : N - 1;
     const uint8_t *w_row[2] = {w + n_lo * row_bytes + tig * 16, w + n_hi * row_bytes + tig * 16};
     const float *scale_row[2] = {w_scale + n_lo * G, w_scale + n_hi * G};
-    const uint8_t *zero_row[2] = {w_zero + n_lo * G, w_zero + n_hi * G}; /* used when kAsym */
+    const uint8_t *zero_row[2] = {kAsym ? w_zero + n_lo * G : nullptr, kAsym ? w_zero + n_hi * G : nullptr};
     auto load_step = [&](int slot, int g) {
         g = g < G ? g : G - 1;
 #pragma unroll
