@@ -155,7 +155,7 @@ static const char *kernel_label(const qgemm_case *c) {
     const char *old_w4 = getenv("R1LAB_QGEMM_W4_OLD");
     const int sm90 = strstr(r1_device_name(), "(sm_90") != NULL;
     if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && sm90 && !(old_w4 && strcmp(old_w4, "1") == 0))
-        return "v6 weight stream (W as the mma A operand, X in shared memory fed by a producer warp)";
+        return "v7 weight stream (W as the mma A operand, X in shared memory fed by a producer warp, blocks staggered over K)";
     if (c->M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32)) return "v2 decode (weight streaming)";
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
     if (hopper) return c->M > 128 ? "v3 wgmma, TMA, paired CTAs" : "v3 wgmma, TMA";

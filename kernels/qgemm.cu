@@ -78,6 +78,8 @@
  *   v6  fewer instructions per step in the same kernel: one instantiation per
  *       weight kind, one lop3 per nibble pair, one FMA per scale, and for
  *       M <= 8 X paired by the producer. Numbers in docs/qgemm.md.
+ *   v7  the blocks of the W4A16 stream start their K walk at different
+ *       chunks of X (spreads X's reads over L2). Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -1063,6 +1065,11 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
  *     (3, 7)) by four prmt: in the producer for one n8 tile, in every
  *     consumer for two. Rows of X past M are never copied (the ring is zeroed
  *     once). A block reads X from L2 once; its warps share it;
+ *   - block b takes the chunks in the order ⌊b chunks / B⌋, ..., chunks - 1,
+ *     0, ...: with every block reading the same lines of X at once (132
+ *     requests per L2 line), M = 16, N = 18432, K = 7168 took 52.0 us on the
+ *     H100; staggered it takes 46.6 us (a probe that skipped X's copies
+ *     altogether, wrong results, took 39 us);
  *   - one producer warp fills the chunks (ld.global + prmt + st.shared with
  *     one n8 tile, cp.async with two) into a ring of up to
  *     4 slots (all of X when it has at most 4 chunks). Each slot has two
@@ -1119,6 +1126,19 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
     const int consumers = blockDim.x / 32 - 1, kslice = warp % KS, rowset = warp / KS;
     const int G = (int)(K / kBlock), chunks = (G + C - 1) / C; /* K < 2^31 (validated) */
+    /* Block b walks the chunks of K starting at chunk ⌊b chunks / B⌋ and wraps
+     * around, so that the blocks read different parts of X at any moment. */
+    const int first_chunk = (int)(blockIdx.x * (int64_t)chunks / gridDim.x);
+    auto chunk_at = [&](int c) { /* the chunk the block takes c-th */
+        return c + first_chunk < chunks ? c + first_chunk : c + first_chunk - chunks;
+    };
+    /* The warp's i-th step (0 <= i < 2 kSteps) counted from the start of the
+     * block's c-th chunk (i >= kSteps: in the next chunk; after the last, the
+     * first again: prefetched, never multiplied). */
+    auto step_at = [&](int c, int i, int slice) {
+        const int carry = i >= kSteps, next = c + carry < chunks ? c + carry : 0;
+        return chunk_at(next) * C + slice + KS * (i - carry * kSteps);
+    };
     const int64_t row_bytes = K / 2;
     const int64_t tiles = (N + 15) / 16, first = blockIdx.x * tiles / gridDim.x,
                   last = (blockIdx.x + 1) * tiles / gridDim.x;
@@ -1149,7 +1169,7 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     };
     if (active) {
 #pragma unroll
-        for (int u = 0; u < P; ++u) load_step(u, kslice + KS * u);
+        for (int u = 0; u < P; ++u) load_step(u, step_at(0, u, kslice));
     }
 
     if (threadIdx.x == 0) {
@@ -1191,7 +1211,7 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
 #pragma unroll
                     for (int u = 0; u < kBatch; ++u) {
                         const uint16_t *source;
-                        valid[u] = i0 + 32 * u < pieces && piece_of(i0 + 32 * u, c, offset[u], source);
+                        valid[u] = i0 + 32 * u < pieces && piece_of(i0 + 32 * u, chunk_at(c), offset[u], source);
                         if (valid[u]) v[u] = __ldg(reinterpret_cast<const uint4 *>(source));
                     }
                     /* elements (0, 4), (1, 5), (2, 6), (3, 7): the order of the nibble pairs */
@@ -1207,7 +1227,7 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
                 for (int i = lane; i < pieces; i += 32) {
                     int offset;
                     const uint16_t *source;
-                    if (piece_of(i, c, offset, source)) cp_async_16(buffer + offset, source, true);
+                    if (piece_of(i, chunk_at(c), offset, source)) cp_async_16(buffer + offset, source, true);
                 }
                 cp_async_arrive(&full[slot]);
             }
@@ -1269,11 +1289,11 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
             for (int i0 = 0; i0 < kSteps; i0 += P)
 #pragma unroll
             for (int u = 0; u < P; ++u) {
-                const int local = kslice + KS * (i0 + u), g = c * C + local;
+                const int local = kslice + KS * (i0 + u), g = chunk_at(c) * C + local;
                 const uint4 weights[2] = {wv[u][0], wv[u][1]};
                 const float scales[2] = {scale[u][0], scale[u][1]};
                 const uint32_t zeros = kAsym ? zero[u] : 0u;
-                load_step(u, g + KS * P);
+                load_step(u, step_at(c, i0 + u + P, kslice));
                 if (g < G) multiply_step(weights, scales, zeros, buffer + local * kStepBytes);
             }
             barrier_arrive(&empty[slot]);
