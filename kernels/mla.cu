@@ -254,9 +254,7 @@ constexpr int kCombineColumns = 128, kCombineWarps = 4;
 static_assert(kMaxSplits <= 64, "the wide combine holds two lse per lane");
 
 __global__ void __launch_bounds__(kCombineWarps * 32) decode_combine_kernel_wide(decode_params p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
+    wait_for_previous_kernel();
     __shared__ float4 sums[kCombineWarps - 1][32];
     const int64_t row = blockIdx.x;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -1084,7 +1082,7 @@ __global__ void __launch_bounds__(kV3Threads, 1)
     else v3_odd_warpgroup(w, r, q8, o, l_a, l_b);
     /* The combine (a programmatic dependent launch) may start its CTAs now; it
      * waits for this grid's results before reading them. */
-    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    let_next_kernel_launch();
 
     /* Row sums: the quad, then the two warpgroups. */
 #pragma unroll
@@ -1177,15 +1175,13 @@ size_t align_up(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
  * sm_90 (where griddepcontrol exists), an ordinary launch elsewhere. */
 r1_status launch_combine_wide(const decode_params &p, int64_t rows, cudaStream_t stream) {
     static_assert(kV2Dv % 4 == 0, "the wide combine loads 4 columns at a time");
-    cudaLaunchAttribute attribute[1];
-    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchAttribute early_launch = early_launch_attribute();
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3((unsigned)rows, (unsigned)((p.Dv + kCombineColumns - 1) / kCombineColumns));
     config.blockDim = dim3(kCombineWarps * 32);
     config.stream = stream;
-    config.attrs = attribute;
-    config.numAttrs = device_capability() >= 90 ? 1 : 0;
+    config.attrs = &early_launch;
+    config.numAttrs = early_launch_supported() ? 1 : 0;
     CUDA_TRY(cudaLaunchKernelEx(&config, decode_combine_kernel_wide, p));
     return R1_OK;
 }

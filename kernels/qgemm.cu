@@ -1135,9 +1135,9 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     /* The warp's i-th step (0 <= i < 2 kSteps) counted from the start of the
      * block's c-th chunk (i >= kSteps: in the next chunk; after the last, the
      * first again: prefetched, never multiplied). */
-    auto step_at = [&](int c, int i, int slice) {
+    auto step_at = [&](int c, int i) {
         const int carry = i >= kSteps, next = c + carry < chunks ? c + carry : 0;
-        return chunk_at(next) * C + slice + KS * (i - carry * kSteps);
+        return chunk_at(next) * C + kslice + KS * (i - carry * kSteps);
     };
     const int64_t row_bytes = K / 2;
     const int64_t tiles = (N + 15) / 16, first = blockIdx.x * tiles / gridDim.x,
@@ -1169,7 +1169,7 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
     };
     if (active) {
 #pragma unroll
-        for (int u = 0; u < P; ++u) load_step(u, step_at(0, u, kslice));
+        for (int u = 0; u < P; ++u) load_step(u, step_at(0, u));
     }
 
     if (threadIdx.x == 0) {
@@ -1293,7 +1293,7 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
                 const uint4 weights[2] = {wv[u][0], wv[u][1]};
                 const float scales[2] = {scale[u][0], scale[u][1]};
                 const uint32_t zeros = kAsym ? zero[u] : 0u;
-                load_step(u, step_at(c, i0 + u + P, kslice));
+                load_step(u, step_at(c, i0 + u + P));
                 if (g < G) multiply_step(weights, scales, zeros, buffer + local * kStepBytes);
             }
             barrier_arrive(&empty[slot]);

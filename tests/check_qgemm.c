@@ -564,7 +564,8 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
      * smaller) and loads 2 steps of 128 at a time: shapes with odd step
      * counts, odd N and M = 1, 5, 16, 24, 32 cover those edges. W4A16 with
      * M <= 16 takes the weight stream: 1 or 2 n8 tiles of X (M <= 8, 9..16),
-     * X in chunks of 16 or 8 steps (K = 2176: 17 steps, a 1-step last chunk)
+     * X in chunks of 16 or 8 steps (K = 2176: 17 steps, a 1-step last chunk,
+     * which blocks that start their walk at a later chunk meet mid-walk)
      * in a ring of 4 slots (K = 8448 with one n8 tile and 4224 with two wrap
      * around it), 1, 2 or 4 K slices per tile by 16-row tiles per block (on
      * 132 SMs: N = 17000 and 34000 one slice, 8456, 8000 and 6500 two, 5000
