@@ -156,9 +156,14 @@ static const char *kernel_label(const qgemm_case *c) {
     const int sm90 = strstr(r1_device_name(), "(sm_90") != NULL;
     if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && sm90 && !(old_w4 && strcmp(old_w4, "1") == 0))
         return "v7 weight stream (W as the mma A operand, X in shared memory fed by a producer warp, blocks staggered over K)";
-    if (c->M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32)) return "v2 decode (weight streaming)";
+    const char *decode = getenv("R1LAB_QGEMM_DECODE");
+    const int decode_8bit = !(decode && strcmp(decode, "0") == 0);
+    if (c->M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32) && (c->scheme == R1_QGEMM_W4A16 || decode_8bit || !hopper))
+        return "v2 decode (weight streaming)";
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
-    if (hopper) return c->M > 128 ? "v3 wgmma, TMA, paired CTAs" : "v3 wgmma, TMA";
+    if (hopper)
+        return c->M > 128 ? "v3 wgmma, TMA, paired CTAs"
+                          : "v8 wgmma, TMA, K split over a cluster of 2-8 CTAs where the tiles leave SMs idle";
     return "v1 mma.sync tiles";
 }
 

@@ -29,6 +29,12 @@ __device__ __forceinline__ void cluster_sync() {
 #endif
 }
 
+/* Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads of the
+ * block (a multiple of 32), ordering their shared-memory accesses. */
+__device__ __forceinline__ void named_barrier(int id, int threads) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 /* Pointer to the same shared variable in block `rank` of this cluster. */
 template <typename T> __device__ __forceinline__ T *in_block(T *pointer, unsigned rank) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900

@@ -84,6 +84,33 @@ __device__ __forceinline__ void barrier_arrive_in_block(unsigned long long *bar,
 #endif
 }
 
+/* Arrives on the barrier at `bar`'s offset in CTA `rank` of the cluster
+ * without ordering this thread's memory operations (no fence: use it where
+ * what it announces is already done, e.g. loads whose values were used). */
+__device__ __forceinline__ void barrier_arrive_relaxed_in_block(unsigned long long *bar, unsigned rank) {
+#ifdef R1LAB_SM90A
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(bar)), "r"(rank));
+    asm volatile("mbarrier.arrive.relaxed.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+#endif
+}
+
+/* Writes 16 bytes at `slot`'s offset in CTA `rank` of the cluster; the store
+ * counts its bytes down on the barrier at `bar`'s offset there, whose
+ * waiters then see them (st.async: no fence on either side). */
+__device__ __forceinline__ void push_16_to_block(void *slot, uint32_t a, uint32_t b, uint32_t c, uint32_t d,
+                                                 unsigned long long *bar, unsigned rank) {
+#ifdef R1LAB_SM90A
+    unsigned remote_slot, remote_bar;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote_slot) : "r"(shared_address(slot)), "r"(rank));
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote_bar) : "r"(shared_address(bar)), "r"(rank));
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
+                     remote_slot),
+                 "r"(a), "r"(b), "r"(c), "r"(d), "r"(remote_bar)
+                 : "memory");
+#endif
+}
+
 /* ---- wgmma ----------------------------------------------------------------------- */
 
 /* Descriptor of a K-major tile in shared memory written with the 128-byte

@@ -39,8 +39,9 @@
  * memory in a fixed order. 16 rows of X per block (grid.y over M).
  *
  * Large M on sm_90a, kernel `gemm_8bit_wgmma` (W8A8 and FP8, M > 32): a
- * persistent TMA + wgmma pipeline, described at the kernel; elsewhere the
- * 64 x 64 tiles above.
+ * persistent TMA + wgmma pipeline, described at the kernel (with K split
+ * over a cluster for one tile row of few tiles); elsewhere the 64 x 64
+ * tiles above.
  *
  * W4A16 with M <= 16 (K % 128 == 0), kernel `gemm_w4a16_stream`: the
  * product turned around (Yᵀ = W Xᵀ, 16 weight rows per mma A fragment), the
@@ -80,6 +81,11 @@
  *       M <= 8 X paired by the producer. Numbers in docs/qgemm.md.
  *   v7  the blocks of the W4A16 stream start their K walk at different
  *       chunks of X (spreads X's reads over L2). Numbers in docs/qgemm.md.
+ *   v8  W8A8 and FP8 with 32 < M <= 128 on sm_90a: when the 128-wide tiles
+ *       of N leave SMs idle, K is split over a cluster of 2, 4 or 8 CTAs
+ *       that add their partial sums through shared memory (st.async into
+ *       the CTA that finishes each part of the tile). Numbers in
+ *       docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -440,12 +446,26 @@ __global__ void __launch_bounds__(kGemmThreads)
  *        reduced-precision accumulation spans one block only.
  *   W8A8 / accumulators: int32 accumulation over all of K (exact).
  * The copy engine zero-fills past M, N and K, so edges need no code in the
- * main loop; the epilogue checks bounds. */
+ * main loop; the epilogue checks bounds.
+ *
+ * One tile row (M <= 128) with fewer tiles than SMs (kSplit): a cluster of
+ * `parts` CTAs (2, 4 or 8) shares each tile, CTA r taking K blocks
+ * [r B / parts, (r + 1) B / parts) of the B; at the end of a tile every CTA
+ * pushes its partial sums to the CTAs that finish them (CTA r: a 1 / parts
+ * share of every consumer thread's values), each adds the parts in rank
+ * order and stores. The tile's sum thus runs in a different order than
+ * with one CTA (float; int32 is exact), fixed for a given shape and GPU. */
 constexpr int kWgTile = 128;                        /* M, N and K of a tile           */
-constexpr int kWgStages = 6;
 constexpr int kWgTileBytes = kWgTile * kWgTile;     /* one operand's K block: 16 KiB  */
 constexpr int kWgStageBytes = 2 * kWgTileBytes;
-constexpr int kWgSharedBytes = kWgStages * kWgStageBytes + 1024; /* + 1024-byte alignment */
+/* With K split over a cluster (kSplit) a CTA also receives the partial sums
+ * it finishes (64 KiB: 1 / parts of the 128 x 128 tile from each of the
+ * parts CTAs), in place of one stage. */
+constexpr int kWgExchangeBytes = kWgTile * kWgTile * 4;
+template <bool kSplit> constexpr int wgmma_stages() { return kSplit ? 5 : 6; }
+template <bool kSplit> constexpr int wgmma_shared_bytes() {
+    return wgmma_stages<kSplit>() * kWgStageBytes + (kSplit ? kWgExchangeBytes : 0) + 1024; /* + alignment */
+}
 constexpr int kWgThreads = 384;
 constexpr int kWgGroupRows = 8;
 
@@ -467,29 +487,41 @@ __device__ __forceinline__ void wgmma_unit_coordinates(int64_t unit, int64_t uni
  * (L2 reads of W halve). A stage is then free only when the consumers of
  * both CTAs have released it, so each consumer warp arrives on both CTAs'
  * `empty` barriers. */
-template <Mode kMode, int kPair>
+template <Mode kMode, int kPair, bool kSplit>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_8bit_wgmma(const __grid_constant__ CUtensorMap x_map,
                     const __grid_constant__ CUtensorMap w_map, int64_t M, int64_t N, int64_t K,
-                    Epilogue epilogue) {
+                    int parts, Epilogue epilogue) {
 #ifdef R1LAB_SM90A
+    static_assert(!(kSplit && kPair == 2), "a cluster either pairs tiles or splits K");
+    constexpr int kStages = wgmma_stages<kSplit>();
     extern __shared__ uint8_t shared_raw[];
-    __shared__ unsigned long long full[kWgStages], empty[kWgStages];
+    __shared__ unsigned long long full[kStages], empty[kStages];
+    __shared__ unsigned long long ready, freed; /* kSplit: the partial sums are written / read */
     uint8_t *stages = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
     const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
-    const unsigned rank = kPair == 2 ? cluster_rank() : 0;
+    const unsigned rank = kPair == 2 || kSplit ? cluster_rank() : 0;
+    const unsigned pair_rank = kPair == 2 ? rank : 0;
+    const int cluster_size = kSplit ? parts : kPair;
     const int64_t tiles_m = (M + kWgTile - 1) / kWgTile, tiles_n = (N + kWgTile - 1) / kWgTile;
     const int64_t units_m = (tiles_m + kPair - 1) / kPair, units = units_m * tiles_n;
-    const int64_t first_unit = blockIdx.x / kPair, unit_stride = gridDim.x / kPair;
-    const int64_t blocks = (K + kWgTile - 1) / kWgTile;
+    const int64_t first_unit = blockIdx.x / cluster_size, unit_stride = gridDim.x / cluster_size;
+    /* this CTA's K blocks of every unit: all, or part `rank` of `parts` */
+    const int64_t blocks_all = (K + kWgTile - 1) / kWgTile;
+    const int block_begin = kSplit ? (int)(rank * blocks_all / parts) : 0;
+    const int blocks = kSplit ? (int)((rank + 1) * blocks_all / parts) - block_begin : (int)blocks_all; /* K < 2^31 */
     if (threadIdx.x == 0) {
-        for (int s = 0; s < kWgStages; ++s) {
+        for (int s = 0; s < kStages; ++s) {
             barrier_init(&full[s], 1);
             barrier_init(&empty[s], 8 * kPair); /* lane 0 of each consumer warp of the pair */
         }
+        if (kSplit) {
+            barrier_init(&ready, 1);     /* armed by one consumer thread per unit, filled by pushes */
+            barrier_init(&freed, parts); /* one lane of one consumer warp per CTA of the cluster */
+        }
         barrier_init_fence();
     }
-    if (kPair == 2) cluster_sync(); /* the peer's barriers exist before anything lands there */
+    if (kPair == 2 || kSplit) cluster_sync(); /* the peers' barriers exist before anything lands there */
     else __syncthreads();
 
     if (warpgroup == 0) {
@@ -499,19 +531,19 @@ __global__ void __launch_bounds__(kWgThreads, 1)
             for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
                 int64_t unit_m, tile_n;
                 wgmma_unit_coordinates(unit, units_m, tiles_n, unit_m, tile_n);
-                const int64_t tile_m = unit_m * kPair + rank;
-                for (int64_t kb = 0; kb < blocks; ++kb, ++step) {
-                    const uint32_t s = step % kWgStages, pass = step / kWgStages;
+                const int64_t tile_m = unit_m * kPair + pair_rank;
+                for (int kb = 0; kb < blocks; ++kb, ++step) {
+                    const uint32_t s = step % kStages, pass = step / kStages;
                     barrier_wait(&empty[s], (pass & 1) ^ 1);
                     barrier_arrive_expect_bytes(&full[s], kWgStageBytes);
                     uint8_t *a = stages + s * kWgStageBytes, *b = a + kWgTileBytes;
-                    const int k0 = (int)(kb * kWgTile);
+                    const int k0 = (int)((block_begin + kb) * kWgTile);
                     tma_load_2d(a, &x_map, k0, (int)(tile_m * kWgTile), &full[s]);
                     if (kPair == 1)
                         tma_load_2d(b, &w_map, k0, (int)(tile_n * kWgTile), &full[s]);
                     else
                         tma_load_2d_multicast(b + rank * (kWgTileBytes / 2), &w_map, k0,
-                                              (int)(tile_n * kWgTile + rank * (kWgTile / 2)), &full[s],
+                                              (int)(tile_n * kWgTile + pair_rank * (kWgTile / 2)), &full[s],
                                               0x3);
                 }
             }
@@ -521,11 +553,11 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         const int half = warpgroup - 1; /* rows [64 half, 64 half + 64) of the tile */
         const int warp = t / 32, lane = t % 32;
         const int64_t G = K / kBlock;
-        uint32_t step = 0;
-        for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
+        uint32_t step = 0, unit_count = 0;
+        for (int64_t unit = first_unit; unit < units; unit += unit_stride, ++unit_count) {
             int64_t unit_m, tile_n;
             wgmma_unit_coordinates(unit, units_m, tiles_n, unit_m, tile_n);
-            const int64_t tile_m = unit_m * kPair + rank;
+            const int64_t tile_m = unit_m * kPair + pair_rank;
             const int64_t row0 = tile_m * kWgTile + 64 * half + 16 * warp + lane / 4; /* and row0 + 8 */
             const int64_t col0 = tile_n * kWgTile + 2 * (lane % 4);                    /* + 8 j (+ 1) */
             using Acc = typename std::conditional<kMode == Mode::FP8, float, int32_t>::type;
@@ -533,10 +565,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #pragma unroll
             for (int i = 0; i < 64; ++i) acc[i] = 0;
             /* K block kb's stage, filled by the producer */
-            auto stage_of = [&](int64_t kb, uint32_t &s) {
+            auto stage_of = [&](int kb, uint32_t &s) {
                 const uint32_t at = step + (uint32_t)kb;
-                s = at % kWgStages;
-                barrier_wait(&full[s], (at / kWgStages) & 1);
+                s = at % kStages;
+                barrier_wait(&full[s], (at / kStages) & 1);
             };
             /* the stage's reads are done: hand it back (to both CTAs of a pair) */
             auto release = [&](uint32_t s) {
@@ -553,10 +585,14 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 uint32_t held[2];
                 /* loaded a block ahead and multiplied only when used (the loads
                  * are L2 round trips) */
-                auto scales_of = [&](int64_t kb, float (&out)[3]) {
-                    out[0] = row0 < M ? epilogue.x_scale[row0 * G + kb] : 0.0f;
-                    out[1] = row0 + 8 < M ? epilogue.x_scale[(row0 + 8) * G + kb] : 0.0f;
-                    out[2] = epilogue.w_scale[tile_n * G + kb];
+                const bool lo_valid = row0 < M, hi_valid = row0 + 8 < M;
+                const float *x_scale_lo = epilogue.x_scale + (lo_valid ? row0 * G + block_begin : 0);
+                const float *x_scale_hi = epilogue.x_scale + (hi_valid ? (row0 + 8) * G + block_begin : 0);
+                const float *w_scale = epilogue.w_scale + tile_n * G + block_begin;
+                auto scales_of = [&](int kb, float (&out)[3]) {
+                    out[0] = lo_valid ? x_scale_lo[kb] : 0.0f;
+                    out[1] = hi_valid ? x_scale_hi[kb] : 0.0f;
+                    out[2] = w_scale[kb];
                 };
                 auto issue = [&](float (&p)[64], uint32_t s) {
                     wgmma_fence();
@@ -581,7 +617,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 scales_of(0, scale[0]);
                 stage_of(0, held[0]);
                 issue(part[0], held[0]);
-                int64_t kb = 1;
+                int kb = 1;
                 for (; kb + 1 < blocks; kb += 2) {
                     scales_of(kb, scale[1]);
                     stage_of(kb, held[1]);
@@ -610,7 +646,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 /* int32 accumulation through all of K; block kb - 1's stage is
                  * handed back once block kb's wgmmas are queued behind it */
                 uint32_t s = 0, previous = 0;
-                for (int64_t kb = 0; kb < blocks; ++kb) {
+                for (int kb = 0; kb < blocks; ++kb) {
                     stage_of(kb, s);
                     wgmma_fence();
 #pragma unroll
@@ -640,24 +676,24 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 if (epilogue.bias) value = __fadd_rn(value, epilogue.bias[n]);
                 return value;
             };
-#pragma unroll
-            for (int q = 0; q < 32; ++q) {
+            /* pair q of the tile, values a0, a1: bounds, scaling, bias, store */
+            auto store_pair = [&](int q, Acc a0, Acc a1) {
                 const int64_t m = row0 + 8 * (q & 1), n = col0 + 8 * (q >> 1);
-                if (m >= M || n >= N) continue;
+                if (m >= M || n >= N) return;
                 const bool both = n + 1 < N;
                 const int64_t at = m * N + n;
                 if constexpr (kMode == Mode::Accumulators) {
                     int32_t *y = (int32_t *)epilogue.y + at;
                     if (both && (at & 1) == 0) {
-                        *(int2 *)y = make_int2(acc[2 * q], acc[2 * q + 1]);
+                        *(int2 *)y = make_int2(a0, a1);
                     } else {
-                        y[0] = acc[2 * q];
-                        if (both) y[1] = acc[2 * q + 1];
+                        y[0] = a0;
+                        if (both) y[1] = a1;
                     }
-                    continue;
+                    return;
                 }
-                const float v0 = finish(acc[2 * q], m, n);
-                const float v1 = both ? finish(acc[2 * q + 1], m, n + 1) : 0.0f;
+                const float v0 = finish(a0, m, n);
+                const float v1 = both ? finish(a1, m, n + 1) : 0.0f;
                 if (epilogue.out_bf16) {
                     uint16_t *y = (uint16_t *)epilogue.y + at;
                     if (both && (at & 1) == 0) {
@@ -675,11 +711,78 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                         if (both) y[1] = v1;
                     }
                 }
+            };
+            if constexpr (!kSplit) {
+#pragma unroll
+                for (int q = 0; q < 32; ++q) store_pair(q, acc[2 * q], acc[2 * q + 1]);
+            } else {
+                /* K split over the cluster (parts = 2, 4 or 8): CTA r finishes
+                 * the quads d in [r c, r c + c), c = 16 / parts, of every consumer
+                 * thread (quad d: pairs 2 d and 2 d + 1, 4 values). Every CTA
+                 * pushes its partial sums of those quads into CTA r's exchange
+                 * at [sender][d - r c][thread] (st.async, counted on r's `ready`:
+                 * 64 KiB per unit), then each CTA adds what it received in
+                 * sender order (float: a fixed order; int32: wrapping adds,
+                 * exact). A CTA pushes the next unit's sums only after every CTA
+                 * has said (on the pusher's `freed`) that it has read them. */
+                using Quad = typename std::conditional<kMode == Mode::FP8, float4, int4>::type;
+                Quad *exchange = (Quad *)(stages + kStages * kWgStageBytes);
+                const int me = half * 128 + t, per = 16 / parts;
+                auto bits_of = [](Acc v) -> uint32_t {
+                    if constexpr (kMode == Mode::FP8) return __float_as_uint(v);
+                    else return (uint32_t)v;
+                };
+                if (half == 0 && t == 0) barrier_arrive_expect_bytes(&ready, 16 * 256 * (int)sizeof(Quad));
+                if (unit_count > 0) barrier_wait(&freed, (unit_count - 1) & 1);
+#pragma unroll
+                for (int d = 0; d < 16; ++d) {
+                    const unsigned owner = (unsigned)(d / per);
+                    Quad *slot = exchange + ((int)rank * per + d % per) * 256 + me;
+                    push_16_to_block(slot, bits_of(acc[4 * d]), bits_of(acc[4 * d + 1]), bits_of(acc[4 * d + 2]),
+                                     bits_of(acc[4 * d + 3]), &ready, owner);
+                }
+                barrier_wait(&ready, unit_count & 1);
+                const int d0 = (int)rank * per;
+                for (int j0 = 0; j0 < per; j0 += 4) { /* 4 quads at a time (more live sums spill) */
+                    Quad sum[4];
+                    for (int r = 0; r < parts; ++r) {
+                        const Quad *from = exchange + (r * per + j0) * 256 + me;
+#pragma unroll
+                        for (int j = 0; j < 4; ++j) {
+                            if (j0 + j >= per) continue;
+                            const Quad v = from[j * 256];
+                            if (r == 0) {
+                                sum[j] = v;
+                            } else if constexpr (kMode == Mode::FP8) {
+                                sum[j].x = __fadd_rn(sum[j].x, v.x);
+                                sum[j].y = __fadd_rn(sum[j].y, v.y);
+                                sum[j].z = __fadd_rn(sum[j].z, v.z);
+                                sum[j].w = __fadd_rn(sum[j].w, v.w);
+                            } else {
+                                sum[j].x = (int32_t)((uint32_t)sum[j].x + (uint32_t)v.x);
+                                sum[j].y = (int32_t)((uint32_t)sum[j].y + (uint32_t)v.y);
+                                sum[j].z = (int32_t)((uint32_t)sum[j].z + (uint32_t)v.z);
+                                sum[j].w = (int32_t)((uint32_t)sum[j].w + (uint32_t)v.w);
+                            }
+                        }
+                    }
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        if (j0 + j >= per) continue;
+                        store_pair(2 * (d0 + j0 + j), sum[j].x, sum[j].y);
+                        store_pair(2 * (d0 + j0 + j) + 1, sum[j].z, sum[j].w);
+                    }
+                }
+                /* every consumer thread has read (and used) its sums: the
+                 * pushers may overwrite them */
+                named_barrier(1, 256);
+                if (half == 0 && warp == 0 && lane < parts) barrier_arrive_relaxed_in_block(&freed, (unsigned)lane);
             }
         }
     }
-    /* a CTA of a pair stays until its peer has no more arrivals for it */
-    if (kPair == 2) {
+    /* a CTA of a cluster stays until its peers have no more arrivals or
+     * reads for it */
+    if (kPair == 2 || kSplit) {
         __syncwarp();
         cluster_sync();
     }
@@ -1458,6 +1561,17 @@ bool encode_tile_map(CUtensorMap *map, const void *base, int64_t rows, int64_t K
     return encode_swizzled_map(map, base, 1, rows, K, K, box_rows);
 }
 
+/* R1LAB_QGEMM_DECODE=0 sends W8A8 and FP8 with M <= 32 to the wgmma kernel
+ * instead of the decode path (for comparisons). */
+bool decode_8bit_enabled() {
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *text = getenv("R1LAB_QGEMM_DECODE");
+        enabled = !(text && strcmp(text, "0") == 0);
+    }
+    return enabled != 0;
+}
+
 /* The wgmma kernel runs on sm_90 for M above the decode path's range, with
  * K a multiple of 16 (the copy engine's row pitch) and 16-byte aligned
  * operands. R1LAB_QGEMM_WGMMA=0 turns it off (for comparisons). */
@@ -1467,56 +1581,122 @@ bool wgmma_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w
         const char *text = getenv("R1LAB_QGEMM_WGMMA");
         enabled = !(text && strcmp(text, "0") == 0);
     }
-    return enabled && device_capability() == 90 && M > 32 && K % 16 == 0 && M < (1ll << 31) &&
+    return enabled && device_capability() == 90 && (M > 32 || !decode_8bit_enabled()) && K % 16 == 0 &&
+           M < (1ll << 31) &&
            N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
 }
 
-template <Mode kMode, int kPair>
-r1_status launch_8bit_wgmma_pair(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
-                                 const Epilogue &epilogue, cudaStream_t stream, bool *launched) {
+/* Clusters of `cluster` CTAs of gemm_8bit_wgmma<kMode, kPair, kSplit> that
+ * fit on the GPU at once (found once per cluster size; the shared-memory
+ * limit is raised on first use). */
+template <Mode kMode, int kPair, bool kSplit>
+cudaError_t wgmma_resident_clusters(int cluster, int *resident) {
+    static int known[9] = {0};
+    if (cluster < 1 || cluster > 8) return cudaErrorInvalidValue;
+    if (known[cluster] == 0) {
+        auto kernel = gemm_8bit_wgmma<kMode, kPair, kSplit>;
+        cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                  wgmma_shared_bytes<kSplit>());
+        if (status != cudaSuccess) return status;
+        cudaLaunchConfig_t config = {};
+        cudaLaunchAttribute attribute;
+        attribute.id = cudaLaunchAttributeClusterDimension;
+        attribute.val.clusterDim.x = (unsigned)cluster;
+        attribute.val.clusterDim.y = 1;
+        attribute.val.clusterDim.z = 1;
+        config.blockDim = dim3(kWgThreads);
+        config.dynamicSmemBytes = (size_t)wgmma_shared_bytes<kSplit>();
+        config.attrs = &attribute;
+        config.numAttrs = 1;
+        config.gridDim = dim3((unsigned)(multiprocessor_count() / cluster * cluster));
+        int count = 0;
+        status = cudaOccupancyMaxActiveClusters(&count, kernel, &config);
+        if (status != cudaSuccess) return status;
+        known[cluster] = count < 1 ? 1 : count;
+    }
+    *resident = known[cluster];
+    return cudaSuccess;
+}
+
+/* Clusters of kPair CTAs (kSplit: of `parts` CTAs splitting K), as many as
+ * fit on the GPU at once and no more than there are units of work. */
+template <Mode kMode, int kPair, bool kSplit>
+r1_status launch_8bit_wgmma_cluster(int64_t M, int64_t N, int64_t K, int parts, const void *x,
+                                    const void *w, const Epilogue &epilogue, cudaStream_t stream,
+                                    bool *launched) {
     *launched = false;
     CUtensorMap x_map, w_map;
     if (!encode_tile_map(&x_map, x, M, K, kWgTile) || !encode_tile_map(&w_map, w, N, K, kWgTile / kPair))
         return R1_OK;
-    auto kernel = gemm_8bit_wgmma<kMode, kPair>;
+    auto kernel = gemm_8bit_wgmma<kMode, kPair, kSplit>;
+    const int cluster = kSplit ? parts : kPair;
+    int resident = 0;
+    CUDA_TRY((wgmma_resident_clusters<kMode, kPair, kSplit>(cluster, &resident)));
     cudaLaunchConfig_t config = {};
     cudaLaunchAttribute attribute;
     attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = kPair;
+    attribute.val.clusterDim.x = (unsigned)cluster;
     attribute.val.clusterDim.y = 1;
     attribute.val.clusterDim.z = 1;
     config.blockDim = dim3(kWgThreads);
-    config.dynamicSmemBytes = kWgSharedBytes;
+    config.dynamicSmemBytes = wgmma_shared_bytes<kSplit>();
     config.stream = stream;
     config.attrs = &attribute;
     config.numAttrs = 1;
-    static int resident = 0; /* clusters that fit on the GPU at once */
-    if (resident == 0) {
-        CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kWgSharedBytes));
-        config.gridDim = dim3((unsigned)(multiprocessor_count() / kPair * kPair));
-        CUDA_TRY(cudaOccupancyMaxActiveClusters(&resident, kernel, &config));
-        if (resident < 1) resident = 1;
-    }
     const int64_t tiles_m = (M + kWgTile - 1) / kWgTile, tiles_n = (N + kWgTile - 1) / kWgTile;
     const int64_t units = ((tiles_m + kPair - 1) / kPair) * tiles_n;
-    config.gridDim = dim3((unsigned)(kPair * (units < resident ? units : resident)));
-    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, M, N, K, epilogue));
+    config.gridDim = dim3((unsigned)(cluster * (units < resident ? units : resident)));
+    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, M, N, K, parts, epilogue));
     *launched = true;
     return R1_OK;
 }
 
-/* Paired CTAs where there are two tile rows or more. */
+/* How many CTAs split K for one tile row (M <= 128): the most of 2, 4, 8
+ * that keeps every tile's clusters in one wave (tiles x parts CTAs resident
+ * at once) with at least 4 K blocks per CTA, else 1. Each unit a cluster
+ * takes costs it a few microseconds (a scale load at its start, the
+ * exchange of partial sums), so a split that needs more than one round of
+ * tiles measured slower than none (H100, FP8, M = 64 and 128: N = 18432,
+ * K = 7168 with 1 / 2 / 4 / 8 parts 75 / 80 / 79 / 89 us; N = 24576, K =
+ * 1536 26 / 36 / 54 / 75 us), while N = 7168, K = 16384 (56 tiles) took
+ * 69 us with 1 part and 56 us with 2. R1LAB_QGEMM_SPLIT=n forces the
+ * largest power of two not above n (for comparisons). */
+template <Mode kMode>
+int wgmma_split_parts(int64_t M, int64_t N, int64_t K) {
+    const int64_t tiles_n = (N + kWgTile - 1) / kWgTile, blocks = (K + kWgTile - 1) / kWgTile;
+    const char *text = getenv("R1LAB_QGEMM_SPLIT");
+    if (text && *text) {
+        const long forced = strtol(text, nullptr, 10);
+        int parts = 1;
+        while (parts * 2 <= forced && parts * 2 <= 8 && parts * 2 <= blocks) parts *= 2;
+        return parts;
+    }
+    if (M > kWgTile) return 1;
+    int best = 1;
+    for (int parts = 2; parts <= 8 && 4 * parts <= blocks; parts *= 2) {
+        int resident = 0;
+        if (wgmma_resident_clusters<kMode, 1, true>(parts, &resident) != cudaSuccess) break;
+        if (tiles_n <= resident) best = parts;
+    }
+    return best;
+}
+
+/* Paired CTAs where there are two tile rows or more; one tile row: K split
+ * over a cluster where that spreads the weights over more SMs. */
 template <Mode kMode>
 r1_status launch_8bit_wgmma(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
                             const Epilogue &epilogue, cudaStream_t stream, bool *launched) {
-    if (M > kWgTile) return launch_8bit_wgmma_pair<kMode, 2>(M, N, K, x, w, epilogue, stream, launched);
-    return launch_8bit_wgmma_pair<kMode, 1>(M, N, K, x, w, epilogue, stream, launched);
+    if (M > kWgTile) return launch_8bit_wgmma_cluster<kMode, 2, false>(M, N, K, 1, x, w, epilogue, stream, launched);
+    const int parts = wgmma_split_parts<kMode>(M, N, K);
+    if (parts > 1)
+        return launch_8bit_wgmma_cluster<kMode, 1, true>(M, N, K, parts, x, w, epilogue, stream, launched);
+    return launch_8bit_wgmma_cluster<kMode, 1, false>(M, N, K, 1, x, w, epilogue, stream, launched);
 }
 
 template <Mode kMode>
 r1_status launch_8bit(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
                       const Epilogue &epilogue, cudaStream_t stream) {
-    if (decode_applies(false, M, K, x, w))
+    if (decode_8bit_enabled() && decode_applies(false, M, K, x, w))
         return launch_decode<kMode, false>(M, N, K, x, w, nullptr, epilogue, stream);
     if (wgmma_applies(M, N, K, x, w)) {
         bool launched = false;

@@ -582,7 +582,7 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
                                   {3, 8456, 384},  {16, 300, 2176}, {8, 5000, 1152},
                                   {12, 34000, 256}, {2, 68000, 128}, {4, 8000, 8448},
                                   {13, 6500, 4224}};
-    static const shape fp8[] = {{1, 7, 128},     {3, 130, 256},  {64, 64, 512},
+    static const shape fp8[] = {{1, 7, 128},     {3, 130, 256},  {64, 64, 2048},
                                 {65, 257, 384},  {1, 5, 2048},   {130, 70, 128},
                                 {16, 131, 1152}, {27, 200, 640}, {2, 17000, 128},
                                 {13, 4300, 640}};
@@ -593,11 +593,20 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
     };
     /* CUDA's wgmma kernel (sm_90, M > 32): 128 x 128 tiles, more tiles than
      * SMs (a CTA takes several, its 6-stage K ring wrapping), a K tail that
-     * the copy engine zero-fills (W8A8 K = 1040), edges in M and N. */
-    static const shape w8a8_cuda[] = {{300, 5700, 768}, {129, 300, 1040}};
-    static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}};
-    struct { r1_qgemm_scheme scheme; const shape *shapes; int count; } cuda_sets[] = {
-        {R1_QGEMM_W8A8, w8a8_cuda, 2}, {R1_QGEMM_FP8, fp8_cuda, 2}};
+     * the copy engine zero-fills (W8A8 K = 1040), edges in M and N. With one
+     * tile row (M <= 128) K is split over clusters of 1, 2, 4 or 8 CTAs
+     * that add their partial sums through shared memory: FP8 (64, 64, 2048)
+     * above picks 4 parts itself (one tile, 16 K blocks; it is in the small
+     * set that runs under compute-sanitizer); the last two shapes here force
+     * 4 (W8A8) and 8 (FP8) parts (R1LAB_QGEMM_SPLIT), uneven over 9 K blocks,
+     * with more tiles than clusters, so a cluster finishes several tiles and
+     * reuses its exchange. */
+    static const shape w8a8_cuda[] = {{300, 5700, 768}, {129, 300, 1040}, {128, 5000, 1040}};
+    static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152}};
+    static const char *const forced_split[] = {NULL, NULL, "4"};
+    static const char *const forced_split_fp8[] = {NULL, NULL, "8"};
+    struct { r1_qgemm_scheme scheme; const shape *shapes; const char *const *split; int count; } cuda_sets[] = {
+        {R1_QGEMM_W8A8, w8a8_cuda, forced_split, 3}, {R1_QGEMM_FP8, fp8_cuda, forced_split_fp8, 3}};
     r1t_rng rng = r1t_rng_make(seed);
     double start = check_now();
     for (int i = 0; i < 5; ++i) {
@@ -607,7 +616,10 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
         int count = i < 3 ? (small ? 3 : sets[i].count) : cuda_sets[i - 3].count;
         for (int j = 0; j < count; ++j) {
             int variant = j % 4;
+            const char *split = i >= 3 ? cuda_sets[i - 3].split[j] : NULL;
+            if (split) setenv("R1LAB_QGEMM_SPLIT", split, 1);
             int ok = agree_one(backend, scheme, shapes[j], variant, &rng, summary);
+            if (split) unsetenv("R1LAB_QGEMM_SPLIT");
             summary->cases_total += 1;
             summary->cases_passed += ok;
             if (summary->verbose || !ok)
