@@ -75,12 +75,20 @@ __device__ __forceinline__ void tma_load_2d_multicast(void *dst, const void *map
 #endif
 }
 
+#ifdef R1LAB_SM90A
+/* The shared::cluster address of `pointer`'s offset in CTA `rank` of the cluster. */
+__device__ __forceinline__ unsigned cluster_shared_address(const void *pointer, unsigned rank) {
+    unsigned remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(pointer)), "r"(rank));
+    return remote;
+}
+#endif
+
 /* Arrives on the barrier at `bar`'s offset in CTA `rank` of the cluster. */
 __device__ __forceinline__ void barrier_arrive_in_block(unsigned long long *bar, unsigned rank) {
 #ifdef R1LAB_SM90A
-    unsigned remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(bar)), "r"(rank));
-    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];\n" ::"r"(cluster_shared_address(bar, rank))
+                 : "memory");
 #endif
 }
 
@@ -89,9 +97,9 @@ __device__ __forceinline__ void barrier_arrive_in_block(unsigned long long *bar,
  * what it announces is already done, e.g. loads whose values were used). */
 __device__ __forceinline__ void barrier_arrive_relaxed_in_block(unsigned long long *bar, unsigned rank) {
 #ifdef R1LAB_SM90A
-    unsigned remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(shared_address(bar)), "r"(rank));
-    asm volatile("mbarrier.arrive.relaxed.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+    asm volatile("mbarrier.arrive.relaxed.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(
+                     cluster_shared_address(bar, rank))
+                 : "memory");
 #endif
 }
 
@@ -101,12 +109,9 @@ __device__ __forceinline__ void barrier_arrive_relaxed_in_block(unsigned long lo
 __device__ __forceinline__ void push_16_to_block(void *slot, uint32_t a, uint32_t b, uint32_t c, uint32_t d,
                                                  unsigned long long *bar, unsigned rank) {
 #ifdef R1LAB_SM90A
-    unsigned remote_slot, remote_bar;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote_slot) : "r"(shared_address(slot)), "r"(rank));
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote_bar) : "r"(shared_address(bar)), "r"(rank));
     asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, [%5];\n" ::"r"(
-                     remote_slot),
-                 "r"(a), "r"(b), "r"(c), "r"(d), "r"(remote_bar)
+                     cluster_shared_address(slot, rank)),
+                 "r"(a), "r"(b), "r"(c), "r"(d), "r"(cluster_shared_address(bar, rank))
                  : "memory");
 #endif
 }

@@ -96,6 +96,16 @@ inline cudaLaunchAttribute early_launch_attribute() {
     return attribute;
 }
 
+/* The launch attribute that groups blocks in clusters of `size` along x. */
+inline cudaLaunchAttribute cluster_size_attribute(unsigned size) {
+    cudaLaunchAttribute attribute;
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim.x = size;
+    attribute.val.clusterDim.y = 1;
+    attribute.val.clusterDim.z = 1;
+    return attribute;
+}
+
 }  // namespace
 
 #endif

@@ -726,13 +726,14 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                  * exact). A CTA pushes the next unit's sums only after every CTA
                  * has said (on the pusher's `freed`) that it has read them. */
                 using Quad = typename std::conditional<kMode == Mode::FP8, float4, int4>::type;
+                static_assert(16 * 256 * sizeof(Quad) == kWgExchangeBytes, "the exchange holds 16 quads per consumer thread");
                 Quad *exchange = (Quad *)(stages + kStages * kWgStageBytes);
                 const int me = half * 128 + t, per = 16 / parts;
                 auto bits_of = [](Acc v) -> uint32_t {
                     if constexpr (kMode == Mode::FP8) return __float_as_uint(v);
                     else return (uint32_t)v;
                 };
-                if (half == 0 && t == 0) barrier_arrive_expect_bytes(&ready, 16 * 256 * (int)sizeof(Quad));
+                if (half == 0 && t == 0) barrier_arrive_expect_bytes(&ready, kWgExchangeBytes);
                 if (unit_count > 0) barrier_wait(&freed, (unit_count - 1) & 1);
 #pragma unroll
                 for (int d = 0; d < 16; ++d) {
@@ -1586,6 +1587,20 @@ bool wgmma_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w
            N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
 }
 
+/* A launch of `grid` CTAs of gemm_8bit_wgmma (kWgThreads threads, its
+ * dynamic shared memory) with `attribute` (the cluster size). */
+template <bool kSplit>
+cudaLaunchConfig_t wgmma_launch_config(unsigned grid, cudaLaunchAttribute *attribute, cudaStream_t stream) {
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(grid);
+    config.blockDim = dim3(kWgThreads);
+    config.dynamicSmemBytes = (size_t)wgmma_shared_bytes<kSplit>();
+    config.stream = stream;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    return config;
+}
+
 /* Clusters of `cluster` CTAs of gemm_8bit_wgmma<kMode, kPair, kSplit> that
  * fit on the GPU at once (found once per cluster size; the shared-memory
  * limit is raised on first use). */
@@ -1598,17 +1613,9 @@ cudaError_t wgmma_resident_clusters(int cluster, int *resident) {
         cudaError_t status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                   wgmma_shared_bytes<kSplit>());
         if (status != cudaSuccess) return status;
-        cudaLaunchConfig_t config = {};
-        cudaLaunchAttribute attribute;
-        attribute.id = cudaLaunchAttributeClusterDimension;
-        attribute.val.clusterDim.x = (unsigned)cluster;
-        attribute.val.clusterDim.y = 1;
-        attribute.val.clusterDim.z = 1;
-        config.blockDim = dim3(kWgThreads);
-        config.dynamicSmemBytes = (size_t)wgmma_shared_bytes<kSplit>();
-        config.attrs = &attribute;
-        config.numAttrs = 1;
-        config.gridDim = dim3((unsigned)(multiprocessor_count() / cluster * cluster));
+        cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)cluster);
+        const cudaLaunchConfig_t config = wgmma_launch_config<kSplit>(
+            (unsigned)(multiprocessor_count() / cluster * cluster), &attribute, nullptr);
         int count = 0;
         status = cudaOccupancyMaxActiveClusters(&count, kernel, &config);
         if (status != cudaSuccess) return status;
@@ -1632,20 +1639,11 @@ r1_status launch_8bit_wgmma_cluster(int64_t M, int64_t N, int64_t K, int parts, 
     const int cluster = kSplit ? parts : kPair;
     int resident = 0;
     CUDA_TRY((wgmma_resident_clusters<kMode, kPair, kSplit>(cluster, &resident)));
-    cudaLaunchConfig_t config = {};
-    cudaLaunchAttribute attribute;
-    attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim.x = (unsigned)cluster;
-    attribute.val.clusterDim.y = 1;
-    attribute.val.clusterDim.z = 1;
-    config.blockDim = dim3(kWgThreads);
-    config.dynamicSmemBytes = wgmma_shared_bytes<kSplit>();
-    config.stream = stream;
-    config.attrs = &attribute;
-    config.numAttrs = 1;
     const int64_t tiles_m = (M + kWgTile - 1) / kWgTile, tiles_n = (N + kWgTile - 1) / kWgTile;
     const int64_t units = ((tiles_m + kPair - 1) / kPair) * tiles_n;
-    config.gridDim = dim3((unsigned)(cluster * (units < resident ? units : resident)));
+    cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)cluster);
+    const cudaLaunchConfig_t config = wgmma_launch_config<kSplit>(
+        (unsigned)(cluster * (units < resident ? units : resident)), &attribute, stream);
     CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, M, N, K, parts, epilogue));
     *launched = true;
     return R1_OK;
