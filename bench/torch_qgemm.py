@@ -7,8 +7,12 @@ bench/bench_qgemm.c (M in {1, 16, 64, 128, 1024, 4096} x (N, K) in
 {(7168, 16384), (18432, 7168), (24576, 1536), (4096, 7168), (8192, 8192)},
 plus (28672, 8192) for M <= 16):
   fp8_tensor    torch._scaled_mm, e4m3 x e4m3 with per-tensor scales, bf16 out
-  fp8_block     torch._scaled_mm with 1x128 activation / 128x128 weight scales,
-                when the installed torch accepts them (else reported absent)
+  fp8_block     torch._scaled_mm with 1x128 activation / 128x128 weight scales
+                (DeepSeek-V3's blocks, what r1lab's FP8 computes; cuBLASLt's
+                VEC128 / BLK128x128 scale modes, CUDA >= 12.9), when the
+                installed torch accepts them (else reported absent). cuBLASLt
+                takes the activation scales M-major (stride 1 along M) and M a
+                multiple of 4: smaller M is zero-padded to 4 rows and timed so
   int8_mm       torch._int_mm (int32 out) + a separate dequant step
                 (acc * s_x[:, None] * s_w[None, :] -> bf16), the W8A8 peer
                 (_int_mm needs M > 16: smaller M are padded to 32 rows)
@@ -31,6 +35,33 @@ MS = [1, 16, 64, 128, 1024, 4096]
 
 
 
+def blockwise_peer(x8, w8):
+    """torch._scaled_mm with DeepSeek-V3's block scales: s_x (M, K / 128) per
+    1 x 128 tile of X, s_w (N / 128, K / 128) per 128 x 128 block of W. Checked
+    once against the same product dequantized in float32, so the peer is known
+    to compute what r1lab's FP8 GEMM computes."""
+    M, K = x8.shape
+    N = w8.shape[0]
+    rows = (M + 3) // 4 * 4
+    if rows != M:
+        x8 = torch.cat([x8, torch.zeros(rows - M, K, device=x8.device, dtype=x8.dtype)])
+    # M-major activation scales: a (K / 128, rows) tensor seen transposed
+    sa = (torch.rand(K // 128, rows, device=x8.device) + 0.5).t()
+    sb = torch.rand(N // 128, K // 128, device=x8.device) + 0.5
+
+    def call():
+        return torch._scaled_mm(x8, w8.t(), scale_a=sa, scale_b=sb.t(), out_dtype=torch.bfloat16)
+
+    x = (x8.float().view(rows, K // 128, 128) * sa[:, :, None]).view(rows, K)
+    w = (w8.float().view(N // 128, 128, K // 128, 128) * sb[:, None, :, None]).view(N, K)
+    want = x @ w.t()
+    got = call().float()
+    error = ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
+    if not error <= 1e-2:  # bf16 output: ~2e-3
+        raise ValueError(f"blockwise _scaled_mm differs from the dequantized product: {error:.2e}")
+    return call
+
+
 def peers(M, N, K):
     """name -> zero-argument callable, for one shape."""
     dev = "cuda"
@@ -49,13 +80,12 @@ def peers(M, N, K):
         except (RuntimeError, TypeError):
             pass
         try:  # blockwise: 1x128 activation tiles, 128x128 weight blocks
-            sa = torch.rand(M, K // 128, device=dev) + 0.5
-            sb = torch.rand(N // 128, K // 128, device=dev) + 0.5
-            torch._scaled_mm(x8, w8.t(), scale_a=sa, scale_b=sb.t(), out_dtype=torch.bfloat16)
-            out["fp8_block"] = lambda: torch._scaled_mm(x8, w8.t(), scale_a=sa, scale_b=sb.t(),
-                                                        out_dtype=torch.bfloat16)
-        except (RuntimeError, TypeError, ValueError):
-            pass
+            block = blockwise_peer(x8, w8)
+            block()
+            out["fp8_block"] = block
+        except (RuntimeError, TypeError, ValueError) as error:
+            print(f"torch_qgemm: no fp8_block peer at M={M}, N={N}, K={K}: {str(error)[:200]}",
+                  file=sys.stderr)
     Mi = max(M, 32)
     xi = torch.randint(-127, 128, (Mi, K), device=dev, dtype=torch.int8)
     wi = torch.randint(-127, 128, (N, K), device=dev, dtype=torch.int8)
