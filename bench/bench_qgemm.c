@@ -162,8 +162,8 @@ static const char *kernel_label(const qgemm_case *c) {
         return "v2 decode (weight streaming)";
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
     if (hopper)
-        return c->M > 128 ? "v3 wgmma, TMA, paired CTAs"
-                          : "v8 wgmma, TMA, K split over a cluster of 2-8 CTAs where the tiles leave SMs idle";
+        return c->M > 128 ? "v9 wgmma, TMA, paired CTAs, whole tiles stored without bounds checks"
+                          : "v9 wgmma, TMA, K split over a cluster of 2-8 CTAs where the tiles leave SMs idle";
     return "v1 mma.sync tiles";
 }
 
