@@ -484,6 +484,52 @@ template <bool kSplit> constexpr int wgmma_shared_bytes() {
 constexpr int kWgThreads = 384;
 constexpr int kWgGroupRows = 8;
 
+/* A consumer thread's 64 outputs of a gemm_8bit_wgmma tile that lies wholly
+ * inside Y, from its sums in the m64n128 layout: d[4 j + e] is row row0 +
+ * 8 (e / 2), column col0 + 8 j + e % 2, and y + at is (row0, col0). Two row
+ * pointers with constant offsets, one conversion per pair, no bounds checks
+ * and no branches; the pairs (col0 even) are aligned for their stores and
+ * s_w and the bias for float2 loads (the caller checks). x_lo, x_hi: W8A8's
+ * s_x of rows row0 and row0 + 8. */
+template <Mode kMode, bool kBias, bool kBf16, typename Acc>
+__device__ __forceinline__ void store_whole_tile(const Epilogue &epilogue, int64_t N, int64_t at, int64_t col0,
+                                                 float x_lo, float x_hi, const Acc (&sums)[64]) {
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+        const Acc *d = sums + 4 * j; /* row0: d[0], d[1]; row0 + 8: d[2], d[3] */
+        if constexpr (kMode == Mode::Accumulators) {
+            int2 *y = (int2 *)((int32_t *)epilogue.y + at) + 4 * j;
+            y[0] = make_int2(d[0], d[1]);
+            y[N * 4] = make_int2(d[2], d[3]); /* 8 rows down */
+            continue;
+        }
+        float v[4];
+        if constexpr (kMode == Mode::W8A8) {
+            const float2 sw = *(const float2 *)(epilogue.w_scale + col0 + 8 * j);
+            v[0] = __fmul_rn(__fmul_rn(__int2float_rn(d[0]), x_lo), sw.x);
+            v[1] = __fmul_rn(__fmul_rn(__int2float_rn(d[1]), x_lo), sw.y);
+            v[2] = __fmul_rn(__fmul_rn(__int2float_rn(d[2]), x_hi), sw.x);
+            v[3] = __fmul_rn(__fmul_rn(__int2float_rn(d[3]), x_hi), sw.y);
+        } else {
+            v[0] = d[0], v[1] = d[1], v[2] = d[2], v[3] = d[3];
+        }
+        if constexpr (kBias) {
+            const float2 b = *(const float2 *)(epilogue.bias + col0 + 8 * j);
+            v[0] = __fadd_rn(v[0], b.x), v[1] = __fadd_rn(v[1], b.y);
+            v[2] = __fadd_rn(v[2], b.x), v[3] = __fadd_rn(v[3], b.y);
+        }
+        if constexpr (kBf16) {
+            uint32_t *y = (uint32_t *)((uint16_t *)epilogue.y + at) + 4 * j;
+            y[0] = bf16_pair_bits(v[0], v[1]);
+            y[N * 4] = bf16_pair_bits(v[2], v[3]); /* 8 rows down */
+        } else {
+            float2 *y = (float2 *)((float *)epilogue.y + at) + 4 * j;
+            y[0] = make_float2(v[0], v[1]);
+            y[N * 4] = make_float2(v[2], v[3]);
+        }
+    }
+}
+
 #ifdef R1LAB_SM90A
 /* Unit `unit` (a tile, or with paired CTAs two tiles one above the other) in
  * column groups of kWgGroupRows units. */
@@ -735,60 +781,26 @@ __global__ void __launch_bounds__(kWgThreads, 1)
             };
             if constexpr (!kSplit) {
                 if (pairs_aligned && row0 + 8 < M && col0 + 8 * 15 + 1 < N) {
-                    /* All 64 outputs in bounds and pairs aligned: two row
-                     * pointers and constant offsets, one conversion per pair,
-                     * no branches (at K = 1536 the general stores were 43 % of
-                     * the consumers' instructions) */
+                    /* All 64 outputs in bounds and pairs aligned (at K = 1536
+                     * the general stores below were 43 % of the consumers'
+                     * instructions) */
                     const int64_t at = row0 * N + col0;
                     float x_lo = 1.0f, x_hi = 1.0f;
                     if constexpr (kMode == Mode::W8A8) {
                         x_lo = epilogue.x_scale[row0];
                         x_hi = epilogue.x_scale[row0 + 8];
                     }
-                    auto store_whole = [&](auto with_bias, auto to_bf16) {
-                        constexpr bool kBias = decltype(with_bias)::value, kBf16 = decltype(to_bf16)::value;
-#pragma unroll
-                        for (int j = 0; j < 16; ++j) {
-                            const Acc *d = acc + 4 * j; /* row0: d[0], d[1]; row0 + 8: d[2], d[3] */
-                            if constexpr (kMode == Mode::Accumulators) {
-                                int2 *y = (int2 *)((int32_t *)epilogue.y + at) + 4 * j;
-                                y[0] = make_int2(d[0], d[1]);
-                                y[N * 4] = make_int2(d[2], d[3]); /* 8 rows down */
-                                continue;
-                            }
-                            float v[4];
-                            if constexpr (kMode == Mode::W8A8) {
-                                const float2 sw = *(const float2 *)(epilogue.w_scale + col0 + 8 * j);
-                                v[0] = __fmul_rn(__fmul_rn(__int2float_rn(d[0]), x_lo), sw.x);
-                                v[1] = __fmul_rn(__fmul_rn(__int2float_rn(d[1]), x_lo), sw.y);
-                                v[2] = __fmul_rn(__fmul_rn(__int2float_rn(d[2]), x_hi), sw.x);
-                                v[3] = __fmul_rn(__fmul_rn(__int2float_rn(d[3]), x_hi), sw.y);
-                            } else {
-                                v[0] = d[0], v[1] = d[1], v[2] = d[2], v[3] = d[3];
-                            }
-                            if constexpr (kBias) {
-                                const float2 b = *(const float2 *)(epilogue.bias + col0 + 8 * j);
-                                v[0] = __fadd_rn(v[0], b.x), v[1] = __fadd_rn(v[1], b.y);
-                                v[2] = __fadd_rn(v[2], b.x), v[3] = __fadd_rn(v[3], b.y);
-                            }
-                            if constexpr (kBf16) {
-                                uint32_t *y = (uint32_t *)((uint16_t *)epilogue.y + at) + 4 * j;
-                                y[0] = bf16_pair_bits(v[0], v[1]);
-                                y[N * 4] = bf16_pair_bits(v[2], v[3]); /* 8 rows down */
-                            } else {
-                                float2 *y = (float2 *)((float *)epilogue.y + at) + 4 * j;
-                                y[0] = make_float2(v[0], v[1]);
-                                y[N * 4] = make_float2(v[2], v[3]);
-                            }
-                        }
-                    };
-                    using Yes = std::true_type;
-                    using No = std::false_type;
-                    if (kMode == Mode::Accumulators) store_whole(No(), No());
-                    else if (epilogue.bias && epilogue.out_bf16) store_whole(Yes(), Yes());
-                    else if (epilogue.bias) store_whole(Yes(), No());
-                    else if (epilogue.out_bf16) store_whole(No(), Yes());
-                    else store_whole(No(), No());
+                    /* bias and output type chosen once per tile */
+                    if (kMode == Mode::Accumulators)
+                        store_whole_tile<kMode, false, false>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                    else if (epilogue.bias && epilogue.out_bf16)
+                        store_whole_tile<kMode, true, true>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                    else if (epilogue.bias)
+                        store_whole_tile<kMode, true, false>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                    else if (epilogue.out_bf16)
+                        store_whole_tile<kMode, false, true>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                    else
+                        store_whole_tile<kMode, false, false>(epilogue, N, at, col0, x_lo, x_hi, acc);
                 } else {
 #pragma unroll
                     for (int q = 0; q < 32; ++q) store_pair(q, acc[2 * q], acc[2 * q + 1]);
