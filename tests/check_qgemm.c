@@ -613,11 +613,12 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
         if (i >= 3 && backend != R1_CUDA) break;
         const r1_qgemm_scheme scheme = i < 3 ? sets[i].scheme : cuda_sets[i - 3].scheme;
         const shape *shapes = i < 3 ? sets[i].shapes : cuda_sets[i - 3].shapes;
-        int count = i < 3 ? (small ? 3 : sets[i].count) : cuda_sets[i - 3].count;
-        /* the small set (run under compute-sanitizer) takes one wgmma shape
-         * per scheme: (129, 300, 1040) has whole tiles, whose outputs take the
-         * epilogue's fast stores, next to edge tiles */
-        for (int j = i >= 3 && small ? 1 : 0; j < (i >= 3 && small ? 2 : count); ++j) {
+        int first = 0, count = i < 3 ? (small ? 3 : sets[i].count) : cuda_sets[i - 3].count;
+        if (i >= 3 && small) { /* the small set (run under compute-sanitizer) takes the */
+            first = 1;         /* second wgmma shape of each scheme: W8A8 (129, 300, 1040) */
+            count = 2;         /* has whole tiles (the fast stores) next to edge tiles */
+        }
+        for (int j = first; j < count; ++j) {
             int variant = j % 4;
             const char *split = i >= 3 ? cuda_sets[i - 3].split[j] : NULL;
             if (split) setenv("R1LAB_QGEMM_SPLIT", split, 1);
