@@ -187,7 +187,8 @@ KD_SIMD(reduction(+ : bq, br, bp))
 }
 
 /* Passes 2 (and 3): the loss of one counted token; writes the float gradient
- * (times w) into `grad_row` (V), which may alias s. beta > 0 keeps g in z.
+ * (times w) into `grad_row` (V), which may alias s. JSD (0 < beta < 1) keeps
+ * g' in z; reverse KL (beta = 1) recomputes g from s and z.
  * log q, log p and d = log p - log q are formed in float64 (|s / T| may reach
  * tens, where a float32 ulp is ~2e-6); exps and logs of the small results are
  * float32. */
@@ -219,9 +220,14 @@ KD_SIMD(reduction(+ : D))
          * the value where p = 0 and g' = -(1 - beta) log(1 + rho e^d), rho = beta / (1 - beta),
          * d = log p - log q. g - gbar = g' - g'bar: no cancellation against c0. */
         const float one_minus = 1.0f - beta, rho = beta / one_minus;
-        const double c0 = beta < 1.0f ? -(double)one_minus * log((double)one_minus) : 0.0;
+        /* -log(1 - beta) = log(1 + rho), formed with the loop's own log1p and
+         * rounding so that where p = q (d = 0, h = log(1 + rho)) both terms
+         * cancel exactly and identical distributions give a loss of 0 (with
+         * float64 logs here they left ~1e-9 per token against ref's 0) */
+        const float minus_log_one_minus = beta < 1.0f ? log1p_nonnegative(rho) : 0.0f;
+        const double c0 = (double)(one_minus * minus_log_one_minus); /* = g' at d = 0, negated */
         const int reverse = beta == 1.0f;
-        const double log_one_minus = beta < 1.0f ? log((double)one_minus) : 0.0;
+        const double log_one_minus = -(double)minus_log_one_minus;
         double gbar = 0.0;
 KD_SIMD(reduction(+ : D, gbar))
         for (size_t i = 0; i < V; ++i) {
@@ -229,13 +235,15 @@ KD_SIMD(reduction(+ : D, gbar))
             float p = exp_nonpositive((float)log_p), q = exp_nonpositive((float)log_q);
             /* -inf where p = 0; capped above where log q is far below float
              * range (s / T near FLT_MAX): q = 0 there, so only g must stay finite */
-            float d = (float)(log_p - log_q);
-            d = d > 1e38f ? 1e38f : d;
+            double d_wide = log_p - log_q;
+            d_wide = d_wide > 1e38 ? 1e38 : d_wide;
+            float d = (float)d_wide;
             double term;
             float g;
             if (reverse) {
                 g = -d;
                 term = (double)q * g;
+                gbar -= (double)q * d_wide;
             } else {
                 float e = exp_nonpositive(-fabsf(d));
                 /* h = log(1 + rho e^d), and d - h without subtracting large numbers */
@@ -248,15 +256,31 @@ KD_SIMD(reduction(+ : D, gbar))
                        (double)q * ((double)g + c0);
             }
             D += term;
-            gbar += (double)q * g;
-            z[i] = g; /* g (reverse) or g' (JSD) for pass 3 */
+            if (!reverse) {
+                gbar += (double)q * g;
+                z[i] = g; /* g' for pass 3 */
+            }
         }
-        const float gb = (float)gbar;
+        if (reverse) {
+            /* g - gbar = -(d + gbar) with d recomputed in float64 from s and z:
+             * g is ~|d| (up to tens) where g - gbar may be ~0.1, so a float32
+             * g kept from pass 2 lost ~1e-5 of the gradient's relative L2 */
 KD_SIMD()
-        for (size_t i = 0; i < V; ++i) {
-            float q = exp_nonpositive((float)(s[i] * inv_T - lse_q));
-            float r = exp_nonpositive((float)(s[i] - lse_r)); /* a = 0 when gamma = 1 */
-            grad_row[i] = a * r + c * q * (z[i] - gb);
+            for (size_t i = 0; i < V; ++i) {
+                double d = (z[i] * inv_T - lse_p) - (s[i] * inv_T - lse_q);
+                d = d > 1e38 ? 1e38 : d;
+                float q = exp_nonpositive((float)(s[i] * inv_T - lse_q));
+                float r = exp_nonpositive((float)(s[i] - lse_r)); /* a = 0 when gamma = 1 */
+                grad_row[i] = a * r + c * q * (float)(-d - gbar);
+            }
+        } else {
+            const float gb = (float)gbar;
+KD_SIMD()
+            for (size_t i = 0; i < V; ++i) {
+                float q = exp_nonpositive((float)(s[i] * inv_T - lse_q));
+                float r = exp_nonpositive((float)(s[i] - lse_r)); /* a = 0 when gamma = 1 */
+                grad_row[i] = a * r + c * q * (z[i] - gb);
+            }
         }
     }
     double loss = (double)gamma * T * T * D;
