@@ -336,49 +336,52 @@ kd_rows(const TS *__restrict__ s_all, const TZ *__restrict__ z_all, TG *grad_all
         }
         D = block_sum<double>(D, shared_d);
     } else {
-        /* pass 2: D and gbar; pass 3: the gradient */
+        /* pass 2: D and gbar; pass 3: the gradient. d = log p - log q, h and g
+         * are float64, d formed from the logits: g (reverse KL -d, JSD -(1 -
+         * beta) h) can be tens where g - gbar is ~0.1, and d as the difference
+         * of two float logs of that size put ~1e-5 into the gradient's relative
+         * L2 (fast/kd.c met it at 1.05x the bar). The per-row constants may
+         * stay float: they shift every g alike, and g - gbar not at all. */
         const bool reverse = beta == 1.0f;
-        const float rho = reverse ? 0.0f : beta / one_minus;
-        const double log_one_minus = reverse ? 0.0 : log((double)one_minus);
-        const double c0 = reverse ? 0.0 : -(double)one_minus * log_one_minus;
+        const double rho = reverse ? 0.0 : (double)beta / one_minus;
+        /* -log(1 - beta) = log(1 + rho) = h(0), formed as h is, so that where
+         * p = q the loss terms cancel exactly (identical distributions: 0) */
+        const double log_one_minus = reverse ? 0.0 : -log1p(rho);
+        const double c0 = -(double)one_minus * log_one_minus;
+        const double inv_T = prm.inv_T, shift = (double)log_sq - (double)log_sp;
+        auto d_of = [&](float x, float u) { return ((double)u - m_z) * inv_T - ((double)x - m_s) * inv_T + shift; };
+        /* JSD: h = log(1 + rho e^d) without overflow, g = -(1 - beta) h */
+        auto h_of = [&](double d) {
+            const double e = exp(-fabs(d));
+            return d > 0.0 ? d + log(rho + e) : log1p(rho * e);
+        };
+        auto g_of = [&](double d) { return reverse ? -d : -(double)one_minus * h_of(d); };
         double gbar = 0.0;
         for (long long i = threadIdx.x; i < V; i += kThreads) {
             float x = to_float(s[i]), u = to_float(z[i]);
-            float log_q = (x - m_s) * prm.inv_T - log_sq;
-            float log_p = (u - m_z) * prm.inv_T - log_sp;
-            float q = expf(log_q), p = expf(log_p);
-            float d = log_p - log_q;
-            float g;
+            float q = expf((x - m_s) * prm.inv_T - log_sq), p = expf((u - m_z) * prm.inv_T - log_sp);
+            const double d = d_of(x, u);
+            double g;
             if (reverse) {
                 g = -d;
                 D += (double)q * g;
             } else {
-                float e = expf(-fabsf(d));
-                float h = d > 0.0f ? d + logf(rho + e) : log1pf(rho * e);
-                g = -one_minus * h;
-                if (p > 0.0f) D += beta * (double)p * ((double)d - h - log_one_minus);
-                D += (double)q * ((double)g + c0);
+                const double h = h_of(d);
+                g = -(double)one_minus * h;
+                if (p > 0.0f) D += beta * (double)p * (d - h - log_one_minus);
+                D += (double)q * (g + c0);
             }
             gbar += (double)q * g;
         }
         D = block_sum<double>(D, shared_d);
         gbar = block_sum<double>(gbar, shared_d);
-        const float gb = (float)gbar;
         if (grad) {
             for (long long i = threadIdx.x; i < V; i += kThreads) {
                 float x = to_float(s[i]), u = to_float(z[i]);
-                float log_q = (x - m_s) * prm.inv_T - log_sq;
-                float log_p = (u - m_z) * prm.inv_T - log_sp;
-                float q = expf(log_q);
-                float d = log_p - log_q, g;
-                if (reverse) {
-                    g = -d;
-                } else {
-                    float e = expf(-fabsf(d));
-                    g = -one_minus * (d > 0.0f ? d + logf(rho + e) : log1pf(rho * e));
-                }
+                float q = expf((x - m_s) * prm.inv_T - log_sq);
+                const float g_minus_gbar = (float)(g_of(d_of(x, u)) - gbar);
                 float r = need_r ? expf(x - m_s - log_sr) : 0.0f;
-                store(&grad[i], a * (r - (i == y ? 1.0f : 0.0f)) + c * q * (g - gb));
+                store(&grad[i], a * (r - (i == y ? 1.0f : 0.0f)) + c * q * g_minus_gbar);
             }
         }
     }
@@ -991,6 +994,16 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
         return fmin(e > 60.0 ? e * 0.6931471805599453 : log1p(exp2(e)), (double)kJsdHMax);
     };
 
+    /* Reverse KL with a float gradient: g = ln q - ln p = ((x - u) kq - (cq -
+     * cp)) ln 2 and gbar in float64 from the logits. g can be tens where g -
+     * gbar is ~0.1; as the difference of two float log2 arguments of that size
+     * it put ~1e-5 into the gradient's relative L2 (fast/kd.c met the same at
+     * 1.05x the bar). kq's own rounding scales every g alike: harmless. */
+    const double cqp = cq_exact - cp_exact;
+    auto reverse_g_double = [&](float x, float u) -> double {
+        return (((double)x - (double)u) * (double)kq - cqp) * 0.6931471805599453;
+    };
+
     float Dp = 0.0f, gp = 0.0f; /* per-thread partial D and gbar */
     double gp_precise = 0.0;     /* gbar's partial for a float gradient */
     double row_c[2] = {0.0, 0.0};
@@ -1008,6 +1021,7 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
                     if (MODE == 1) {
                         float g = (lq2 - lp2) * kLn2;
                         Dp = fmaf(q, g, Dp);
+                        if (kPrecise) gp_precise += (double)q * reverse_g_double(x[e], u[e]);
                     } else {
                         float p = fast_ex2(lp2);
                         if (kPrecise) {
@@ -1066,6 +1080,8 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
                     float gj_minus_gbar;
                     if (MODE == 2 && kPrecise)
                         gj_minus_gbar = (float)(-(double)one_minus * jsd_h_double(u[e], x[e]) - row_c[1]);
+                    else if (MODE == 1 && kPrecise)
+                        gj_minus_gbar = (float)(reverse_g_double(x[e], u[e]) - row_c[1]);
                     else
                         gj_minus_gbar = (MODE == 1 ? (lq2 - arg_p(u[e])) * kLn2 : -one_minus * u[e]) - gbar;
                     g[e] = fmaf(a, r, cg_ * q * gj_minus_gbar);
