@@ -589,6 +589,7 @@ constexpr int kV3Warps = kV3Threads / 32;
 constexpr int kV3MaxCluster = 16;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+constexpr double kLn2Double = 0.6931471805599453;
 /* JSD's h is stored as float16 (over bf16 logits) between passes C and D;
  * its largest value. */
 constexpr float kJsdHMax = 60000.0f;
@@ -991,7 +992,7 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
     const double cpq = cp_exact - cq_exact, log2k = MODE == 2 ? log2((double)beta / one_minus) : 0.0;
     auto jsd_h_double = [&](float u, float x) -> double {
         const double e = ((double)u - (double)x) * (double)kq - cpq + log2k;
-        return fmin(e > 60.0 ? e * 0.6931471805599453 : log1p(exp2(e)), (double)kJsdHMax);
+        return fmin(e > 60.0 ? e * kLn2Double : log1p(exp2(e)), (double)kJsdHMax);
     };
 
     /* Reverse KL with a float gradient: g = ln q - ln p = ((x - u) kq - (cq -
@@ -1001,7 +1002,7 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
      * 1.05x the bar). kq's own rounding scales every g alike: harmless. */
     const double cqp = cq_exact - cp_exact;
     auto reverse_g_double = [&](float x, float u) -> double {
-        return (((double)x - (double)u) * (double)kq - cqp) * 0.6931471805599453;
+        return (((double)x - (double)u) * (double)kq - cqp) * kLn2Double;
     };
 
     float Dp = 0.0f, gp = 0.0f; /* per-thread partial D and gbar */
@@ -1019,9 +1020,13 @@ kd_rows_v3(const In *s_all, const In *__restrict__ z_all, Out *grad_all,
                     float lq2 = arg_q(x[e]), lp2 = arg_p(u[e]);
                     float q = fast_ex2(lq2);
                     if (MODE == 1) {
-                        float g = (lq2 - lp2) * kLn2;
-                        Dp = fmaf(q, g, Dp);
-                        if (kPrecise) gp_precise += (double)q * reverse_g_double(x[e], u[e]);
+                        if (kPrecise) {
+                            const double g = reverse_g_double(x[e], u[e]);
+                            Dp = fmaf(q, (float)g, Dp);
+                            gp_precise += (double)q * g;
+                        } else {
+                            Dp = fmaf(q, (lq2 - lp2) * kLn2, Dp);
+                        }
                     } else {
                         float p = fast_ex2(lp2);
                         if (kPrecise) {
