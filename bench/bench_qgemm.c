@@ -162,8 +162,9 @@ static const char *kernel_label(const qgemm_case *c) {
         return "v2 decode (weight streaming)";
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
     if (hopper)
-        return c->M > 128 ? "v9 wgmma, TMA, paired CTAs, whole tiles stored without bounds checks"
-                          : "v9 wgmma, TMA, K split over a cluster of 2-8 CTAs where the tiles leave SMs idle";
+        return c->M > 128 ? "v10 wgmma, TMA, paired CTAs, tiles stored by TMA from shared memory"
+                          : "v10 wgmma, TMA, K split over a cluster of 2-8 CTAs where the tiles leave SMs idle, "
+                            "else tiles stored by TMA";
     return "v1 mma.sync tiles";
 }
 

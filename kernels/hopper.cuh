@@ -75,6 +75,37 @@ __device__ __forceinline__ void tma_load_2d_multicast(void *dst, const void *map
 #endif
 }
 
+/* Copies the box at `src` in shared memory (laid out as the map's box, e.g.
+ * with its 128-byte swizzle) to (inner, outer) of the tensor `map`; the part
+ * of the box outside the tensor is not written. The copy is asynchronous:
+ * bulk_commit() closes this thread's group of such copies, and the thread
+ * waits with bulk_wait_read (the shared memory may be written again) or
+ * bulk_wait (the global writes are done). */
+__device__ __forceinline__ void tma_store_2d(const void *map, const void *src, int inner, int outer) {
+#ifdef R1LAB_SM90A
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n" ::"l"(map),
+                 "r"(shared_address(src)), "r"(inner), "r"(outer)
+                 : "memory");
+#endif
+}
+__device__ __forceinline__ void bulk_commit() {
+#ifdef R1LAB_SM90A
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#endif
+}
+/* Waits until at most `Pending` of this thread's groups still read shared memory. */
+template <int Pending> __device__ __forceinline__ void bulk_wait_read() {
+#ifdef R1LAB_SM90A
+    asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(Pending) : "memory");
+#endif
+}
+/* Waits until at most `Pending` of this thread's groups are unfinished. */
+template <int Pending> __device__ __forceinline__ void bulk_wait() {
+#ifdef R1LAB_SM90A
+    asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(Pending) : "memory");
+#endif
+}
+
 #ifdef R1LAB_SM90A
 /* The shared::cluster address of `pointer`'s offset in CTA `rank` of the cluster. */
 __device__ __forceinline__ unsigned cluster_shared_address(const void *pointer, unsigned rank) {
@@ -347,8 +378,9 @@ __device__ __forceinline__ void wgmma_m64n256k16_bf16_a_registers_b_mn(float (&d
 /* ---- host: describing a tensor to the copy engine -------------------------------- */
 
 /* Fills `map` for a row-major (rows, columns) matrix of `element_bytes`-byte
- * elements whose rows are `row_bytes` apart, copied in boxes of box_rows x
- * (128 bytes) with the 128-byte swizzle and zeros past the edges. False when
+ * elements (1: bytes, 2: bf16, 4: float32) whose rows are `row_bytes` apart,
+ * copied in boxes of box_rows x (128 bytes) with the 128-byte swizzle and
+ * zeros past the edges (loads; stores skip them). False when
  * the driver has no cuTensorMapEncodeTiled or refuses the description (the
  * caller then takes another path). */
 inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_bytes, int64_t rows,
@@ -365,9 +397,10 @@ inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_
             encode = (PFN_cuTensorMapEncodeTiled_v12000)function;
         cudaGetLastError();
     }
-    if (!encode || (element_bytes != 1 && element_bytes != 2)) return false;
-    const CUtensorMapDataType type =
-        element_bytes == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    if (!encode || (element_bytes != 1 && element_bytes != 2 && element_bytes != 4)) return false;
+    const CUtensorMapDataType type = element_bytes == 1   ? CU_TENSOR_MAP_DATA_TYPE_UINT8
+                                     : element_bytes == 2 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16
+                                                          : CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
     const cuuint64_t dims[2] = {(cuuint64_t)columns, (cuuint64_t)rows};
     const cuuint64_t strides[1] = {(cuuint64_t)row_bytes};
     const cuuint32_t box[2] = {(cuuint32_t)(128 / element_bytes), (cuuint32_t)box_rows};

@@ -323,6 +323,7 @@ struct Epilogue {
     const float *x_scale, *w_scale, *bias;
     void *y;
     int out_bf16;
+    int y_by_copy_engine; /* gemm_8bit_wgmma: tiles leave through shared memory and TMA */
 };
 
 /* Fills one stage: rows [row0, row0 + 64) x bytes [k0, k0 + 128) of a (rows, K)
@@ -477,9 +478,15 @@ constexpr int kWgStageBytes = 2 * kWgTileBytes;
  * it finishes (64 KiB: 1 / parts of the 128 x 128 tile from each of the
  * parts CTAs), in place of one stage. */
 constexpr int kWgExchangeBytes = kWgTile * kWgTile * 4;
+/* Without the split, the outputs leave through shared memory: each consumer
+ * warpgroup stages its 64 x 128 outputs (or half of them, float32) as two
+ * boxes of 64 rows x 128 bytes for the copy engine. */
+constexpr int kWgBoxBytes = 64 * 128;
+constexpr int kWgStagingBytes = 2 * 2 * kWgBoxBytes;
 template <bool kSplit> constexpr int wgmma_stages() { return kSplit ? 5 : 6; }
 template <bool kSplit> constexpr int wgmma_shared_bytes() {
-    return wgmma_stages<kSplit>() * kWgStageBytes + (kSplit ? kWgExchangeBytes : 0) + 1024; /* + alignment */
+    return wgmma_stages<kSplit>() * kWgStageBytes + (kSplit ? kWgExchangeBytes : kWgStagingBytes) +
+           1024; /* + alignment */
 }
 constexpr int kWgThreads = 384;
 constexpr int kWgGroupRows = 8;
@@ -530,6 +537,106 @@ __device__ __forceinline__ void store_whole_tile(const Epilogue &epilogue, int64
     }
 }
 
+/* Stores into shared memory at a shared-window address (st.shared: the
+ * generic stores a computed pointer would give need 64-bit addresses). */
+__device__ __forceinline__ void shared_store_u32(uint32_t address, uint32_t value) {
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(value) : "memory");
+}
+__device__ __forceinline__ void shared_store_f32x2(uint32_t address, float a, float b) {
+    asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
+}
+
+/* A consumer warpgroup's 64 x 128 outputs of a gemm_8bit_wgmma tile (rows
+ * from out_row, columns from out_col), from its sums in the m64n128 layout
+ * (as store_whole_tile), written by the copy engine: the warpgroup writes
+ * them into `staging` as boxes of 64 rows x 128 bytes with the 128-byte
+ * swizzle (16-byte chunk c of row r at chunk c ^ (r % 8), so the 8 rows of a
+ * store instruction fall in different banks), and thread 0 hands the boxes
+ * to y_map, whose bounds clip what lies outside Y. bf16 goes in one pass of
+ * two 64-column boxes, float32 in two passes of two 32-column boxes. The
+ * copies run on while the warpgroup multiplies its next tile; the staging
+ * is rewritten only after they have read it. Past the edges the scales and
+ * bias are read at the last row / column (the values are never written).
+ * bf16: one NaN test for all 64 values, so the common case converts each
+ * pair with one instruction and no branch. */
+template <Mode kMode, bool kBf16, typename Acc>
+__device__ __forceinline__ void store_tile_by_copy_engine(const Epilogue &epilogue, const CUtensorMap *y_map,
+                                                          uint8_t *staging, int64_t M, int64_t N, int out_row,
+                                                          int out_col, int t, int barrier, const Acc (&sums)[64]) {
+    const int warp = t / 32, lane = t % 32;
+    const int row = 16 * warp + lane / 4; /* in the warpgroup's 64 rows; and row + 8 */
+    const uint32_t swizzle = (uint32_t)(lane / 4) << 4; /* (row % 8) chunks, for both rows */
+    const int64_t m = out_row + row, col0 = out_col + 2 * (lane % 4);
+    /* the values: d[4 j + e] is row row + 8 (e / 2), column col0 + 8 j + e % 2 */
+    float v[64];
+    if constexpr (kMode == Mode::W8A8) {
+        const float x_lo = epilogue.x_scale[min(m, M - 1)], x_hi = epilogue.x_scale[min(m + 8, M - 1)];
+        float s[32];
+#pragma unroll
+        for (int i = 0; i < 32; ++i) s[i] = epilogue.w_scale[min(col0 + 8 * (i / 2) + i % 2, N - 1)];
+#pragma unroll
+        for (int i = 0; i < 64; ++i)
+            v[i] = __fmul_rn(__fmul_rn(__int2float_rn(sums[i]), (i & 2) ? x_hi : x_lo), s[2 * (i / 4) + i % 2]);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) v[i] = sums[i];
+    }
+    if (epilogue.bias) {
+        float b[32];
+#pragma unroll
+        for (int i = 0; i < 32; ++i) b[i] = epilogue.bias[min(col0 + 8 * (i / 2) + i % 2, N - 1)];
+#pragma unroll
+        for (int i = 0; i < 64; ++i) v[i] = __fadd_rn(v[i], b[2 * (i / 4) + i % 2]);
+    }
+    const uint32_t base = shared_address(staging) + (uint32_t)row * 128;
+    constexpr int passes = kBf16 ? 1 : 2, per_pass = 16 / passes;
+#pragma unroll
+    for (int pass = 0; pass < passes; ++pass) {
+        if (t == 0) bulk_wait_read<0>(); /* the last copies out of the staging have read it */
+        named_barrier(barrier, 128);
+        if constexpr (kBf16) { /* pair j: box j / 8, chunk j % 8, bytes 4 (lane % 4) */
+            auto write_pairs = [&](auto convert) {
+#pragma unroll
+                for (int j = 0; j < 16; ++j) {
+                    const float *d = v + 4 * j;
+                    const uint32_t at =
+                        base + (j / 8) * kWgBoxBytes + (((uint32_t)(j % 8) << 4) ^ swizzle) + 4 * (lane % 4);
+                    shared_store_u32(at, convert(d[0], d[1]));
+                    shared_store_u32(at + 8 * 128, convert(d[2], d[3])); /* 8 rows down */
+                }
+            };
+            bool nan = false;
+#pragma unroll
+            for (int i = 0; i < 64; i += 2) nan |= isnan(v[i]) || isnan(v[i + 1]);
+            if (!nan) {
+                write_pairs([](float lo, float hi) {
+                    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
+                    return *(const uint32_t *)&pair;
+                });
+            } else {
+                write_pairs(bf16_pair_bits);
+            }
+        } else { /* pair jj of the pass: box jj / 4, chunk 2 (jj % 4) + (lane % 4) / 2, bytes 8 (lane % 2) */
+#pragma unroll
+            for (int jj = 0; jj < per_pass; ++jj) {
+                const float *d = v + 4 * (pass * per_pass + jj);
+                const uint32_t chunk = 2 * (jj % 4) + (lane % 4) / 2;
+                const uint32_t at = base + (jj / 4) * kWgBoxBytes + ((chunk << 4) ^ swizzle) + 8 * (lane % 2);
+                shared_store_f32x2(at, d[0], d[1]);
+                shared_store_f32x2(at + 8 * 128, d[2], d[3]);
+            }
+        }
+        fence_async_shared(); /* the writes, before the copy engine reads them */
+        named_barrier(barrier, 128);
+        if (t == 0) {
+            constexpr int box_columns = kBf16 ? 64 : 32;
+            for (int b = 0; b < 2; ++b)
+                tma_store_2d(y_map, staging + b * kWgBoxBytes, out_col + 64 * pass + b * box_columns, out_row);
+            bulk_commit();
+        }
+    }
+}
+
 #ifdef R1LAB_SM90A
 /* Unit `unit` (a tile, or with paired CTAs two tiles one above the other) in
  * column groups of kWgGroupRows units. */
@@ -551,7 +658,8 @@ __device__ __forceinline__ void wgmma_unit_coordinates(int64_t unit, int64_t uni
 template <Mode kMode, int kPair, bool kSplit>
 __global__ void __launch_bounds__(kWgThreads, 1)
     gemm_8bit_wgmma(const __grid_constant__ CUtensorMap x_map,
-                    const __grid_constant__ CUtensorMap w_map, int64_t M, int64_t N, int64_t K,
+                    const __grid_constant__ CUtensorMap w_map,
+                    const __grid_constant__ CUtensorMap y_map, int64_t M, int64_t N, int64_t K,
                     int parts, Epilogue epilogue) {
 #ifdef R1LAB_SM90A
     static_assert(!(kSplit && kPair == 2), "a cluster either pairs tiles or splits K");
@@ -617,10 +725,12 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         uint32_t step = 0, unit_count = 0;
         /* every output pair (y[m][n], y[m][n + 1], n even) is one aligned
          * store, and the pairs of s_w and bias one aligned load */
-        const int y_align = kMode == Mode::Accumulators || !epilogue.out_bf16 ? 7 : 3;
-        const bool pairs_aligned =
-            N % 2 == 0 && ((uintptr_t)epilogue.y & y_align) == 0 &&
-            (kMode != Mode::W8A8 || ((uintptr_t)epilogue.w_scale & 7) == 0) && ((uintptr_t)epilogue.bias & 7) == 0;
+        auto pairs_aligned = [&] {
+            const int y_align = kMode == Mode::Accumulators || !epilogue.out_bf16 ? 7 : 3;
+            return N % 2 == 0 && ((uintptr_t)epilogue.y & y_align) == 0 &&
+                   (kMode != Mode::W8A8 || ((uintptr_t)epilogue.w_scale & 7) == 0) &&
+                   ((uintptr_t)epilogue.bias & 7) == 0;
+        };
         for (int64_t unit = first_unit; unit < units; unit += unit_stride, ++unit_count) {
             int64_t unit_m, tile_n;
             wgmma_unit_coordinates(unit, units_m, tiles_n, unit_m, tile_n);
@@ -780,7 +890,17 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 }
             };
             if constexpr (!kSplit) {
-                if (pairs_aligned && row0 + 8 < M && col0 + 8 * 15 + 1 < N) {
+                if (kMode != Mode::Accumulators && epilogue.y_by_copy_engine) {
+                    const int out_row = (int)(tile_m * kWgTile + 64 * half);
+                    uint8_t *staging = stages + kStages * kWgStageBytes + half * 2 * kWgBoxBytes;
+                    const int out_col = (int)(tile_n * kWgTile);
+                    if (out_row < M && epilogue.out_bf16)
+                        store_tile_by_copy_engine<kMode, true>(epilogue, &y_map, staging, M, N, out_row, out_col, t,
+                                                               2 + half, acc);
+                    else if (out_row < M)
+                        store_tile_by_copy_engine<kMode, false>(epilogue, &y_map, staging, M, N, out_row, out_col, t,
+                                                                2 + half, acc);
+                } else if (row0 + 8 < M && col0 + 8 * 15 + 1 < N && pairs_aligned()) {
                     /* All 64 outputs in bounds and pairs aligned (at K = 1536
                      * the general stores below were 43 % of the consumers'
                      * instructions) */
@@ -870,6 +990,9 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 if (half == 0 && warp == 0 && lane < parts) barrier_arrive_relaxed_in_block(&freed, (unsigned)lane);
             }
         }
+        /* the copy engine has written this warpgroup's last tile (and read
+         * its shared memory) before the CTA ends */
+        if (!kSplit && t == 0) bulk_wait<0>();
     }
     /* a CTA of a cluster stays until its peers have no more arrivals or
      * reads for it */
@@ -1663,6 +1786,17 @@ bool decode_8bit_enabled() {
     return enabled != 0;
 }
 
+/* R1LAB_QGEMM_TMA_STORE=0: gemm_8bit_wgmma's consumers store their outputs
+ * themselves instead of through the copy engine (for comparisons). */
+bool copy_engine_stores_enabled() {
+    static int enabled = -1;
+    if (enabled < 0) {
+        const char *text = getenv("R1LAB_QGEMM_TMA_STORE");
+        enabled = !(text && strcmp(text, "0") == 0);
+    }
+    return enabled != 0;
+}
+
 /* The wgmma kernel runs on sm_90 for M above the decode path's range, with
  * K a multiple of 16 (the copy engine's row pitch) and 16-byte aligned
  * operands. R1LAB_QGEMM_WGMMA=0 turns it off (for comparisons). */
@@ -1722,9 +1856,18 @@ r1_status launch_8bit_wgmma_cluster(int64_t M, int64_t N, int64_t K, int parts, 
                                     const void *w, const Epilogue &epilogue, cudaStream_t stream,
                                     bool *launched) {
     *launched = false;
-    CUtensorMap x_map, w_map;
+    CUtensorMap x_map, w_map, y_map;
     if (!encode_tile_map(&x_map, x, M, K, kWgTile) || !encode_tile_map(&w_map, w, N, K, kWgTile / kPair))
         return R1_OK;
+    /* The copy engine writes the outputs where Y's rows are 16-byte aligned
+     * (else the consumers store them themselves). */
+    Epilogue with_map = epilogue;
+    const int y_bytes = epilogue.out_bf16 ? 2 : 4;
+    memset(&y_map, 0, sizeof y_map);
+    with_map.y_by_copy_engine = !kSplit && kMode != Mode::Accumulators && copy_engine_stores_enabled() &&
+                                ((uintptr_t)epilogue.y & 15u) == 0 &&
+                                (N * y_bytes) % 16 == 0 &&
+                                encode_swizzled_map(&y_map, epilogue.y, y_bytes, M, N, N * y_bytes, 64);
     auto kernel = gemm_8bit_wgmma<kMode, kPair, kSplit>;
     const int cluster = kSplit ? parts : kPair;
     int resident = 0;
@@ -1734,7 +1877,7 @@ r1_status launch_8bit_wgmma_cluster(int64_t M, int64_t N, int64_t K, int parts, 
     cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)cluster);
     const cudaLaunchConfig_t config = wgmma_launch_config<kSplit>(
         (unsigned)(cluster * (units < resident ? units : resident)), &attribute, stream);
-    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, M, N, K, parts, epilogue));
+    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, y_map, M, N, K, parts, with_map));
     *launched = true;
     return R1_OK;
 }
