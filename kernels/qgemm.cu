@@ -324,6 +324,7 @@ struct Epilogue {
     void *y;
     int out_bf16;
     int y_by_copy_engine; /* gemm_8bit_wgmma: tiles leave through shared memory and TMA */
+    int64_t y_stride;     /* gemm_8bit_wgmma: elements from one row of Y to the next */
 };
 
 /* Fills one stage: rows [row0, row0 + 64) x bytes [k0, k0 + 128) of a (rows, K)
@@ -499,7 +500,7 @@ constexpr int kWgGroupRows = 8;
  * s_w and the bias for float2 loads (the caller checks). x_lo, x_hi: W8A8's
  * s_x of rows row0 and row0 + 8. */
 template <Mode kMode, bool kBias, bool kBf16, typename Acc>
-__device__ __forceinline__ void store_whole_tile(const Epilogue &epilogue, int64_t N, int64_t at, int64_t col0,
+__device__ __forceinline__ void store_whole_tile(const Epilogue &epilogue, int64_t stride, int64_t at, int64_t col0,
                                                  float x_lo, float x_hi, const Acc (&sums)[64]) {
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
@@ -507,7 +508,7 @@ __device__ __forceinline__ void store_whole_tile(const Epilogue &epilogue, int64
         if constexpr (kMode == Mode::Accumulators) {
             int2 *y = (int2 *)((int32_t *)epilogue.y + at) + 4 * j;
             y[0] = make_int2(d[0], d[1]);
-            y[N * 4] = make_int2(d[2], d[3]); /* 8 rows down */
+            y[stride * 4] = make_int2(d[2], d[3]); /* 8 rows down */
             continue;
         }
         float v[4];
@@ -528,11 +529,11 @@ __device__ __forceinline__ void store_whole_tile(const Epilogue &epilogue, int64
         if constexpr (kBf16) {
             uint32_t *y = (uint32_t *)((uint16_t *)epilogue.y + at) + 4 * j;
             y[0] = bf16_pair_bits(v[0], v[1]);
-            y[N * 4] = bf16_pair_bits(v[2], v[3]); /* 8 rows down */
+            y[stride * 4] = bf16_pair_bits(v[2], v[3]); /* 8 rows down */
         } else {
             float2 *y = (float2 *)((float *)epilogue.y + at) + 4 * j;
             y[0] = make_float2(v[0], v[1]);
-            y[N * 4] = make_float2(v[2], v[3]);
+            y[stride * 4] = make_float2(v[2], v[3]);
         }
     }
 }
@@ -670,6 +671,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     uint8_t *stages = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
     const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
     const unsigned rank = kPair == 2 || kSplit ? cluster_rank() : 0;
+    /* a tail launch (launch_8bit_wgmma) may take the SMs this one frees */
+    let_next_kernel_launch();
     const unsigned pair_rank = kPair == 2 ? rank : 0;
     const int cluster_size = kSplit ? parts : kPair;
     const int64_t tiles_m = (M + kWgTile - 1) / kWgTile, tiles_n = (N + kWgTile - 1) / kWgTile;
@@ -727,7 +730,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
          * store, and the pairs of s_w and bias one aligned load */
         auto pairs_aligned = [&] {
             const int y_align = kMode == Mode::Accumulators || !epilogue.out_bf16 ? 7 : 3;
-            return N % 2 == 0 && ((uintptr_t)epilogue.y & y_align) == 0 &&
+            return epilogue.y_stride % 2 == 0 && ((uintptr_t)epilogue.y & y_align) == 0 &&
                    (kMode != Mode::W8A8 || ((uintptr_t)epilogue.w_scale & 7) == 0) &&
                    ((uintptr_t)epilogue.bias & 7) == 0;
         };
@@ -858,7 +861,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 const int64_t m = row0 + 8 * (q & 1), n = col0 + 8 * (q >> 1);
                 if (m >= M || n >= N) return;
                 const bool both = n + 1 < N;
-                const int64_t at = m * N + n;
+                const int64_t at = m * epilogue.y_stride + n;
                 if constexpr (kMode == Mode::Accumulators) {
                     int32_t *y = (int32_t *)epilogue.y + at;
                     if (both && (at & 1) == 0) {
@@ -904,7 +907,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     /* All 64 outputs in bounds and pairs aligned (at K = 1536
                      * the general stores below were 43 % of the consumers'
                      * instructions) */
-                    const int64_t at = row0 * N + col0;
+                    const int64_t at = row0 * epilogue.y_stride + col0;
                     float x_lo = 1.0f, x_hi = 1.0f;
                     if constexpr (kMode == Mode::W8A8) {
                         x_lo = epilogue.x_scale[row0];
@@ -912,15 +915,15 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     }
                     /* bias and output type chosen once per tile */
                     if (kMode == Mode::Accumulators)
-                        store_whole_tile<kMode, false, false>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                        store_whole_tile<kMode, false, false>(epilogue, epilogue.y_stride, at, col0, x_lo, x_hi, acc);
                     else if (epilogue.bias && epilogue.out_bf16)
-                        store_whole_tile<kMode, true, true>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                        store_whole_tile<kMode, true, true>(epilogue, epilogue.y_stride, at, col0, x_lo, x_hi, acc);
                     else if (epilogue.bias)
-                        store_whole_tile<kMode, true, false>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                        store_whole_tile<kMode, true, false>(epilogue, epilogue.y_stride, at, col0, x_lo, x_hi, acc);
                     else if (epilogue.out_bf16)
-                        store_whole_tile<kMode, false, true>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                        store_whole_tile<kMode, false, true>(epilogue, epilogue.y_stride, at, col0, x_lo, x_hi, acc);
                     else
-                        store_whole_tile<kMode, false, false>(epilogue, N, at, col0, x_lo, x_hi, acc);
+                        store_whole_tile<kMode, false, false>(epilogue, epilogue.y_stride, at, col0, x_lo, x_hi, acc);
                 } else {
 #pragma unroll
                     for (int q = 0; q < 32; ++q) store_pair(q, acc[2 * q], acc[2 * q + 1]);
@@ -1000,6 +1003,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         __syncwarp();
         cluster_sync();
     }
+    /* A tail launch started early (it reads nothing the launch before it
+     * writes) ends only after that launch: a kernel that waits for this one
+     * then sees all of Y. */
+    if (kSplit) wait_for_previous_kernel();
 #endif
 }
 
@@ -1814,14 +1821,15 @@ bool wgmma_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w
 /* A launch of `grid` CTAs of gemm_8bit_wgmma (kWgThreads threads, its
  * dynamic shared memory) with `attribute` (the cluster size). */
 template <bool kSplit>
-cudaLaunchConfig_t wgmma_launch_config(unsigned grid, cudaLaunchAttribute *attribute, cudaStream_t stream) {
+cudaLaunchConfig_t wgmma_launch_config(unsigned grid, cudaLaunchAttribute *attribute, cudaStream_t stream,
+                                       unsigned attributes = 1) {
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(grid);
     config.blockDim = dim3(kWgThreads);
     config.dynamicSmemBytes = (size_t)wgmma_shared_bytes<kSplit>();
     config.stream = stream;
     config.attrs = attribute;
-    config.numAttrs = 1;
+    config.numAttrs = attributes;
     return config;
 }
 
@@ -1854,7 +1862,7 @@ cudaError_t wgmma_resident_clusters(int cluster, int *resident) {
 template <Mode kMode, int kPair, bool kSplit>
 r1_status launch_8bit_wgmma_cluster(int64_t M, int64_t N, int64_t K, int parts, const void *x,
                                     const void *w, const Epilogue &epilogue, cudaStream_t stream,
-                                    bool *launched) {
+                                    bool *launched, bool overlap_previous = false) {
     *launched = false;
     CUtensorMap x_map, w_map, y_map;
     if (!encode_tile_map(&x_map, x, M, K, kWgTile) || !encode_tile_map(&w_map, w, N, K, kWgTile / kPair))
@@ -1865,18 +1873,18 @@ r1_status launch_8bit_wgmma_cluster(int64_t M, int64_t N, int64_t K, int parts, 
     const int y_bytes = epilogue.out_bf16 ? 2 : 4;
     memset(&y_map, 0, sizeof y_map);
     with_map.y_by_copy_engine = !kSplit && kMode != Mode::Accumulators && copy_engine_stores_enabled() &&
-                                ((uintptr_t)epilogue.y & 15u) == 0 &&
-                                (N * y_bytes) % 16 == 0 &&
-                                encode_swizzled_map(&y_map, epilogue.y, y_bytes, M, N, N * y_bytes, 64);
+                                ((uintptr_t)epilogue.y & 15u) == 0 && (epilogue.y_stride * y_bytes) % 16 == 0 &&
+                                encode_swizzled_map(&y_map, epilogue.y, y_bytes, M, N, epilogue.y_stride * y_bytes, 64);
     auto kernel = gemm_8bit_wgmma<kMode, kPair, kSplit>;
     const int cluster = kSplit ? parts : kPair;
     int resident = 0;
     CUDA_TRY((wgmma_resident_clusters<kMode, kPair, kSplit>(cluster, &resident)));
     const int64_t tiles_m = (M + kWgTile - 1) / kWgTile, tiles_n = (N + kWgTile - 1) / kWgTile;
     const int64_t units = ((tiles_m + kPair - 1) / kPair) * tiles_n;
-    cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)cluster);
+    cudaLaunchAttribute attributes[2] = {cluster_size_attribute((unsigned)cluster), early_launch_attribute()};
     const cudaLaunchConfig_t config = wgmma_launch_config<kSplit>(
-        (unsigned)(cluster * (units < resident ? units : resident)), &attribute, stream);
+        (unsigned)(cluster * (units < resident ? units : resident)), attributes, stream,
+        overlap_previous && early_launch_supported() ? 2 : 1);
     CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, y_map, M, N, K, parts, with_map));
     *launched = true;
     return R1_OK;
@@ -1912,16 +1920,59 @@ int wgmma_split_parts(int64_t M, int64_t N, int64_t K) {
     return best;
 }
 
+/* One tile row whose tiles fill the SMs once and leave a few over (FP8 M =
+ * 64, N = 18432: 144 tiles on 132 SMs, the last 12 a second round as long
+ * as the first): the first `head` tiles go in one launch, one per SM, and
+ * the tail in a second launch with K split over clusters of 8 or 4 CTAs
+ * (the most that fit at once with at least 4 K blocks per CTA). 0 when the
+ * tiles fit in one round, need more than two, or the tail does not split
+ * (R1LAB_QGEMM_TAIL=0: never, for comparisons). */
+template <Mode kMode>
+int wgmma_tail_parts(int64_t N, int64_t K, int64_t *head) {
+    const char *text = getenv("R1LAB_QGEMM_TAIL");
+    if (text && strcmp(text, "0") == 0) return 0;
+    const int64_t tiles_n = (N + kWgTile - 1) / kWgTile, blocks = (K + kWgTile - 1) / kWgTile;
+    int resident = 0;
+    if (wgmma_resident_clusters<kMode, 1, false>(1, &resident) != cudaSuccess) return 0;
+    const int64_t tail = tiles_n - resident;
+    if (tail <= 0 || tail > resident) return 0;
+    for (int parts = 8; parts >= 4; parts /= 2) {
+        int clusters = 0;
+        if (wgmma_resident_clusters<kMode, 1, true>(parts, &clusters) != cudaSuccess) return 0;
+        if (tail <= clusters && blocks >= 4 * parts) {
+            *head = resident;
+            return parts;
+        }
+    }
+    return 0;
+}
+
 /* Paired CTAs where there are two tile rows or more; one tile row: K split
- * over a cluster where that spreads the weights over more SMs. */
+ * over a cluster where that spreads the weights over more SMs, or the
+ * tiles past one round split on their own (wgmma_tail_parts). */
 template <Mode kMode>
 r1_status launch_8bit_wgmma(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
                             const Epilogue &epilogue, cudaStream_t stream, bool *launched) {
-    if (M > kWgTile) return launch_8bit_wgmma_cluster<kMode, 2, false>(M, N, K, 1, x, w, epilogue, stream, launched);
+    Epilogue e = epilogue;
+    e.y_stride = N;
+    if (M > kWgTile) return launch_8bit_wgmma_cluster<kMode, 2, false>(M, N, K, 1, x, w, e, stream, launched);
     const int parts = wgmma_split_parts<kMode>(M, N, K);
-    if (parts > 1)
-        return launch_8bit_wgmma_cluster<kMode, 1, true>(M, N, K, parts, x, w, epilogue, stream, launched);
-    return launch_8bit_wgmma_cluster<kMode, 1, false>(M, N, K, 1, x, w, epilogue, stream, launched);
+    if (parts > 1) return launch_8bit_wgmma_cluster<kMode, 1, true>(M, N, K, parts, x, w, e, stream, launched);
+    int64_t head = 0;
+    const int tail_parts = wgmma_tail_parts<kMode>(N, K, &head);
+    if (tail_parts == 0) return launch_8bit_wgmma_cluster<kMode, 1, false>(M, N, K, 1, x, w, e, stream, launched);
+    /* columns [0, n1) in one launch, [n1, N) in the other: W, its scales,
+     * the bias and Y start n1 rows / columns further on, Y's rows stay N apart */
+    const int64_t n1 = head * kWgTile, G = K / kBlock;
+    r1_status status = launch_8bit_wgmma_cluster<kMode, 1, false>(M, n1, K, 1, x, w, e, stream, launched);
+    if (status != R1_OK || !*launched) return status;
+    Epilogue tail = e;
+    if (kMode == Mode::FP8) tail.w_scale += head * G; /* one row of block scales per 128 rows of W */
+    if (kMode == Mode::W8A8) tail.w_scale += n1;
+    if (tail.bias) tail.bias += n1;
+    tail.y = (char *)e.y + n1 * (kMode == Mode::Accumulators || !e.out_bf16 ? 4 : 2);
+    return launch_8bit_wgmma_cluster<kMode, 1, true>(M, N - n1, K, tail_parts, x, (const uint8_t *)w + n1 * K, tail,
+                                                      stream, launched, true);
 }
 
 template <Mode kMode>

@@ -605,15 +605,20 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
      * 0; float32: N % 4 == 0), clipped at Y's edges: (300, 5700) only in
      * float32, (200, 1000) in both with edges in M and N and half-empty
      * warpgroups, (96, 20000) one tile row with more tiles than SMs, so no
-     * split, with the bias. */
+     * split, with the bias. One tile row with a few tiles past one round
+     * goes in two launches, the tail with K split (on 132 SMs: N = 17000
+     * is 133 tiles, the 133rd, a partial one, split 8 ways over K = 4096;
+     * N = 17700 leaves 7 tiles, the bias and the scales offset with them). */
     static const shape w8a8_cuda[] = {{300, 5700, 768}, {129, 300, 1040}, {128, 5000, 1040},
-                                      {200, 1000, 512}, {96, 20000, 256}};
+                                      {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
+                                      {128, 17700, 4096}};
     static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152},
-                                     {200, 1000, 512}, {96, 20000, 256}};
-    static const char *const forced_split[] = {NULL, NULL, "4", NULL, NULL};
-    static const char *const forced_split_fp8[] = {NULL, NULL, "8", NULL, NULL};
+                                     {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
+                                     {128, 17700, 4096}};
+    static const char *const forced_split[] = {NULL, NULL, "4", NULL, NULL, NULL, NULL};
+    static const char *const forced_split_fp8[] = {NULL, NULL, "8", NULL, NULL, NULL, NULL};
     struct { r1_qgemm_scheme scheme; const shape *shapes; const char *const *split; int count; } cuda_sets[] = {
-        {R1_QGEMM_W8A8, w8a8_cuda, forced_split, 5}, {R1_QGEMM_FP8, fp8_cuda, forced_split_fp8, 5}};
+        {R1_QGEMM_W8A8, w8a8_cuda, forced_split, 7}, {R1_QGEMM_FP8, fp8_cuda, forced_split_fp8, 7}};
     r1t_rng rng = r1t_rng_make(seed);
     double start = check_now();
     for (int i = 0; i < 5; ++i) {
