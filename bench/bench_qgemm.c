@@ -163,8 +163,8 @@ static const char *kernel_label(const qgemm_case *c) {
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
     if (hopper)
         return c->M > 128 ? "v10 wgmma, TMA, paired CTAs, tiles stored by TMA from shared memory"
-                          : "v10 wgmma, TMA, K split over a cluster of 2-8 CTAs where the tiles leave SMs idle, "
-                            "else tiles stored by TMA";
+                          : "v11 wgmma, TMA, one tile row: K split over a cluster of 2-8 CTAs where the tiles "
+                            "leave SMs idle, tiles past one round split in a second launch, else stored by TMA";
     return "v1 mma.sync tiles";
 }
 
