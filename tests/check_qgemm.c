@@ -608,13 +608,14 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
      * split, with the bias. One tile row with a few tiles past one round
      * goes in two launches, the tail with K split (on 132 SMs: N = 17000
      * is 133 tiles, the 133rd, a partial one, split 8 ways over K = 4096;
-     * N = 17700 leaves 7 tiles, the bias and the scales offset with them). */
+     * N = 17700 leaves 7 tiles, split 4 ways over K = 2048, the bias and the
+     * scales offset with them). */
     static const shape w8a8_cuda[] = {{300, 5700, 768}, {129, 300, 1040}, {128, 5000, 1040},
                                       {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
-                                      {128, 17700, 4096}};
+                                      {64, 17700, 2048}};
     static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152},
                                      {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
-                                     {128, 17700, 4096}};
+                                     {64, 17700, 2048}};
     static const char *const forced_split[] = {NULL, NULL, "4", NULL, NULL, NULL, NULL};
     static const char *const forced_split_fp8[] = {NULL, NULL, "8", NULL, NULL, NULL, NULL};
     struct { r1_qgemm_scheme scheme; const shape *shapes; const char *const *split; int count; } cuda_sets[] = {
@@ -627,11 +628,11 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
         const shape *shapes = i < 3 ? sets[i].shapes : cuda_sets[i - 3].shapes;
         int first = 0, count = i < 3 ? (small ? 3 : sets[i].count) : cuda_sets[i - 3].count;
         if (i >= 3 && small) { /* the small set (run under compute-sanitizer) takes the */
-            first = 1;         /* second and fourth wgmma shapes of each scheme: W8A8 */
-            count = 4;         /* (129, 300, 1040) has whole tiles (the fast stores) next */
-        }                      /* to edge tiles, (200, 1000, 512) the copy engine's stores */
-        for (int j = first; j < count; ++j) {
-            if (i >= 3 && small && j == 2) continue;
+            first = 1;         /* second, fourth and sixth wgmma shapes of each scheme: */
+            count = 6;         /* W8A8 (129, 300, 1040) has whole tiles (the fast stores) */
+        }                      /* next to edge tiles, (200, 1000, 512) the copy engine's */
+        for (int j = first; j < count; ++j) { /* stores, (40, 17000, 4096) the tail launch */
+            if (i >= 3 && small && j % 2 == 0) continue;
             int variant = j % 4;
             const char *split = i >= 3 ? cuda_sets[i - 3].split[j] : NULL;
             if (split) setenv("R1LAB_QGEMM_SPLIT", split, 1);
