@@ -327,6 +327,9 @@ struct Epilogue {
     int64_t y_stride;     /* gemm_8bit_wgmma: elements from one row of Y to the next */
 };
 
+/* Bytes per element of Y: bf16, or float32 / int32 (the accumulators). */
+__host__ __device__ inline int y_element_bytes(const Epilogue &epilogue) { return epilogue.out_bf16 ? 2 : 4; }
+
 /* Fills one stage: rows [row0, row0 + 64) x bytes [k0, k0 + 128) of a (rows, K)
  * int8 / e4m3 matrix into shared (64, kStride), zeros outside. */
 template <bool kAligned>
@@ -729,7 +732,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         /* every output pair (y[m][n], y[m][n + 1], n even) is one aligned
          * store, and the pairs of s_w and bias one aligned load */
         auto pairs_aligned = [&] {
-            const int y_align = kMode == Mode::Accumulators || !epilogue.out_bf16 ? 7 : 3;
+            const int y_align = 2 * y_element_bytes(epilogue) - 1; /* a pair of elements */
             return epilogue.y_stride % 2 == 0 && ((uintptr_t)epilogue.y & y_align) == 0 &&
                    (kMode != Mode::W8A8 || ((uintptr_t)epilogue.w_scale & 7) == 0) &&
                    ((uintptr_t)epilogue.bias & 7) == 0;
@@ -1782,37 +1785,32 @@ bool encode_tile_map(CUtensorMap *map, const void *base, int64_t rows, int64_t K
     return encode_swizzled_map(map, base, 1, rows, K, K, box_rows);
 }
 
+/* Whether the environment variable `name` is set to `value` (the switches
+ * that turn a path off for comparisons; each is read once, where used). */
+bool environment_says(const char *name, const char *value) {
+    const char *text = getenv(name);
+    return text && strcmp(text, value) == 0;
+}
+
 /* R1LAB_QGEMM_DECODE=0 sends W8A8 and FP8 with M <= 32 to the wgmma kernel
  * instead of the decode path (for comparisons). */
 bool decode_8bit_enabled() {
-    static int enabled = -1;
-    if (enabled < 0) {
-        const char *text = getenv("R1LAB_QGEMM_DECODE");
-        enabled = !(text && strcmp(text, "0") == 0);
-    }
-    return enabled != 0;
+    static const bool enabled = !environment_says("R1LAB_QGEMM_DECODE", "0");
+    return enabled;
 }
 
 /* R1LAB_QGEMM_TMA_STORE=0: gemm_8bit_wgmma's consumers store their outputs
  * themselves instead of through the copy engine (for comparisons). */
 bool copy_engine_stores_enabled() {
-    static int enabled = -1;
-    if (enabled < 0) {
-        const char *text = getenv("R1LAB_QGEMM_TMA_STORE");
-        enabled = !(text && strcmp(text, "0") == 0);
-    }
-    return enabled != 0;
+    static const bool enabled = !environment_says("R1LAB_QGEMM_TMA_STORE", "0");
+    return enabled;
 }
 
 /* The wgmma kernel runs on sm_90 for M above the decode path's range, with
  * K a multiple of 16 (the copy engine's row pitch) and 16-byte aligned
  * operands. R1LAB_QGEMM_WGMMA=0 turns it off (for comparisons). */
 bool wgmma_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w) {
-    static int enabled = -1;
-    if (enabled < 0) {
-        const char *text = getenv("R1LAB_QGEMM_WGMMA");
-        enabled = !(text && strcmp(text, "0") == 0);
-    }
+    static const bool enabled = !environment_says("R1LAB_QGEMM_WGMMA", "0");
     return enabled && device_capability() == 90 && (M > 32 || !decode_8bit_enabled()) && K % 16 == 0 &&
            M < (1ll << 31) &&
            N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
@@ -1870,7 +1868,7 @@ r1_status launch_8bit_wgmma_cluster(int64_t M, int64_t N, int64_t K, int parts, 
     /* The copy engine writes the outputs where Y's rows are 16-byte aligned
      * (else the consumers store them themselves). */
     Epilogue with_map = epilogue;
-    const int y_bytes = epilogue.out_bf16 ? 2 : 4;
+    const int y_bytes = y_element_bytes(epilogue);
     memset(&y_map, 0, sizeof y_map);
     with_map.y_by_copy_engine = !kSplit && kMode != Mode::Accumulators && copy_engine_stores_enabled() &&
                                 ((uintptr_t)epilogue.y & 15u) == 0 && (epilogue.y_stride * y_bytes) % 16 == 0 &&
@@ -1929,8 +1927,8 @@ int wgmma_split_parts(int64_t M, int64_t N, int64_t K) {
  * (R1LAB_QGEMM_TAIL=0: never, for comparisons). */
 template <Mode kMode>
 int wgmma_tail_parts(int64_t N, int64_t K, int64_t *head) {
-    const char *text = getenv("R1LAB_QGEMM_TAIL");
-    if (text && strcmp(text, "0") == 0) return 0;
+    static const bool off = environment_says("R1LAB_QGEMM_TAIL", "0");
+    if (off) return 0;
     const int64_t tiles_n = (N + kWgTile - 1) / kWgTile, blocks = (K + kWgTile - 1) / kWgTile;
     int resident = 0;
     if (wgmma_resident_clusters<kMode, 1, false>(1, &resident) != cudaSuccess) return 0;
@@ -1970,7 +1968,7 @@ r1_status launch_8bit_wgmma(int64_t M, int64_t N, int64_t K, const void *x, cons
     if (kMode == Mode::FP8) tail.w_scale += head * G; /* one row of block scales per 128 rows of W */
     if (kMode == Mode::W8A8) tail.w_scale += n1;
     if (tail.bias) tail.bias += n1;
-    tail.y = (char *)e.y + n1 * (kMode == Mode::Accumulators || !e.out_bf16 ? 4 : 2);
+    tail.y = (char *)e.y + n1 * y_element_bytes(e);
     return launch_8bit_wgmma_cluster<kMode, 1, true>(M, N - n1, K, tail_parts, x, (const uint8_t *)w + n1 * K, tail,
                                                       stream, launched, true);
 }
@@ -2050,8 +2048,7 @@ extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_o
     case R1_QGEMM_W4A16: {
         if (decode_applies(true, desc->M, desc->K, ops->x, ops->w)) {
             /* R1LAB_QGEMM_W4_OLD=1: v2's gemm_decode instead (for comparisons) */
-            const char *old_path = getenv("R1LAB_QGEMM_W4_OLD");
-            if (device_capability() >= 90 && !(old_path && strcmp(old_path, "1") == 0))
+            if (device_capability() >= 90 && !environment_says("R1LAB_QGEMM_W4_OLD", "1"))
                 return launch_w4a16_stream(desc->M, desc->N, desc->K, ops, desc->asymmetric, y,
                                            out_bf16, stream);
             Epilogue e = {nullptr, ops->w_scale, ops->bias, y, out_bf16};
