@@ -162,9 +162,11 @@ static const char *kernel_label(const qgemm_case *c) {
         return "v2 decode (weight streaming)";
     if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
     if (hopper)
-        return c->M > 128 ? "v10 wgmma, TMA, paired CTAs, tiles stored by TMA from shared memory"
-                          : "v11 wgmma, TMA, one tile row: K split over a cluster of 2-8 CTAs where the tiles "
-                            "leave SMs idle, tiles past one round split in a second launch, else stored by TMA";
+        return c->M > 128 ? "v12 wgmma, TMA, paired CTAs, tiles stored by TMA from shared memory, tile columns "
+                            "past whole rounds in a second launch with K split"
+                          : "v12 wgmma, TMA, one tile row: K split over a cluster of 2-8 CTAs where the tiles "
+                            "leave SMs idle, tiles past one round split in a second launch, else stored by TMA; "
+                            "M <= 64: one consumer warpgroup";
     return "v1 mma.sync tiles";
 }
 

@@ -92,6 +92,16 @@
  *       general stores (bounds, alignment, software rounding per value)
  *       were 43 % of the consumers' instructions at K = 1536. H100, M =
  *       4096: W8A8 N = 24576, K = 1536 588 -> 493 us; FP8 1 - 3 % faster.
+ *   v10 tiles leave the wgmma kernel through shared memory and the copy
+ *       engine (TMA stores).
+ *   v11 one tile row with a few tiles past one round: the tail in a second
+ *       launch with K split (a programmatic dependent of the first).
+ *   v12 the tail launch for two tile rows or more too (tile columns past
+ *       whole rounds of paired CTAs); with M <= 64 the second consumer
+ *       warpgroup sits out (no wgmmas, half the exchange); a split
+ *       cluster's producers start their copies before the cluster barrier.
+ *       H100, FP8: M = 1024, N = 7168, K = 16384 256 -> 230 us; M = 64 2 -
+ *       5 us faster. Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -685,10 +695,15 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     const int64_t blocks_all = (K + kWgTile - 1) / kWgTile;
     const int block_begin = kSplit ? (int)(rank * blocks_all / parts) : 0;
     const int blocks = kSplit ? (int)((rank + 1) * blocks_all / parts) - block_begin : (int)blocks_all; /* K < 2^31 */
+    /* M <= 64: the tile's rows 64 to 127 lie past Y, so the second consumer
+     * warpgroup has nothing to multiply, exchange or store, and sits out
+     * (the stages' `empty` barriers then count the first one's 4 warps) */
+    const bool lower_idle = kPair == 1 && M <= 64;
+    const int consumers = lower_idle ? 128 : 256;
     if (threadIdx.x == 0) {
         for (int s = 0; s < kStages; ++s) {
             barrier_init(&full[s], 1);
-            barrier_init(&empty[s], 8 * kPair); /* lane 0 of each consumer warp of the pair */
+            barrier_init(&empty[s], consumers / 32 * kPair); /* lane 0 of each consumer warp of the pair */
         }
         if (kSplit) {
             barrier_init(&ready, 1);     /* armed by one consumer thread per unit, filled by pushes */
@@ -696,8 +711,20 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         }
         barrier_init_fence();
     }
-    if (kPair == 2 || kSplit) cluster_sync(); /* the peers' barriers exist before anything lands there */
-    else __syncthreads();
+    /* The peers' barriers exist before anything lands there. With the K
+     * split nothing does before a consumer's first exchange, so each thread
+     * only arrives here and waits for the cluster later (the consumers
+     * before they push, everyone else at the end): the producer's first
+     * copies start without waiting for the slowest CTA of the cluster. */
+    if (kPair == 2) {
+        cluster_sync();
+    } else if (kSplit) {
+        __syncthreads();
+        cluster_arrive_relaxed();
+    } else {
+        __syncthreads();
+    }
+    bool cluster_waited = !kSplit;
 
     if (warpgroup == 0) {
         registers_shrink<40>();
@@ -723,7 +750,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 }
             }
         }
-    } else {
+    } else if (warpgroup * 128 <= consumers) {
         registers_grow<232>();
         const int half = warpgroup - 1; /* rows [64 half, 64 half + 64) of the tile */
         const int warp = t / 32, lane = t % 32;
@@ -949,7 +976,11 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     if constexpr (kMode == Mode::FP8) return __float_as_uint(v);
                     else return (uint32_t)v;
                 };
-                if (half == 0 && t == 0) barrier_arrive_expect_bytes(&ready, kWgExchangeBytes);
+                if (half == 0 && t == 0) barrier_arrive_expect_bytes(&ready, kWgExchangeBytes / 256 * consumers);
+                if (!cluster_waited) { /* every CTA of the cluster has its barriers */
+                    cluster_wait();
+                    cluster_waited = true;
+                }
                 if (unit_count > 0) barrier_wait(&freed, (unit_count - 1) & 1);
 #pragma unroll
                 for (int d = 0; d < 16; ++d) {
@@ -992,7 +1023,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 }
                 /* every consumer thread has read (and used) its sums: the
                  * pushers may overwrite them */
-                named_barrier(1, 256);
+                named_barrier(1, consumers);
                 if (half == 0 && warp == 0 && lane < parts) barrier_arrive_relaxed_in_block(&freed, (unsigned)lane);
             }
         }
@@ -1004,6 +1035,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
      * reads for it */
     if (kPair == 2 || kSplit) {
         __syncwarp();
+        if (!cluster_waited) cluster_wait();
         cluster_sync();
     }
     /* A tail launch started early (it reads nothing the launch before it
@@ -1918,27 +1950,51 @@ int wgmma_split_parts(int64_t M, int64_t N, int64_t K) {
     return best;
 }
 
-/* One tile row whose tiles fill the SMs once and leave a few over (FP8 M =
- * 64, N = 18432: 144 tiles on 132 SMs, the last 12 a second round as long
- * as the first): the first `head` tiles go in one launch, one per SM, and
- * the tail in a second launch with K split over clusters of 8 or 4 CTAs
- * (the most that fit at once with at least 4 K blocks per CTA). 0 when the
- * tiles fit in one round, need more than two, or the tail does not split
- * (R1LAB_QGEMM_TAIL=0: never, for comparisons). */
+/* Where the tiles' last round would leave most SMs idle, the last tile
+ * columns go in a second launch with K split over clusters (a tail):
+ * FP8 M = 64, N = 18432 is 144 tiles on 132 SMs, the last 12 a second
+ * round as long as the first; M = 1024, N = 7168, K = 16384 is 224 units
+ * of two tiles on 66 pairs, a fourth round with 26 of them busy. The head
+ * takes tile columns [0, head) in whole rounds, the tail the rest, its
+ * tiles (every tile row of those columns) split `parts` ways: the most of
+ * 8, 4, 2 whose clusters all fit at once, with at least 4 K blocks per CTA
+ * and at least 8 K blocks of a tile's loop saved per CTA (the split's
+ * exchange of partial sums costs a few microseconds, about 8 K blocks at
+ * the long-K rate: FP8 M = 64, N = 24576, K = 1536, 12 K blocks, leaves 60
+ * tiles that split only 2 ways and saves 6, so it keeps its second round).
+ * 0 (and no tail) when the tiles fit in one round or leave no part of one,
+ * when the tail would not fit at once, or with R1LAB_QGEMM_TAIL=0.
+ * R1LAB_QGEMM_TAIL_COLUMNS=c puts the last c tile columns in a tail
+ * whatever the rounds (for tests: it reaches this path at small sizes). */
 template <Mode kMode>
-int wgmma_tail_parts(int64_t N, int64_t K, int64_t *head) {
+int wgmma_tail_parts(int64_t M, int64_t N, int64_t K, int64_t *head) {
     static const bool off = environment_says("R1LAB_QGEMM_TAIL", "0");
     if (off) return 0;
-    const int64_t tiles_n = (N + kWgTile - 1) / kWgTile, blocks = (K + kWgTile - 1) / kWgTile;
-    int resident = 0;
-    if (wgmma_resident_clusters<kMode, 1, false>(1, &resident) != cudaSuccess) return 0;
-    const int64_t tail = tiles_n - resident;
-    if (tail <= 0 || tail > resident) return 0;
-    for (int parts = 8; parts >= 4; parts /= 2) {
+    const int pair = M > kWgTile ? 2 : 1;
+    const int64_t tiles_m = (M + kWgTile - 1) / kWgTile, tiles_n = (N + kWgTile - 1) / kWgTile;
+    const int64_t units_m = (tiles_m + pair - 1) / pair, units = units_m * tiles_n;
+    const int64_t blocks = (K + kWgTile - 1) / kWgTile;
+    int resident = 0; /* clusters of the head launch at once */
+    if ((pair == 2 ? wgmma_resident_clusters<kMode, 2, false>(2, &resident)
+                   : wgmma_resident_clusters<kMode, 1, false>(1, &resident)) != cudaSuccess)
+        return 0;
+    int64_t head_columns = 0;
+    const char *forced = getenv("R1LAB_QGEMM_TAIL_COLUMNS");
+    if (forced && *forced) {
+        head_columns = tiles_n - strtol(forced, nullptr, 10);
+    } else {
+        const int64_t rounds = units / resident, left = units % resident;
+        if (rounds == 0 || left == 0) return 0;
+        head_columns = rounds * resident / units_m;
+    }
+    if (head_columns < 1 || head_columns >= tiles_n) return 0;
+    const int64_t tail_tiles = tiles_m * (tiles_n - head_columns);
+    for (int parts = 8; parts >= 2; parts /= 2) {
         int clusters = 0;
         if (wgmma_resident_clusters<kMode, 1, true>(parts, &clusters) != cudaSuccess) return 0;
-        if (tail <= clusters && blocks >= 4 * parts) {
-            *head = resident;
+        const bool saves_enough = forced ? true : blocks - blocks / parts >= 8;
+        if (tail_tiles <= clusters && blocks >= 4 * parts && saves_enough) {
+            *head = head_columns;
             return parts;
         }
     }
@@ -1946,23 +2002,29 @@ int wgmma_tail_parts(int64_t N, int64_t K, int64_t *head) {
 }
 
 /* Paired CTAs where there are two tile rows or more; one tile row: K split
- * over a cluster where that spreads the weights over more SMs, or the
- * tiles past one round split on their own (wgmma_tail_parts). */
+ * over a cluster where that spreads the weights over more SMs. Either way
+ * the tile columns past whole rounds may go in a tail launch with K split
+ * (wgmma_tail_parts). */
 template <Mode kMode>
 r1_status launch_8bit_wgmma(int64_t M, int64_t N, int64_t K, const void *x, const void *w,
                             const Epilogue &epilogue, cudaStream_t stream, bool *launched) {
     Epilogue e = epilogue;
     e.y_stride = N;
-    if (M > kWgTile) return launch_8bit_wgmma_cluster<kMode, 2, false>(M, N, K, 1, x, w, e, stream, launched);
-    const int parts = wgmma_split_parts<kMode>(M, N, K);
-    if (parts > 1) return launch_8bit_wgmma_cluster<kMode, 1, true>(M, N, K, parts, x, w, e, stream, launched);
+    if (M <= kWgTile) {
+        const int parts = wgmma_split_parts<kMode>(M, N, K);
+        if (parts > 1) return launch_8bit_wgmma_cluster<kMode, 1, true>(M, N, K, parts, x, w, e, stream, launched);
+    }
+    auto launch_head = [&](int64_t columns) {
+        return M > kWgTile ? launch_8bit_wgmma_cluster<kMode, 2, false>(M, columns, K, 1, x, w, e, stream, launched)
+                           : launch_8bit_wgmma_cluster<kMode, 1, false>(M, columns, K, 1, x, w, e, stream, launched);
+    };
     int64_t head = 0;
-    const int tail_parts = wgmma_tail_parts<kMode>(N, K, &head);
-    if (tail_parts == 0) return launch_8bit_wgmma_cluster<kMode, 1, false>(M, N, K, 1, x, w, e, stream, launched);
+    const int tail_parts = wgmma_tail_parts<kMode>(M, N, K, &head);
+    if (tail_parts == 0) return launch_head(N);
     /* columns [0, n1) in one launch, [n1, N) in the other: W, its scales,
      * the bias and Y start n1 rows / columns further on, Y's rows stay N apart */
     const int64_t n1 = head * kWgTile, G = K / kBlock;
-    r1_status status = launch_8bit_wgmma_cluster<kMode, 1, false>(M, n1, K, 1, x, w, e, stream, launched);
+    r1_status status = launch_head(n1);
     if (status != R1_OK || !*launched) return status;
     Epilogue tail = e;
     if (kMode == Mode::FP8) tail.w_scale += head * G; /* one row of block scales per 128 rows of W */

@@ -609,17 +609,33 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
      * goes in two launches, the tail with K split (on 132 SMs: N = 17000
      * is 133 tiles, the 133rd, a partial one, split 8 ways over K = 4096;
      * N = 17700 leaves 7 tiles, split 4 ways over K = 2048, the bias and the
-     * scales offset with them). */
+     * scales offset with them). Two tile rows or more take the tail too: FP8
+     * (136, 8458, 2048) is 67 tile columns of two tile rows on 66 pairs, the
+     * last column (two tiles, the lower one mostly past M) split 4 ways; in
+     * (200, 1000, 2048) R1LAB_QGEMM_TAIL_COLUMNS puts the last 3 of 8 tile
+     * columns in the tail (6 tiles, the last column partial). M <= 64 leaves
+     * the second consumer warpgroup idle: (64, 17700) and (40, 17000) with
+     * the split, (48, 20000, 256) without (two rounds of tiles). */
     static const shape w8a8_cuda[] = {{300, 5700, 768}, {129, 300, 1040}, {128, 5000, 1040},
                                       {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
-                                      {64, 17700, 2048}};
+                                      {64, 17700, 2048}, {200, 1000, 2048}, {48, 20000, 256}};
     static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152},
                                      {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
-                                     {64, 17700, 2048}};
-    static const char *const forced_split[] = {NULL, NULL, "4", NULL, NULL, NULL, NULL};
-    static const char *const forced_split_fp8[] = {NULL, NULL, "8", NULL, NULL, NULL, NULL};
-    struct { r1_qgemm_scheme scheme; const shape *shapes; const char *const *split; int count; } cuda_sets[] = {
-        {R1_QGEMM_W8A8, w8a8_cuda, forced_split, 7}, {R1_QGEMM_FP8, fp8_cuda, forced_split_fp8, 7}};
+                                     {64, 17700, 2048}, {200, 1000, 2048}, {48, 20000, 256},
+                                     {136, 8458, 2048}};
+    /* a switch set for one case: R1LAB_QGEMM_SPLIT or R1LAB_QGEMM_TAIL_COLUMNS */
+    typedef struct { const char *name, *value; } forced_switch;
+    static const forced_switch split4 = {"R1LAB_QGEMM_SPLIT", "4"}, split8 = {"R1LAB_QGEMM_SPLIT", "8"},
+                               tail3 = {"R1LAB_QGEMM_TAIL_COLUMNS", "3"};
+    static const forced_switch *const w8a8_switches[] = {NULL, NULL, &split4, NULL, NULL, NULL, NULL, &tail3, NULL};
+    static const forced_switch *const fp8_switches[] = {NULL, NULL, &split8, NULL, NULL, NULL, NULL, &tail3, NULL, NULL};
+    struct { r1_qgemm_scheme scheme; const shape *shapes; const forced_switch *const *switches; int count; } cuda_sets[] = {
+        {R1_QGEMM_W8A8, w8a8_cuda, w8a8_switches, (int)(sizeof w8a8_cuda / sizeof w8a8_cuda[0])},
+        {R1_QGEMM_FP8, fp8_cuda, fp8_switches, (int)(sizeof fp8_cuda / sizeof fp8_cuda[0])}};
+    _Static_assert(sizeof w8a8_switches / sizeof w8a8_switches[0] == sizeof w8a8_cuda / sizeof w8a8_cuda[0],
+                   "one switch entry per W8A8 wgmma shape");
+    _Static_assert(sizeof fp8_switches / sizeof fp8_switches[0] == sizeof fp8_cuda / sizeof fp8_cuda[0],
+                   "one switch entry per FP8 wgmma shape");
     r1t_rng rng = r1t_rng_make(seed);
     double start = check_now();
     for (int i = 0; i < 5; ++i) {
@@ -627,17 +643,22 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
         const r1_qgemm_scheme scheme = i < 3 ? sets[i].scheme : cuda_sets[i - 3].scheme;
         const shape *shapes = i < 3 ? sets[i].shapes : cuda_sets[i - 3].shapes;
         int first = 0, count = i < 3 ? (small ? 3 : sets[i].count) : cuda_sets[i - 3].count;
-        if (i >= 3 && small) { /* the small set (run under compute-sanitizer) takes the */
-            first = 1;         /* second, fourth and sixth wgmma shapes of each scheme: */
-            count = 6;         /* W8A8 (129, 300, 1040) has whole tiles (the fast stores) */
-        }                      /* next to edge tiles, (200, 1000, 512) the copy engine's */
-        for (int j = first; j < count; ++j) { /* stores, (40, 17000, 4096) the tail launch */
+        /* the small set (run under compute-sanitizer) takes the second, fourth,
+         * sixth and eighth wgmma shapes of each scheme: W8A8 (129, 300, 1040)
+         * has whole tiles (the fast stores) next to edge tiles, (200, 1000,
+         * 512) the copy engine's stores, (40, 17000, 4096) the tail launch of
+         * one tile row, (200, 1000, 2048) a forced tail of two tile rows */
+        if (i >= 3 && small) {
+            first = 1;
+            count = 8;
+        }
+        for (int j = first; j < count; ++j) {
             if (i >= 3 && small && j % 2 == 0) continue;
             int variant = j % 4;
-            const char *split = i >= 3 ? cuda_sets[i - 3].split[j] : NULL;
-            if (split) setenv("R1LAB_QGEMM_SPLIT", split, 1);
+            const forced_switch *forced = i >= 3 ? cuda_sets[i - 3].switches[j] : NULL;
+            if (forced) setenv(forced->name, forced->value, 1);
             int ok = agree_one(backend, scheme, shapes[j], variant, &rng, summary);
-            if (split) unsetenv("R1LAB_QGEMM_SPLIT");
+            if (forced) unsetenv(forced->name);
             summary->cases_total += 1;
             summary->cases_passed += ok;
             if (summary->verbose || !ok)
