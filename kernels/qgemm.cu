@@ -556,6 +556,10 @@ __device__ __forceinline__ void store_whole_tile(const Epilogue &epilogue, int64
 __device__ __forceinline__ void shared_store_u32(uint32_t address, uint32_t value) {
     asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(address), "r"(value) : "memory");
 }
+__device__ __forceinline__ void shared_store_v4(uint32_t address, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(address), "r"(a), "r"(b), "r"(c), "r"(d)
+                 : "memory");
+}
 __device__ __forceinline__ void shared_store_f32x2(uint32_t address, float a, float b) {
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
 }
@@ -964,7 +968,9 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                  * thread (quad d: pairs 2 d and 2 d + 1, 4 values). Every CTA
                  * pushes its partial sums of those quads into CTA r's exchange
                  * at [sender][d - r c][thread] (st.async, counted on r's `ready`:
-                 * 64 KiB per unit), then each CTA adds what it received in
+                 * 64 KiB per unit, less what CTA r writes there itself with
+                 * plain stores and reads back in the same thread), then each
+                 * CTA adds what it received in
                  * sender order (float: a fixed order; int32: wrapping adds,
                  * exact). A CTA pushes the next unit's sums only after every CTA
                  * has said (on the pusher's `freed`) that it has read them. */
@@ -976,7 +982,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     if constexpr (kMode == Mode::FP8) return __float_as_uint(v);
                     else return (uint32_t)v;
                 };
-                if (half == 0 && t == 0) barrier_arrive_expect_bytes(&ready, kWgExchangeBytes / 256 * consumers);
+                if (half == 0 && t == 0)
+                    barrier_arrive_expect_bytes(&ready, kWgExchangeBytes / 256 * consumers / parts * (parts - 1));
                 if (!cluster_waited) { /* every CTA of the cluster has its barriers */
                     cluster_wait();
                     cluster_waited = true;
@@ -986,8 +993,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 for (int d = 0; d < 16; ++d) {
                     const unsigned owner = (unsigned)(d / per);
                     Quad *slot = exchange + ((int)rank * per + d % per) * 256 + me;
-                    push_16_to_block(slot, bits_of(acc[4 * d]), bits_of(acc[4 * d + 1]), bits_of(acc[4 * d + 2]),
-                                     bits_of(acc[4 * d + 3]), &ready, owner);
+                    const uint32_t a = bits_of(acc[4 * d]), b = bits_of(acc[4 * d + 1]), c = bits_of(acc[4 * d + 2]),
+                                   e = bits_of(acc[4 * d + 3]);
+                    if (owner == rank) shared_store_v4(shared_address(slot), a, b, c, e); /* its own quads */
+                    else push_16_to_block(slot, a, b, c, e, &ready, owner);
                 }
                 barrier_wait(&ready, unit_count & 1);
                 const int d0 = (int)rank * per;
