@@ -47,6 +47,15 @@ namespace {
 
 /* ---- the copy engine ------------------------------------------------------------- */
 
+/* Fetches the tensor map `map` (a __grid_constant__ kernel parameter) into
+ * the copy engine's descriptor cache ahead of its first use, so the first
+ * copy does not wait for it. */
+__device__ __forceinline__ void tma_prefetch_map(const void *map) {
+#ifdef R1LAB_SM90A
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+#endif
+}
+
 /* Copies the box at (inner, outer) of the 2-D tensor described by `map` (a
  * __grid_constant__ kernel parameter) into shared memory at `dst`; the bytes
  * are counted on `bar`. Outside the tensor the box is filled with zeros. */

@@ -705,6 +705,9 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     const bool lower_idle = kPair == 1 && M <= 64;
     const int consumers = lower_idle ? 128 : 256;
     if (threadIdx.x == 0) {
+        tma_prefetch_map(&x_map);
+        tma_prefetch_map(&w_map);
+        if (epilogue.y_by_copy_engine) tma_prefetch_map(&y_map);
         for (int s = 0; s < kStages; ++s) {
             barrier_init(&full[s], 1);
             barrier_init(&empty[s], consumers / 32 * kPair); /* lane 0 of each consumer warp of the pair */
