@@ -1034,21 +1034,30 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     }
                 }
                 /* every consumer thread has read (and used) its sums: the
-                 * pushers may overwrite them */
-                named_barrier(1, consumers);
-                if (half == 0 && warp == 0 && lane < parts) barrier_arrive_relaxed_in_block(&freed, (unsigned)lane);
+                 * pushers may overwrite them (after the cluster's last unit
+                 * nobody pushes again) */
+                if (unit + unit_stride < units) {
+                    named_barrier(1, consumers);
+                    if (half == 0 && warp == 0 && lane < parts)
+                        barrier_arrive_relaxed_in_block(&freed, (unsigned)lane);
+                }
             }
         }
         /* the copy engine has written this warpgroup's last tile (and read
          * its shared memory) before the CTA ends */
         if (!kSplit && t == 0) bulk_wait<0>();
     }
-    /* a CTA of a cluster stays until its peers have no more arrivals or
-     * reads for it */
-    if (kPair == 2 || kSplit) {
+    /* A CTA of a pair stays until its peer has no more copies or arrivals
+     * for it. With the K split the only remote operations left at the end
+     * are the last unit's pushes, and each CTA has waited (on `ready`) for
+     * every byte pushed to it: no barrier over the cluster is needed (it
+     * cost a fence for the outputs' stores and the slowest CTA's end). */
+    if (kPair == 2) {
         __syncwarp();
-        if (!cluster_waited) cluster_wait();
         cluster_sync();
+    } else if (kSplit && !cluster_waited) {
+        __syncwarp();
+        cluster_wait();
     }
     /* A tail launch started early (it reads nothing the launch before it
      * writes) ends only after that launch: a kernel that waits for this one
