@@ -101,7 +101,9 @@
  *       warpgroup sits out (no wgmmas, half the exchange); a split
  *       cluster's producers start their copies before the cluster barrier.
  *       H100, FP8: M = 1024, N = 7168, K = 16384 256 -> 230 us; M = 64 2 -
- *       5 us faster. Numbers in docs/qgemm.md.
+ *       5 us faster. v12b: the tensor maps prefetched, and a K-split
+ *       cluster ends without a cluster barrier (~1 us at M <= 128).
+ *       Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
