@@ -167,15 +167,6 @@ __device__ __forceinline__ uint16_t f32_to_bf16(float value) {
     return (uint16_t)(bits >> 16);
 }
 
-/* Two outputs as packed bf16 (lo in the low half), rounded as f32_to_bf16
- * does: the hardware conversion (round to nearest even, the same bits for
- * every number), and f32_to_bf16 itself for NaN, whose bits it fixes. */
-__device__ __forceinline__ uint32_t bf16_pair_bits(float lo, float hi) {
-    if (isnan(lo) || isnan(hi)) return (uint32_t)f32_to_bf16(lo) | (uint32_t)f32_to_bf16(hi) << 16;
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
-    return *(const uint32_t *)&pair;
-}
-
 __device__ __forceinline__ float clampf(float v, float lo, float hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
@@ -505,7 +496,20 @@ template <bool kSplit> constexpr int wgmma_shared_bytes() {
            1024; /* + alignment */
 }
 constexpr int kWgThreads = 384;
+
+/* The wgmma kernel's helpers exist only where it is compiled (sm_90a; for
+ * other targets its body is empty and they would be unused). */
+#ifdef R1LAB_SM90A
 constexpr int kWgGroupRows = 8;
+
+/* Two outputs as packed bf16 (lo in the low half), rounded as f32_to_bf16
+ * does: the hardware conversion (round to nearest even, the same bits for
+ * every number), and f32_to_bf16 itself for NaN, whose bits it fixes. */
+__device__ __forceinline__ uint32_t bf16_pair_bits(float lo, float hi) {
+    if (isnan(lo) || isnan(hi)) return (uint32_t)f32_to_bf16(lo) | (uint32_t)f32_to_bf16(hi) << 16;
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(lo, hi);
+    return *(const uint32_t *)&pair;
+}
 
 /* A consumer thread's 64 outputs of a gemm_8bit_wgmma tile that lies wholly
  * inside Y, from its sums in the m64n128 layout: d[4 j + e] is row row0 +
@@ -657,7 +661,6 @@ __device__ __forceinline__ void store_tile_by_copy_engine(const Epilogue &epilog
     }
 }
 
-#ifdef R1LAB_SM90A
 /* Unit `unit` (a tile, or with paired CTAs two tiles one above the other) in
  * column groups of kWgGroupRows units. */
 __device__ __forceinline__ void wgmma_unit_coordinates(int64_t unit, int64_t units_m, int64_t tiles_n,
@@ -2002,9 +2005,10 @@ int wgmma_tail_parts(int64_t M, int64_t N, int64_t K, int64_t *head) {
                    : wgmma_resident_clusters<kMode, 1, false>(1, &resident)) != cudaSuccess)
         return 0;
     int64_t head_columns = 0;
-    const char *forced = getenv("R1LAB_QGEMM_TAIL_COLUMNS");
-    if (forced && *forced) {
-        head_columns = tiles_n - strtol(forced, nullptr, 10);
+    const char *forced_columns = getenv("R1LAB_QGEMM_TAIL_COLUMNS");
+    const bool forced = forced_columns && *forced_columns;
+    if (forced) {
+        head_columns = tiles_n - strtol(forced_columns, nullptr, 10);
     } else {
         const int64_t rounds = units / resident, left = units % resident;
         if (rounds == 0 || left == 0) return 0;
@@ -2015,7 +2019,7 @@ int wgmma_tail_parts(int64_t M, int64_t N, int64_t K, int64_t *head) {
     for (int parts = 8; parts >= 2; parts /= 2) {
         int clusters = 0;
         if (wgmma_resident_clusters<kMode, 1, true>(parts, &clusters) != cudaSuccess) return 0;
-        const bool saves_enough = forced ? true : blocks - blocks / parts >= 8;
+        const bool saves_enough = forced || blocks - blocks / parts >= 8;
         if (tail_tiles <= clusters && blocks >= 4 * parts && saves_enough) {
             *head = head_columns;
             return parts;
