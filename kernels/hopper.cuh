@@ -186,7 +186,10 @@ __device__ __forceinline__ uint64_t swizzled_mn_descriptor(const void *start, ui
  * descriptors of a loop from one base this way keeps the wgmmas' issue free of
  * address arithmetic. */
 __device__ __forceinline__ uint64_t descriptor_advance(uint64_t descriptor, uint32_t bytes) {
-    return descriptor + (bytes >> 4);
+    /* a 32-bit add: the 14-bit address field never carries out (shared
+     * memory ends below 256 KiB), so the upper fields are unchanged */
+    const uint32_t low = (uint32_t)descriptor + (bytes >> 4);
+    return (descriptor & 0xFFFFFFFF00000000ull) | low;
 }
 
 /* Orders this thread's ordinary shared-memory writes before later reads by

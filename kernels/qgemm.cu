@@ -764,10 +764,17 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         }
     } else if (warpgroup * 128 <= consumers) {
         registers_grow<232>();
-        const int half = warpgroup - 1; /* rows [64 half, 64 half + 64) of the tile */
+        /* rows [64 half, 64 half + 64) of the tile; read through a shuffle so
+         * that the compiler knows it is the same in every lane of the warp, and
+         * keeps the wgmma descriptors derived from it in uniform registers */
+        const int half = __shfl_sync(0xffffffffu, warpgroup - 1, 0);
         const int warp = t / 32, lane = t % 32;
         const int64_t G = K / kBlock;
-        uint32_t step = 0, unit_count = 0;
+        uint32_t next_stage = 0, next_phase = 0, unit_count = 0; /* the stage the next K block takes */
+        /* stage 0's descriptors of this warpgroup's rows of X and of W; a
+         * stage's are these advanced by its offset */
+        const uint64_t a_stage0 = swizzled_tile_descriptor(stages + 64 * half * kWgTile),
+                       b_stage0 = swizzled_tile_descriptor(stages + kWgTileBytes);
         /* every output pair (y[m][n], y[m][n + 1], n even) is one aligned
          * store, and the pairs of s_w and bias one aligned load */
         auto pairs_aligned = [&] {
@@ -786,19 +793,24 @@ __global__ void __launch_bounds__(kWgThreads, 1)
             Acc acc[64];
 #pragma unroll
             for (int i = 0; i < 64; ++i) acc[i] = 0;
-            /* K block kb's stage, filled by the producer */
-            auto stage_of = [&](int kb, uint32_t &s) {
-                const uint32_t at = step + (uint32_t)kb;
-                s = at % kStages;
-                barrier_wait(&full[s], (at / kStages) & 1);
+            /* the next K block's stage, once the producer has filled it (the K
+             * blocks of a unit take the stages in turn, continuing the last unit's) */
+            auto next_stage_of = [&](uint32_t &s) {
+                s = next_stage;
+                barrier_wait(&full[s], next_phase);
+                if (++next_stage == kStages) {
+                    next_stage = 0;
+                    next_phase ^= 1;
+                }
             };
             /* the stage's reads are done: hand it back (to both CTAs of a pair) */
             auto release = [&](uint32_t s) {
                 if (lane == 0) barrier_arrive(&empty[s]);
                 if (kPair == 2 && lane == 1) barrier_arrive_in_block(&empty[s], rank ^ 1);
             };
-            auto a_of = [&](uint32_t s) { return stages + s * kWgStageBytes + 64 * half * kWgTile; };
-            auto b_of = [&](uint32_t s) { return stages + s * kWgStageBytes + kWgTileBytes; };
+            /* the descriptors of k slice j (32 bytes) of stage s */
+            auto a_of = [&](uint32_t s, int j) { return descriptor_advance(a_stage0, s * kWgStageBytes + 32 * j); };
+            auto b_of = [&](uint32_t s, int j) { return descriptor_advance(b_stage0, s * kWgStageBytes + 32 * j); };
             if constexpr (kMode == Mode::FP8) {
                 /* Two sets of partial sums: block kb's wgmmas run while block
                  * kb - 1's are promoted (and its stage handed back). */
@@ -820,8 +832,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     wgmma_fence();
 #pragma unroll
                     for (int j = 0; j < kWgTile / 32; ++j)
-                        wgmma_m64n128k32_e4m3(p, swizzled_tile_descriptor(a_of(s) + 32 * j),
-                                              swizzled_tile_descriptor(b_of(s) + 32 * j), j > 0);
+                        wgmma_m64n128k32_e4m3(p, a_of(s, j), b_of(s, j), j > 0);
                     wgmma_commit();
                 };
                 /* acc += p * (s_x * s_w), once the group has finished: one fused
@@ -837,24 +848,24 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                     for (int i = 0; i < 64; ++i) acc[i] = fmaf(p[i], (i & 2) ? hi : lo, acc[i]);
                 };
                 scales_of(0, scale[0]);
-                stage_of(0, held[0]);
+                next_stage_of(held[0]);
                 issue(part[0], held[0]);
                 int kb = 1;
                 for (; kb + 1 < blocks; kb += 2) {
                     scales_of(kb, scale[1]);
-                    stage_of(kb, held[1]);
+                    next_stage_of(held[1]);
                     issue(part[1], held[1]);
                     wgmma_wait<1>();
                     promote(part[0], held[0], scale[0]);
                     scales_of(kb + 1, scale[0]);
-                    stage_of(kb + 1, held[0]);
+                    next_stage_of(held[0]);
                     issue(part[0], held[0]);
                     wgmma_wait<1>();
                     promote(part[1], held[1], scale[1]);
                 }
                 if (kb < blocks) {
                     scales_of(kb, scale[1]);
-                    stage_of(kb, held[1]);
+                    next_stage_of(held[1]);
                     issue(part[1], held[1]);
                     wgmma_wait<1>();
                     promote(part[0], held[0], scale[0]);
@@ -869,12 +880,11 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                  * handed back once block kb's wgmmas are queued behind it */
                 uint32_t s = 0, previous = 0;
                 for (int kb = 0; kb < blocks; ++kb) {
-                    stage_of(kb, s);
+                    next_stage_of(s);
                     wgmma_fence();
 #pragma unroll
                     for (int j = 0; j < kWgTile / 32; ++j)
-                        wgmma_m64n128k32_s8(acc, swizzled_tile_descriptor(a_of(s) + 32 * j),
-                                            swizzled_tile_descriptor(b_of(s) + 32 * j), kb > 0 || j > 0);
+                        wgmma_m64n128k32_s8(acc, a_of(s, j), b_of(s, j), kb > 0 || j > 0);
                     wgmma_commit();
                     if (kb > 0) {
                         wgmma_wait<1>();
@@ -886,7 +896,6 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 keep_registers(acc);
                 release(previous);
             }
-            step += (uint32_t)blocks;
             /* d[4 j + e]: row row0 + 8 (e / 2), column col0 + 8 j + e % 2; pair
              * q = 2 j + h holds two neighbours of one row, stored together */
             auto finish = [&](Acc a, int64_t m, int64_t n) {
