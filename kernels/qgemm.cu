@@ -2155,8 +2155,9 @@ extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_o
     }
     case R1_QGEMM_W4A16: {
         if (decode_applies(true, desc->M, desc->K, ops->x, ops->w)) {
-            /* R1LAB_QGEMM_W4_OLD=1: v2's gemm_decode instead (for comparisons) */
-            if (device_capability() >= 90 && !environment_says("R1LAB_QGEMM_W4_OLD", "1"))
+            /* R1LAB_QGEMM_W4_OLD=1: v2's gemm_decode instead (for comparisons; read once) */
+            static const bool old_path = environment_says("R1LAB_QGEMM_W4_OLD", "1");
+            if (device_capability() >= 90 && !old_path)
                 return launch_w4a16_stream(desc->M, desc->N, desc->K, ops, desc->asymmetric, y,
                                            out_bf16, stream);
             Epilogue e = {nullptr, ops->w_scale, ops->bias, y, out_bf16};
