@@ -17,6 +17,8 @@
  * fraction_of_hbm = bytes-read/s over the measured device copy bandwidth
  * (bench.h: read + written bytes of a 512 MiB copy, 2.98 TB/s class on H100);
  * fraction_of_bf16_peak = FLOP/s over 790e12 (measured-class dense bf16).
+ * graph_us_per_call: the same call replayed 20 times from a CUDA graph (the
+ * event-timed loop also counts the host's work between its two events).
  * Before timing, each configuration's first sequence is checked against ref
  * (relative L2 <= 1e-2 for cuda); a mismatch skips the benchmark.
  */
@@ -142,12 +144,13 @@ typedef struct mla_decode_call {
     float *lse;
     void *workspace;
     size_t workspace_bytes;
+    void *stream; /* NULL: the default stream; r1b_cuda_graph_us_per_call sets its own */
 } mla_decode_call;
 
 static int run_mla_decode(void *context) {
     const mla_decode_call *c = context;
     return r1_mla_decode(R1_CUDA, c->desc, c->q, c->cache, c->out, c->lse, c->workspace,
-                         c->workspace_bytes, NULL);
+                         c->workspace_bytes, c->stream);
 }
 
 static void bench_cuda(r1b_state *state, const void *user) {
@@ -227,9 +230,13 @@ static void bench_cuda(r1b_state *state, const void *user) {
     } else if (why[0]) {
         r1b_skip_with_error(state, why);
     } else {
-        mla_decode_call call = {&in.desc, d_q, &cache, d_out, d_lse, workspace, workspace_bytes};
-        if (r1b_time_cuda_calls(state, run_mla_decode, &call) == R1_OK)
+        mla_decode_call call = {&in.desc, d_q, &cache, d_out, d_lse, workspace, workspace_bytes, NULL};
+        if (r1b_time_cuda_calls(state, run_mla_decode, &call) == R1_OK) {
             report(state, c, 2.0, r1b_device_copy_bandwidth());
+            /* without the host's share of each timed call (bench.h) */
+            const double graph_us = r1b_cuda_graph_us_per_call(run_mla_decode, &call, &call.stream, 20);
+            if (graph_us > 0) r1b_counter(state, "graph_us_per_call", graph_us);
+        }
     }
     r1_device_free(d_q);
     r1_device_free(d_cache);

@@ -396,7 +396,8 @@ __device__ __forceinline__ void wgmma_m64n256k16_bf16_a_registers_b_mn(float (&d
  * the driver has no cuTensorMapEncodeTiled or refuses the description (the
  * caller then takes another path). */
 inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_bytes, int64_t rows,
-                                int64_t columns, int64_t row_bytes, int box_rows) {
+                                int64_t columns, int64_t row_bytes, int box_rows,
+                                CUtensorMapL2promotion l2_promotion = CU_TENSOR_MAP_L2_PROMOTION_L2_256B) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
     static bool looked = false;
     if (!looked) {
@@ -418,8 +419,8 @@ inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_
     const cuuint32_t box[2] = {(cuuint32_t)(128 / element_bytes), (cuuint32_t)box_rows};
     const cuuint32_t element_strides[2] = {1, 1};
     return encode(map, type, 2, const_cast<void *>(base), dims, strides, box, element_strides,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, l2_promotion,
+                  CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
 }  // namespace
