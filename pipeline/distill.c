@@ -72,38 +72,11 @@ void r1_distill_config_default(r1_distill_config *config) {
 
 /* ---- small helpers shared with the dry run ---------------------------------------- */
 
-/* "data/GSM8K_zh.jsonl" -> "GSM8K_zh" (PaddleNLP's Path.stem). malloc'd. */
-static char *input_stem(const char *path) {
-    const char *slash = strrchr(path, '/');
-    const char *name = slash ? slash + 1 : path;
-    const char *dot = strrchr(name, '.');
-    size_t length = (dot && dot != name) ? (size_t)(dot - name) : strlen(name);
-    char *stem = malloc(length + 1);
-    if (stem) {
-        memcpy(stem, name, length);
-        stem[length] = '\0';
-    }
-    return stem;
-}
-
 /* A prompt: the string field, or the first element of an array of strings. */
 static const char *record_prompt(const cJSON *record, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(record, key);
     if (cJSON_IsArray(item)) item = cJSON_GetArrayItem(item, 0);
     return cJSON_IsString(item) ? item->valuestring : NULL;
-}
-
-/* The gold answer as text (strings as they are, numbers as printed). malloc'd. */
-static char *record_gold(const cJSON *record, const char *key) {
-    const cJSON *item = cJSON_GetObjectItemCaseSensitive(record, key);
-    if (cJSON_IsString(item)) {
-        size_t length = strlen(item->valuestring);
-        char *copy = malloc(length + 1);
-        if (copy) memcpy(copy, item->valuestring, length + 1);
-        return copy;
-    }
-    if (cJSON_IsNumber(item)) return cJSON_PrintUnformatted(item);
-    return NULL;
 }
 
 static int append_number(distill_buffer *buffer, double value) {
@@ -211,6 +184,33 @@ r1_status r1_distill_run(const r1_distill_config *config, r1_distill_summary *su
 #else
 
 #include <curl/curl.h>
+
+/* "data/GSM8K_zh.jsonl" -> "GSM8K_zh" (PaddleNLP's Path.stem). malloc'd. */
+static char *input_stem(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    const char *dot = strrchr(name, '.');
+    size_t length = (dot && dot != name) ? (size_t)(dot - name) : strlen(name);
+    char *stem = malloc(length + 1);
+    if (stem) {
+        memcpy(stem, name, length);
+        stem[length] = '\0';
+    }
+    return stem;
+}
+
+/* The gold answer as text (strings as they are, numbers as printed). malloc'd. */
+static char *record_gold(const cJSON *record, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(record, key);
+    if (cJSON_IsString(item)) {
+        size_t length = strlen(item->valuestring);
+        char *copy = malloc(length + 1);
+        if (copy) memcpy(copy, item->valuestring, length + 1);
+        return copy;
+    }
+    if (cJSON_IsNumber(item)) return cJSON_PrintUnformatted(item);
+    return NULL;
+}
 
 #define MAX_BODY_BYTES ((size_t)512 << 20)
 #define ERROR_BODY_BYTES 4096
