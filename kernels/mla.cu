@@ -60,6 +60,9 @@
  *       clocks: 57.3 -> 54.9 M warp instructions, 444.5 k -> 440.6 k cycles; L2
  *       traffic 1.63 -> 1.28 GB with the same 623 MB from DRAM; event and graph
  *       times within the run-to-run spread (2-3 %).
+ *   v3c unsplit tiles write out through shared memory with coalesced 16-byte
+ *       stores (v3_store_out): H100 A/B/A/B, graph time at b=128, h=128,
+ *       s_k=4096: 285 -> 274 us (s_q=1), 540 -> 530 us (s_q=2).
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -655,6 +658,8 @@ constexpr int kV3Dynamic = 3 * kV3BlockBytes + kV3Box + 1024; /* Q, K_even, K_od
 enum V3Barrier { kEvenScaled = 1, kOddScaled, kEvenStored, kOddStored, kZeroedLeft, kZeroedRight };
 
 
+/* The v3 device code exists only in the sm_90a pass (where the kernel's body is). */
+#ifdef R1LAB_SM90A
 /* Copies boxes [First, End) of cache block `block` into `buffer`; each box counts
  * its bytes on its own barrier (armed by the warpgroup that waits on it). */
 template <int First, int End>
@@ -1001,6 +1006,74 @@ __device__ __forceinline__ void v3_odd_warpgroup(const v3_state &w, const v3_row
     });
 }
 
+/* The epilogue: O / l of the tile's rows and their lse. Unsplit tiles write bf16
+ * out: the accumulators go first to shared memory (the key buffers, free once
+ * every wgmma is done; 64 rows of 1 KiB, 16-byte piece c of row r at piece
+ * c ^ (r % 8), so the 8 rows a warp writes at once fall in different banks), then
+ * each thread copies whole 16-byte pieces, consecutive threads along a row: the
+ * global stores are coalesced (stored straight from the accumulators, 4 bytes a
+ * lane and half a 32-byte sector per quad of lanes, the 64 stores per thread
+ * throttled the load-store unit at the end of every tile: H100, b = 128, h = 128,
+ * s_k = 4096, graph time 285 -> 274 us at s_q = 1 and 540 -> 530 us at s_q = 2).
+ * Split tiles write fp32 partial sums straight from the accumulators: 8 bytes a
+ * lane, a whole sector per quad; through shared memory they measured 0.7-3 %
+ * slower (graph time at four split shapes). Rows past the sequence's s_q * h are not written. */
+__device__ __forceinline__ void v3_store_out(uint8_t *stage, const float (&o)[128], const v3_rows &r,
+                                             int warpgroup, const float (*row_sum)[kV2Rows],
+                                             const float *row_max, int b, int row0, int rows_total,
+                                             int split, const decode_params &p) {
+    const int valid_rows = min(kV2Rows, rows_total - row0);
+    if (p.splits == 1) {
+        constexpr int kRowBytes = kV2Dv * 2, kPieces = kRowBytes / 16;
+#pragma unroll
+        for (int which = 0; which < 2; ++which) {
+            const int row = which ? r.b : r.a;
+            const float l = row_sum[0][row] + row_sum[1][row];
+            const float inverse = l == 0.0f ? 0.0f : 1.0f / l; /* no key seen: 0 (NaN l stays NaN) */
+#pragma unroll
+            for (int j = 0; j < 32; ++j) {
+                const int byte = 2 * (256 * warpgroup + 8 * j + r.column);
+                uint8_t *at = stage + row * kRowBytes + ((((byte >> 4) ^ (row & 7)) << 4) | (byte & 15));
+                *reinterpret_cast<__nv_bfloat162 *>(at) =
+                    __floats2bfloat162_rn(o[4 * j + 2 * which] * inverse, o[4 * j + 2 * which + 1] * inverse);
+            }
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < valid_rows * kPieces; i += kV3Threads) {
+            const int row = i / kPieces, piece = i % kPieces;
+            const uint4 v = *reinterpret_cast<const uint4 *>(stage + row * kRowBytes + ((piece ^ (row & 7)) << 4));
+            reinterpret_cast<uint4 *>(p.out + ((int64_t)b * rows_total + row0 + row) * kV2Dv)[piece] = v;
+        }
+    } else {
+#pragma unroll
+        for (int which = 0; which < 2; ++which) {
+            const int row = which ? r.b : r.a;
+            if (row >= valid_rows) continue;
+            const float l = row_sum[0][row] + row_sum[1][row];
+            const float inverse = l == 0.0f ? 0.0f : 1.0f / l;
+            float *dst = p.partial_out + (((int64_t)b * rows_total + row0 + row) * p.splits + split) * kV2Dv +
+                         256 * warpgroup + r.column;
+#pragma unroll
+            for (int j = 0; j < 32; ++j)
+                *reinterpret_cast<float2 *>(dst + 8 * j) =
+                    make_float2(o[4 * j + 2 * which] * inverse, o[4 * j + 2 * which + 1] * inverse);
+        }
+    }
+    if (threadIdx.x < valid_rows) {
+        const int row = threadIdx.x;
+        const float l = row_sum[0][row] + row_sum[1][row], m = row_max[row];
+        const float lse = l == 0.0f ? -INFINITY : (m + log2f(l)) * 0.6931471805599453f;
+        const int64_t global_row = (int64_t)b * rows_total + row0 + row;
+        if (p.splits == 1) {
+            if (p.lse) p.lse[global_row] = lse;
+        } else {
+            p.partial_lse[global_row * p.splits + split] = lse;
+        }
+    }
+}
+
+#endif /* R1LAB_SM90A */
+
 __global__ void __launch_bounds__(kV3Threads, 1)
     decode_split_kernel_v3(const __grid_constant__ CUtensorMap q_map,
                            const __grid_constant__ CUtensorMap cache_map, decode_params p) {
@@ -1115,33 +1188,8 @@ __global__ void __launch_bounds__(kV3Threads, 1)
         row_sum[warpgroup][r.a] = l_a;
         row_sum[warpgroup][r.b] = l_b;
     }
-    __syncthreads();
-#pragma unroll
-    for (int which = 0; which < 2; ++which) {
-        const int row_in_tile = which ? r.b : r.a;
-        if (row0 + row_in_tile >= rows_total) continue;
-        const float l = row_sum[0][row_in_tile] + row_sum[1][row_in_tile], m = row_max[row_in_tile];
-        const bool empty = l == 0.0f; /* no key seen (NaN l is not empty) */
-        const float inverse = empty ? 0.0f : 1.0f / l;
-        const float row_lse = empty ? -INFINITY : (m + log2f(l)) * 0.6931471805599453f;
-        const int64_t row = (int64_t)b * rows_total + row0 + row_in_tile;
-        const int column0 = 256 * warpgroup + r.column;
-        if (p.splits == 1) {
-            __nv_bfloat16 *dst = p.out + row * kV2Dv + column0;
-#pragma unroll
-            for (int j = 0; j < 32; ++j)
-                *reinterpret_cast<__nv_bfloat162 *>(dst + 8 * j) =
-                    __floats2bfloat162_rn(o[4 * j + 2 * which] * inverse, o[4 * j + 2 * which + 1] * inverse);
-            if (warpgroup == 0 && (r.lane & 3) == 0 && p.lse) p.lse[row] = row_lse;
-        } else {
-            float *dst = p.partial_out + (row * p.splits + split) * kV2Dv + column0;
-#pragma unroll
-            for (int j = 0; j < 32; ++j)
-                *reinterpret_cast<float2 *>(dst + 8 * j) =
-                    make_float2(o[4 * j + 2 * which] * inverse, o[4 * j + 2 * which + 1] * inverse);
-            if (warpgroup == 0 && (r.lane & 3) == 0) p.partial_lse[row * p.splits + split] = row_lse;
-        }
-    }
+    __syncthreads(); /* also: every wgmma is done, the key buffers are free */
+    v3_store_out(w.k_buf[0], o, r, warpgroup, row_sum, row_max, b, row0, rows_total, split, p);
 #endif
 }
 
