@@ -62,7 +62,11 @@
  *       times within the run-to-run spread (2-3 %).
  *   v3c unsplit tiles write out through shared memory with coalesced 16-byte
  *       stores (v3_store_out): H100 A/B/A/B, graph time at b=128, h=128,
- *       s_k=4096: 285 -> 274 us (s_q=1), 540 -> 530 us (s_q=2).
+ *       s_k=4096: 285 -> 274 us (s_q=1), 540 -> 530 us (s_q=2). One ci/gpu.sh run
+ *       (bench/results/h100-mla-v6.json, FlashMLA timed as r1lab is): 295.0 us =
+ *       2.11 TB/s against FlashMLA's 274.2 (0.93x); s_q=2 536.4 us = 544 TFLOP/s
+ *       (0.92x). Next: a persistent grid that splits the work evenly (at b=128
+ *       an SM runs two tiles of 64 blocks, FlashMLA's parts about 124 blocks).
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
