@@ -23,7 +23,8 @@ nearest-value search over the table of all 127 finite magnitudes (ties to the
 even code), not the bit manipulation of core/dtype.c.
 
 Each file also holds y_exact, the float64 product of the UNQUANTIZED x and w
-(+ bias), and the metadata calc_diff = 1 - 2 sum(a b) / sum(a^2 + b^2)
+(+ bias; every float64 product here sums over k in order, product_f64, so the
+files do not depend on the machine's BLAS), and the metadata calc_diff = 1 - 2 sum(a b) / sum(a^2 + b^2)
 (DeepGEMM's measure) between y and y_exact: the size of the quantization error.
 
 Run from the repository root:
@@ -167,6 +168,18 @@ def quant_fp8_weight(w, pow2):
 # products
 
 
+def product_f64(a, b):
+    """a (M, K) times b (N, K) transposed, in float64, summed over k in the order
+    0, 1, ..., K - 1: one rounding per product and per sum, so every machine
+    writes the same bits (a BLAS matmul orders its sums by the CPU's vector
+    width, and on another CPU its last bits, and so these files, differed)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    out = np.zeros((a.shape[0], b.shape[0]))
+    for k in range(a.shape[1]):
+        out += np.multiply.outer(a[:, k], b[:, k])
+    return out
+
+
 def calc_diff(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     denom = np.sum(a * a + b * b)
@@ -190,7 +203,7 @@ def case_w4a16(x, w, bias, asymmetric):
     N, K = w.shape
     level = q - (np.repeat(z.astype(np.int64), BLOCK, axis=1) if asymmetric else 0)
     wdeq = (level.astype(F32) * np.repeat(s, BLOCK, axis=1)).astype(F32)
-    y = (bf16_bits_to_f32(xb).astype(np.float64) @ wdeq.astype(np.float64).T + bias).astype(F32)
+    y = (product_f64(bf16_bits_to_f32(xb), wdeq) + bias).astype(F32)
     t = dict(x=x, w=w, bias=bias, x_bf16=xb, qw=pack_i4(q), sw=s, wdeq=wdeq, y=y)
     if asymmetric:
         t["zw"] = z
@@ -206,7 +219,7 @@ def case_fp8(x, w, bias, pow2):
     y = np.zeros((M, N))
     for kb in range(K // BLOCK):
         ks = slice(kb * BLOCK, (kb + 1) * BLOCK)
-        partial = fx[:, ks] @ fw[:, ks].T
+        partial = product_f64(fx[:, ks], fw[:, ks])
         scale = (sx[:, kb][:, None] * sw[np.arange(N) // BLOCK, kb][None, :]).astype(F32)
         y += partial * scale
     y = (y + bias).astype(F32)
@@ -304,7 +317,7 @@ def make_case(index, spec):
         t, y = case_w4a16(x, w, bias, opts["asymmetric"])
     else:
         t, y = case_fp8(x, w, bias, opts["pow2"])
-    y_exact = x.astype(np.float64) @ w.astype(np.float64).T + bias
+    y_exact = product_f64(x, w) + bias
     t["y_exact"] = y_exact
     meta = dict(case=name, scheme=scheme, M=M, N=N, K=K, kind=kind, seed=seed,
                 asymmetric=opts.get("asymmetric", 0), pow2_scales=opts.get("pow2", 0),
