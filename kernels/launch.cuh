@@ -2,7 +2,7 @@
  * kernels/launch.cuh — programmatic dependent launch (sm_90), shared by the
  * CUDA files whose calls are chains of short kernels (sampling, moe), and
  * the device queries the kernels choose by (compute capability, SM count),
- * read once per process.
+ * read once per process, and the dynamic shared-memory opt-in.
  *
  * A kernel launched with cudaLaunchAttributeProgrammaticStreamSerialization
  * may start while the kernel before it in the stream is still running; it
@@ -82,6 +82,20 @@ inline int multiprocessor_count() {
 inline int shared_memory_per_block_optin() {
     static int cached = -1;
     return device_attribute_once(cached, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0);
+}
+
+/* Lets `kKernel` launch with `bytes` of dynamic shared memory (above 48 KiB a
+ * kernel must opt in). The runtime is asked only when `bytes` is more than
+ * this kernel was allowed before, so a launch path pays for it once per
+ * process (one device per process, as for the queries above). */
+template <auto kKernel>
+inline cudaError_t allow_dynamic_shared_memory(size_t bytes) {
+    static size_t allowed = 0;
+    if (bytes <= allowed) return cudaSuccess;
+    const cudaError_t error =
+        cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (error == cudaSuccess) allowed = bytes;
+    return error;
 }
 
 /* 1 when the device has programmatic dependent launch (sm_90 on). */

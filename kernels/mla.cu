@@ -1325,24 +1325,14 @@ extern "C" r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void 
                     encode_swizzled_map(&cache_map, cache->blocks, 2, cache->num_blocks * R1_MLA_BLOCK_SIZE,
                                         kV2D, kV2D * 2, 64, CU_TENSOR_MAP_L2_PROMOTION_NONE);
     if (v3) {
-        static bool v3_configured = false; /* the shared-memory opt-in, once per process */
-        if (!v3_configured) {
-            CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel_v3,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kV3Dynamic));
-            v3_configured = true;
-        }
+        CUDA_TRY(allow_dynamic_shared_memory<decode_split_kernel_v3>(kV3Dynamic));
         dim3 grid((unsigned)p.splits, (unsigned)((p.S * p.H + kV2Rows - 1) / kV2Rows),
                   (unsigned)desc->batch);
         decode_split_kernel_v3<<<grid, kV3Threads, kV3Dynamic, stream>>>(q_map, cache_map, p);
         CUDA_TRY(cudaGetLastError());
         if (p.splits == 1) return R1_OK; /* v3 wrote out and lse itself */
     } else if (v2) {
-        static bool v2_configured = false;
-        if (!v2_configured) {
-            CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel_v2,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, kV2Shared));
-            v2_configured = true;
-        }
+        CUDA_TRY(allow_dynamic_shared_memory<decode_split_kernel_v2>(kV2Shared));
         dim3 grid((unsigned)p.splits, (unsigned)((p.S * p.H + kV2Rows - 1) / kV2Rows),
                   (unsigned)desc->batch);
         decode_split_kernel_v2<<<grid, kV2Threads, kV2Shared, stream>>>(p);
@@ -1352,12 +1342,7 @@ extern "C" r1_status mla_decode_cuda(const r1_mla_decode_desc *desc, const void 
         const size_t shared = (size_t)kHeadGroup * p.D * sizeof(float) +
                               (size_t)kHeadGroup * kTile * sizeof(float) + kHeadGroup * sizeof(float) +
                               (size_t)kTile * p.D * sizeof(__nv_bfloat16);
-        static size_t v1_configured = 0; /* the largest opt-in so far */
-        if (shared > v1_configured) {
-            CUDA_TRY(cudaFuncSetAttribute(decode_split_kernel,
-                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shared));
-            v1_configured = shared;
-        }
+        CUDA_TRY(allow_dynamic_shared_memory<decode_split_kernel>(shared));
         dim3 grid((unsigned)p.splits, (unsigned)(desc->batch * desc->s_q),
                   (unsigned)((desc->n_heads + kHeadGroup - 1) / kHeadGroup));
         decode_split_kernel<<<grid, kThreads, shared, stream>>>(p);

@@ -1813,13 +1813,9 @@ template <int NT, int KS, int kDeep, bool kAsym>
 r1_status launch_w4a16_stream_ks(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, void *y,
                                  int out_bf16, const StreamPlan &plan, cudaStream_t stream) {
     const int bytes = stream_shared_bytes<NT>(plan);
-    static int configured = 0; /* the dynamic shared memory allowed so far */
-    if (bytes > configured) {
-        CUDA_TRY(cudaFuncSetAttribute(gemm_w4a16_stream<NT, KS, kDeep, kAsym>,
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-        configured = bytes;
-    }
-    gemm_w4a16_stream<NT, KS, kDeep, kAsym><<<plan.blocks, (plan.consumers + 1) * 32, bytes, stream>>>(
+    constexpr auto kernel = gemm_w4a16_stream<NT, KS, kDeep, kAsym>;
+    CUDA_TRY(allow_dynamic_shared_memory<kernel>((size_t)bytes));
+    kernel<<<plan.blocks, (plan.consumers + 1) * 32, bytes, stream>>>(
         M, N, K, plan.slots, (const uint16_t *)ops->x, (const uint8_t *)ops->w, ops->w_scale,
         kAsym ? ops->w_zero : nullptr, ops->bias, y, out_bf16);
     CUDA_TRY(cudaGetLastError());
