@@ -17,7 +17,10 @@ plus (28672, 8192) for M <= 16):
                 (acc * s_x[:, None] * s_w[None, :] -> bf16), the W8A8 peer
                 (_int_mm needs M > 16: smaller M are padded to 32 rows)
   bf16_matmul   torch.matmul in bf16 (the W4A16 peer; cuBLAS underneath)
-Times are medians of CUDA-event timings over repeated calls.
+"median_us": the median of CUDA-event timings of single calls, each from an
+idle GPU (so with torch's host work in it, as r1lab's event times have
+r1lab's); "graph_us": the GPU time per call of 20 calls replayed from a CUDA
+graph (r1lab's "graph_us_per_call"), null when they cannot be captured.
 
     python3 bench/torch_qgemm.py --json OUT.json
 """
@@ -28,7 +31,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_timing import time_median_us, write_results  # noqa: E402
+from peer_timing import time_graph_us, time_median_us, write_results  # noqa: E402
 
 SHAPES = [(7168, 16384), (18432, 7168), (24576, 1536), (4096, 7168), (8192, 8192)]
 MS = [1, 16, 64, 128, 1024, 4096]
@@ -116,11 +119,13 @@ def main():
     for M, N, K in shapes:
         for name, function in peers(M, N, K).items():
             us = time_median_us(function, args.repeats, warmup=3)
+            graph_us = time_graph_us(function)
             flop = 2.0 * M * N * K
             label = f"torch_qgemm({name},M={M},N={N},K={K})"
             results.append({"name": label, "peer": name, "M": M, "N": N, "K": K,
-                            "median_us": us, "tflop_per_s": flop / us / 1e6})
-            print(f"{label:55s} {us:10.1f} us {flop / us / 1e6:8.1f} TFLOP/s")
+                            "median_us": us, "graph_us": graph_us, "tflop_per_s": flop / us / 1e6})
+            graph_text = f"{graph_us:10.1f}" if graph_us is not None else "         -"
+            print(f"{label:55s} {us:10.1f} us (graph {graph_text} us) {flop / us / 1e6:8.1f} TFLOP/s")
         torch.cuda.empty_cache()
     write_results(args.json, results)
     return 0
