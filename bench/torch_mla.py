@@ -10,8 +10,11 @@ latent rows [c, k_pe] through its (shuffled) block table, then
     out    = einsum("bsht,btc->bshc", p, kv[..., :512])
 in bf16, with the gather included (a paged cache has to be gathered or
 indexed by something). Same shapes as bench/bench_mla.c: every sequence of
-length s_k, s_q = 1 (and 2, causal mask), h in {16, 128}. Times are medians of
-CUDA-event timings. Bytes and FLOPs use bench_mla.c's formulas:
+length s_k, s_q = 1 (and 2, causal mask), h in {16, 128}. "microseconds" is
+the median of CUDA-event timings of single calls from an idle GPU (torch's
+host work included, as r1lab's event times include r1lab's);
+"graph_microseconds" the GPU time per call of 20 calls replayed from a CUDA
+graph (r1lab's graph_us_per_call), null when they cannot be captured. Bytes and FLOPs use bench_mla.c's formulas:
     bytes read = b*s_k*576*2 + b*s_q*h*576*2;  FLOPs = sum 2*h*n*(576+512)
 
     python3 bench/torch_mla.py --json OUT.json
@@ -23,7 +26,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_timing import time_median_us, write_results  # noqa: E402
+from peer_timing import time_graph_us, time_median_us, write_results  # noqa: E402
 
 D, DV, BLOCK = 576, 512, 64
 
@@ -54,12 +57,13 @@ def time_case(batch, s_k, heads, s_q, repeats):
     generator = torch.Generator(device="cuda").manual_seed(7)
     cache, table, q = make_case(batch, s_k, heads, s_q, generator)
     scale = 0.1352
-    seconds = 1e-6 * time_median_us(lambda: decode(cache, table, q, s_k, scale), repeats,
-                                    warmup=3)
+    call = lambda: decode(cache, table, q, s_k, scale)  # noqa: E731
+    seconds = 1e-6 * time_median_us(call, repeats, warmup=3)
+    graph_us = time_graph_us(call)
     keys = sum(s_k - s_q + 1 + i for i in range(s_q))
     flops = 2.0 * batch * heads * keys * (D + DV)
     read = batch * s_k * D * 2 + batch * s_q * heads * D * 2
-    return seconds, read, flops
+    return seconds, graph_us, read, flops
 
 
 def main():
@@ -76,15 +80,16 @@ def main():
     for batch, s_k, heads, s_q in configs:
         name = f"mla_decode(backend=torch,b={batch},s_q={s_q},h={heads},s_k={s_k})"
         try:
-            seconds, read, flops = time_case(batch, s_k, heads, s_q, args.repeats)
+            seconds, graph_us, read, flops = time_case(batch, s_k, heads, s_q, args.repeats)
         except torch.cuda.OutOfMemoryError:
             print(f"{name}: out of memory, skipped", file=sys.stderr)
             torch.cuda.empty_cache()
             continue
         results.append({"name": name, "batch": batch, "s_k": s_k, "heads": heads, "s_q": s_q,
-                        "microseconds": seconds * 1e6, "bytes_per_second": read / seconds,
-                        "flops_per_second": flops / seconds})
-        print(f"{name}: {seconds * 1e6:.1f} us, {read / seconds / 1e9:.1f} GB/s, "
+                        "microseconds": seconds * 1e6, "graph_microseconds": graph_us,
+                        "bytes_per_second": read / seconds, "flops_per_second": flops / seconds})
+        graph_text = f"{graph_us:.1f} us" if graph_us is not None else "-"
+        print(f"{name}: {seconds * 1e6:.1f} us (graph {graph_text}), {read / seconds / 1e9:.1f} GB/s, "
               f"{flops / seconds / 1e12:.2f} TFLOP/s")
         torch.cuda.empty_cache()
     write_results(args.json, results)
