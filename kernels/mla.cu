@@ -67,6 +67,11 @@
  *       2.11 TB/s against FlashMLA's 274.2 (0.93x); s_q=2 536.4 us = 544 TFLOP/s
  *       (0.92x). Next: a persistent grid that splits the work evenly (at b=128
  *       an SM runs two tiles of 64 blocks, FlashMLA's parts about 124 blocks).
+ *       v7 run (h100-mla-v7.json): 280.6 us against FlashMLA's 268.4 (0.96x).
+ *   split count: choose_splits_v2 counts the combine's traffic (the fp32 partial
+ *       sums written and read back), fitted on b=1, s_k=8192: h=128 takes 32
+ *       splits instead of 64, 20.1 -> 17.1 us (graph); the other benchmarked
+ *       shapes keep their counts.
  */
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -1224,17 +1229,29 @@ bool v3_enabled() {
     return !(text && text[0] == '0') && device_capability() == 90;
 }
 
-/* v2's splits: the count that minimises (waves of CTAs) x (blocks per CTA + 2, the
- * Q load and epilogue), plus one for the combine pass when split; one CTA per SM. */
+/* v2's splits: the count that minimises, in units of one key block's time,
+ *   (waves of CTAs) x (blocks per CTA + 2, the Q load and epilogue)
+ *   + when split: 1 for the combine launch, plus the combine's traffic: the
+ *     fp32 partial sums (rows x splits x 2 KiB) written and read back, one
+ *     unit per kCombineBytesPerBlock;
+ * one CTA per SM. Ties go to more splits. The traffic term was fitted on the
+ * H100 (b = 1, s_k = 8192, graph time by split count): 64 splits were best at
+ * h = 16 (11.9 us against 14.0 with 32) and 32 at h = 128 (17.1 against 20.1
+ * with 64, whose combine moves 2 x 16 MiB); a block took ~1.5 us there. */
+constexpr double kCombineBytesPerBlock = 4.0 * 1024 * 1024;
+
 int choose_splits_v2(const r1_mla_decode_desc *desc) {
+    const int64_t rows = desc->batch * desc->s_q * desc->n_heads;
     const int64_t tiles = desc->batch * ((desc->s_q * desc->n_heads + kV2Rows - 1) / kV2Rows);
     const int64_t blocks = desc->max_blocks_per_seq;
     int best = 1;
-    int64_t best_cost = -1;
+    double best_cost = -1;
     for (int64_t s = 1; s <= kMaxSplits && s <= (blocks < 1 ? 1 : blocks); ++s) {
         const int64_t waves = (tiles * s + multiprocessor_count() - 1) / multiprocessor_count();
-        const int64_t cost = waves * ((blocks + s - 1) / s + 2) + (s > 1 ? 1 : 0);
-        if (best_cost < 0 || cost < best_cost) {
+        const double combine_bytes = 2.0 * (double)rows * (double)s * kV2Dv * sizeof(float);
+        const double cost = (double)(waves * ((blocks + s - 1) / s + 2)) +
+                            (s > 1 ? 1.0 + combine_bytes / kCombineBytesPerBlock : 0.0);
+        if (best_cost < 0 || cost <= best_cost) {
             best_cost = cost;
             best = (int)s;
         }
