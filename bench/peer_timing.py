@@ -43,13 +43,16 @@ def gpu_visible(peer_name):
     return False
 
 
+def call_numbered(function, inputs):
+    """call(i): function() without inputs, else function(inputs[i % len(inputs)])."""
+    if inputs is None:
+        return lambda i: function()
+    return lambda i: function(inputs[i % len(inputs)])
+
+
 def time_median_us(function, repeats, inputs=None, warmup=5):
     """Median time of function() (or function(inputs[i % len])) in µs."""
-    def call(i):
-        if inputs is None:
-            return function()
-        return function(inputs[i % len(inputs)])
-
+    call = call_numbered(function, inputs)
     for i in range(warmup):
         call(i)
     torch.cuda.synchronize()
@@ -69,11 +72,7 @@ def time_graph_us(function, calls=20, replays=20, inputs=None, warmup=3):
     """Median GPU time per call of `calls` calls replayed from one CUDA graph,
     in µs (bench/cuda_timing.c's r1b_cuda_graph_us_per_call, for torch); None
     (and a line on stderr) when the calls cannot be captured."""
-    def call(i):
-        if inputs is None:
-            return function()
-        return function(inputs[i % len(inputs)])
-
+    call = call_numbered(function, inputs)
     graph = torch.cuda.CUDAGraph()
     try:
         # capture needs the work warmed up on a side stream (lazy cuBLAS handles, workspaces)

@@ -14,7 +14,8 @@ length s_k, s_q = 1 (and 2, causal mask), h in {16, 128}. "microseconds" is
 the median of CUDA-event timings of single calls from an idle GPU (torch's
 host work included, as r1lab's event times include r1lab's);
 "graph_microseconds" the GPU time per call of 20 calls replayed from a CUDA
-graph (r1lab's graph_us_per_call), null when they cannot be captured. Bytes and FLOPs use bench_mla.c's formulas:
+graph (r1lab's graph_us_per_call), null when they cannot be captured. Bytes
+and FLOPs use bench_mla.c's formulas:
     bytes read = b*s_k*576*2 + b*s_q*h*576*2;  FLOPs = sum 2*h*n*(576+512)
 
     python3 bench/torch_mla.py --json OUT.json
