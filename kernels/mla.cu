@@ -68,6 +68,11 @@
  *       (0.92x). Next: a persistent grid that splits the work evenly (at b=128
  *       an SM runs two tiles of 64 blocks, FlashMLA's parts about 124 blocks).
  *       v7 run (h100-mla-v7.json): 280.6 us against FlashMLA's 268.4 (0.96x).
+ *   tried, not kept: a persistent schedule (tiles cut evenly between one CTA per
+ *       SM, a tile's later pieces merged by the CTA with its first blocks); correct
+ *       but slower, 313 against 281 us (graph) at b=128, h=128, s_k=4096: each
+ *       extra piece boundary costs more than the even cut saves (docs/mla.md,
+ *       "A persistent schedule, measured"; branch mla-persistent-schedule).
  *   split count: choose_splits_v2 counts the combine's traffic (the fp32 partial
  *       sums written and read back), fitted on b=1, s_k=8192: h=128 takes 32
  *       splits instead of 64, 20.1 -> 17.1 us (graph); the other benchmarked
