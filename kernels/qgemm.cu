@@ -112,6 +112,10 @@
  *       (L2) instead of the first (DRAM): H100, DRAM bytes per call at
  *       N = 18432, K = 7168 79.7 -> 70.3 MB (M = 1), 79.9 -> 70.5 MB
  *       (M = 16); times unchanged (the kernel is bound on the SMs).
+ *   tried after v14, not kept: the stream's ring loads kept in program
+ *       order (the compiler gathers a chunk's loads into one burst and a
+ *       register copy that waits for DRAM; volatile loads undo that but
+ *       cost more than they save). Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
