@@ -458,6 +458,8 @@ static int agree_one(r1_backend backend, r1_qgemm_scheme scheme, shape sh, int v
     fill_normal(rng, x, (size_t)(M * K), 1.0);
     fill_normal(rng, w, (size_t)(N * K), 0.05);
     fill_normal(rng, bias, (size_t)N, 0.1);
+    if (variant == 3) /* activations with a mean far from zero (as after SiLU): sums of large same-sign terms */
+        for (int64_t i = 0; i < M * K; ++i) x[i] += 2.0f;
     if (variant & 2) { /* a zero row and an outlier */
         memset(x, 0, (size_t)K * 4);
         x[(M - 1) * K + K / 2] = 250.0f;
