@@ -116,6 +116,13 @@
  *       order (the compiler gathers a chunk's loads into one burst and a
  *       register copy that waits for DRAM; volatile loads undo that but
  *       cost more than they save). Numbers in docs/qgemm.md.
+ *   tried after v14, not kept: fewer instructions per step in the stream's
+ *       consumers (X paired by the producer, the zero point folded into a
+ *       row-sum correction, a chunk unrolled whole; 16-27 % fewer in the
+ *       SASS) and an L2 prefetch of the ring's lines: all 5-21 us slower at
+ *       M = 16 (H100). Numbers in docs/qgemm.md; the code on branches
+ *       w4a16-pair-in-place, w4a16-pair-unrolled, w4a16-v16-prefetch,
+ *       w4a16-fold-zero, w4a16-fold-zero-unrolled.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
