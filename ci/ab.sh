@@ -52,9 +52,11 @@ START=$SECONDS
 LOG=$OUT/ab.log
 WORK=$(mktemp -d)
 
-# FILE as the tree has it, put back at the end.
+# FILE as the tree has it, put back at the end with a new modification time:
+# build-gpu/ then holds the last version's objects, and with the old time a
+# later build would take them for the tree's and not recompile.
 cp -p "$FILE" "$WORK/original" || exit 2
-restore() { cp -p "$WORK/original" "$REPO/$FILE"; }
+restore() { cp "$WORK/original" "$REPO/$FILE"; }
 trap 'restore; rm -rf "$WORK"' EXIT
 
 if [ -d .devdeps/root ]; then
