@@ -123,6 +123,11 @@
  *       M = 16 (H100). Numbers in docs/qgemm.md; the code on branches
  *       w4a16-pair-in-place, w4a16-pair-unrolled, w4a16-v16-prefetch,
  *       w4a16-fold-zero, w4a16-fold-zero-unrolled.
+ *   tried after v14, not kept: two chains of partial sums per n8 tile at
+ *       M = 16 (no change), and the weights staged in shared memory by the
+ *       copy engine so a block runs more consumer warps (3 us faster at
+ *       M = 16, N = 18432, 1-7 us slower elsewhere; branch
+ *       w4a16-staged-weights). Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
