@@ -126,7 +126,7 @@
  *   tried after v14, not kept: two chains of partial sums per n8 tile at
  *       M = 16 (no change), and the weights staged in shared memory by the
  *       copy engine so a block runs more consumer warps (3 us faster at
- *       M = 16, N = 18432, 1-7 us slower elsewhere; branch
+ *       M = 16, N = 18432, 1-7 us slower at ten of the other 11; branch
  *       w4a16-staged-weights). Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
