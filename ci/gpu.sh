@@ -31,7 +31,8 @@
 # "memcheck racecheck"), R1LAB_GPU_PEERS (a regex of the components whose
 # bench/torch_<component>.py runs; default all), R1LAB_FLASHMLA_PEER (a
 # binary built by bench/build_flashmla_peer.sh: FlashMLA's decode, run with
-# the mla peers).
+# the mla peers), R1LAB_MARLIN_PEER (a binary built by
+# bench/build_marlin_peer.sh: Marlin's int4 GEMM, run with the qgemm peers).
 #
 #   bash ci/gpu.sh OUT_DIR [BENCHMARK_FILTER_REGEX]
 set -uo pipefail
@@ -284,6 +285,16 @@ if want peers && [ -n "${R1LAB_FLASHMLA_PEER:-}" ] && [[ "mla" =~ ^(${R1LAB_GPU_
             "$R1LAB_FLASHMLA_PEER" --json "$PEERS_DIR/flashmla_mla.json"
     else
         skip_step "flashmla_peer" "R1LAB_FLASHMLA_PEER=$R1LAB_FLASHMLA_PEER is not an executable"
+    fi
+fi
+# Marlin's fp16 x int4 GEMM, when a binary of bench/marlin_peer.cu is given
+# (bench/build_marlin_peer.sh; not part of r1lab): "marlin_qgemm" in peers.json.
+if want peers && [ -n "${R1LAB_MARLIN_PEER:-}" ] && [[ "qgemm" =~ ^(${R1LAB_GPU_PEERS:-.*})$ ]]; then
+    if [ -x "$R1LAB_MARLIN_PEER" ]; then
+        run_step "marlin_peer" run.log 600 \
+            "$R1LAB_MARLIN_PEER" --json "$PEERS_DIR/marlin_qgemm.json"
+    else
+        skip_step "marlin_peer" "R1LAB_MARLIN_PEER=$R1LAB_MARLIN_PEER is not an executable"
     fi
 fi
 python3 - "$PEERS_DIR" "$OUT/peers.json" <<'PYTHON'
