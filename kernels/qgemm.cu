@@ -128,6 +128,17 @@
  *       copy engine so a block runs more consumer warps (3 us faster at
  *       M = 16, N = 18432, 1-7 us slower at ten of the other 11; branch
  *       w4a16-staged-weights). Numbers in docs/qgemm.md.
+ *   measured after v14: side by side with Marlin (bench/marlin_peer.cu,
+ *       same run, H100, CUDA-graph time) the stream is 1.01-1.19x Marlin's
+ *       speed at M = 1 but 0.46-0.88x at M = 16, and the v1 tiles 0.16-0.36x
+ *       at M = 64 and 128. Under Nsight Compute at (16, 18432, 7168) a third
+ *       of the stream's stall samples wait for X's chunk, for the register
+ *       ring's loads and at the block barrier after the K loop; Marlin's
+ *       warps read only shared memory that cp.async filled. A ring of X of
+ *       7 chunks instead of 4: 7-8 us slower at M = 16 at the three shapes
+ *       of 7168-16384 K and 7168-28672 N, 2-3 us at two smaller ones, and
+ *       8 us at M = 1, K = 16384 (not kept). Numbers
+ *       and the next kernel in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -1504,7 +1515,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32, MT == 1 ? 4 : 3)
  *     in slice order. */
 constexpr int kStreamMaxWarps = 16;      /* consumers + the producer */
 constexpr int kStreamBarrierBytes = 1024; /* full[slots], empty[slots] ahead of the chunks */
-constexpr int kStreamMaxSlots = 4; /* 128 KiB: with all of X (up to 224 KiB) M = 16 ran slower */
+constexpr int kStreamMaxSlots = 4; /* 128 KiB: 7 (224 KiB) ran up to 8 us slower (H100) */
 
 /* Steps of 128 K per chunk of X: 16 with one n8 tile, 8 with two (32 KiB either way). */
 template <int NT>
