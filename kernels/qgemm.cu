@@ -139,6 +139,10 @@
  *       of 7168-16384 K and 7168-28672 N, 2-3 us at two smaller ones, and
  *       8 us at M = 1, K = 16384 (not kept). Numbers
  *       and the next kernel in docs/qgemm.md.
+ *   tried after v14, not kept: gemm_w4a16_pipe, weights, scales and X in
+ *       shared-memory stages filled by every thread, 8 < M <= 16: correct,
+ *       1.7-2.6x slower than the stream at the two large shapes (H100);
+ *       branch w4a16-pipe, numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
