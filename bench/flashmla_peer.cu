@@ -19,7 +19,7 @@
  *   FLOPs      = sum_b sum_i 2 * h * n_{b,i} * (576 + 512)
  * Each configuration's first sequence (its first and last 8 heads) is
  * checked against a float64 host reference (relative L2 of out <= 1e-2) before timing; a mismatch is
- * reported and the configuration skipped. Timing: 3 warm-up calls, then calls
+ * reported and the configuration skipped. Timing (bench/native_peer.h): 3 warm-up calls (the checked one and 2 more), then calls
  * each between two CUDA events until there are at least `repeats` of them and
  * they add up to at least `min-seconds` (default 0.5 s, Google Benchmark's
  * minimum time, which r1lab-bench's loop uses: a GPU at its power limit runs
@@ -31,14 +31,13 @@
  */
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
+
+static const char kPeerName[] = "flashmla_peer";
+#include "native_peer.h"
 
 #include "params.h" /* FlashMLA's parameter structs */
 
@@ -56,15 +55,6 @@ namespace {
 
 constexpr int kDimQK = 576, kDimV = 512, kBlock = 64;
 constexpr float kScale = 0.1352f;
-
-#define CHECK(call)                                                                                  \
-    do {                                                                                             \
-        cudaError_t status_ = (call);                                                                \
-        if (status_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "flashmla_peer: %s failed: %s\n", #call, cudaGetErrorString(status_));  \
-            exit(1);                                                                                 \
-        }                                                                                            \
-    } while (0)
 
 uint64_t splitmix(uint64_t *state) {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -272,31 +262,12 @@ bool run_case(const Case &c, int repeats, double min_seconds, int sms, Result *r
     if (!ok) {
         fprintf(stderr, "%s: relative L2 %.3g against the float64 reference, skipped\n", name, error);
     } else {
-        for (int i = 0; i < 2; ++i) call();
-        std::vector<float> times;
-        cudaEvent_t start, stop;
-        CHECK(cudaEventCreate(&start));
-        CHECK(cudaEventCreate(&stop));
-        double total_us = 0;
-        while ((int)times.size() < repeats || total_us < min_seconds * 1e6) {
-            CHECK(cudaEventRecord(start, stream));
-            call();
-            CHECK(cudaEventRecord(stop, stream));
-            CHECK(cudaEventSynchronize(stop));
-            float ms = 0;
-            CHECK(cudaEventElapsedTime(&ms, start, stop));
-            times.push_back(ms * 1000.0f);
-            total_us += ms * 1000.0;
-        }
-        const size_t n = times.size();
-        std::sort(times.begin(), times.end());
+        const EventTimes times = time_event_calls(call, stream, 2, repeats, min_seconds);
         result->name = name;
         result->c = c;
-        result->microseconds = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
-        result->mean_microseconds = total_us / (double)n;
-        result->calls = (int)n;
-        CHECK(cudaEventDestroy(start));
-        CHECK(cudaEventDestroy(stop));
+        result->microseconds = times.median_us;
+        result->mean_microseconds = times.mean_us;
+        result->calls = times.calls;
     }
     CHECK(cudaStreamDestroy(stream));
     for (void *ptr : {d_q, d_cache, d_out, (void *)d_lse, (void *)d_lse_accum, (void *)d_out_accum, (void *)d_table,
@@ -317,29 +288,14 @@ double flops(const Case &c) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    const char *json = nullptr;
-    int repeats = 20, only = -1;
-    double min_seconds = 0.5;
-    for (int i = 1; i < argc; ++i) {
-        if (!strcmp(argv[i], "--json") && i + 1 < argc) {
-            json = argv[++i];
-        } else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) {
-            repeats = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--min-seconds") && i + 1 < argc) {
-            min_seconds = atof(argv[++i]);
-        } else if (!strcmp(argv[i], "--case") && i + 1 < argc) {
-            only = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--json PATH] [--repeats N] [--min-seconds S] [--case I]\n"
-                            "Times FlashMLA's dense bf16 decode on bench_mla.c's configurations\n"
-                            "(all of them, or only the I-th, counting from 0): at least N calls\n"
-                            "(default 20) and S seconds of them (default 0.5).\n",
-                    argv[0]);
-            return !strcmp(argv[i], "--help") ? 0 : 2;
-        }
-    }
-    if (repeats < 1) repeats = 1;
-    if (!(min_seconds >= 0)) min_seconds = 0;
+    PeerOptions options;
+    const int exit_code = parse_peer_options(
+        argc, argv,
+        "Times FlashMLA's dense bf16 decode on bench_mla.c's configurations\n"
+        "(all of them, or only the I-th, counting from 0): at least N calls\n"
+        "(default 20) and S seconds of them (default 0.5).\n",
+        &options);
+    if (exit_code >= 0) return exit_code;
     int device = 0, sms = 0, major = 0;
     cudaDeviceProp prop;
     if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
@@ -360,9 +316,9 @@ int main(int argc, char **argv) {
     int failures = 0;
     for (size_t i = 0; i < cases.size(); ++i) {
         const Case &c = cases[i];
-        if (only >= 0 && (size_t)only != i) continue;
+        if (options.only >= 0 && (size_t)options.only != i) continue;
         Result r;
-        if (!run_case(c, repeats, min_seconds, sms, &r)) {
+        if (!run_case(c, options.repeats, options.min_seconds, sms, &r)) {
             ++failures;
             continue;
         }
@@ -373,10 +329,10 @@ int main(int argc, char **argv) {
         fflush(stdout);
         results.push_back(r);
     }
-    if (json) {
-        FILE *f = fopen(json, "w");
+    if (options.json) {
+        FILE *f = fopen(options.json, "w");
         if (!f) {
-            fprintf(stderr, "flashmla_peer: cannot write %s\n", json);
+            fprintf(stderr, "flashmla_peer: cannot write %s\n", options.json);
             return 1;
         }
         fprintf(f, "{\"device\": \"%s\", \"peer\": \"FlashMLA dense bf16 decode (sm90)\", \"results\": [", prop.name);

@@ -26,10 +26,11 @@
  * Each shape's output is checked before timing: rows 0 and M − 1, 64 columns
  * spread over N, against a float64 sum over the same fp16 inputs and
  * levels (relative L2 <= 1e-2); a mismatch is reported and the shape skipped.
- * Timing, as r1lab-bench times its own CUDA calls: 3 warm-up calls, then
- * calls each between two CUDA events until there are at least `repeats` of
- * them and they add up to at least `min-seconds` (default 0.5 s); reported:
- * their mean (as r1lab-bench reports) and median, and "graph" µs: 20 calls
+ * Timing, as r1lab-bench times its own CUDA calls (bench/native_peer.h): 3
+ * warm-up calls, then calls each between two CUDA events until there are at
+ * least `repeats` of them and they add up to at least `min-seconds` (default
+ * 0.5 s); reported: their mean (as r1lab-bench reports) and median, and
+ * "graph" µs: 20 calls
  * captured in one CUDA graph, the median of 20 replays divided by 20
  * (bench/cuda_timing.c's r1b_cuda_graph_us_per_call). The inputs are one
  * copy of each operand, as in bench_qgemm.c.
@@ -39,14 +40,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
+
+static const char kPeerName[] = "marlin_peer";
+#include "native_peer.h"
 
 /* Marlin's entry point (marlin/marlin_cuda_kernel.cu); returns 0, or 1 / 2
  * for a problem / tile shape it does not support. */
@@ -57,15 +57,6 @@ int marlin_cuda(const void *A, const void *B, void *C, void *s, int prob_m, int 
 namespace {
 
 constexpr int kGroup = 128, kMaxPar = 16;
-
-#define CHECK(call)                                                                                  \
-    do {                                                                                             \
-        cudaError_t status_ = (call);                                                                \
-        if (status_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "marlin_peer: %s failed: %s\n", #call, cudaGetErrorString(status_));    \
-            exit(1);                                                                                 \
-        }                                                                                            \
-    } while (0)
 
 uint64_t mix(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -208,27 +199,14 @@ bool run_case(const Case &c, int repeats, double min_seconds, int device, int sm
         }
     }
     if (ok) {
-        for (int i = 0; i < 3; ++i) call(stream);
+        const EventTimes times =
+            time_event_calls([&] { call(stream); }, stream, 3, repeats, min_seconds);
+        result->median_us = times.median_us;
+        result->mean_us = times.mean_us;
+        result->calls = times.calls;
         cudaEvent_t start, stop;
         CHECK(cudaEventCreate(&start));
         CHECK(cudaEventCreate(&stop));
-        std::vector<float> times;
-        double total_us = 0;
-        while ((int)times.size() < repeats || total_us < min_seconds * 1e6) {
-            CHECK(cudaEventRecord(start, stream));
-            call(stream);
-            CHECK(cudaEventRecord(stop, stream));
-            CHECK(cudaEventSynchronize(stop));
-            float ms = 0;
-            CHECK(cudaEventElapsedTime(&ms, start, stop));
-            times.push_back(ms * 1000.0f);
-            total_us += ms * 1000.0;
-        }
-        const size_t n = times.size();
-        std::sort(times.begin(), times.end());
-        result->median_us = n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
-        result->mean_us = total_us / (double)n;
-        result->calls = (int)n;
 
         /* 20 calls in one graph, replayed 20 times: the median replay / 20 */
         result->graph_us = -1;
@@ -276,29 +254,14 @@ double bytes_read(const Case &c) {
 }  // namespace
 
 int main(int argc, char **argv) {
-    const char *json = nullptr;
-    int repeats = 20, only = -1;
-    double min_seconds = 0.5;
-    for (int i = 1; i < argc; ++i) {
-        if (!strcmp(argv[i], "--json") && i + 1 < argc) {
-            json = argv[++i];
-        } else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) {
-            repeats = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--min-seconds") && i + 1 < argc) {
-            min_seconds = atof(argv[++i]);
-        } else if (!strcmp(argv[i], "--case") && i + 1 < argc) {
-            only = atoi(argv[++i]);
-        } else {
-            fprintf(stderr, "usage: %s [--json PATH] [--repeats N] [--min-seconds S] [--case I]\n"
-                            "Times Marlin's fp16 x int4 GEMM (groups of 128) on bench_qgemm.c's W4A16\n"
-                            "shapes with M <= 128 (all of them, or only the I-th, counting from 0):\n"
-                            "at least N calls (default 20) and S seconds of them (default 0.5).\n",
-                    argv[0]);
-            return !strcmp(argv[i], "--help") ? 0 : 2;
-        }
-    }
-    if (repeats < 1) repeats = 1;
-    if (!(min_seconds >= 0)) min_seconds = 0;
+    PeerOptions options;
+    const int exit_code = parse_peer_options(
+        argc, argv,
+        "Times Marlin's fp16 x int4 GEMM (groups of 128) on bench_qgemm.c's W4A16\n"
+        "shapes with M <= 128 (all of them, or only the I-th, counting from 0):\n"
+        "at least N calls (default 20) and S seconds of them (default 0.5).\n",
+        &options);
+    if (exit_code >= 0) return exit_code;
     int device = 0;
     cudaDeviceProp prop;
     if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
@@ -317,9 +280,9 @@ int main(int argc, char **argv) {
     std::vector<Result> results;
     int failures = 0;
     for (size_t i = 0; i < cases.size(); ++i) {
-        if (only >= 0 && (size_t)only != i) continue;
+        if (options.only >= 0 && (size_t)options.only != i) continue;
         Result r;
-        if (!run_case(cases[i], repeats, min_seconds, device, prop.multiProcessorCount, &r)) {
+        if (!run_case(cases[i], options.repeats, options.min_seconds, device, prop.multiProcessorCount, &r)) {
             ++failures;
             continue;
         }
@@ -329,10 +292,10 @@ int main(int argc, char **argv) {
         fflush(stdout);
         results.push_back(r);
     }
-    if (json) {
-        FILE *f = fopen(json, "w");
+    if (options.json) {
+        FILE *f = fopen(options.json, "w");
         if (!f) {
-            fprintf(stderr, "marlin_peer: cannot write %s\n", json);
+            fprintf(stderr, "marlin_peer: cannot write %s\n", options.json);
             return 1;
         }
         fprintf(f, "{\"device\": \"%s\", \"peer\": \"Marlin fp16 x int4, groups of 128\", \"results\": [",

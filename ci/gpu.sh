@@ -276,27 +276,23 @@ for peer in bench/torch_*.py; do
     run_step "$(basename "$peer")" run.log 600 \
         python3 "$peer" --json "$PEERS_DIR/$component.json"
 done
-# FlashMLA's decode kernel, when a binary of bench/flashmla_peer.cu is given
-# (bench/build_flashmla_peer.sh builds it from a FlashMLA checkout; it is not
-# part of r1lab). Its results land in peers.json as "flashmla_mla".
-if want peers && [ -n "${R1LAB_FLASHMLA_PEER:-}" ] && [[ "mla" =~ ^(${R1LAB_GPU_PEERS:-.*})$ ]]; then
-    if [ -x "$R1LAB_FLASHMLA_PEER" ]; then
-        run_step "flashmla_peer" run.log 600 \
-            "$R1LAB_FLASHMLA_PEER" --json "$PEERS_DIR/flashmla_mla.json"
+# Native peers built from a checkout of their project (not part of r1lab), run
+# when their variable names a binary and their component's peers run; results
+# land in peers.json as NAME_COMPONENT:
+#   R1LAB_FLASHMLA_PEER  bench/build_flashmla_peer.sh: FlashMLA's decode (mla)
+#   R1LAB_MARLIN_PEER    bench/build_marlin_peer.sh: Marlin's int4 GEMM (qgemm)
+run_native_peer() { # NAME COMPONENT VARIABLE
+    local name=$1 component=$2 variable=$3
+    local binary=${!variable:-}
+    want peers && [ -n "$binary" ] && [[ "$component" =~ ^(${R1LAB_GPU_PEERS:-.*})$ ]] || return 0
+    if [ -x "$binary" ]; then
+        run_step "${name}_peer" run.log 600 "$binary" --json "$PEERS_DIR/${name}_${component}.json"
     else
-        skip_step "flashmla_peer" "R1LAB_FLASHMLA_PEER=$R1LAB_FLASHMLA_PEER is not an executable"
+        skip_step "${name}_peer" "$variable=$binary is not an executable"
     fi
-fi
-# Marlin's fp16 x int4 GEMM, when a binary of bench/marlin_peer.cu is given
-# (bench/build_marlin_peer.sh; not part of r1lab): "marlin_qgemm" in peers.json.
-if want peers && [ -n "${R1LAB_MARLIN_PEER:-}" ] && [[ "qgemm" =~ ^(${R1LAB_GPU_PEERS:-.*})$ ]]; then
-    if [ -x "$R1LAB_MARLIN_PEER" ]; then
-        run_step "marlin_peer" run.log 600 \
-            "$R1LAB_MARLIN_PEER" --json "$PEERS_DIR/marlin_qgemm.json"
-    else
-        skip_step "marlin_peer" "R1LAB_MARLIN_PEER=$R1LAB_MARLIN_PEER is not an executable"
-    fi
-fi
+}
+run_native_peer flashmla mla R1LAB_FLASHMLA_PEER
+run_native_peer marlin qgemm R1LAB_MARLIN_PEER
 python3 - "$PEERS_DIR" "$OUT/peers.json" <<'PYTHON'
 import glob, json, os, sys
 merged = {}
