@@ -143,6 +143,12 @@
  *       shared-memory stages filled by every thread, 8 < M <= 16: correct,
  *       1.7-2.6x slower than the stream at the two large shapes (H100);
  *       branch w4a16-pipe, numbers in docs/qgemm.md.
+ *   tried after v14, not kept: gemm_w4a16_multistage, X as the mma A
+ *       operand and weights, scales and X in 4 cp.async stages, one block
+ *       per SM owning whole n8 tiles, M <= 16: correct; at M = 16 (H100,
+ *       graph) 42.5 against the stream's 48.0 us at (18432, 7168), 68.6
+ *       against 64.3 at (28672, 8192), slower at every M = 1 shape;
+ *       branch w4a16-multistage, numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
