@@ -296,15 +296,11 @@ int main(int argc, char **argv) {
         "(default 20) and S seconds of them (default 0.5).\n",
         &options);
     if (exit_code >= 0) return exit_code;
-    int device = 0, sms = 0, major = 0;
+    int device = 0;
     cudaDeviceProp prop;
-    if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
-        fprintf(stderr, "flashmla_peer: no GPU visible\n");
-        return 77;
-    }
-    sms = prop.multiProcessorCount;
-    major = prop.major;
-    if (major != 9) {
+    if (!peer_device(&device, &prop)) return 77;
+    const int sms = prop.multiProcessorCount;
+    if (prop.major != 9) {
         fprintf(stderr, "flashmla_peer: FlashMLA's dense decode needs sm_90, this is %s\n", prop.name);
         return 77;
     }
@@ -330,12 +326,8 @@ int main(int argc, char **argv) {
         results.push_back(r);
     }
     if (options.json) {
-        FILE *f = fopen(options.json, "w");
-        if (!f) {
-            fprintf(stderr, "flashmla_peer: cannot write %s\n", options.json);
-            return 1;
-        }
-        fprintf(f, "{\"device\": \"%s\", \"peer\": \"FlashMLA dense bf16 decode (sm90)\", \"results\": [", prop.name);
+        FILE *f = open_peer_json(options.json, prop.name, "FlashMLA dense bf16 decode (sm90)");
+        if (!f) return 1;
         for (size_t i = 0; i < results.size(); ++i) {
             const Result &r = results[i];
             const double seconds = r.microseconds * 1e-6;
@@ -346,8 +338,7 @@ int main(int argc, char **argv) {
                     i ? "," : "", r.name.c_str(), r.c.batch, r.c.s_k, r.c.heads, r.c.s_q, r.microseconds,
                     r.mean_microseconds, r.calls, bytes_read(r.c) / seconds, flops(r.c) / seconds);
         }
-        fprintf(f, "\n]}\n");
-        fclose(f);
+        close_peer_json(f);
     }
     return failures ? 1 : 0;
 }

@@ -264,10 +264,7 @@ int main(int argc, char **argv) {
     if (exit_code >= 0) return exit_code;
     int device = 0;
     cudaDeviceProp prop;
-    if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
-        fprintf(stderr, "marlin_peer: no GPU visible\n");
-        return 77;
-    }
+    if (!peer_device(&device, &prop)) return 77;
     if (prop.major < 8) {
         fprintf(stderr, "marlin_peer: Marlin needs sm_80 or later, this is %s\n", prop.name);
         return 77;
@@ -293,13 +290,8 @@ int main(int argc, char **argv) {
         results.push_back(r);
     }
     if (options.json) {
-        FILE *f = fopen(options.json, "w");
-        if (!f) {
-            fprintf(stderr, "marlin_peer: cannot write %s\n", options.json);
-            return 1;
-        }
-        fprintf(f, "{\"device\": \"%s\", \"peer\": \"Marlin fp16 x int4, groups of 128\", \"results\": [",
-                prop.name);
+        FILE *f = open_peer_json(options.json, prop.name, "Marlin fp16 x int4, groups of 128");
+        if (!f) return 1;
         for (size_t i = 0; i < results.size(); ++i) {
             const Result &r = results[i];
             fprintf(f,
@@ -309,8 +301,7 @@ int main(int argc, char **argv) {
                     i ? "," : "", r.name.c_str(), r.c.M, r.c.N, r.c.K, r.mean_us, r.median_us, r.graph_us, r.calls,
                     bytes_read(r.c));
         }
-        fprintf(f, "\n]}\n");
-        fclose(f);
+        close_peer_json(f);
     }
     return failures ? 1 : 0;
 }

@@ -1,7 +1,8 @@
 /*
  * bench/native_peer.h — what the native peer harnesses (bench/flashmla_peer.cu,
- * bench/marlin_peer.cu) share: their command line, the CUDA check that stops
- * the program, and the event-timed loop that matches r1lab-bench's.
+ * bench/marlin_peer.cu) share: their command line, the GPU they run on, the
+ * CUDA check that stops the program, the event-timed loop that matches
+ * r1lab-bench's, and the frame of their JSON results.
  *
  * Timing (time_event_calls): `warmup` untimed calls, then calls each between
  * two CUDA events until there are at least `repeats` of them and they add up
@@ -60,6 +61,35 @@ inline int parse_peer_options(int argc, char **argv, const char *what, PeerOptio
     if (options->repeats < 1) options->repeats = 1;
     if (!(options->min_seconds >= 0)) options->min_seconds = 0;
     return -1;
+}
+
+/* The current GPU's properties; false (after a message) when there is none:
+ * the harness then exits with 77, "skipped". */
+inline bool peer_device(int *device, cudaDeviceProp *prop) {
+    if (cudaGetDevice(device) != cudaSuccess || cudaGetDeviceProperties(prop, *device) != cudaSuccess) {
+        fprintf(stderr, "%s: no GPU visible\n", kPeerName);
+        return false;
+    }
+    return true;
+}
+
+/* Opens `path` for the results and writes their frame's head ({"device":
+ * ..., "peer": ..., "results": [); nullptr (after a message) when it cannot.
+ * The harness writes its results, "," before all but the first, then calls
+ * close_peer_json. */
+inline FILE *open_peer_json(const char *path, const char *device_name, const char *peer) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "%s: cannot write %s\n", kPeerName, path);
+        return nullptr;
+    }
+    fprintf(f, "{\"device\": \"%s\", \"peer\": \"%s\", \"results\": [", device_name, peer);
+    return f;
+}
+
+inline void close_peer_json(FILE *f) {
+    fprintf(f, "\n]}\n");
+    fclose(f);
 }
 
 struct EventTimes {
