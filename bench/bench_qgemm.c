@@ -160,7 +160,13 @@ static const char *kernel_label(const qgemm_case *c) {
     const int decode_8bit = !(decode && strcmp(decode, "0") == 0);
     if (c->M <= (c->scheme == R1_QGEMM_W4A16 ? 16 : 32) && (c->scheme == R1_QGEMM_W4A16 || decode_8bit || !hopper))
         return "v2 decode (weight streaming)";
-    if (c->scheme == R1_QGEMM_W4A16) return "v1 mma.sync tiles";
+    if (c->scheme == R1_QGEMM_W4A16) {
+        const char *w4_wgmma = getenv("R1LAB_QGEMM_W4_WGMMA");
+        if (sm90 && !(w4_wgmma && strcmp(w4_wgmma, "0") == 0))
+            return "v16 wgmma, dequantized weights as the register A operand, X by TMA; K split between the "
+                   "consumers for one tile row";
+        return "v1 mma.sync tiles";
+    }
     if (hopper)
         return c->M > 128 ? "v12 wgmma, TMA, paired CTAs, tiles stored by TMA from shared memory, tile columns "
                             "past whole rounds in a second launch with K split"

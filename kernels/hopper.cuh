@@ -353,6 +353,24 @@ __device__ __forceinline__ void wgmma_m64n64k16_bf16_a_registers(float (&d)[32],
 #endif
 }
 
+/* D (64 x 128, f32) [+]= A (64 x 16 bf16 in registers, layout as in
+ * wgmma_m64n64k16_bf16_a_registers) * B^T (B: 128 x 16, K-major in shared
+ * memory). Accumulator layout as in wgmma_m64n128k32_e4m3. */
+__device__ __forceinline__ void wgmma_m64n128k16_bf16_a_registers(float (&d)[64], const uint32_t (&a)[4],
+                                                                  uint64_t b, int accumulate) {
+#ifdef R1LAB_SM90A
+    asm volatile(
+        "{\n"
+        ".reg .pred keep;\n"
+        "setp.ne.b32 keep, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " R1LAB_WGMMA_D64
+        ", {%64, %65, %66, %67}, %68, keep, 1, 1, 0;\n"
+        "}\n"
+        : R1LAB_WGMMA_OPERANDS64(R1LAB_F32_INOUT, d)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+#endif
+}
+
 /* O (64 x 256, f32) += A (64 x 16 bf16, K-major in shared memory) * B (16 x 256,
  * MN-major: swizzled_mn_descriptor). Thread t holds row g, g + 8 and columns
  * 8 j + 2 (t % 4) (+ 1) in d[4 j .. 4 j + 3], j < 32. */
@@ -391,13 +409,13 @@ __device__ __forceinline__ void wgmma_m64n256k16_bf16_a_registers_b_mn(float (&d
 
 /* Fills `map` for a row-major (rows, columns) matrix of `element_bytes`-byte
  * elements (1: bytes, 2: bf16, 4: float32) whose rows are `row_bytes` apart,
- * copied in boxes of box_rows x (128 bytes) with the 128-byte swizzle and
- * zeros past the edges (loads; stores skip them). False when
- * the driver has no cuTensorMapEncodeTiled or refuses the description (the
- * caller then takes another path). */
-inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_bytes, int64_t rows,
-                                int64_t columns, int64_t row_bytes, int box_rows,
-                                CUtensorMapL2promotion l2_promotion = CU_TENSOR_MAP_L2_PROMOTION_L2_256B) {
+ * copied in boxes of box_rows x box_columns with the given swizzle and zeros
+ * past the edges (loads; stores skip them). False when the driver has no
+ * cuTensorMapEncodeTiled or refuses the description (the caller then takes
+ * another path). */
+inline bool encode_map_2d(CUtensorMap *map, const void *base, int element_bytes, int64_t rows,
+                          int64_t columns, int64_t row_bytes, int box_columns, int box_rows,
+                          CUtensorMapSwizzle swizzle, CUtensorMapL2promotion l2_promotion) {
     static PFN_cuTensorMapEncodeTiled_v12000 encode = nullptr;
     static bool looked = false;
     if (!looked) {
@@ -416,11 +434,20 @@ inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_
                                                           : CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
     const cuuint64_t dims[2] = {(cuuint64_t)columns, (cuuint64_t)rows};
     const cuuint64_t strides[1] = {(cuuint64_t)row_bytes};
-    const cuuint32_t box[2] = {(cuuint32_t)(128 / element_bytes), (cuuint32_t)box_rows};
+    const cuuint32_t box[2] = {(cuuint32_t)box_columns, (cuuint32_t)box_rows};
     const cuuint32_t element_strides[2] = {1, 1};
     return encode(map, type, 2, const_cast<void *>(base), dims, strides, box, element_strides,
-                  CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, l2_promotion,
+                  CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, l2_promotion,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* The usual case: boxes of box_rows x (128 bytes) with the 128-byte swizzle,
+ * the layout swizzled_tile_descriptor describes. */
+inline bool encode_swizzled_map(CUtensorMap *map, const void *base, int element_bytes, int64_t rows,
+                                int64_t columns, int64_t row_bytes, int box_rows,
+                                CUtensorMapL2promotion l2_promotion = CU_TENSOR_MAP_L2_PROMOTION_L2_256B) {
+    return encode_map_2d(map, base, element_bytes, rows, columns, row_bytes, 128 / element_bytes, box_rows,
+                         CU_TENSOR_MAP_SWIZZLE_128B, l2_promotion);
 }
 
 }  // namespace

@@ -38,6 +38,12 @@
  * added to the accumulator; the 4 warps' accumulators are summed in shared
  * memory in a fixed order. 16 rows of X per block (grid.y over M).
  *
+ * W4A16 for M > 16 on sm_90a (K % 128 == 0), kernel `gemm_w4a16_wgmma`: the
+ * product turned around (Yᵀ = W Xᵀ), the weights dequantized in registers as
+ * the A operand of wgmma, X brought by the copy engine as its B operand, a
+ * persistent TMA + wgmma pipeline described at the kernel; `gemm_w4a16`
+ * elsewhere.
+ *
  * Large M on sm_90a, kernel `gemm_8bit_wgmma` (W8A8 and FP8, M > 32): a
  * persistent TMA + wgmma pipeline, described at the kernel (with K split
  * over a cluster for one tile row of few tiles); elsewhere the 64 x 64
@@ -149,6 +155,10 @@
  *       graph) 42.5 against the stream's 48.0 us at (18432, 7168), 68.6
  *       against 64.3 at (28672, 8192), slower at every M = 1 shape;
  *       branch w4a16-multistage, numbers in docs/qgemm.md.
+ *   v16 W4A16 for M > 16 on sm_90a: `gemm_w4a16_wgmma` instead of the v1
+ *       tiles. H100, CUDA-graph time: (64, 18432, 7168) 315 -> 70 us, (128,
+ *       18432, 7168) 597 -> 99 us, (4096, 7168, 16384) 16,057 -> 1,828 us
+ *       (cuBLAS bf16 95, 98 and 1,111 us). Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -1762,6 +1772,220 @@ __global__ void __launch_bounds__((kDeep ? kStreamDeepWarps : kStreamMaxWarps) *
         }
 }
 
+/* ---- W4A16 on wgmma (sm_90a): M > 16 -------------------------------------------------------- */
+
+/* Yᵀ = W Xᵀ on the tensor core: the dequantized weights are the register A
+ * operand of wgmma.m64nBMk16 (64 weight rows) and BM rows of X its B operand
+ * in shared memory (K-major, BM = 64 or 128):
+ *   - a persistent kernel, one CTA per SM, three warpgroups: warpgroup 0 is
+ *     the producer (one thread issues the copies), 1 and 2 consume;
+ *   - a stage is one 128-K step: X's BM rows as two 128-byte swizzled boxes
+ *     of 64 columns, and 64 bytes of int4 per weight row (the 64-byte
+ *     swizzle: 16-byte chunk c of row r at chunk c ^ ((r / 2) mod 4), so a
+ *     warp's loads of one chunk of 8 rows hit 8 different bank groups);
+ *   - a unit is 128 weight rows x BM rows of X, consumer h multiplying rows
+ *     [64 h, 64 h + 64) over all of K (every stage holds 128 weight rows and
+ *     both consumers read it); or, with kSplitK, 64 weight rows x BM rows of X,
+ *     the consumers taking alternate steps (a stage holds 64 weight rows and
+ *     one consumer reads it: with an even number of stages, stage s always
+ *     goes to consumer s mod 2) and the two sums added in shared memory at the
+ *     unit's end, in a fixed order. kSplitK halves a unit's length, for shapes
+ *     whose 128-row units would leave SMs idle or run a second, short round;
+ *   - lane (gq, tig) of warp w of a consumer builds the A fragment of k16
+ *     slice j from byte 8 j + tig (columns 2 tig, 2 tig + 1) and byte
+ *     8 j + 4 + tig (columns 2 tig + 8, + 9) of its rows 16 w + gq and + 8:
+ *     element 2 i is byte i's low nibble, so a byte is a bf16 pair of
+ *     neighbouring columns. prmt puts the byte and the byte shifted right by
+ *     4 into the two halves, then the magic number of the decode path makes
+ *     each low nibble a bf16 level (exact small integers);
+ *   - each step's 8 wgmmas sum into fresh partial sums, promoted once they
+ *     finish as acc += partial * s_w[n, g] (one FMA each), the group scale
+ *     applied in fp32 as in the other W4A16 kernels.
+ * The copy engine zero-fills X past M and W past N; those rows are never
+ * stored. */
+constexpr int kW4gRows = 64;                  /* weight rows of one consumer       */
+constexpr int kW4gRowBytes = kBlock / 2;      /* int4 bytes of a row per 128-K step */
+
+template <int BM, bool kSplitK> struct W4gShape {
+    static constexpr int x_bytes = BM * kBlock * 2;                          /* X's rows, one step  */
+    static constexpr int w_bytes = (kSplitK ? 1 : 2) * kW4gRows * kW4gRowBytes; /* weight rows, one step */
+    static constexpr int stage_bytes = x_bytes + w_bytes;
+    static constexpr int sums_bytes = kSplitK ? kW4gRows * BM * 4 : 0;      /* consumer 2's sums    */
+    static constexpr int budget = 220 * 1024 - sums_bytes;
+    static constexpr int fit = budget / stage_bytes > 8 ? 8 : budget / stage_bytes;
+    static constexpr int stages = kSplitK ? fit & ~1 : fit;                  /* even with kSplitK    */
+    static constexpr int shared_bytes = stages * stage_bytes + sums_bytes + 1024; /* + alignment */
+    static constexpr int unit_rows = kSplitK ? kW4gRows : 2 * kW4gRows;
+};
+
+#ifdef R1LAB_SM90A
+/* d = A B^T for one k16 slice: m64n64k16 or m64n128k16, A in registers. */
+template <int BM>
+__device__ __forceinline__ void wgmma_w4(float (&d)[BM / 2], const uint32_t (&a)[4], uint64_t b, int accumulate) {
+    if constexpr (BM == 64) wgmma_m64n64k16_bf16_a_registers(d, a, b, accumulate);
+    else wgmma_m64n128k16_bf16_a_registers(d, a, b, accumulate);
+}
+
+/* The bf16 pair (low nibble, high nibble) of byte tig of `word` minus `sub`:
+ * `select` = tig | (4 + tig) << 8 puts the byte into the low half and the
+ * byte of word >> 4 into the high half; nibble_pair keeps each half's low
+ * nibble and applies the magic number. */
+__device__ __forceinline__ uint32_t byte_levels(uint32_t word, uint32_t select, uint32_t magic, uint32_t sub) {
+    return nibble_pair(__byte_perm(word, word >> 4, select), 0, magic, sub);
+}
+#endif
+
+template <int BM, bool kSplitK, bool kAsym>
+__global__ void __launch_bounds__(kWgThreads, 1)
+    gemm_w4a16_wgmma(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
+                     int64_t M, int64_t N, int64_t K, const float *__restrict__ w_scale,
+                     const uint8_t *__restrict__ w_zero, const float *__restrict__ bias, void *y,
+                     int out_bf16) {
+#ifdef R1LAB_SM90A
+    using Shape = W4gShape<BM, kSplitK>;
+    constexpr int kStages = Shape::stages;
+    extern __shared__ uint8_t shared_raw[];
+    __shared__ unsigned long long full[kStages], empty[kStages];
+    uint8_t *stages = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
+    float *sums = (float *)(stages + kStages * Shape::stage_bytes); /* kSplitK: consumer 2's sums */
+    const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
+    const int G = (int)(K / kBlock);
+    const int64_t tiles_n = (N + Shape::unit_rows - 1) / Shape::unit_rows, tiles_m = (M + BM - 1) / BM;
+    const int64_t units = tiles_n * tiles_m;
+    if (threadIdx.x == 0) {
+        tma_prefetch_map(&x_map);
+        tma_prefetch_map(&w_map);
+        for (int s = 0; s < kStages; ++s) {
+            barrier_init(&full[s], 1);
+            barrier_init(&empty[s], kSplitK ? 4 : 8); /* lane 0 of each warp that reads the stage */
+        }
+        barrier_init_fence();
+    }
+    __syncthreads();
+
+    if (warpgroup == 0) {
+        registers_shrink<40>();
+        if (t == 0) {
+            uint32_t step = 0;
+            for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x) {
+                int64_t tile_m, tile_n;
+                wgmma_unit_coordinates(unit, tiles_m, tiles_n, tile_m, tile_n);
+                const int x_row = (int)(tile_m * BM), w_row = (int)(tile_n * Shape::unit_rows);
+                for (int g = 0; g < G; ++g, ++step) {
+                    const uint32_t s = step % kStages, pass = step / kStages;
+                    barrier_wait(&empty[s], (pass & 1) ^ 1);
+                    barrier_arrive_expect_bytes(&full[s], Shape::stage_bytes);
+                    uint8_t *x_stage = stages + s * Shape::stage_bytes, *w_stage = x_stage + Shape::x_bytes;
+                    tma_load_2d(x_stage, &x_map, g * kBlock, x_row, &full[s]);
+                    tma_load_2d(x_stage + BM * 128, &x_map, g * kBlock + 64, x_row, &full[s]);
+                    tma_load_2d(w_stage, &w_map, g * kW4gRowBytes, w_row, &full[s]);
+                    if (!kSplitK)
+                        tma_load_2d(w_stage + kW4gRows * kW4gRowBytes, &w_map, g * kW4gRowBytes, w_row + kW4gRows,
+                                    &full[s]);
+                }
+            }
+        }
+        return;
+    }
+
+    registers_grow<232>();
+    /* read through a shuffle so that the compiler keeps it (and the
+     * descriptors derived from it) uniform across the warp */
+    const int consumer = __shfl_sync(0xffffffffu, warpgroup - 1, 0);
+    const int warp = t / 32, lane = t % 32, gq = lane / 4, tig = lane % 4;
+    const uint32_t select = (uint32_t)tig | (uint32_t)(4 + tig) << 8;
+    const int swizzle = (gq >> 1) & 3; /* the 64-byte swizzle of rows gq and gq + 8 */
+    constexpr uint32_t magic = kAsym ? 0x43004300u : 0x43084308u;
+    /* the weight rows this thread reads in a stage: 16 warp + gq (and + 8) of its 64 */
+    const int w_offset = Shape::x_bytes + (kSplitK ? 0 : consumer * kW4gRows * kW4gRowBytes) +
+                         (16 * warp + gq) * kW4gRowBytes;
+    const uint64_t x_descriptor = swizzled_tile_descriptor(stages);
+    uint32_t step = 0; /* steps of all units so far: stage step % kStages, pass step / kStages */
+    for (int64_t unit = blockIdx.x; unit < units; unit += gridDim.x, step += G) {
+        int64_t tile_m, tile_n;
+        wgmma_unit_coordinates(unit, tiles_m, tiles_n, tile_m, tile_n);
+        const int64_t n_lo = tile_n * Shape::unit_rows + (kSplitK ? 0 : consumer * kW4gRows) + 16 * warp + gq;
+        const int64_t n_hi = n_lo + 8;
+        const bool lo_valid = n_lo < N, hi_valid = n_hi < N;
+        float acc[BM / 2];
+#pragma unroll
+        for (int i = 0; i < BM / 2; ++i) acc[i] = 0.0f;
+        /* with kSplitK this consumer takes the unit's steps g with (step + g) % 2 == consumer */
+        const int g_first = kSplitK ? (int)((step + consumer) & 1) : 0, g_stride = kSplitK ? 2 : 1;
+        for (int g = g_first; g < G; g += g_stride) {
+            const uint32_t at = step + g, s = at % kStages;
+            /* this thread's scales (loaded before the wait: L2 round trips) */
+            const float scale_lo = lo_valid ? w_scale[n_lo * G + g] : 0.0f;
+            const float scale_hi = hi_valid ? w_scale[n_hi * G + g] : 0.0f;
+            uint32_t sub_lo = 0x43084308u, sub_hi = 0x43084308u;
+            if constexpr (kAsym) {
+                const uint32_t z_lo = lo_valid ? w_zero[n_lo * G + g] : 0u, z_hi = hi_valid ? w_zero[n_hi * G + g] : 0u;
+                sub_lo = (0x4300u | z_lo) * 0x00010001u;
+                sub_hi = (0x4300u | z_hi) * 0x00010001u;
+            }
+            barrier_wait(&full[s], (at / kStages) & 1);
+            const uint8_t *rows = stages + s * Shape::stage_bytes + w_offset;
+            uint32_t a[8][4];
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+                const uint4 lo = *(const uint4 *)(rows + 16 * (c ^ swizzle));
+                const uint4 hi = *(const uint4 *)(rows + 8 * kW4gRowBytes + 16 * (c ^ swizzle));
+                /* chunk c = slices 2c (words x, y) and 2c + 1 (words z, w) */
+                a[2 * c][0] = byte_levels(lo.x, select, magic, sub_lo);
+                a[2 * c][1] = byte_levels(hi.x, select, magic, sub_hi);
+                a[2 * c][2] = byte_levels(lo.y, select, magic, sub_lo);
+                a[2 * c][3] = byte_levels(hi.y, select, magic, sub_hi);
+                a[2 * c + 1][0] = byte_levels(lo.z, select, magic, sub_lo);
+                a[2 * c + 1][1] = byte_levels(hi.z, select, magic, sub_hi);
+                a[2 * c + 1][2] = byte_levels(lo.w, select, magic, sub_lo);
+                a[2 * c + 1][3] = byte_levels(hi.w, select, magic, sub_hi);
+            }
+            float partial[BM / 2];
+            wgmma_fence();
+#pragma unroll
+            for (int j = 0; j < 8; ++j)
+                wgmma_w4<BM>(partial, a[j],
+                             descriptor_advance(x_descriptor, s * Shape::stage_bytes + (j / 4) * BM * 128 + 32 * (j % 4)),
+                             j > 0);
+            wgmma_commit();
+            wgmma_wait<0>();
+            keep_registers(partial);
+            if (lane == 0) barrier_arrive(&empty[s]);
+            /* d[4 i + e]: weight row n_lo (e < 2) or n_hi, row 8 i + 2 tig + e % 2 of X's tile */
+#pragma unroll
+            for (int i = 0; i < BM / 2; ++i) acc[i] = fmaf(partial[i], (i & 2) ? scale_hi : scale_lo, acc[i]);
+        }
+        if constexpr (kSplitK) {
+            /* consumer 2's sums to shared memory, consumer 1 adds them (in that
+             * order) and stores; consumer 2 writes the next unit's only after
+             * consumer 1 has read these (barrier 2) */
+            const bool more = unit + gridDim.x < units;
+            if (consumer == 1) {
+#pragma unroll
+                for (int i = 0; i < BM / 2; ++i) sums[i * 128 + t] = acc[i];
+                named_barrier(1, 256);
+                if (more) named_barrier(2, 256);
+                continue;
+            }
+            named_barrier(1, 256);
+#pragma unroll
+            for (int i = 0; i < BM / 2; ++i) acc[i] = __fadd_rn(acc[i], sums[i * 128 + t]);
+            if (more) named_barrier(2, 256);
+        }
+        const int64_t m0 = tile_m * BM + 2 * tig;
+#pragma unroll
+        for (int i = 0; i < BM / 2; ++i) {
+            const int64_t m = m0 + 8 * (i / 4) + (i & 1), n = (i & 2) ? n_hi : n_lo;
+            if (m >= M || n >= N) continue;
+            float value = acc[i];
+            if (bias) value = __fadd_rn(value, bias[n]);
+            if (out_bf16) ((uint16_t *)y)[m * N + n] = f32_to_bf16(value);
+            else ((float *)y)[m * N + n] = value;
+        }
+    }
+#endif
+}
+
 /* ---- host side -------------------------------------------------------------------------------- */
 
 constexpr int kDecodeTN = 2;
@@ -1900,6 +2124,77 @@ bool encode_tile_map(CUtensorMap *map, const void *base, int64_t rows, int64_t K
 bool environment_says(const char *name, const char *value) {
     const char *text = getenv(name);
     return text && strcmp(text, value) == 0;
+}
+
+/* ---- W4A16 on wgmma: host side ---- */
+
+/* Whether the wgmma kernel takes a W4A16 product: sm_90 (built for sm_90a),
+ * more rows of X than the weight stream takes, whole 128-steps of K, operands
+ * the copy engine can read (16-byte aligned; rows then are too), and indices
+ * in 32 bits. R1LAB_QGEMM_W4_WGMMA=0 sends these to the v1 kernel (for
+ * comparisons; read once). */
+bool w4a16_wgmma_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w) {
+    static const bool enabled = !environment_says("R1LAB_QGEMM_W4_WGMMA", "0");
+    return enabled && device_capability() == 90 && M > 16 && K % kBlock == 0 && M < (1ll << 31) &&
+           N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
+}
+
+template <int BM, bool kSplitK, bool kAsym>
+r1_status launch_w4a16_wgmma_shape(int64_t M, int64_t N, int64_t K, const CUtensorMap &x_map,
+                                   const CUtensorMap &w_map, const r1_qgemm_operands *ops, void *y, int out_bf16,
+                                   cudaStream_t stream) {
+    using Shape = W4gShape<BM, kSplitK>;
+    constexpr auto kernel = gemm_w4a16_wgmma<BM, kSplitK, kAsym>;
+    CUDA_TRY(allow_dynamic_shared_memory<kernel>((size_t)Shape::shared_bytes));
+    const int64_t units = (N + Shape::unit_rows - 1) / Shape::unit_rows * ((M + BM - 1) / BM);
+    const int64_t sms = multiprocessor_count();
+    const unsigned grid = (unsigned)(units < sms ? units : sms);
+    kernel<<<grid, kWgThreads, Shape::shared_bytes, stream>>>(x_map, w_map, M, N, K, ops->w_scale,
+                                                              kAsym ? ops->w_zero : nullptr, ops->bias, y, out_bf16);
+    CUDA_TRY(cudaGetLastError());
+    return R1_OK;
+}
+
+/* 128-row units, or, for one tile row of X, 64-row units with K split
+ * between the consumers where that takes fewer rounds of units over the SMs
+ * (counted in 64-row-unit lengths: a 128-row unit is two). With several tile
+ * rows the split doubles the copies of X per weight row and measured slower
+ * at every benchmark shape (H100: 2,280 against 1,827 us at M = 4096, N =
+ * 7168, K = 16384; 552 against 535 at M = 1024), so it is not taken there.
+ * R1LAB_QGEMM_W4_SPLITK=0 or 1 forces the choice (for comparisons and tests;
+ * read at each call). */
+bool w4a16_wgmma_split(int64_t M, int64_t N, int BM) {
+    const char *forced = getenv("R1LAB_QGEMM_W4_SPLITK");
+    if (forced && (strcmp(forced, "0") == 0 || strcmp(forced, "1") == 0)) return forced[0] == '1';
+    if (M > BM) return false;
+    const int64_t sms = multiprocessor_count();
+    const int64_t units_128 = (N + 127) / 128, units_64 = (N + 63) / 64;
+    return (units_64 + sms - 1) / sms < 2 * ((units_128 + sms - 1) / sms);
+}
+
+template <int BM, bool kAsym>
+r1_status launch_w4a16_wgmma_bm(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, void *y,
+                                int out_bf16, cudaStream_t stream, bool *launched) {
+    CUtensorMap x_map, w_map;
+    if (!encode_swizzled_map(&x_map, ops->x, 2, M, K, K * 2, BM) ||
+        !encode_map_2d(&w_map, ops->w, 1, N, K / 2, K / 2, kW4gRowBytes, kW4gRows, CU_TENSOR_MAP_SWIZZLE_64B,
+                       CU_TENSOR_MAP_L2_PROMOTION_L2_128B))
+        return R1_OK; /* *launched stays false: the caller takes another kernel */
+    *launched = true;
+    if (w4a16_wgmma_split(M, N, BM))
+        return launch_w4a16_wgmma_shape<BM, true, kAsym>(M, N, K, x_map, w_map, ops, y, out_bf16, stream);
+    return launch_w4a16_wgmma_shape<BM, false, kAsym>(M, N, K, x_map, w_map, ops, y, out_bf16, stream);
+}
+
+/* BM = 64 rows of X per unit for M <= 64, 128 above. */
+r1_status launch_w4a16_wgmma(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, int asymmetric,
+                             void *y, int out_bf16, cudaStream_t stream, bool *launched) {
+    *launched = false;
+    if (M <= 64)
+        return asymmetric ? launch_w4a16_wgmma_bm<64, true>(M, N, K, ops, y, out_bf16, stream, launched)
+                          : launch_w4a16_wgmma_bm<64, false>(M, N, K, ops, y, out_bf16, stream, launched);
+    return asymmetric ? launch_w4a16_wgmma_bm<128, true>(M, N, K, ops, y, out_bf16, stream, launched)
+                      : launch_w4a16_wgmma_bm<128, false>(M, N, K, ops, y, out_bf16, stream, launched);
 }
 
 /* R1LAB_QGEMM_DECODE=0 sends W8A8 and FP8 with M <= 32 to the wgmma kernel
@@ -2197,6 +2492,12 @@ extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_o
             return launch_decode<Mode::FP8, true>(desc->M, desc->N, desc->K, ops->x, ops->w,
                                                   desc->asymmetric ? ops->w_zero : nullptr, e,
                                                   stream);
+        }
+        if (w4a16_wgmma_applies(desc->M, desc->N, desc->K, ops->x, ops->w)) {
+            bool launched = false;
+            const r1_status status = launch_w4a16_wgmma(desc->M, desc->N, desc->K, ops, desc->asymmetric, y,
+                                                        out_bf16, stream, &launched);
+            if (launched || status != R1_OK) return status;
         }
         dim3 grid((unsigned)((desc->N + kW4Columns - 1) / kW4Columns),
                   (unsigned)((desc->M + kW4Rows - 1) / kW4Rows));

@@ -621,26 +621,46 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
     static const shape w8a8_cuda[] = {{300, 5700, 768}, {129, 300, 1040}, {128, 5000, 1040},
                                       {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
                                       {64, 17700, 2048}, {200, 1000, 2048}, {48, 20000, 256}};
+    /* W4A16's wgmma kernel (sm_90, 16 < M): BM = 64 rows of X per unit for M
+     * <= 64, 128 above; units of 128 weight rows (R1LAB_QGEMM_W4_SPLITK=0:
+     * each consumer warpgroup 64 rows over all of K) or 64 rows with the two
+     * consumers taking alternate K steps and adding their sums in shared
+     * memory (=1). Forced both ways: edges in M and N, several tile rows
+     * ((1100, 300): 9, past a column group of 8), more units than SMs (a CTA
+     * takes several; with K split and an odd step count (K = 1152) the second
+     * unit starts on the other consumer), M = 64 exactly, and the kernel's own
+     * choice at (17, 129, 128): one step, which the second consumer of the
+     * first unit never gets. */
+    static const shape w4a16_cuda[] = {{300, 5700, 768}, {40, 17000, 1152}, {64, 20000, 256},
+                                       {130, 1000, 2048}, {17, 129, 128},   {300, 5700, 768},
+                                       {1100, 300, 256}, {65, 8200, 640}};
     static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152},
                                      {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
                                      {64, 17700, 2048}, {200, 1000, 2048}, {48, 20000, 256},
                                      {136, 8458, 2048}};
-    /* a switch set for one case: R1LAB_QGEMM_SPLIT or R1LAB_QGEMM_TAIL_COLUMNS */
+    /* a switch set for one case: R1LAB_QGEMM_SPLIT, R1LAB_QGEMM_TAIL_COLUMNS or R1LAB_QGEMM_W4_SPLITK */
     typedef struct { const char *name, *value; } forced_switch;
     static const forced_switch split4 = {"R1LAB_QGEMM_SPLIT", "4"}, split8 = {"R1LAB_QGEMM_SPLIT", "8"},
-                               tail3 = {"R1LAB_QGEMM_TAIL_COLUMNS", "3"};
+                               tail3 = {"R1LAB_QGEMM_TAIL_COLUMNS", "3"},
+                               whole_k = {"R1LAB_QGEMM_W4_SPLITK", "0"}, split_k = {"R1LAB_QGEMM_W4_SPLITK", "1"};
     static const forced_switch *const w8a8_switches[] = {NULL, NULL, &split4, NULL, NULL, NULL, NULL, &tail3, NULL};
+    static const forced_switch *const w4a16_switches[] = {&whole_k, &split_k, &whole_k, &split_k,
+                                                          NULL,     NULL,     &whole_k, &whole_k};
     static const forced_switch *const fp8_switches[] = {NULL, NULL, &split8, NULL, NULL, NULL, NULL, &tail3, NULL, NULL};
     struct { r1_qgemm_scheme scheme; const shape *shapes; const forced_switch *const *switches; int count; } cuda_sets[] = {
         {R1_QGEMM_W8A8, w8a8_cuda, w8a8_switches, (int)(sizeof w8a8_cuda / sizeof w8a8_cuda[0])},
-        {R1_QGEMM_FP8, fp8_cuda, fp8_switches, (int)(sizeof fp8_cuda / sizeof fp8_cuda[0])}};
+        {R1_QGEMM_FP8, fp8_cuda, fp8_switches, (int)(sizeof fp8_cuda / sizeof fp8_cuda[0])},
+        {R1_QGEMM_W4A16, w4a16_cuda, w4a16_switches, (int)(sizeof w4a16_cuda / sizeof w4a16_cuda[0])}};
     _Static_assert(sizeof w8a8_switches / sizeof w8a8_switches[0] == sizeof w8a8_cuda / sizeof w8a8_cuda[0],
                    "one switch entry per W8A8 wgmma shape");
     _Static_assert(sizeof fp8_switches / sizeof fp8_switches[0] == sizeof fp8_cuda / sizeof fp8_cuda[0],
                    "one switch entry per FP8 wgmma shape");
+    _Static_assert(sizeof w4a16_switches / sizeof w4a16_switches[0] == sizeof w4a16_cuda / sizeof w4a16_cuda[0],
+                   "one switch entry per W4A16 wgmma shape");
     r1t_rng rng = r1t_rng_make(seed);
     double start = check_now();
-    for (int i = 0; i < 5; ++i) {
+    const int cuda_set_count = (int)(sizeof cuda_sets / sizeof cuda_sets[0]);
+    for (int i = 0; i < 3 + cuda_set_count; ++i) {
         if (i >= 3 && backend != R1_CUDA) break;
         const r1_qgemm_scheme scheme = i < 3 ? sets[i].scheme : cuda_sets[i - 3].scheme;
         const shape *shapes = i < 3 ? sets[i].shapes : cuda_sets[i - 3].shapes;
