@@ -157,8 +157,11 @@
  *       branch w4a16-multistage, numbers in docs/qgemm.md.
  *   v16 W4A16 for M > 16 on sm_90a: `gemm_w4a16_wgmma` instead of the v1
  *       tiles. H100, CUDA-graph time: (64, 18432, 7168) 315 -> 70 us, (128,
- *       18432, 7168) 597 -> 99 us, (4096, 7168, 16384) 16,057 -> 1,828 us
- *       (cuBLAS bf16 95, 98 and 1,111 us). Numbers in docs/qgemm.md.
+ *       18432, 7168) 597 -> 100 us, (4096, 7168, 16384) 16,057 -> 1,821 us
+ *       (cuBLAS bf16 96, 98 and 1,111 us). Numbers in docs/qgemm.md.
+ *   tried after v16, not kept: the next step's dequantization while the
+ *       current step's wgmmas run: slower at every shape with M > 16
+ *       (H100). Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
