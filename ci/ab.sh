@@ -52,11 +52,15 @@ START=$SECONDS
 LOG=$OUT/ab.log
 WORK=$(mktemp -d)
 
-# FILE as the tree has it, put back at the end with a new modification time:
-# build-gpu/ then holds the last version's objects, and with the old time a
-# later build would take them for the tree's and not recompile.
+# FILE as the tree has it, put back at the end with a new modification time,
+# and the objects compiled from it removed: build-gpu/ holds the last
+# version's objects, and a later call whose copy of the tree brings FILE with
+# its old time would otherwise take them for the tree's and not recompile.
 cp -p "$FILE" "$WORK/original" || exit 2
-restore() { cp "$WORK/original" "$REPO/$FILE"; }
+restore() {
+    cp "$WORK/original" "$REPO/$FILE"
+    find "$REPO/build-gpu" -name "$(basename "$FILE").o" -delete 2>/dev/null
+}
 trap 'restore; rm -rf "$WORK"' EXIT
 
 if [ -d .devdeps/root ]; then
