@@ -1814,6 +1814,7 @@ template <int BM, bool kSplitK> struct W4gShape {
     static constexpr int w_bytes = (kSplitK ? 1 : 2) * kW4gRows * kW4gRowBytes; /* weight rows, one step */
     static constexpr int stage_bytes = x_bytes + w_bytes;
     static constexpr int sums_bytes = kSplitK ? kW4gRows * BM * 4 : 0;      /* consumer 2's sums    */
+    /* of sm_90's 227 KiB per block, with room for the alignment and barriers */
     static constexpr int budget = 220 * 1024 - sums_bytes;
     static constexpr int fit = budget / stage_bytes > 8 ? 8 : budget / stage_bytes;
     static constexpr int stages = kSplitK ? fit & ~1 : fit;                  /* even with kSplitK    */

@@ -629,8 +629,9 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
      * ((1100, 300): 9, past a column group of 8), more units than SMs (a CTA
      * takes several; with K split and an odd step count (K = 1152) the second
      * unit starts on the other consumer), M = 64 exactly, and the kernel's own
-     * choice at (17, 129, 128): one step, which the second consumer of the
-     * first unit never gets. */
+     * choice at (17, 129, 128) (one step, which the second consumer of the
+     * first unit never gets) and at (300, 5700, 768) (128-row units, as for
+     * every M past one tile row; asymmetric here, symmetric forced above). */
     static const shape w4a16_cuda[] = {{300, 5700, 768}, {40, 17000, 1152}, {64, 20000, 256},
                                        {130, 1000, 2048}, {17, 129, 128},   {300, 5700, 768},
                                        {1100, 300, 256}, {65, 8200, 640}};
