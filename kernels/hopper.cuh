@@ -353,6 +353,25 @@ __device__ __forceinline__ void wgmma_m64n64k16_bf16_a_registers(float (&d)[32],
 #endif
 }
 
+/* D (64 x 16, f32) [+]= A (64 x 16 bf16 in registers, layout as in
+ * wgmma_m64n64k16_bf16_a_registers) * B^T (B: 16 x 16, K-major in shared
+ * memory). Thread t holds rows g, g + 8 and columns 8 j + 2 (t % 4) (+ 1) in
+ * d[4 j .. 4 j + 3]. */
+__device__ __forceinline__ void wgmma_m64n16k16_bf16_a_registers(float (&d)[8], const uint32_t (&a)[4],
+                                                                 uint64_t b, int accumulate) {
+#ifdef R1LAB_SM90A
+    asm volatile(
+        "{\n"
+        ".reg .pred keep;\n"
+        "setp.ne.b32 keep, %13, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}"
+        ", {%8, %9, %10, %11}, %12, keep, 1, 1, 0;\n"
+        "}\n"
+        : R1LAB_WGMMA_OPERANDS8(R1LAB_F32_INOUT, d, 0)
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
+#endif
+}
+
 /* D (64 x 128, f32) [+]= A (64 x 16 bf16 in registers, layout as in
  * wgmma_m64n64k16_bf16_a_registers) * B^T (B: 128 x 16, K-major in shared
  * memory). Accumulator layout as in wgmma_m64n128k32_e4m3. */

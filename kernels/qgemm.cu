@@ -1990,6 +1990,292 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 #endif
 }
 
+/* ---- W4A16 on wgmma (sm_90a): M <= 16 ------------------------------------------------------- */
+
+/* Yᵀ = W Xᵀ as in gemm_w4a16_wgmma, for the few rows of X of a decode step
+ * (XR = 16 rows of X, zero-filled past M: wgmma.m64n16k16):
+ *   - a cluster of `parts` CTAs (1, 2, 4 or 8) shares each unit of 128 weight
+ *     rows, CTA r taking the 128-K steps [r G / parts, (r + 1) G / parts) of
+ *     every unit. Its slice of X is copied into shared memory once, at the
+ *     start, and stays there: after that only weights are read, two steps
+ *     (16 KiB: 128 rows x 128 bytes, the 128-byte swizzle) per stage into a
+ *     ring of 4 stages;
+ *   - each consumer warpgroup multiplies 64 of the unit's rows as in
+ *     gemm_w4a16_wgmma (dequantized A fragments in registers, a step's
+ *     partial sums promoted with the group scale in fp32); the second step of
+ *     a stage is dequantized while the first one's wgmmas run, and the group
+ *     scales are loaded a stage ahead;
+ *   - at the end of unit i of the cluster, CTA i mod parts (the unit's
+ *     leader) adds the parts' sums: every other CTA pushes its consumer
+ *     threads' 8 sums into the leader's shared memory (st.async, counted on
+ *     the leader's `ready`), the leader adds them in rank order and stores. A
+ *     CTA pushes to the same leader again (unit i + parts) only after the
+ *     leader has said, on the pusher's `freed`, that it has read the last
+ *     ones. Leaders rotate, so no CTA does all the adding.
+ * M = 1 to 16 cost the same. The copy engine zero-fills X past M and W past
+ * N; those rows are never stored. Where it runs by default (few units, M > 8)
+ * is a measured choice: see w4a16_small_applies. */
+constexpr int kW4sStages = 4;
+constexpr int kW4sUnitRows = 2 * kW4gRows;                       /* weight rows of a unit */
+constexpr int kW4sStageBytes = kW4sUnitRows * 2 * kW4gRowBytes;  /* two steps of a unit: 16 KiB */
+
+struct W4sShape {
+    static constexpr int XR = 16;                        /* rows of X, zero-filled past M */
+    static constexpr int x_step_bytes = XR * kBlock * 2; /* X's rows over one 128-K step */
+    static constexpr int sums = XR / 2;                  /* a consumer thread's sums per unit */
+    static constexpr int quads = sums / 4;
+    static constexpr int slot_bytes = 128 * sums * 4;    /* one CTA's sums of one consumer */
+    /* steps: the most 128-K steps a CTA takes (its resident slice of X); a
+     * leader receives parts - 1 slots per consumer */
+    static int shared_bytes(int steps, int parts) {
+        return steps * x_step_bytes + kW4sStages * kW4sStageBytes + 2 * (parts - 1) * slot_bytes +
+               1024; /* + alignment */
+    }
+};
+
+template <bool kAsym>
+__global__ void __launch_bounds__(kWgThreads, 1)
+    gemm_w4a16_wgmma_small(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
+                           int64_t M, int64_t N, int64_t K, int parts, const float *__restrict__ w_scale,
+                           const uint8_t *__restrict__ w_zero, const float *__restrict__ bias, void *y,
+                           int out_bf16) {
+#ifdef R1LAB_SM90A
+    using Shape = W4sShape;
+    constexpr int XR = Shape::XR;
+    extern __shared__ uint8_t shared_raw[];
+    __shared__ unsigned long long full[kW4sStages], empty[kW4sStages], x_full;
+    __shared__ unsigned long long ready[2], freed[2][8]; /* per consumer; freed: per leader */
+    const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
+    const int G = (int)(K / kBlock);
+    const unsigned rank = parts > 1 ? cluster_rank() : 0;
+    const int g_begin = (int)(rank * G / parts), g_end = (int)((rank + 1) * G / parts);
+    const int max_steps = (G + parts - 1) / parts;
+    uint8_t *x_resident = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
+    uint8_t *stages = x_resident + max_steps * Shape::x_step_bytes;
+    /* [consumer][sender slot][quad][thread]; sender r's slot at leader L: (r - L - 1) mod parts */
+    float4 *exchange = (float4 *)(stages + kW4sStages * kW4sStageBytes);
+    const int64_t units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
+    const int64_t first_unit = blockIdx.x / parts, unit_stride = gridDim.x / parts;
+    if (threadIdx.x == 0) {
+        tma_prefetch_map(&x_map);
+        tma_prefetch_map(&w_map);
+        for (int s = 0; s < kW4sStages; ++s) {
+            barrier_init(&full[s], 1);
+            barrier_init(&empty[s], 8); /* lane 0 of each consumer warp */
+        }
+        barrier_init(&x_full, 1);
+        for (int h = 0; h < 2; ++h) {
+            barrier_init(&ready[h], 1); /* the leader's arming, then the pushed bytes */
+            for (int r = 0; r < 8; ++r) barrier_init(&freed[h][r], 1);
+        }
+        barrier_init_fence();
+    }
+    __syncthreads();
+    /* every CTA of the cluster has its barriers before anyone pushes or arrives there */
+    if (parts > 1) {
+        cluster_arrive_relaxed();
+        cluster_wait();
+    }
+
+    if (warpgroup == 0) {
+        registers_shrink<40>();
+        if (t == 0) {
+            /* this CTA's slice of X, once: two 128-byte swizzled boxes of 64 columns per step */
+            barrier_arrive_expect_bytes(&x_full, (g_end - g_begin) * Shape::x_step_bytes);
+            for (int g = g_begin; g < g_end; ++g) {
+                uint8_t *x_step = x_resident + (g - g_begin) * Shape::x_step_bytes;
+                tma_load_2d(x_step, &x_map, g * kBlock, 0, &x_full);
+                tma_load_2d(x_step + XR * 128, &x_map, g * kBlock + 64, 0, &x_full);
+            }
+            uint32_t stage = 0;
+            for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
+                const int w_row = (int)(unit * kW4sUnitRows);
+                for (int g = g_begin; g < g_end; g += 2, ++stage) {
+                    const uint32_t s = stage % kW4sStages, pass = stage / kW4sStages;
+                    barrier_wait(&empty[s], (pass & 1) ^ 1);
+                    barrier_arrive_expect_bytes(&full[s], kW4sStageBytes);
+                    uint8_t *w_stage = stages + s * kW4sStageBytes;
+                    tma_load_2d(w_stage, &w_map, g * kW4gRowBytes, w_row, &full[s]);
+                    tma_load_2d(w_stage + kW4sStageBytes / 2, &w_map, g * kW4gRowBytes, w_row + kW4gRows,
+                                &full[s]);
+                }
+            }
+        }
+        return;
+    }
+
+    registers_grow<232>();
+    const int consumer = __shfl_sync(0xffffffffu, warpgroup - 1, 0);
+    const int warp = t / 32, lane = t % 32, gq = lane / 4, tig = lane % 4;
+    const uint32_t select = (uint32_t)tig | (uint32_t)(4 + tig) << 8;
+    /* the 128-byte swizzle: 16-byte chunk c of row r at chunk c ^ (r mod 8),
+     * and rows 16 warp + gq and + 8 have r mod 8 = gq */
+    const int swizzle = gq;
+    constexpr uint32_t magic = kAsym ? 0x43004300u : 0x43084308u;
+    const int w_offset = consumer * (kW4sStageBytes / 2) + (16 * warp + gq) * 2 * kW4gRowBytes;
+    const uint64_t x_descriptor = swizzled_tile_descriptor(x_resident);
+    /* The group scales (and zero points) of both steps of a stage, for this
+     * thread's rows n and n + 8 of `unit`: loaded one stage ahead, so that
+     * their L2 round trip overlaps a stage's work. */
+    struct StageScales {
+        float lo[2], hi[2];
+        uint32_t sub_lo[2], sub_hi[2];
+    };
+    auto load_scales = [&](int64_t unit, int g) {
+        StageScales r;
+        const int64_t n_lo = unit * kW4sUnitRows + consumer * kW4gRows + 16 * warp + gq, n_hi = n_lo + 8;
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+            const bool step = g + u < g_end, lo_valid = step && n_lo < N, hi_valid = step && n_hi < N;
+            r.lo[u] = lo_valid ? w_scale[n_lo * G + g + u] : 0.0f;
+            r.hi[u] = hi_valid ? w_scale[n_hi * G + g + u] : 0.0f;
+            r.sub_lo[u] = r.sub_hi[u] = 0x43084308u;
+            if constexpr (kAsym) {
+                const uint32_t z_lo = lo_valid ? w_zero[n_lo * G + g + u] : 0u;
+                const uint32_t z_hi = hi_valid ? w_zero[n_hi * G + g + u] : 0u;
+                r.sub_lo[u] = (0x4300u | z_lo) * 0x00010001u;
+                r.sub_hi[u] = (0x4300u | z_hi) * 0x00010001u;
+            }
+        }
+        return r;
+    };
+    /* The A fragments of one step from half `half` of this thread's two
+     * 128-byte rows of the stage. */
+    auto dequantize = [&](const uint8_t *rows, int half, uint32_t sub_lo, uint32_t sub_hi, uint32_t(&a)[8][4]) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            const int chunk = (4 * half + c) ^ swizzle;
+            const uint4 lo = *(const uint4 *)(rows + 16 * chunk);
+            const uint4 hi = *(const uint4 *)(rows + 8 * 2 * kW4gRowBytes + 16 * chunk);
+            a[2 * c][0] = byte_levels(lo.x, select, magic, sub_lo);
+            a[2 * c][1] = byte_levels(hi.x, select, magic, sub_hi);
+            a[2 * c][2] = byte_levels(lo.y, select, magic, sub_lo);
+            a[2 * c][3] = byte_levels(hi.y, select, magic, sub_hi);
+            a[2 * c + 1][0] = byte_levels(lo.z, select, magic, sub_lo);
+            a[2 * c + 1][1] = byte_levels(hi.z, select, magic, sub_hi);
+            a[2 * c + 1][2] = byte_levels(lo.w, select, magic, sub_lo);
+            a[2 * c + 1][3] = byte_levels(hi.w, select, magic, sub_hi);
+        }
+    };
+    /* Step g's 8 wgmmas into fresh partial sums, committed as one group. */
+    auto multiply = [&](int g, const uint32_t(&a)[8][4], float(&partial)[XR / 2]) {
+        const uint32_t x_offset = (uint32_t)((g - g_begin) * Shape::x_step_bytes);
+        wgmma_fence();
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            wgmma_m64n16k16_bf16_a_registers(partial, a[j],
+                               descriptor_advance(x_descriptor, x_offset + (j / 4) * XR * 128 + 32 * (j % 4)), j > 0);
+        wgmma_commit();
+    };
+    barrier_wait(&x_full, 0);
+    uint32_t stage = 0;
+    int unit_index = 0; /* units of this cluster so far */
+    StageScales scales = load_scales(first_unit, g_begin);
+    for (int64_t unit = first_unit; unit < units; unit += unit_stride, ++unit_index) {
+        const int64_t n_lo = unit * kW4sUnitRows + consumer * kW4gRows + 16 * warp + gq, n_hi = n_lo + 8;
+        float acc[XR / 2];
+#pragma unroll
+        for (int i = 0; i < XR / 2; ++i) acc[i] = 0.0f;
+        /* A stage holds steps g and g + 1 (the second past g_end on a CTA's
+         * odd last stage). Step g + 1 is dequantized while step g's wgmmas
+         * run; its A registers are distinct, and step g's stay live until
+         * those wgmmas are done (keep_registers), so the compiler cannot
+         * hand them to step g + 1. */
+        for (int g = g_begin; g < g_end; g += 2, ++stage) {
+            const int64_t next_unit = g + 2 < g_end ? unit : unit + unit_stride;
+            const StageScales next = next_unit < units ? load_scales(next_unit, g + 2 < g_end ? g + 2 : g_begin)
+                                                       : scales;
+            const uint32_t s = stage % kW4sStages;
+            barrier_wait(&full[s], (stage / kW4sStages) & 1);
+            const uint8_t *rows = stages + s * kW4sStageBytes + w_offset;
+            uint32_t a0[8][4], a1[8][4];
+            float partial0[XR / 2], partial1[XR / 2];
+            dequantize(rows, 0, scales.sub_lo[0], scales.sub_hi[0], a0);
+            multiply(g, a0, partial0);
+            const bool second = g + 1 < g_end;
+            if (second) {
+                dequantize(rows, 1, scales.sub_lo[1], scales.sub_hi[1], a1);
+                multiply(g + 1, a1, partial1);
+                wgmma_wait<1>();
+            } else {
+                wgmma_wait<0>();
+            }
+            keep_registers(partial0);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) keep_registers(a0[j]);
+#pragma unroll
+            for (int i = 0; i < XR / 2; ++i)
+                acc[i] = fmaf(partial0[i], (i & 2) ? scales.hi[0] : scales.lo[0], acc[i]);
+            if (second) {
+                wgmma_wait<0>();
+                keep_registers(partial1);
+#pragma unroll
+                for (int j = 0; j < 8; ++j) keep_registers(a1[j]);
+#pragma unroll
+                for (int i = 0; i < XR / 2; ++i)
+                    acc[i] = fmaf(partial1[i], (i & 2) ? scales.hi[1] : scales.lo[1], acc[i]);
+            }
+            if (lane == 0) barrier_arrive(&empty[s]);
+            scales = next;
+        }
+        if (parts > 1) {
+            const unsigned leader = (unsigned)(unit_index % parts);
+            const int turn = unit_index / parts; /* the leader's units before this one */
+            float4 *slots = exchange + consumer * (parts - 1) * Shape::quads * 128;
+            if (rank != leader) {
+                /* the leader has read what this CTA pushed it last time */
+                if (turn > 0) barrier_wait(&freed[consumer][leader], (turn - 1) & 1);
+                const int slot = (int)((rank - leader - 1 + parts) % parts);
+#pragma unroll
+                for (int q = 0; q < Shape::quads; ++q)
+                    push_16_to_block(slots + (slot * Shape::quads + q) * 128 + t, __float_as_uint(acc[4 * q]),
+                                     __float_as_uint(acc[4 * q + 1]), __float_as_uint(acc[4 * q + 2]),
+                                     __float_as_uint(acc[4 * q + 3]), &ready[consumer], leader);
+                continue;
+            }
+            if (t == 0) barrier_arrive_expect_bytes(&ready[consumer], (parts - 1) * Shape::slot_bytes);
+            barrier_wait(&ready[consumer], turn & 1);
+            float sum[XR / 2];
+            for (int r = 0; r < parts; ++r) {
+#pragma unroll
+                for (int q = 0; q < Shape::quads; ++q) {
+                    float4 v;
+                    if (r == (int)rank) v = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
+                    else v = slots[(((r - (int)rank - 1 + parts) % parts) * Shape::quads + q) * 128 + t];
+                    if (r == 0) {
+                        sum[4 * q] = v.x, sum[4 * q + 1] = v.y, sum[4 * q + 2] = v.z, sum[4 * q + 3] = v.w;
+                    } else {
+                        sum[4 * q] = __fadd_rn(sum[4 * q], v.x);
+                        sum[4 * q + 1] = __fadd_rn(sum[4 * q + 1], v.y);
+                        sum[4 * q + 2] = __fadd_rn(sum[4 * q + 2], v.z);
+                        sum[4 * q + 3] = __fadd_rn(sum[4 * q + 3], v.w);
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < XR / 2; ++i) acc[i] = sum[i];
+            /* the pushers may write again once every thread here has read:
+             * only if this CTA leads another unit of the cluster (else a
+             * pusher may have ended) */
+            if (unit + (int64_t)parts * unit_stride < units) {
+                named_barrier(1 + consumer, 128);
+                if (t < parts && t != (int)rank) barrier_arrive_relaxed_in_block(&freed[consumer][rank], (unsigned)t);
+            }
+        }
+        const int64_t m0 = 2 * tig;
+#pragma unroll
+        for (int i = 0; i < XR / 2; ++i) {
+            const int64_t m = m0 + 8 * (i / 4) + (i & 1), n = (i & 2) ? n_hi : n_lo;
+            if (m >= M || n >= N) continue;
+            float value = acc[i];
+            if (bias) value = __fadd_rn(value, bias[n]);
+            if (out_bf16) ((uint16_t *)y)[m * N + n] = f32_to_bf16(value);
+            else ((float *)y)[m * N + n] = value;
+        }
+    }
+#endif
+}
+
 /* ---- host side -------------------------------------------------------------------------------- */
 
 constexpr int kDecodeTN = 2;
@@ -2199,6 +2485,134 @@ r1_status launch_w4a16_wgmma(int64_t M, int64_t N, int64_t K, const r1_qgemm_ope
                           : launch_w4a16_wgmma_bm<64, false>(M, N, K, ops, y, out_bf16, stream, launched);
     return asymmetric ? launch_w4a16_wgmma_bm<128, true>(M, N, K, ops, y, out_bf16, stream, launched)
                       : launch_w4a16_wgmma_bm<128, false>(M, N, K, ops, y, out_bf16, stream, launched);
+}
+
+/* ---- W4A16 on wgmma for M <= 16: host side ---- */
+
+/* Whether gemm_w4a16_wgmma_small takes a W4A16 product: sm_90 (built for
+ * sm_90a), 8 < M <= 16, whole 128-steps of K, 16-byte aligned operands,
+ * indices in 32 bits, at most one 128-row unit per two SMs (N <= 8448 on 132
+ * SMs), and a plan that fits in shared memory (plan_w4a16_small). That is
+ * where it measured faster than the weight stream (H100, graph us at M = 16:
+ * (7168, 16384) 46.1 against 56.1, (8192, 8192) 24.0 against 30.6, (4096,
+ * 7168) 21.0 against 24.4); with more units, or at M <= 8 (M = 1: 42.9
+ * against 27.6 at (7168, 16384)), the stream is faster. R1LAB_QGEMM_W4_SMALL=1
+ * takes it for every M <= 16 and =0 never (for comparisons and tests; read at
+ * each call). */
+bool w4a16_small_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w) {
+    const char *text = getenv("R1LAB_QGEMM_W4_SMALL");
+    const bool forced_on = text && strcmp(text, "1") == 0, forced_off = text && strcmp(text, "0") == 0;
+    const int64_t units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
+    const bool measured_faster = M > 8 && 2 * units <= multiprocessor_count();
+    return !forced_off && (forced_on || measured_faster) && device_capability() == 90 && M <= 16 &&
+           K % kBlock == 0 && N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
+}
+
+/* The dynamic shared memory a plan may take: the block's opt-in limit less
+ * room for the kernel's static barriers. */
+int w4a16_small_shared_limit() { return shared_memory_per_block_optin() - 1024; }
+
+/* Clusters of `parts` CTAs of the kernel resident at once (one CTA per SM,
+ * which its registers force), found once per cluster size. */
+template <bool kAsym>
+cudaError_t w4a16_small_resident_clusters(int parts, int *resident) {
+    static int known[9] = {0};
+    if (parts == 1) {
+        *resident = multiprocessor_count();
+        return cudaSuccess;
+    }
+    if (known[parts] == 0) {
+        constexpr auto kernel = gemm_w4a16_wgmma_small<kAsym>;
+        const int bytes = w4a16_small_shared_limit();
+        cudaError_t status = allow_dynamic_shared_memory<kernel>((size_t)bytes);
+        if (status != cudaSuccess) return status;
+        cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)parts);
+        cudaLaunchConfig_t config = {};
+        config.gridDim = dim3((unsigned)(multiprocessor_count() / parts * parts));
+        config.blockDim = dim3(kWgThreads);
+        config.dynamicSmemBytes = (size_t)bytes;
+        config.attrs = &attribute;
+        config.numAttrs = 1;
+        int count = 0;
+        status = cudaOccupancyMaxActiveClusters(&count, kernel, &config);
+        if (status != cudaSuccess) return status;
+        known[parts] = count < 1 ? 1 : count;
+    }
+    *resident = known[parts];
+    return cudaSuccess;
+}
+
+struct W4sPlan {
+    int parts;        /* CTAs per cluster, splitting K    */
+    unsigned grid;    /* CTAs                              */
+    int shared_bytes; /* dynamic shared memory per CTA     */
+};
+
+/* The cluster size: the smallest of 1, 2, 4 and 8 (no more than the 128-K
+ * steps) whose resident slice of X fits in shared memory. More parts than
+ * that measured slower or no faster at every benchmark shape (H100, graph us
+ * at M = 16 with 2 / 4 / 8 parts: (8192, 8192) 24.0 / 35.5 / 40.0, (4096,
+ * 7168) 21.0 / 22.1 / 23.3; (7168, 16384) with 4 / 8: 46.2 / 52.6): each
+ * unit's exchange waits for the slowest CTA of the cluster.
+ * R1LAB_QGEMM_W4_PARTS=n takes the largest fitting size not above n (else
+ * the smallest fitting one), for comparisons and tests (read at each call).
+ * False when no size fits. */
+template <bool kAsym>
+bool plan_w4a16_small(int64_t N, int64_t K, W4sPlan *plan, cudaError_t *error) {
+    const int64_t G = K / kBlock, units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
+    const char *text = getenv("R1LAB_QGEMM_W4_PARTS");
+    const long forced = text && *text ? strtol(text, nullptr, 10) : 0;
+    bool found = false;
+    *error = cudaSuccess;
+    for (int parts = 1; parts <= 8 && parts <= G; parts *= 2) {
+        const int64_t steps = (G + parts - 1) / parts;
+        const int64_t bytes = W4sShape::shared_bytes((int)(steps < (1 << 20) ? steps : 1 << 20), parts);
+        if (bytes > w4a16_small_shared_limit()) continue;
+        if (found && parts > forced) break;
+        int resident = 0;
+        *error = w4a16_small_resident_clusters<kAsym>(parts, &resident);
+        if (*error != cudaSuccess) return false;
+        const int64_t clusters = units < resident ? units : resident;
+        *plan = {parts, (unsigned)(clusters * parts), (int)bytes};
+        found = true;
+    }
+    return found;
+}
+
+template <bool kAsym>
+r1_status launch_w4a16_small_asym(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, void *y,
+                                int out_bf16, cudaStream_t stream, bool *launched) {
+    W4sPlan plan;
+    cudaError_t error;
+    if (!plan_w4a16_small<kAsym>(N, K, &plan, &error)) {
+        CUDA_TRY(error);
+        return R1_OK; /* *launched stays false: the caller takes the weight stream */
+    }
+    CUtensorMap x_map, w_map;
+    if (!encode_swizzled_map(&x_map, ops->x, 2, M, K, K * 2, 16) ||
+        !encode_swizzled_map(&w_map, ops->w, 1, N, K / 2, K / 2, kW4gRows))
+        return R1_OK;
+    constexpr auto kernel = gemm_w4a16_wgmma_small<kAsym>;
+    CUDA_TRY(allow_dynamic_shared_memory<kernel>((size_t)w4a16_small_shared_limit()));
+    cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)plan.parts);
+    cudaLaunchConfig_t config = {};
+    config.gridDim = dim3(plan.grid);
+    config.blockDim = dim3(kWgThreads);
+    config.dynamicSmemBytes = (size_t)plan.shared_bytes;
+    config.stream = stream;
+    config.attrs = &attribute;
+    config.numAttrs = plan.parts > 1 ? 1 : 0;
+    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, M, N, K, plan.parts, ops->w_scale,
+                                kAsym ? (const uint8_t *)ops->w_zero : nullptr, ops->bias, y, out_bf16));
+    *launched = true;
+    return R1_OK;
+}
+
+r1_status launch_w4a16_small(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, int asymmetric,
+                             void *y, int out_bf16, cudaStream_t stream, bool *launched) {
+    *launched = false;
+    return asymmetric ? launch_w4a16_small_asym<true>(M, N, K, ops, y, out_bf16, stream, launched)
+                      : launch_w4a16_small_asym<false>(M, N, K, ops, y, out_bf16, stream, launched);
 }
 
 /* R1LAB_QGEMM_DECODE=0 sends W8A8 and FP8 with M <= 32 to the wgmma kernel
@@ -2489,6 +2903,12 @@ extern "C" r1_status qgemm_gemm_cuda(const r1_qgemm_desc *desc, const r1_qgemm_o
         if (decode_applies(true, desc->M, desc->K, ops->x, ops->w)) {
             /* R1LAB_QGEMM_W4_OLD=1: v2's gemm_decode instead (for comparisons; read once) */
             static const bool old_path = environment_says("R1LAB_QGEMM_W4_OLD", "1");
+            if (device_capability() >= 90 && !old_path && w4a16_small_applies(desc->M, desc->N, desc->K, ops->x, ops->w)) {
+                bool launched = false;
+                const r1_status status = launch_w4a16_small(desc->M, desc->N, desc->K, ops, desc->asymmetric, y,
+                                                            out_bf16, stream, &launched);
+                if (launched || status != R1_OK) return status;
+            }
             if (device_capability() >= 90 && !old_path)
                 return launch_w4a16_stream(desc->M, desc->N, desc->K, ops, desc->asymmetric, y,
                                            out_bf16, stream);

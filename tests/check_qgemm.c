@@ -635,29 +635,60 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
     static const shape w4a16_cuda[] = {{300, 5700, 768}, {40, 17000, 1152}, {64, 20000, 256},
                                        {130, 1000, 2048}, {17, 129, 128},   {300, 5700, 768},
                                        {1100, 300, 256}, {65, 8200, 640}};
+    /* W4A16's wgmma kernel for M <= 16 (sm_90): 16 rows of X, units of 128
+     * weight rows, K split over clusters of 1, 2, 4 or 8 CTAs
+     * (R1LAB_QGEMM_W4_PARTS) whose leaders, rotating from unit to unit, add
+     * the pushed partial sums; by default only for 8 < M and N <= 64 SMs
+     * (R1LAB_QGEMM_W4_SMALL=1 takes it for any M <= 16 and N). Forced: 4
+     * parts with edges in M and N (M = 9, N = 1000: the last unit's rows past
+     * N); 8 parts with one step each and more units than clusters, so every
+     * CTA leads several units and the pushers wait for the leader's `freed`;
+     * M = 1 at one step of K (1 part); 2 parts over an odd step count (4 and 5
+     * steps) at M = 5; 1 part with several units per CTA. Its own choice at
+     * (16, 7000, 7168), the weight stream's at (13, 9000, 640) (more units
+     * than half the SMs) and, forced (R1LAB_QGEMM_W4_SMALL=0), at (16, 2000,
+     * 2048). The small set runs the second, fourth, sixth and eighth. */
+    static const shape w4a16_small_cuda[] = {{9, 1000, 2048},  {16, 20000, 1024}, {1, 300, 128},  {5, 5000, 1152},
+                                             {16, 7000, 7168}, {12, 4100, 768},   {13, 9000, 640}, {16, 2000, 2048}};
     static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152},
                                      {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
                                      {64, 17700, 2048}, {200, 1000, 2048}, {48, 20000, 256},
                                      {136, 8458, 2048}};
-    /* a switch set for one case: R1LAB_QGEMM_SPLIT, R1LAB_QGEMM_TAIL_COLUMNS or R1LAB_QGEMM_W4_SPLITK */
-    typedef struct { const char *name, *value; } forced_switch;
-    static const forced_switch split4 = {"R1LAB_QGEMM_SPLIT", "4"}, split8 = {"R1LAB_QGEMM_SPLIT", "8"},
-                               tail3 = {"R1LAB_QGEMM_TAIL_COLUMNS", "3"},
-                               whole_k = {"R1LAB_QGEMM_W4_SPLITK", "0"}, split_k = {"R1LAB_QGEMM_W4_SPLITK", "1"};
+    /* the switches set for one case (one or two of R1LAB_QGEMM_SPLIT, R1LAB_QGEMM_TAIL_COLUMNS,
+     * R1LAB_QGEMM_W4_SPLITK, R1LAB_QGEMM_W4_PARTS, R1LAB_QGEMM_W4_SMALL) */
+    typedef struct { const char *name, *value, *name2, *value2; } forced_switch;
+    static const forced_switch split4 = {"R1LAB_QGEMM_SPLIT", "4", NULL, NULL},
+                               split8 = {"R1LAB_QGEMM_SPLIT", "8", NULL, NULL},
+                               tail3 = {"R1LAB_QGEMM_TAIL_COLUMNS", "3", NULL, NULL},
+                               whole_k = {"R1LAB_QGEMM_W4_SPLITK", "0", NULL, NULL},
+                               split_k = {"R1LAB_QGEMM_W4_SPLITK", "1", NULL, NULL},
+                               parts1 = {"R1LAB_QGEMM_W4_PARTS", "1", NULL, NULL},
+                               parts4 = {"R1LAB_QGEMM_W4_PARTS", "4", NULL, NULL},
+                               wgmma_parts2 = {"R1LAB_QGEMM_W4_PARTS", "2", "R1LAB_QGEMM_W4_SMALL", "1"},
+                               wgmma_parts8 = {"R1LAB_QGEMM_W4_PARTS", "8", "R1LAB_QGEMM_W4_SMALL", "1"},
+                               wgmma_forced = {"R1LAB_QGEMM_W4_SMALL", "1", NULL, NULL},
+                               stream = {"R1LAB_QGEMM_W4_SMALL", "0", NULL, NULL};
     static const forced_switch *const w8a8_switches[] = {NULL, NULL, &split4, NULL, NULL, NULL, NULL, &tail3, NULL};
     static const forced_switch *const w4a16_switches[] = {&whole_k, &split_k, &whole_k, &split_k,
                                                           NULL,     NULL,     &whole_k, &whole_k};
+    static const forced_switch *const w4a16_small_switches[] = {&parts4, &wgmma_parts8, &wgmma_forced, &wgmma_parts2,
+                                                                NULL,    &parts1,       NULL,          &stream};
     static const forced_switch *const fp8_switches[] = {NULL, NULL, &split8, NULL, NULL, NULL, NULL, &tail3, NULL, NULL};
     struct { r1_qgemm_scheme scheme; const shape *shapes; const forced_switch *const *switches; int count; } cuda_sets[] = {
         {R1_QGEMM_W8A8, w8a8_cuda, w8a8_switches, (int)(sizeof w8a8_cuda / sizeof w8a8_cuda[0])},
         {R1_QGEMM_FP8, fp8_cuda, fp8_switches, (int)(sizeof fp8_cuda / sizeof fp8_cuda[0])},
-        {R1_QGEMM_W4A16, w4a16_cuda, w4a16_switches, (int)(sizeof w4a16_cuda / sizeof w4a16_cuda[0])}};
+        {R1_QGEMM_W4A16, w4a16_cuda, w4a16_switches, (int)(sizeof w4a16_cuda / sizeof w4a16_cuda[0])},
+        {R1_QGEMM_W4A16, w4a16_small_cuda, w4a16_small_switches,
+         (int)(sizeof w4a16_small_cuda / sizeof w4a16_small_cuda[0])}};
     _Static_assert(sizeof w8a8_switches / sizeof w8a8_switches[0] == sizeof w8a8_cuda / sizeof w8a8_cuda[0],
                    "one switch entry per W8A8 wgmma shape");
     _Static_assert(sizeof fp8_switches / sizeof fp8_switches[0] == sizeof fp8_cuda / sizeof fp8_cuda[0],
                    "one switch entry per FP8 wgmma shape");
     _Static_assert(sizeof w4a16_switches / sizeof w4a16_switches[0] == sizeof w4a16_cuda / sizeof w4a16_cuda[0],
                    "one switch entry per W4A16 wgmma shape");
+    _Static_assert(sizeof w4a16_small_switches / sizeof w4a16_small_switches[0] ==
+                       sizeof w4a16_small_cuda / sizeof w4a16_small_cuda[0],
+                   "one switch entry per W4A16 M <= 16 wgmma shape");
     r1t_rng rng = r1t_rng_make(seed);
     double start = check_now();
     const int cuda_set_count = (int)(sizeof cuda_sets / sizeof cuda_sets[0]);
@@ -680,8 +711,10 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
             int variant = j % 4;
             const forced_switch *forced = i >= 3 ? cuda_sets[i - 3].switches[j] : NULL;
             if (forced) setenv(forced->name, forced->value, 1);
+            if (forced && forced->name2) setenv(forced->name2, forced->value2, 1);
             int ok = agree_one(backend, scheme, shapes[j], variant, &rng, summary);
             if (forced) unsetenv(forced->name);
+            if (forced && forced->name2) unsetenv(forced->name2);
             summary->cases_total += 1;
             summary->cases_passed += ok;
             if (summary->verbose || !ok)
