@@ -162,6 +162,12 @@
  *   tried after v16, not kept: the next step's dequantization while the
  *       current step's wgmmas run: slower at every shape with M > 16
  *       (H100). Numbers in docs/qgemm.md.
+ *   v17 W4A16 for 8 < M <= 16 with few units (N <= 64 SMs) on sm_90a:
+ *       `gemm_w4a16_wgmma_small`, X's K slice resident in shared memory, K
+ *       split over a cluster. H100 graph time at M = 16: (7168, 16384)
+ *       55.7 -> 46.0 us, (8192, 8192) 30.6 -> 24.1 us; slower than the
+ *       stream at the issue's two shapes and at M = 1, so not taken there.
+ *       Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -1837,7 +1843,47 @@ __device__ __forceinline__ void wgmma_w4(float (&d)[BM / 2], const uint32_t (&a)
 __device__ __forceinline__ uint32_t byte_levels(uint32_t word, uint32_t select, uint32_t magic, uint32_t sub) {
     return nibble_pair(__byte_perm(word, word >> 4, select), 0, magic, sub);
 }
+
+/* The A fragments of one 128-K step (8 k16 slices) from this thread's two
+ * weight rows in shared memory, `lo` (row gq) and `hi` (row gq + 8): 16-byte
+ * chunk `first + c` (c < 4) of each, stored at chunk (first + c) ^ swizzle.
+ * Chunk c holds slices 2c (words x, y) and 2c + 1 (words z, w). */
+__device__ __forceinline__ void step_fragments(const uint8_t *lo_row, const uint8_t *hi_row, int first, int swizzle,
+                                               uint32_t select, uint32_t magic, uint32_t sub_lo, uint32_t sub_hi,
+                                               uint32_t (&a)[8][4]) {
+#pragma unroll
+    for (int c = 0; c < 4; ++c) {
+        const int chunk = (first + c) ^ swizzle;
+        const uint4 lo = *(const uint4 *)(lo_row + 16 * chunk);
+        const uint4 hi = *(const uint4 *)(hi_row + 16 * chunk);
+        a[2 * c][0] = byte_levels(lo.x, select, magic, sub_lo);
+        a[2 * c][1] = byte_levels(hi.x, select, magic, sub_hi);
+        a[2 * c][2] = byte_levels(lo.y, select, magic, sub_lo);
+        a[2 * c][3] = byte_levels(hi.y, select, magic, sub_hi);
+        a[2 * c + 1][0] = byte_levels(lo.z, select, magic, sub_lo);
+        a[2 * c + 1][1] = byte_levels(hi.z, select, magic, sub_hi);
+        a[2 * c + 1][2] = byte_levels(lo.w, select, magic, sub_lo);
+        a[2 * c + 1][3] = byte_levels(hi.w, select, magic, sub_hi);
+    }
+}
 #endif
+
+/* Stores a consumer thread's n sums of a wgmma.m64n(2n) tile of Yᵀ: d[4 i +
+ * e] is weight row n_lo (e < 2) or n_hi, row m0 + 8 i + e % 2 of X (m0 = the
+ * tile's first row + 2 tig); rows past M or N are not stored. */
+template <int kSums>
+__device__ __forceinline__ void store_transposed(const float (&acc)[kSums], int64_t m0, int64_t n_lo, int64_t n_hi,
+                                                 int64_t M, int64_t N, const float *bias, void *y, int out_bf16) {
+#pragma unroll
+    for (int i = 0; i < kSums; ++i) {
+        const int64_t m = m0 + 8 * (i / 4) + (i & 1), n = (i & 2) ? n_hi : n_lo;
+        if (m >= M || n >= N) continue;
+        float value = acc[i];
+        if (bias) value = __fadd_rn(value, bias[n]);
+        if (out_bf16) ((uint16_t *)y)[m * N + n] = f32_to_bf16(value);
+        else ((float *)y)[m * N + n] = value;
+    }
+}
 
 template <int BM, bool kSplitK, bool kAsym>
 __global__ void __launch_bounds__(kWgThreads, 1)
@@ -1930,20 +1976,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
             barrier_wait(&full[s], (at / kStages) & 1);
             const uint8_t *rows = stages + s * Shape::stage_bytes + w_offset;
             uint32_t a[8][4];
-#pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                const uint4 lo = *(const uint4 *)(rows + 16 * (c ^ swizzle));
-                const uint4 hi = *(const uint4 *)(rows + 8 * kW4gRowBytes + 16 * (c ^ swizzle));
-                /* chunk c = slices 2c (words x, y) and 2c + 1 (words z, w) */
-                a[2 * c][0] = byte_levels(lo.x, select, magic, sub_lo);
-                a[2 * c][1] = byte_levels(hi.x, select, magic, sub_hi);
-                a[2 * c][2] = byte_levels(lo.y, select, magic, sub_lo);
-                a[2 * c][3] = byte_levels(hi.y, select, magic, sub_hi);
-                a[2 * c + 1][0] = byte_levels(lo.z, select, magic, sub_lo);
-                a[2 * c + 1][1] = byte_levels(hi.z, select, magic, sub_hi);
-                a[2 * c + 1][2] = byte_levels(lo.w, select, magic, sub_lo);
-                a[2 * c + 1][3] = byte_levels(hi.w, select, magic, sub_hi);
-            }
+            step_fragments(rows, rows + 8 * kW4gRowBytes, 0, swizzle, select, magic, sub_lo, sub_hi, a);
             float partial[BM / 2];
             wgmma_fence();
 #pragma unroll
@@ -1976,16 +2009,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
             for (int i = 0; i < BM / 2; ++i) acc[i] = __fadd_rn(acc[i], sums[i * 128 + t]);
             if (more) named_barrier(2, 256);
         }
-        const int64_t m0 = tile_m * BM + 2 * tig;
-#pragma unroll
-        for (int i = 0; i < BM / 2; ++i) {
-            const int64_t m = m0 + 8 * (i / 4) + (i & 1), n = (i & 2) ? n_hi : n_lo;
-            if (m >= M || n >= N) continue;
-            float value = acc[i];
-            if (bias) value = __fadd_rn(value, bias[n]);
-            if (out_bf16) ((uint16_t *)y)[m * N + n] = f32_to_bf16(value);
-            else ((float *)y)[m * N + n] = value;
-        }
+        store_transposed(acc, tile_m * BM + 2 * tig, n_lo, n_hi, M, N, bias, y, out_bf16);
     }
 #endif
 }
@@ -2023,7 +2047,6 @@ struct W4sShape {
     static constexpr int XR = 16;                        /* rows of X, zero-filled past M */
     static constexpr int x_step_bytes = XR * kBlock * 2; /* X's rows over one 128-K step */
     static constexpr int sums = XR / 2;                  /* a consumer thread's sums per unit */
-    static constexpr int quads = sums / 4;
     static constexpr int slot_bytes = 128 * sums * 4;    /* one CTA's sums of one consumer */
     /* steps: the most 128-K steps a CTA takes (its resident slice of X); a
      * leader receives parts - 1 slots per consumer */
@@ -2041,7 +2064,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                            int out_bf16) {
 #ifdef R1LAB_SM90A
     using Shape = W4sShape;
-    constexpr int XR = Shape::XR;
+    constexpr int XR = Shape::XR, kQuads = Shape::sums / 4; /* float4s of a thread's sums */
     extern __shared__ uint8_t shared_raw[];
     __shared__ unsigned long long full[kW4sStages], empty[kW4sStages], x_full;
     __shared__ unsigned long long ready[2], freed[2][8]; /* per consumer; freed: per leader */
@@ -2142,20 +2165,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     /* The A fragments of one step from half `half` of this thread's two
      * 128-byte rows of the stage. */
     auto dequantize = [&](const uint8_t *rows, int half, uint32_t sub_lo, uint32_t sub_hi, uint32_t(&a)[8][4]) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            const int chunk = (4 * half + c) ^ swizzle;
-            const uint4 lo = *(const uint4 *)(rows + 16 * chunk);
-            const uint4 hi = *(const uint4 *)(rows + 8 * 2 * kW4gRowBytes + 16 * chunk);
-            a[2 * c][0] = byte_levels(lo.x, select, magic, sub_lo);
-            a[2 * c][1] = byte_levels(hi.x, select, magic, sub_hi);
-            a[2 * c][2] = byte_levels(lo.y, select, magic, sub_lo);
-            a[2 * c][3] = byte_levels(hi.y, select, magic, sub_hi);
-            a[2 * c + 1][0] = byte_levels(lo.z, select, magic, sub_lo);
-            a[2 * c + 1][1] = byte_levels(hi.z, select, magic, sub_hi);
-            a[2 * c + 1][2] = byte_levels(lo.w, select, magic, sub_lo);
-            a[2 * c + 1][3] = byte_levels(hi.w, select, magic, sub_hi);
-        }
+        step_fragments(rows, rows + 8 * 2 * kW4gRowBytes, 4 * half, swizzle, select, magic, sub_lo, sub_hi, a);
     };
     /* Step g's 8 wgmmas into fresh partial sums, committed as one group. */
     auto multiply = [&](int g, const uint32_t(&a)[8][4], float(&partial)[XR / 2]) {
@@ -2221,14 +2231,14 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         if (parts > 1) {
             const unsigned leader = (unsigned)(unit_index % parts);
             const int turn = unit_index / parts; /* the leader's units before this one */
-            float4 *slots = exchange + consumer * (parts - 1) * Shape::quads * 128;
+            float4 *slots = exchange + consumer * (parts - 1) * kQuads * 128;
             if (rank != leader) {
                 /* the leader has read what this CTA pushed it last time */
                 if (turn > 0) barrier_wait(&freed[consumer][leader], (turn - 1) & 1);
                 const int slot = (int)((rank - leader - 1 + parts) % parts);
 #pragma unroll
-                for (int q = 0; q < Shape::quads; ++q)
-                    push_16_to_block(slots + (slot * Shape::quads + q) * 128 + t, __float_as_uint(acc[4 * q]),
+                for (int q = 0; q < kQuads; ++q)
+                    push_16_to_block(slots + (slot * kQuads + q) * 128 + t, __float_as_uint(acc[4 * q]),
                                      __float_as_uint(acc[4 * q + 1]), __float_as_uint(acc[4 * q + 2]),
                                      __float_as_uint(acc[4 * q + 3]), &ready[consumer], leader);
                 continue;
@@ -2238,10 +2248,10 @@ __global__ void __launch_bounds__(kWgThreads, 1)
             float sum[XR / 2];
             for (int r = 0; r < parts; ++r) {
 #pragma unroll
-                for (int q = 0; q < Shape::quads; ++q) {
+                for (int q = 0; q < kQuads; ++q) {
                     float4 v;
                     if (r == (int)rank) v = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
-                    else v = slots[(((r - (int)rank - 1 + parts) % parts) * Shape::quads + q) * 128 + t];
+                    else v = slots[(((r - (int)rank - 1 + parts) % parts) * kQuads + q) * 128 + t];
                     if (r == 0) {
                         sum[4 * q] = v.x, sum[4 * q + 1] = v.y, sum[4 * q + 2] = v.z, sum[4 * q + 3] = v.w;
                     } else {
@@ -2262,16 +2272,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                 if (t < parts && t != (int)rank) barrier_arrive_relaxed_in_block(&freed[consumer][rank], (unsigned)t);
             }
         }
-        const int64_t m0 = 2 * tig;
-#pragma unroll
-        for (int i = 0; i < XR / 2; ++i) {
-            const int64_t m = m0 + 8 * (i / 4) + (i & 1), n = (i & 2) ? n_hi : n_lo;
-            if (m >= M || n >= N) continue;
-            float value = acc[i];
-            if (bias) value = __fadd_rn(value, bias[n]);
-            if (out_bf16) ((uint16_t *)y)[m * N + n] = f32_to_bf16(value);
-            else ((float *)y)[m * N + n] = value;
-        }
+        store_transposed(acc, 2 * tig, n_lo, n_hi, M, N, bias, y, out_bf16);
     }
 #endif
 }
