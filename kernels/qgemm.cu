@@ -2050,7 +2050,7 @@ struct W4sShape {
     static constexpr int slot_bytes = 128 * sums * 4;    /* one CTA's sums of one consumer */
     /* steps: the most 128-K steps a CTA takes (its resident slice of X); a
      * leader receives parts - 1 slots per consumer */
-    static int shared_bytes(int steps, int parts) {
+    static int64_t shared_bytes(int64_t steps, int parts) {
         return steps * x_step_bytes + kW4sStages * kW4sStageBytes + 2 * (parts - 1) * slot_bytes +
                1024; /* + alignment */
     }
@@ -2567,7 +2567,7 @@ bool plan_w4a16_small(int64_t N, int64_t K, W4sPlan *plan, cudaError_t *error) {
     *error = cudaSuccess;
     for (int parts = 1; parts <= 8 && parts <= G; parts *= 2) {
         const int64_t steps = (G + parts - 1) / parts;
-        const int64_t bytes = W4sShape::shared_bytes((int)(steps < (1 << 20) ? steps : 1 << 20), parts);
+        const int64_t bytes = W4sShape::shared_bytes(steps, parts); /* 64-bit: K may be huge */
         if (bytes > w4a16_small_shared_limit()) continue;
         if (found && parts > forced) break;
         int resident = 0;
