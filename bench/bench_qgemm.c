@@ -154,16 +154,13 @@ static const char *kernel_label(const qgemm_case *c) {
     if (c->cublas_bf16) return "cuBLAS bf16 (baseline)";
     const char *old_w4 = getenv("R1LAB_QGEMM_W4_OLD");
     const int sm90 = strstr(r1_device_name(), "(sm_90") != NULL;
-    /* v17 for 8 < M <= 16 with at most one 128-row unit per two SMs
-     * (R1LAB_QGEMM_W4_SMALL=1: every M <= 16, =0: never) */
-    const char *small_w4 = getenv("R1LAB_QGEMM_W4_SMALL"), *arch = strstr(r1_device_name(), "(sm_");
-    const char *sms_text = arch ? strstr(arch, ", ") : NULL; /* "(sm_90, 132 SMs)" */
-    const long sms = sms_text ? strtol(sms_text + 2, NULL, 10) : 0;
+    /* v17 for 8 < M <= 16 (R1LAB_QGEMM_W4_SMALL=1: every M <= 16, =0: never) */
+    const char *small_w4 = getenv("R1LAB_QGEMM_W4_SMALL");
     const int small_chosen = (small_w4 && strcmp(small_w4, "1") == 0) ||
-                             (!(small_w4 && strcmp(small_w4, "0") == 0) && c->M > 8 && 2 * ((c->N + 127) / 128) <= sms);
+                             (!(small_w4 && strcmp(small_w4, "0") == 0) && c->M > 8);
     if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && sm90 && !(old_w4 && strcmp(old_w4, "1") == 0) && small_chosen)
-        return "v17 wgmma for M <= 16: X resident in shared memory, K split over a cluster of the fewest CTAs "
-               "whose slice of X fits, rotating leaders add the partial sums";
+        return "v18 wgmma for M <= 16: X resident in shared memory in a permuted K order, four consumer "
+               "warpgroups, K split over a cluster chosen by a cost model, rotating leaders add the partial sums";
     if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && sm90 && !(old_w4 && strcmp(old_w4, "1") == 0))
         return "v7 weight stream (W as the mma A operand, X in shared memory fed by a producer warp, blocks staggered over K)";
     const char *decode = getenv("R1LAB_QGEMM_DECODE");

@@ -168,6 +168,13 @@
  *       55.7 -> 46.0 us, (8192, 8192) 30.6 -> 24.1 us; slower than the
  *       stream at the issue's two shapes and at M = 1, so not taken there.
  *       Numbers in docs/qgemm.md.
+ *   v18 the same kernel with X gathered once in a permuted K order (a
+ *       thread's A fragments of a step are one 16-byte chunk of each of its
+ *       rows: 2 shared loads and one lop3 per nibble pair instead of 8 loads
+ *       and a shift, prmt and lop3 per pair), four consumer warpgroups, and
+ *       the cluster size from a cost model; taken for every 8 < M <= 16.
+ *       Nsight Compute at (16, 18432, 7168), 4 parts: 21.3 -> 16.5 M warp
+ *       instructions. Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -2017,18 +2024,22 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 /* ---- W4A16 on wgmma (sm_90a): M <= 16 ------------------------------------------------------- */
 
 /* Yᵀ = W Xᵀ as in gemm_w4a16_wgmma, for the few rows of X of a decode step
- * (XR = 16 rows of X, zero-filled past M: wgmma.m64n16k16):
+ * (XR = 16 rows of X, zero past M: wgmma.m64n16k16):
  *   - a cluster of `parts` CTAs (1, 2, 4 or 8) shares each unit of 128 weight
  *     rows, CTA r taking the 128-K steps [r G / parts, (r + 1) G / parts) of
- *     every unit. Its slice of X is copied into shared memory once, at the
+ *     every unit. Its slice of X is gathered into shared memory once, at the
  *     start, and stays there: after that only weights are read, two steps
  *     (16 KiB: 128 rows x 128 bytes, the 128-byte swizzle) per stage into a
  *     ring of 4 stages;
- *   - each consumer warpgroup multiplies 64 of the unit's rows as in
- *     gemm_w4a16_wgmma (dequantized A fragments in registers, a step's
- *     partial sums promoted with the group scale in fp32); the second step of
- *     a stage is dequantized while the first one's wgmmas run, and the group
- *     scales are loaded a stage ahead;
+ *   - the K order inside a step is permuted (w4s_physical_k) so that a
+ *     thread's A fragments of a step are the 32 nibbles of one 16-byte chunk
+ *     of each of its two rows, taken in the pairs (k, k + 4) that one lop3
+ *     per pair isolates; X is stored in the same permuted order, so the
+ *     product is unchanged;
+ *   - consumer warpgroups multiply 64 of the unit's rows each (with four, a
+ *     pair shares a half, one step of each stage each), dequantized A
+ *     fragments in registers, a step's partial sums promoted with the group
+ *     scale in fp32;
  *   - at the end of unit i of the cluster, CTA i mod parts (the unit's
  *     leader) adds the parts' sums: every other CTA pushes its consumer
  *     threads' 8 sums into the leader's shared memory (st.async, counted on
@@ -2036,38 +2047,86 @@ __global__ void __launch_bounds__(kWgThreads, 1)
  *     CTA pushes to the same leader again (unit i + parts) only after the
  *     leader has said, on the pusher's `freed`, that it has read the last
  *     ones. Leaders rotate, so no CTA does all the adding.
- * M = 1 to 16 cost the same. The copy engine zero-fills X past M and W past
- * N; those rows are never stored. Where it runs by default (few units, M > 8)
- * is a measured choice: see w4a16_small_applies. */
+ * M = 1 to 16 cost the same. Rows of W past N come as zeros from the copy
+ * engine and are never stored. Where it runs by default is a measured
+ * choice: see w4a16_small_applies. */
 constexpr int kW4sStages = 4;
 constexpr int kW4sUnitRows = 2 * kW4gRows;                       /* weight rows of a unit */
 constexpr int kW4sStageBytes = kW4sUnitRows * 2 * kW4gRowBytes;  /* two steps of a unit: 16 KiB */
 
+/* The permuted K order of a 128-K step. wgmma's A fragment gives thread
+ * (gq, tig), in k16 slice s, the columns 16 s + 2 tig + 8 h + e (h, e in
+ * {0, 1}) of its rows. Logical column (s, tig, h, e) is taken from physical
+ * column 32 tig + 8 (s / 2) + 2 (s % 2) + h + 4 e: thread tig's 32 columns
+ * are its 16-byte chunk tig of the row, word s / 2, nibbles i and i + 4 for
+ * i = 2 (s % 2) + h. A bijection of 0..127. */
+__host__ __device__ constexpr int w4s_physical_k(int logical) {
+    const int s = logical / 16, tig = (logical % 8) / 2, h = (logical % 16) / 8, e = logical % 2;
+    return 32 * tig + 8 * (s / 2) + 2 * (s % 2) + h + 4 * e;
+}
+
+/* Four consumer warpgroups: a pair per 64-row half of a unit, each taking
+ * one of a stage's two steps; the second hands its sums to the first at the
+ * unit's end. (Two, each taking both steps of its half, measured 1-5 us
+ * slower at all six M = 16 benchmark shapes on the H100: fewer independent
+ * warps per SM.) */
 struct W4sShape {
-    static constexpr int XR = 16;                        /* rows of X, zero-filled past M */
-    static constexpr int x_step_bytes = XR * kBlock * 2; /* X's rows over one 128-K step */
-    static constexpr int sums = XR / 2;                  /* a consumer thread's sums per unit */
-    static constexpr int slot_bytes = 128 * sums * 4;    /* one CTA's sums of one consumer */
+    static constexpr int consumers = 4;
+    static constexpr int threads = 128 * (1 + consumers); /* the producer warpgroup + consumers */
+    static constexpr int consumer_registers = 104;        /* 40 for the producer: 58,368 of 61,440 */
+    static constexpr int XR = 16;                          /* rows of X, zero past M */
+    static constexpr int x_step_bytes = XR * kBlock * 2;   /* X's rows over one 128-K step */
+    static constexpr int sums = XR / 2;                    /* a consumer thread's sums per unit */
+    static constexpr int slot_bytes = 128 * sums * 4;      /* one CTA's sums of one half */
     /* steps: the most 128-K steps a CTA takes (its resident slice of X); a
-     * leader receives parts - 1 slots per consumer */
+     * leader receives parts - 1 slots per half; the pairs' hand-off takes
+     * two more */
     static int64_t shared_bytes(int64_t steps, int parts) {
         return steps * x_step_bytes + kW4sStages * kW4sStageBytes + 2 * (parts - 1) * slot_bytes +
-               1024; /* + alignment */
+               2 * slot_bytes + 1024; /* + alignment */
     }
 };
 
+#ifdef R1LAB_SM90A
+__device__ __forceinline__ uint4 load_shared_16(uint32_t address) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(address));
+    return v;
+}
+
+/* The A fragments of one 128-K step in the permuted order: the 16-byte
+ * chunk at `lo` (row gq) and `hi` (row gq + 8) hold this thread's 32 columns
+ * of each row; word w, nibbles (i, i + 4) are slice 2 w + i / 2, half i % 2. */
+__device__ __forceinline__ void permuted_step_fragments(uint32_t lo, uint32_t hi, uint32_t magic, uint32_t sub_lo,
+                                                        uint32_t sub_hi, uint32_t (&a)[8][4]) {
+    const uint4 lo_words = load_shared_16(lo), hi_words = load_shared_16(hi);
+    const uint32_t lw[4] = {lo_words.x, lo_words.y, lo_words.z, lo_words.w};
+    const uint32_t hw[4] = {hi_words.x, hi_words.y, hi_words.z, hi_words.w};
+#pragma unroll
+    for (int w = 0; w < 4; ++w)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            a[2 * w + i / 2][2 * (i % 2)] = nibble_pair(lw[w], 4 * i, magic, sub_lo);
+            a[2 * w + i / 2][2 * (i % 2) + 1] = nibble_pair(hw[w], 4 * i, magic, sub_hi);
+        }
+}
+#endif
+
 template <bool kAsym>
-__global__ void __launch_bounds__(kWgThreads, 1)
-    gemm_w4a16_wgmma_small(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
-                           int64_t M, int64_t N, int64_t K, int parts, const float *__restrict__ w_scale,
+__global__ void __launch_bounds__(W4sShape::threads, 1)
+    gemm_w4a16_wgmma_small(const __grid_constant__ CUtensorMap w_map, const uint16_t *__restrict__ x, int64_t M,
+                           int64_t N, int64_t K, int parts, const float *__restrict__ w_scale,
                            const uint8_t *__restrict__ w_zero, const float *__restrict__ bias, void *y,
                            int out_bf16) {
 #ifdef R1LAB_SM90A
     using Shape = W4sShape;
     constexpr int XR = Shape::XR, kQuads = Shape::sums / 4; /* float4s of a thread's sums */
+    constexpr int kConsumers = Shape::consumers;
     extern __shared__ uint8_t shared_raw[];
-    __shared__ unsigned long long full[kW4sStages], empty[kW4sStages], x_full;
-    __shared__ unsigned long long ready[2], freed[2][8]; /* per consumer; freed: per leader */
+    __shared__ unsigned long long full[kW4sStages], empty[kW4sStages];
+    __shared__ unsigned long long ready[2], freed[2][8]; /* per half; freed: per leader */
     const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
     const int G = (int)(K / kBlock);
     const unsigned rank = parts > 1 ? cluster_rank() : 0;
@@ -2075,18 +2134,18 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     const int max_steps = (G + parts - 1) / parts;
     uint8_t *x_resident = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
     uint8_t *stages = x_resident + max_steps * Shape::x_step_bytes;
-    /* [consumer][sender slot][quad][thread]; sender r's slot at leader L: (r - L - 1) mod parts */
+    /* [half][sender slot][quad][thread]; sender r's slot at leader L: (r - L - 1) mod parts */
     float4 *exchange = (float4 *)(stages + kW4sStages * kW4sStageBytes);
+    /* [half][quad][thread]: the second consumer of a pair hands its sums to the first */
+    float4 *pair_sums = exchange + 2 * (parts - 1) * kQuads * 128;
     const int64_t units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
     const int64_t first_unit = blockIdx.x / parts, unit_stride = gridDim.x / parts;
     if (threadIdx.x == 0) {
-        tma_prefetch_map(&x_map);
         tma_prefetch_map(&w_map);
         for (int s = 0; s < kW4sStages; ++s) {
             barrier_init(&full[s], 1);
-            barrier_init(&empty[s], 8); /* lane 0 of each consumer warp */
+            barrier_init(&empty[s], 4 * kConsumers); /* lane 0 of each consumer warp */
         }
-        barrier_init(&x_full, 1);
         for (int h = 0; h < 2; ++h) {
             barrier_init(&ready[h], 1); /* the leader's arming, then the pushed bytes */
             for (int r = 0; r < 8; ++r) barrier_init(&freed[h][r], 1);
@@ -2103,13 +2162,6 @@ __global__ void __launch_bounds__(kWgThreads, 1)
     if (warpgroup == 0) {
         registers_shrink<40>();
         if (t == 0) {
-            /* this CTA's slice of X, once: two 128-byte swizzled boxes of 64 columns per step */
-            barrier_arrive_expect_bytes(&x_full, (g_end - g_begin) * Shape::x_step_bytes);
-            for (int g = g_begin; g < g_end; ++g) {
-                uint8_t *x_step = x_resident + (g - g_begin) * Shape::x_step_bytes;
-                tma_load_2d(x_step, &x_map, g * kBlock, 0, &x_full);
-                tma_load_2d(x_step + XR * 128, &x_map, g * kBlock + 64, 0, &x_full);
-            }
             uint32_t stage = 0;
             for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
                 const int w_row = (int)(unit * kW4sUnitRows);
@@ -2127,45 +2179,73 @@ __global__ void __launch_bounds__(kWgThreads, 1)
         return;
     }
 
-    registers_grow<232>();
+    registers_grow<Shape::consumer_registers>();
     const int consumer = __shfl_sync(0xffffffffu, warpgroup - 1, 0);
-    const int warp = t / 32, lane = t % 32, gq = lane / 4, tig = lane % 4;
-    const uint32_t select = (uint32_t)tig | (uint32_t)(4 + tig) << 8;
-    /* the 128-byte swizzle: 16-byte chunk c of row r at chunk c ^ (r mod 8),
-     * and rows 16 warp + gq and + 8 have r mod 8 = gq */
-    const int swizzle = gq;
-    constexpr uint32_t magic = kAsym ? 0x43004300u : 0x43084308u;
-    const int w_offset = consumer * (kW4sStageBytes / 2) + (16 * warp + gq) * 2 * kW4gRowBytes;
-    const uint64_t x_descriptor = swizzled_tile_descriptor(x_resident);
-    /* The group scales (and zero points) of both steps of a stage, for this
-     * thread's rows n and n + 8 of `unit`: loaded one stage ahead, so that
-     * their L2 round trip overlaps a stage's work. */
-    struct StageScales {
-        float lo[2], hi[2];
-        uint32_t sub_lo[2], sub_hi[2];
-    };
-    auto load_scales = [&](int64_t unit, int g) {
-        StageScales r;
-        const int64_t n_lo = unit * kW4sUnitRows + consumer * kW4gRows + 16 * warp + gq, n_hi = n_lo + 8;
+    /* X's slice, once, by all consumer threads: the 16-byte chunk c of a row's
+     * step (physical columns 8 c .. 8 c + 7, c = 4 tig + w) gives the pairs
+     * (8 c + j, 8 c + j + 4), j < 4, which are logical columns 16 (2 w + j / 2)
+     * + 2 tig + 8 (j % 2) and + 1 (w4s_physical_k). Stored as the copy engine
+     * would have stored the logical tile: boxes of 64 columns, rows of 128
+     * bytes, 16-byte chunk q of row n at q ^ (n mod 8). Rows past M are zero. */
+    {
+        const int chunks = (g_end - g_begin) * XR * 16;
+        const uint32_t x_base = shared_address(x_resident);
+#pragma unroll 4
+        for (int c = threadIdx.x - 128; c < chunks; c += 128 * kConsumers) {
+            const int step = c / (XR * 16), n = (c / 16) % XR, chunk = c % 16, tig = chunk / 4, w = chunk % 4;
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (n < M) v = *(const uint4 *)(x + n * K + (int64_t)(g_begin + step) * kBlock + 8 * chunk);
+            const uint32_t pairs[4] = {__byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632),
+                                       __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632)};
 #pragma unroll
-        for (int u = 0; u < 2; ++u) {
-            const bool step = g + u < g_end, lo_valid = step && n_lo < N, hi_valid = step && n_hi < N;
-            r.lo[u] = lo_valid ? w_scale[n_lo * G + g + u] : 0.0f;
-            r.hi[u] = hi_valid ? w_scale[n_hi * G + g + u] : 0.0f;
-            r.sub_lo[u] = r.sub_hi[u] = 0x43084308u;
-            if constexpr (kAsym) {
-                const uint32_t z_lo = lo_valid ? w_zero[n_lo * G + g + u] : 0u;
-                const uint32_t z_hi = hi_valid ? w_zero[n_hi * G + g + u] : 0u;
-                r.sub_lo[u] = (0x4300u | z_lo) * 0x00010001u;
-                r.sub_hi[u] = (0x4300u | z_hi) * 0x00010001u;
+            for (int j = 0; j < 4; ++j) {
+                const int logical = 16 * (2 * w + j / 2) + 2 * tig + 8 * (j % 2);
+                const uint32_t address = x_base + step * Shape::x_step_bytes + (logical / 64) * XR * 128 + n * 128 +
+                                         ((((logical % 64) / 8) ^ (n % 8)) * 16) + (logical % 8) * 2;
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(address), "r"(pairs[j]) : "memory");
             }
         }
-        return r;
+        fence_async_shared(); /* the wgmmas read X through the async proxy */
+        named_barrier(7, 128 * kConsumers);
+    }
+    /* half: which 64 rows of the unit; own: which of a stage's two steps */
+    const int half = consumer % 2, own = consumer / 2;
+    const int warp = t / 32, lane = t % 32, gq = lane / 4, tig = lane % 4;
+    constexpr uint32_t magic = kAsym ? 0x43004300u : 0x43084308u;
+    /* this thread's rows gq and gq + 8 of the half in a stage; the 128-byte
+     * swizzle puts 16-byte chunk c of row r at c ^ (r mod 8), r mod 8 = gq */
+    const uint32_t w_rows = shared_address(stages) + half * (kW4sStageBytes / 2) + (16 * warp + gq) * 2 * kW4gRowBytes;
+    const uint64_t x_descriptor = swizzled_tile_descriptor(x_resident);
+    /* Where the scales (and zero points) of this thread's rows n and n + 8 of
+     * a unit are. A row past N reads row N - 1's: its sums are never stored. */
+    struct RowScales {
+        const float *lo, *hi;
+        const uint8_t *zero_lo, *zero_hi;
     };
-    /* The A fragments of one step from half `half` of this thread's two
-     * 128-byte rows of the stage. */
-    auto dequantize = [&](const uint8_t *rows, int half, uint32_t sub_lo, uint32_t sub_hi, uint32_t(&a)[8][4]) {
-        step_fragments(rows, rows + 8 * 2 * kW4gRowBytes, 4 * half, swizzle, select, magic, sub_lo, sub_hi, a);
+    auto row_scales = [&](int64_t unit) {
+        const int64_t n_lo = unit * kW4sUnitRows + half * kW4gRows + 16 * warp + gq;
+        const int64_t lo = n_lo < N ? n_lo : N - 1, hi = n_lo + 8 < N ? n_lo + 8 : N - 1;
+        return RowScales{w_scale + lo * G, w_scale + hi * G, kAsym ? w_zero + lo * G : nullptr,
+                         kAsym ? w_zero + hi * G : nullptr};
+    };
+    /* The group scale (and zero point) of this consumer's step of the stage
+     * at g (past g_end, on a CTA's odd last stage: step g_end - 1's): loaded
+     * one stage ahead, so that their L2 round trip overlaps a stage's work. */
+    struct StageScales {
+        float lo, hi;
+        uint32_t sub_lo, sub_hi;
+    };
+    auto load_scales = [&](const RowScales &rows, int g) {
+        StageScales r;
+        const int step = g + own < g_end ? g + own : g_end - 1;
+        r.lo = rows.lo[step];
+        r.hi = rows.hi[step];
+        r.sub_lo = r.sub_hi = 0x43084308u;
+        if constexpr (kAsym) {
+            r.sub_lo = (0x4300u | rows.zero_lo[step]) * 0x00010001u;
+            r.sub_hi = (0x4300u | rows.zero_hi[step]) * 0x00010001u;
+        }
+        return r;
     };
     /* Step g's 8 wgmmas into fresh partial sums, committed as one group. */
     auto multiply = [&](int g, const uint32_t(&a)[8][4], float(&partial)[XR / 2]) {
@@ -2177,74 +2257,88 @@ __global__ void __launch_bounds__(kWgThreads, 1)
                                descriptor_advance(x_descriptor, x_offset + (j / 4) * XR * 128 + 32 * (j % 4)), j > 0);
         wgmma_commit();
     };
-    barrier_wait(&x_full, 0);
     uint32_t stage = 0;
     int unit_index = 0; /* units of this cluster so far */
-    StageScales scales = load_scales(first_unit, g_begin);
+    RowScales rows_now = row_scales(first_unit);
+    StageScales scales = load_scales(rows_now, g_begin);
     for (int64_t unit = first_unit; unit < units; unit += unit_stride, ++unit_index) {
-        const int64_t n_lo = unit * kW4sUnitRows + consumer * kW4gRows + 16 * warp + gq, n_hi = n_lo + 8;
+        const int64_t n_lo = unit * kW4sUnitRows + half * kW4gRows + 16 * warp + gq, n_hi = n_lo + 8;
+        const RowScales rows_next = row_scales(unit + unit_stride < units ? unit + unit_stride : unit);
         float acc[XR / 2];
 #pragma unroll
         for (int i = 0; i < XR / 2; ++i) acc[i] = 0.0f;
-        /* A stage holds steps g and g + 1 (the second past g_end on a CTA's
-         * odd last stage). Step g + 1 is dequantized while step g's wgmmas
-         * run; its A registers are distinct, and step g's stay live until
-         * those wgmmas are done (keep_registers), so the compiler cannot
-         * hand them to step g + 1. */
+        /* A stage holds steps g and g + 1; on a CTA's odd last stage the
+         * second is past g_end (its consumers only wait and arrive). */
         for (int g = g_begin; g < g_end; g += 2, ++stage) {
-            const int64_t next_unit = g + 2 < g_end ? unit : unit + unit_stride;
-            const StageScales next = next_unit < units ? load_scales(next_unit, g + 2 < g_end ? g + 2 : g_begin)
-                                                       : scales;
+            const StageScales next = g + 2 < g_end ? load_scales(rows_now, g + 2) : load_scales(rows_next, g_begin);
             const uint32_t s = stage % kW4sStages;
+            /* every consumer waits, even one with no step here: its arrival
+             * on empty must not count towards the stage's previous pass */
             barrier_wait(&full[s], (stage / kW4sStages) & 1);
-            const uint8_t *rows = stages + s * kW4sStageBytes + w_offset;
-            uint32_t a0[8][4], a1[8][4];
-            float partial0[XR / 2], partial1[XR / 2];
-            dequantize(rows, 0, scales.sub_lo[0], scales.sub_hi[0], a0);
-            multiply(g, a0, partial0);
-            const bool second = g + 1 < g_end;
-            if (second) {
-                dequantize(rows, 1, scales.sub_lo[1], scales.sub_hi[1], a1);
-                multiply(g + 1, a1, partial1);
-                wgmma_wait<1>();
-            } else {
+            if (g + own < g_end) {
+                const uint32_t chunk = (uint32_t)((4 * own + tig) ^ gq) * 16;
+                const uint32_t lo = w_rows + s * kW4sStageBytes + chunk, hi = lo + 8 * 2 * kW4gRowBytes;
+                uint32_t a[8][4];
+                float partial[XR / 2];
+                permuted_step_fragments(lo, hi, magic, scales.sub_lo, scales.sub_hi, a);
+                multiply(g + own, a, partial);
                 wgmma_wait<0>();
-            }
-            keep_registers(partial0);
+                keep_registers(partial);
 #pragma unroll
-            for (int j = 0; j < 8; ++j) keep_registers(a0[j]);
+                for (int j = 0; j < 8; ++j) keep_registers(a[j]);
 #pragma unroll
-            for (int i = 0; i < XR / 2; ++i)
-                acc[i] = fmaf(partial0[i], (i & 2) ? scales.hi[0] : scales.lo[0], acc[i]);
-            if (second) {
-                wgmma_wait<0>();
-                keep_registers(partial1);
-#pragma unroll
-                for (int j = 0; j < 8; ++j) keep_registers(a1[j]);
-#pragma unroll
-                for (int i = 0; i < XR / 2; ++i)
-                    acc[i] = fmaf(partial1[i], (i & 2) ? scales.hi[1] : scales.lo[1], acc[i]);
+                for (int i = 0; i < XR / 2; ++i) acc[i] = fmaf(partial[i], (i & 2) ? scales.hi : scales.lo, acc[i]);
             }
             if (lane == 0) barrier_arrive(&empty[s]);
             scales = next;
         }
+        rows_now = rows_next;
+        {
+            /* the pair's sums: the second consumer (odd steps) hands its sums
+             * to the first, which adds them to its own (even steps first).
+             * Barriers 1 / 2 (written) and 3 / 4 (read: the slot may take the
+             * next unit's), one per half, named by constants */
+            auto pair_barrier = [&](int written_or_read) {
+                if (half == 0) named_barrier(written_or_read == 0 ? 1 : 3, 256);
+                else named_barrier(written_or_read == 0 ? 2 : 4, 256);
+            };
+            float4 *handoff = pair_sums + half * kQuads * 128;
+            if (own == 1) {
+#pragma unroll
+                for (int q = 0; q < kQuads; ++q)
+                    handoff[q * 128 + t] = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
+                pair_barrier(0);
+                pair_barrier(1);
+                continue;
+            }
+            pair_barrier(0);
+#pragma unroll
+            for (int q = 0; q < kQuads; ++q) {
+                const float4 v = handoff[q * 128 + t];
+                acc[4 * q] = __fadd_rn(acc[4 * q], v.x);
+                acc[4 * q + 1] = __fadd_rn(acc[4 * q + 1], v.y);
+                acc[4 * q + 2] = __fadd_rn(acc[4 * q + 2], v.z);
+                acc[4 * q + 3] = __fadd_rn(acc[4 * q + 3], v.w);
+            }
+            pair_barrier(1);
+        }
         if (parts > 1) {
             const unsigned leader = (unsigned)(unit_index % parts);
             const int turn = unit_index / parts; /* the leader's units before this one */
-            float4 *slots = exchange + consumer * (parts - 1) * kQuads * 128;
+            float4 *slots = exchange + half * (parts - 1) * kQuads * 128;
             if (rank != leader) {
                 /* the leader has read what this CTA pushed it last time */
-                if (turn > 0) barrier_wait(&freed[consumer][leader], (turn - 1) & 1);
+                if (turn > 0) barrier_wait(&freed[half][leader], (turn - 1) & 1);
                 const int slot = (int)((rank - leader - 1 + parts) % parts);
 #pragma unroll
                 for (int q = 0; q < kQuads; ++q)
                     push_16_to_block(slots + (slot * kQuads + q) * 128 + t, __float_as_uint(acc[4 * q]),
                                      __float_as_uint(acc[4 * q + 1]), __float_as_uint(acc[4 * q + 2]),
-                                     __float_as_uint(acc[4 * q + 3]), &ready[consumer], leader);
+                                     __float_as_uint(acc[4 * q + 3]), &ready[half], leader);
                 continue;
             }
-            if (t == 0) barrier_arrive_expect_bytes(&ready[consumer], (parts - 1) * Shape::slot_bytes);
-            barrier_wait(&ready[consumer], turn & 1);
+            if (t == 0) barrier_arrive_expect_bytes(&ready[half], (parts - 1) * Shape::slot_bytes);
+            barrier_wait(&ready[half], turn & 1);
             float sum[XR / 2];
             for (int r = 0; r < parts; ++r) {
 #pragma unroll
@@ -2268,8 +2362,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
              * only if this CTA leads another unit of the cluster (else a
              * pusher may have ended) */
             if (unit + (int64_t)parts * unit_stride < units) {
-                named_barrier(1 + consumer, 128);
-                if (t < parts && t != (int)rank) barrier_arrive_relaxed_in_block(&freed[consumer][rank], (unsigned)t);
+                named_barrier(5 + half, 128);
+                if (t < parts && t != (int)rank) barrier_arrive_relaxed_in_block(&freed[half][rank], (unsigned)t);
             }
         }
         store_transposed(acc, 2 * tig, n_lo, n_hi, M, N, bias, y, out_bf16);
@@ -2492,21 +2586,21 @@ r1_status launch_w4a16_wgmma(int64_t M, int64_t N, int64_t K, const r1_qgemm_ope
 
 /* Whether gemm_w4a16_wgmma_small takes a W4A16 product: sm_90 (built for
  * sm_90a), 8 < M <= 16, whole 128-steps of K, 16-byte aligned operands,
- * indices in 32 bits, at most one 128-row unit per two SMs (N <= 8448 on 132
- * SMs), and a plan that fits in shared memory (plan_w4a16_small). That is
- * where it measured faster than the weight stream (H100, graph us at M = 16:
- * (7168, 16384) 46.1 against 56.1, (8192, 8192) 24.0 against 30.6, (4096,
- * 7168) 21.0 against 24.4); with more units, or at M <= 8 (M = 1: 42.9
- * against 27.6 at (7168, 16384)), the stream is faster. R1LAB_QGEMM_W4_SMALL=1
- * takes it for every M <= 16 and =0 never (for comparisons and tests; read at
- * each call). */
+ * indices in 32 bits, and a plan that fits in shared memory
+ * (plan_w4a16_small). That is where it measured faster than the weight
+ * stream: all six M = 16 benchmark shapes (H100, graph us: (7168, 16384)
+ * 34.7 against 55.6, (18432, 7168) 39.7 against 46.3, (28672, 8192) 61.2
+ * against 63.8, (8192, 8192) 18.9 against 30.8, (4096, 7168) 16.9 against
+ * 23.9, (24576, 1536) 13.7 against 15.3). At M <= 8 the stream, which then
+ * costs what it costs at M = 1, is faster (M = 1: 33.2 against 27.4 at
+ * (7168, 16384), 40.6 against 30.9 at (18432, 7168)).
+ * R1LAB_QGEMM_W4_SMALL=1 takes it for every M <= 16 and =0 never (for
+ * comparisons and tests; read at each call). */
 bool w4a16_small_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w) {
     const char *text = getenv("R1LAB_QGEMM_W4_SMALL");
     const bool forced_on = text && strcmp(text, "1") == 0, forced_off = text && strcmp(text, "0") == 0;
-    const int64_t units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
-    const bool measured_faster = M > 8 && 2 * units <= multiprocessor_count();
-    return !forced_off && (forced_on || measured_faster) && device_capability() == 90 && M <= 16 &&
-           K % kBlock == 0 && N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
+    return !forced_off && (forced_on || M > 8) && device_capability() == 90 && M <= 16 && K % kBlock == 0 &&
+           N < (1ll << 31) && K < (1ll << 31) && (((uintptr_t)x | (uintptr_t)w) & 15u) == 0;
 }
 
 /* The dynamic shared memory a plan may take: the block's opt-in limit less
@@ -2530,7 +2624,7 @@ cudaError_t w4a16_small_resident_clusters(int parts, int *resident) {
         cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)parts);
         cudaLaunchConfig_t config = {};
         config.gridDim = dim3((unsigned)(multiprocessor_count() / parts * parts));
-        config.blockDim = dim3(kWgThreads);
+        config.blockDim = dim3(W4sShape::threads);
         config.dynamicSmemBytes = (size_t)bytes;
         config.attrs = &attribute;
         config.numAttrs = 1;
@@ -2549,32 +2643,43 @@ struct W4sPlan {
     int shared_bytes; /* dynamic shared memory per CTA     */
 };
 
-/* The cluster size: the smallest of 1, 2, 4 and 8 (no more than the 128-K
- * steps) whose resident slice of X fits in shared memory. More parts than
- * that measured slower or no faster at every benchmark shape (H100, graph us
- * at M = 16 with 2 / 4 / 8 parts: (8192, 8192) 24.0 / 35.5 / 40.0, (4096,
- * 7168) 21.0 / 22.1 / 23.3; (7168, 16384) with 4 / 8: 46.2 / 52.6): each
- * unit's exchange waits for the slowest CTA of the cluster.
- * R1LAB_QGEMM_W4_PARTS=n takes the largest fitting size not above n (else
- * the smallest fitting one), for comparisons and tests (read at each call).
- * False when no size fits. */
+/* The cluster size, among 1, 2, 4 and 8 (no more than the 128-K steps) whose
+ * resident slice of X fits in shared memory: the one with the least
+ *   rounds x (steps + exchange),
+ * rounds = the units a cluster takes (⌈units / resident clusters⌉), steps =
+ * a CTA's 128-K steps of a unit (⌈G / parts⌉), exchange = 4 steps' time for
+ * the end of a unit split over a cluster (0 for one part), fitted on the H100
+ * at (16, 18432, 7168): 2 / 4 parts 43.1 / 39.7 us graph time, 3 rounds of 28
+ * steps against 5 of 14. Ties go to fewer parts. The choices at the other
+ * benchmark shapes, measured (graph us at M = 16): (28672, 8192) 2 parts
+ * (61.2; 4: 62.2), (8192, 8192) 2 (18.9; 4: 24.4), (4096, 7168) 2 (16.9;
+ * 4: 17.4), (24576, 1536) 1 (13.7; 2: 13.6, 4: 23.8), (7168, 16384) 4
+ * (34.7; 8: 38.7). R1LAB_QGEMM_W4_PARTS=n takes the largest fitting size
+ * not above n (else the smallest fitting one), for comparisons and tests
+ * (read at each call). False when no size fits. */
 template <bool kAsym>
 bool plan_w4a16_small(int64_t N, int64_t K, W4sPlan *plan, cudaError_t *error) {
+    constexpr int64_t kExchangeSteps = 4;
     const int64_t G = K / kBlock, units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
     const char *text = getenv("R1LAB_QGEMM_W4_PARTS");
     const long forced = text && *text ? strtol(text, nullptr, 10) : 0;
     bool found = false;
+    int64_t best_cost = 0;
     *error = cudaSuccess;
     for (int parts = 1; parts <= 8 && parts <= G; parts *= 2) {
         const int64_t steps = (G + parts - 1) / parts;
         const int64_t bytes = W4sShape::shared_bytes(steps, parts); /* 64-bit: K may be huge */
         if (bytes > w4a16_small_shared_limit()) continue;
-        if (found && parts > forced) break;
+        if (found && forced > 0 && parts > forced) break;
         int resident = 0;
         *error = w4a16_small_resident_clusters<kAsym>(parts, &resident);
         if (*error != cudaSuccess) return false;
         const int64_t clusters = units < resident ? units : resident;
+        const int64_t rounds = (units + clusters - 1) / clusters;
+        const int64_t cost = rounds * (steps + (parts > 1 ? kExchangeSteps : 0));
+        if (found && forced == 0 && cost >= best_cost) continue;
         *plan = {parts, (unsigned)(clusters * parts), (int)bytes};
+        best_cost = cost;
         found = true;
     }
     return found;
@@ -2582,28 +2687,26 @@ bool plan_w4a16_small(int64_t N, int64_t K, W4sPlan *plan, cudaError_t *error) {
 
 template <bool kAsym>
 r1_status launch_w4a16_small_asym(int64_t M, int64_t N, int64_t K, const r1_qgemm_operands *ops, void *y,
-                                int out_bf16, cudaStream_t stream, bool *launched) {
+                                  int out_bf16, cudaStream_t stream, bool *launched) {
     W4sPlan plan;
     cudaError_t error;
     if (!plan_w4a16_small<kAsym>(N, K, &plan, &error)) {
         CUDA_TRY(error);
         return R1_OK; /* *launched stays false: the caller takes the weight stream */
     }
-    CUtensorMap x_map, w_map;
-    if (!encode_swizzled_map(&x_map, ops->x, 2, M, K, K * 2, 16) ||
-        !encode_swizzled_map(&w_map, ops->w, 1, N, K / 2, K / 2, kW4gRows))
-        return R1_OK;
+    CUtensorMap w_map;
+    if (!encode_swizzled_map(&w_map, ops->w, 1, N, K / 2, K / 2, kW4gRows)) return R1_OK;
     constexpr auto kernel = gemm_w4a16_wgmma_small<kAsym>;
     CUDA_TRY(allow_dynamic_shared_memory<kernel>((size_t)w4a16_small_shared_limit()));
     cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)plan.parts);
     cudaLaunchConfig_t config = {};
     config.gridDim = dim3(plan.grid);
-    config.blockDim = dim3(kWgThreads);
+    config.blockDim = dim3(W4sShape::threads);
     config.dynamicSmemBytes = (size_t)plan.shared_bytes;
     config.stream = stream;
     config.attrs = &attribute;
     config.numAttrs = plan.parts > 1 ? 1 : 0;
-    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, x_map, w_map, M, N, K, plan.parts, ops->w_scale,
+    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, w_map, (const uint16_t *)ops->x, M, N, K, plan.parts, ops->w_scale,
                                 kAsym ? (const uint8_t *)ops->w_zero : nullptr, ops->bias, y, out_bf16));
     *launched = true;
     return R1_OK;

@@ -635,19 +635,21 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
     static const shape w4a16_cuda[] = {{300, 5700, 768}, {40, 17000, 1152}, {64, 20000, 256},
                                        {130, 1000, 2048}, {17, 129, 128},   {300, 5700, 768},
                                        {1100, 300, 256}, {65, 8200, 640}};
-    /* W4A16's wgmma kernel for M <= 16 (sm_90): 16 rows of X, units of 128
-     * weight rows, K split over clusters of 1, 2, 4 or 8 CTAs
-     * (R1LAB_QGEMM_W4_PARTS) whose leaders, rotating from unit to unit, add
-     * the pushed partial sums; by default only for 8 < M and N <= 64 SMs
-     * (R1LAB_QGEMM_W4_SMALL=1 takes it for any M <= 16 and N). Forced: 4
+    /* W4A16's wgmma kernel for M <= 16 (sm_90): 16 rows of X gathered in a
+     * permuted K order, units of 128 weight rows, K split over clusters of 1,
+     * 2, 4 or 8 CTAs (R1LAB_QGEMM_W4_PARTS) whose leaders, rotating from unit
+     * to unit, add the pushed partial sums; by default for 8 < M
+     * (R1LAB_QGEMM_W4_SMALL=1 takes it for any M <= 16). Forced: 4
      * parts with edges in M and N (M = 9, N = 1000: the last unit's rows past
      * N); 8 parts with one step each and more units than clusters, so every
      * CTA leads several units and the pushers wait for the leader's `freed`;
      * M = 1 at one step of K (1 part); 2 parts over an odd step count (4 and 5
-     * steps) at M = 5; 1 part with several units per CTA. Its own choice at
-     * (16, 7000, 7168), the weight stream's at (13, 9000, 640) (more units
-     * than half the SMs) and, forced (R1LAB_QGEMM_W4_SMALL=0), at (16, 2000,
-     * 2048). The small set runs the second, fourth, sixth and eighth. */
+     * steps, so one consumer of each pair has no step on a CTA's last
+     * stage) at M = 5; 1 part with several units per CTA. Its own choice of
+     * cluster size at (16, 7000, 7168) and at (13, 9000, 640) (more units
+     * than clusters); the weight stream, forced (R1LAB_QGEMM_W4_SMALL=0), at
+     * (16, 2000, 2048). The small set runs the second, fourth, sixth and
+     * eighth. */
     static const shape w4a16_small_cuda[] = {{9, 1000, 2048},  {16, 20000, 1024}, {1, 300, 128},  {5, 5000, 1152},
                                              {16, 7000, 7168}, {12, 4100, 768},   {13, 9000, 640}, {16, 2000, 2048}};
     static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152},
