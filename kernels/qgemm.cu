@@ -2588,12 +2588,13 @@ r1_status launch_w4a16_wgmma(int64_t M, int64_t N, int64_t K, const r1_qgemm_ope
  * sm_90a), 8 < M <= 16, whole 128-steps of K, 16-byte aligned operands,
  * indices in 32 bits, and a plan that fits in shared memory
  * (plan_w4a16_small). That is where it measured faster than the weight
- * stream: all six M = 16 benchmark shapes (H100, graph us: (7168, 16384)
- * 34.7 against 55.6, (18432, 7168) 39.7 against 46.3, (28672, 8192) 61.2
- * against 63.8, (8192, 8192) 18.9 against 30.8, (4096, 7168) 16.9 against
- * 23.9, (24576, 1536) 13.7 against 15.3). At M <= 8 the stream, which then
- * costs what it costs at M = 1, is faster (M = 1: 33.2 against 27.4 at
- * (7168, 16384), 40.6 against 30.9 at (18432, 7168)).
+ * stream: all six M = 16 benchmark shapes (H100, one call, graph us:
+ * (7168, 16384) 34.6 against 55.5, (18432, 7168) 39.3 against 48.6,
+ * (28672, 8192) 61.0 against 64.8, (8192, 8192) 18.7 against 31.2, (4096,
+ * 7168) 17.1 against 24.3, (24576, 1536) 13.5 against 15.2). At M <= 8 the
+ * stream, which then costs what it costs at M = 1, is faster (a probe call,
+ * M = 1: 33.2 against 27.4 at (7168, 16384), 40.6 against 30.9 at (18432,
+ * 7168)).
  * R1LAB_QGEMM_W4_SMALL=1 takes it for every M <= 16 and =0 never (for
  * comparisons and tests; read at each call). */
 bool w4a16_small_applies(int64_t M, int64_t N, int64_t K, const void *x, const void *w) {
