@@ -640,6 +640,14 @@ __device__ __forceinline__ void shared_store_v4(uint32_t address, uint32_t a, ui
 __device__ __forceinline__ void shared_store_f32x2(uint32_t address, float a, float b) {
     asm volatile("st.shared.v2.f32 [%0], {%1, %2};\n" ::"r"(address), "f"(a), "f"(b) : "memory");
 }
+/* Loads 16 bytes from shared memory at a shared-window address. */
+__device__ __forceinline__ uint4 shared_load_v4(uint32_t address) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(address));
+    return v;
+}
 
 /* A consumer warpgroup's 64 x 128 outputs of a gemm_8bit_wgmma tile (rows
  * from out_row, columns from out_col), from its sums in the m64n128 layout
@@ -2088,20 +2096,12 @@ struct W4sShape {
 };
 
 #ifdef R1LAB_SM90A
-__device__ __forceinline__ uint4 load_shared_16(uint32_t address) {
-    uint4 v;
-    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "r"(address));
-    return v;
-}
-
 /* The A fragments of one 128-K step in the permuted order: the 16-byte
  * chunk at `lo` (row gq) and `hi` (row gq + 8) hold this thread's 32 columns
  * of each row; word w, nibbles (i, i + 4) are slice 2 w + i / 2, half i % 2. */
 __device__ __forceinline__ void permuted_step_fragments(uint32_t lo, uint32_t hi, uint32_t magic, uint32_t sub_lo,
                                                         uint32_t sub_hi, uint32_t (&a)[8][4]) {
-    const uint4 lo_words = load_shared_16(lo), hi_words = load_shared_16(hi);
+    const uint4 lo_words = shared_load_v4(lo), hi_words = shared_load_v4(hi);
     const uint32_t lw[4] = {lo_words.x, lo_words.y, lo_words.z, lo_words.w};
     const uint32_t hw[4] = {hi_words.x, hi_words.y, hi_words.z, hi_words.w};
 #pragma unroll
@@ -2202,7 +2202,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                 const int logical = 16 * (2 * w + j / 2) + 2 * tig + 8 * (j % 2);
                 const uint32_t address = x_base + step * Shape::x_step_bytes + (logical / 64) * XR * 128 + n * 128 +
                                          ((((logical % 64) / 8) ^ (n % 8)) * 16) + (logical % 8) * 2;
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(address), "r"(pairs[j]) : "memory");
+                shared_store_u32(address, pairs[j]);
             }
         }
         fence_async_shared(); /* the wgmmas read X through the async proxy */
@@ -2295,23 +2295,17 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
         rows_now = rows_next;
         {
             /* the pair's sums: the second consumer (odd steps) hands its sums
-             * to the first, which adds them to its own (even steps first).
-             * Barriers 1 / 2 (written) and 3 / 4 (read: the slot may take the
-             * next unit's), one per half, named by constants */
-            auto pair_barrier = [&](int written_or_read) {
-                if (half == 0) named_barrier(written_or_read == 0 ? 1 : 3, 256);
-                else named_barrier(written_or_read == 0 ? 2 : 4, 256);
-            };
+             * to the first, which adds them to its own (even steps first) */
             float4 *handoff = pair_sums + half * kQuads * 128;
             if (own == 1) {
 #pragma unroll
                 for (int q = 0; q < kQuads; ++q)
                     handoff[q * 128 + t] = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
-                pair_barrier(0);
-                pair_barrier(1);
+                named_barrier(1 + half, 256); /* written */
+                named_barrier(3 + half, 256); /* read: the slot may take the next unit's */
                 continue;
             }
-            pair_barrier(0);
+            named_barrier(1 + half, 256);
 #pragma unroll
             for (int q = 0; q < kQuads; ++q) {
                 const float4 v = handoff[q * 128 + t];
@@ -2320,7 +2314,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                 acc[4 * q + 2] = __fadd_rn(acc[4 * q + 2], v.z);
                 acc[4 * q + 3] = __fadd_rn(acc[4 * q + 3], v.w);
             }
-            pair_barrier(1);
+            named_barrier(3 + half, 256);
         }
         if (parts > 1) {
             const unsigned leader = (unsigned)(unit_index % parts);
