@@ -2127,6 +2127,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     extern __shared__ uint8_t shared_raw[];
     __shared__ unsigned long long full[kW4sStages], empty[kW4sStages];
     __shared__ unsigned long long ready[2], freed[2][8]; /* per half; freed: per leader */
+    __shared__ unsigned long long handed[2], taken[2];   /* per half: the pair's hand-off */
     const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
     const int G = (int)(K / kBlock);
     const unsigned rank = parts > 1 ? cluster_rank() : 0;
@@ -2149,6 +2150,8 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
         for (int h = 0; h < 2; ++h) {
             barrier_init(&ready[h], 1); /* the leader's arming, then the pushed bytes */
             for (int r = 0; r < 8; ++r) barrier_init(&freed[h][r], 1);
+            barrier_init(&handed[h], 128); /* every thread of the second consumer */
+            barrier_init(&taken[h], 128);  /* every thread of the first */
         }
         barrier_init_fence();
     }
@@ -2295,17 +2298,20 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
         rows_now = rows_next;
         {
             /* the pair's sums: the second consumer (odd steps) hands its sums
-             * to the first, which adds them to its own (even steps first) */
+             * to the first, which adds them to its own (even steps first).
+             * Unit i of the CTA is phase i of `handed` (written) and of
+             * `taken` (read: the slot may take the next unit's); every
+             * thread arrives, so each one's accesses are ordered. */
             float4 *handoff = pair_sums + half * kQuads * 128;
             if (own == 1) {
+                if (unit_index > 0) barrier_wait(&taken[half], (unit_index - 1) & 1);
 #pragma unroll
                 for (int q = 0; q < kQuads; ++q)
                     handoff[q * 128 + t] = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
-                named_barrier(1 + half, 256); /* written */
-                named_barrier(3 + half, 256); /* read: the slot may take the next unit's */
+                barrier_arrive(&handed[half]);
                 continue;
             }
-            named_barrier(1 + half, 256);
+            barrier_wait(&handed[half], unit_index & 1);
 #pragma unroll
             for (int q = 0; q < kQuads; ++q) {
                 const float4 v = handoff[q * 128 + t];
@@ -2314,7 +2320,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                 acc[4 * q + 2] = __fadd_rn(acc[4 * q + 2], v.z);
                 acc[4 * q + 3] = __fadd_rn(acc[4 * q + 3], v.w);
             }
-            named_barrier(3 + half, 256);
+            barrier_arrive(&taken[half]);
         }
         if (parts > 1) {
             const unsigned leader = (unsigned)(unit_index % parts);
