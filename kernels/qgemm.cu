@@ -175,6 +175,13 @@
  *       the cluster size from a cost model; taken for every 8 < M <= 16.
  *       Nsight Compute at (16, 18432, 7168), 4 parts: 21.3 -> 16.5 M warp
  *       instructions. Numbers in docs/qgemm.md.
+ *   tried after v18, not kept: v20, the end of a unit on the producer
+ *       warpgroup's three idle warps (slower everywhere: their serial chain
+ *       per unit), and v21 (branch w4a16-v21), consumers pushing straight
+ *       into the unit's leader: 37.4 against 40.5 us at (16, 18432, 7168)
+ *       in one probe call, slower at three of the six M = 16 benchmark
+ *       shapes (H100). The breakdown of v18's time and the numbers in
+ *       docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
