@@ -2080,6 +2080,30 @@ __host__ __device__ constexpr int w4s_physical_k(int logical) {
     return 32 * tig + 8 * (s / 2) + 2 * (s % 2) + h + 4 * e;
 }
 
+/* The inverse the X gather uses: physical columns 8 c + j and 8 c + j + 4
+ * (16-byte chunk c = 4 tig + w of the step, j < 4) are logical columns
+ * w4s_logical_pair(tig, w, j) and + 1. */
+__host__ __device__ constexpr int w4s_logical_pair(int tig, int w, int j) {
+    return 16 * (2 * w + j / 2) + 2 * tig + 8 * (j % 2);
+}
+
+/* The two agree, and the permutation is a bijection of 0..127. */
+constexpr bool w4s_order_is_consistent() {
+    bool seen[128] = {};
+    for (int logical = 0; logical < 128; ++logical) {
+        const int physical = w4s_physical_k(logical);
+        if (physical < 0 || physical >= 128 || seen[physical]) return false;
+        seen[physical] = true;
+    }
+    for (int c = 0; c < 16; ++c)
+        for (int j = 0; j < 4; ++j) {
+            const int logical = w4s_logical_pair(c / 4, c % 4, j);
+            if (w4s_physical_k(logical) != 8 * c + j || w4s_physical_k(logical + 1) != 8 * c + j + 4) return false;
+        }
+    return true;
+}
+static_assert(w4s_order_is_consistent(), "the X gather must store X in the weights' permuted K order");
+
 /* Four consumer warpgroups: a pair per 64-row half of a unit, each taking
  * one of a stage's two steps; the second hands its sums to the first at the
  * unit's end. (Two, each taking both steps of its half, measured 1-5 us
@@ -2088,7 +2112,8 @@ __host__ __device__ constexpr int w4s_physical_k(int logical) {
 struct W4sShape {
     static constexpr int consumers = 4;
     static constexpr int threads = 128 * (1 + consumers); /* the producer warpgroup + consumers */
-    static constexpr int consumer_registers = 104;        /* 40 for the producer: 58,368 of 61,440 */
+    static constexpr int producer_registers = 40;
+    static constexpr int consumer_registers = 104; /* 58,368 of the 61,440 the launch holds (96 each) */
     static constexpr int XR = 16;                          /* rows of X, zero past M */
     static constexpr int x_step_bytes = XR * kBlock * 2;   /* X's rows over one 128-K step */
     static constexpr int sums = XR / 2;                    /* a consumer thread's sums per unit */
@@ -2101,6 +2126,11 @@ struct W4sShape {
                2 * slot_bytes + 1024; /* + alignment */
     }
 };
+/* setmaxnreg only hands on registers the block already holds: 96 a thread
+ * at launch (640 threads, one block per SM) */
+static_assert(128 * W4sShape::producer_registers + 128 * W4sShape::consumers * W4sShape::consumer_registers <=
+                  W4sShape::threads * 96,
+              "the warpgroups' registers after setmaxnreg must fit in the block's");
 
 #ifdef R1LAB_SM90A
 /* The A fragments of one 128-K step in the permuted order: the 16-byte
@@ -2170,7 +2200,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     }
 
     if (warpgroup == 0) {
-        registers_shrink<40>();
+        registers_shrink<Shape::producer_registers>();
         if (t == 0) {
             uint32_t stage = 0;
             for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
@@ -2193,8 +2223,8 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     const int consumer = __shfl_sync(0xffffffffu, warpgroup - 1, 0);
     /* X's slice, once, by all consumer threads: the 16-byte chunk c of a row's
      * step (physical columns 8 c .. 8 c + 7, c = 4 tig + w) gives the pairs
-     * (8 c + j, 8 c + j + 4), j < 4, which are logical columns 16 (2 w + j / 2)
-     * + 2 tig + 8 (j % 2) and + 1 (w4s_physical_k). Stored as the copy engine
+     * (8 c + j, 8 c + j + 4), j < 4, which are logical columns
+     * w4s_logical_pair(tig, w, j) and + 1. Stored as the copy engine
      * would have stored the logical tile: boxes of 64 columns, rows of 128
      * bytes, 16-byte chunk q of row n at q ^ (n mod 8). Rows past M are zero. */
     {
@@ -2209,7 +2239,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                                        __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632)};
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
-                const int logical = 16 * (2 * w + j / 2) + 2 * tig + 8 * (j % 2);
+                const int logical = w4s_logical_pair(tig, w, j);
                 const uint32_t address = x_base + step * Shape::x_step_bytes + (logical / 64) * XR * 128 + n * 128 +
                                          ((((logical % 64) / 8) ^ (n % 8)) * 16) + (logical % 8) * 2;
                 shared_store_u32(address, pairs[j]);
