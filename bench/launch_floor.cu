@@ -15,13 +15,18 @@
  *                       their fp32 group scales (4 N K / 128 bytes). X and Y
  *                       (at most 16 rows each) are left out: under 0.5 % of
  *                       those bytes at the benchmark shapes. The kernel reads
- *                       them exactly as gemm_w4a16_stream does (a warp per 16
- *                       weight rows, lane (gq, tig) 16 bytes of rows gq and
- *                       gq + 8 per 128-K step, ld.global.nc.L1::no_allocate,
+ *                       them as gemm_w4a16_stream does (a warp per 16 weight
+ *                       rows and K slice, lane (gq, tig) 16 bytes of rows gq
+ *                       and gq + 8 per 128-K step, ld.global.nc.L1::no_allocate,
  *                       4 steps in flight, 16 warps and one block per SM,
- *                       tiles split evenly over the blocks) and does nothing
- *                       else with them: the time a kernel at this shape cannot
- *                       beat with these loads.
+ *                       tiles split evenly over the blocks, K split into as
+ *                       many slices as keep the 16 warps busy) and does
+ *                       nothing else with them: the time a kernel at this
+ *                       shape cannot beat with these loads. Like the qgemm
+ *                       benchmarks' graph times it replays calls on the same
+ *                       operands, so operands that fit in the L2 cache (50 MB
+ *                       on the H100: (24576, 1536), (4096, 7168), and most of
+ *                       (8192, 8192)) are read from there.
  *     graph_us_per_call 20 calls replayed from a CUDA graph, as the qgemm
  *                       benchmarks' graph time;
  *     read_GB/s         bytes / graph time.
@@ -67,37 +72,43 @@ __device__ __forceinline__ uint4 load_streaming(const void *p) {
 }
 
 /* Reads every weight byte and scale once; the xor of all of them is written
- * only if it equals a value it cannot be told apart from (never, in practice),
- * so the loads cannot be dropped. N is a multiple of 16 here. */
+ * only if it equals one value (in practice never), so the loads cannot be
+ * dropped. Warp w takes the items w, w + 16, ... of the block's tiles x
+ * `slices` (tile, K slice) pairs; slice s is the steps s, s + slices, ...
+ * N is a multiple of 16 and K / 128 of slices here. */
 __global__ void __launch_bounds__(kReadWarps * 32, 1)
-    read_w4a16_operands(const uint8_t *w, const float *scale, int64_t N, int64_t K, uint32_t *sink) {
+    read_w4a16_operands(const uint8_t *w, const float *scale, int64_t N, int64_t K, int slices, uint32_t *sink) {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, tig = lane & 3;
     const int64_t tiles = N / 16, first = blockIdx.x * tiles / gridDim.x, last = (blockIdx.x + 1) * tiles / gridDim.x;
-    const int G = (int)(K / 128);
+    const int G = (int)(K / 128), steps = G / slices;
     const int64_t row_bytes = K / 2;
     uint32_t bits = 0;
-    for (int64_t tile = first + warp; tile < last; tile += kReadWarps) {
-        const uint8_t *row_lo = w + (tile * 16 + gq) * row_bytes + tig * 16, *row_hi = row_lo + 8 * row_bytes;
-        const float *scale_lo = scale + (tile * 16 + gq) * G, *scale_hi = scale_lo + 8 * G;
+    for (int64_t item = warp; item < (last - first) * slices; item += kReadWarps) {
+        const int64_t tile = first + item / slices;
+        const int slice = (int)(item % slices);
+        const uint8_t *row_lo = w + (tile * 16 + gq) * row_bytes + tig * 16 + slice * 64, *row_hi = row_lo + 8 * row_bytes;
+        const float *scale_lo = scale + (tile * 16 + gq) * G + slice, *scale_hi = scale_lo + 8 * G;
+        const int64_t stride = (int64_t)slices * 64; /* bytes from one of the slice's steps to the next */
         uint4 lo[kReadSteps], hi[kReadSteps];
         float s_lo[kReadSteps], s_hi[kReadSteps];
 #pragma unroll
         for (int u = 0; u < kReadSteps; ++u) {
-            lo[u] = load_streaming(row_lo + u * 64);
-            hi[u] = load_streaming(row_hi + u * 64);
-            s_lo[u] = __ldg(scale_lo + u);
-            s_hi[u] = __ldg(scale_hi + u);
+            lo[u] = load_streaming(row_lo + u * stride);
+            hi[u] = load_streaming(row_hi + u * stride);
+            s_lo[u] = __ldg(scale_lo + u * slices);
+            s_hi[u] = __ldg(scale_hi + u * slices);
         }
-        for (int g0 = 0; g0 < G; g0 += kReadSteps)
+        for (int i0 = 0; i0 < steps; i0 += kReadSteps)
 #pragma unroll
             for (int u = 0; u < kReadSteps; ++u) {
                 bits ^= lo[u].x ^ lo[u].y ^ lo[u].z ^ lo[u].w ^ hi[u].x ^ hi[u].y ^ hi[u].z ^ hi[u].w ^
                         __float_as_uint(s_lo[u]) ^ __float_as_uint(s_hi[u]);
-                const int g = g0 + u + kReadSteps < G ? g0 + u + kReadSteps : G - 1; /* past the end: a step again */
-                lo[u] = load_streaming(row_lo + g * 64);
-                hi[u] = load_streaming(row_hi + g * 64);
-                s_lo[u] = __ldg(scale_lo + g);
-                s_hi[u] = __ldg(scale_hi + g);
+                /* the slice's step i0 + u + kReadSteps; past its end, its last step again */
+                const int i = i0 + u + kReadSteps < steps ? i0 + u + kReadSteps : steps - 1;
+                lo[u] = load_streaming(row_lo + i * stride);
+                hi[u] = load_streaming(row_hi + i * stride);
+                s_lo[u] = __ldg(scale_lo + i * slices);
+                s_hi[u] = __ldg(scale_hi + i * slices);
             }
     }
     if (bits == 0x9E3779B9u) *sink = bits;
@@ -112,14 +123,14 @@ struct read_floor_launch {
     const float *scale;
     uint32_t *sink;
     int64_t N, K;
-    int blocks;
+    int blocks, slices;
     void *stream;
 };
 
 int launch_read_floor(void *context) {
     const read_floor_launch *launch = static_cast<const read_floor_launch *>(context);
     read_w4a16_operands<<<launch->blocks, kReadWarps * 32, 0, static_cast<cudaStream_t>(launch->stream)>>>(
-        launch->w, launch->scale, launch->N, launch->K, launch->sink);
+        launch->w, launch->scale, launch->N, launch->K, launch->slices, launch->sink);
     return cudaGetLastError() == cudaSuccess ? R1_OK : R1_ECUDA;
 }
 
@@ -139,8 +150,11 @@ void bench_read_floor(r1b_state *state, const void *user) {
         cudaMemset(scale, 0, scale_bytes) != cudaSuccess) {
         r1b_skip_with_error(state, "could not allocate the W4A16 operands on the device");
     } else {
-        const int64_t tiles = shape->N / 16;
-        read_floor_launch launch = {w, scale, sink, shape->N, shape->K, (int)(tiles < sms ? tiles : sms), nullptr};
+        const int64_t tiles = shape->N / 16, blocks = tiles < sms ? tiles : sms;
+        const int64_t tiles_per_block = (tiles + blocks - 1) / blocks, G = shape->K / 128;
+        int slices = 1; /* K slices per tile while the block's warps are not all busy */
+        while (tiles_per_block * slices * 2 <= kReadWarps && G % (slices * 2) == 0) slices *= 2;
+        read_floor_launch launch = {w, scale, sink, shape->N, shape->K, (int)blocks, slices, nullptr};
         if (r1b_time_cuda_calls(state, launch_read_floor, &launch) == R1_OK) {
             const double graph_us = r1b_cuda_graph_us_per_call(launch_read_floor, &launch, &launch.stream, 20);
             if (graph_us > 0) {
