@@ -37,6 +37,7 @@
 #include <cstdio>
 
 #include "bench.h"
+#include "kernels/streaming_load.cuh"
 #include "r1lab/common.h"
 
 namespace {
@@ -63,14 +64,6 @@ void bench_empty_kernel(r1b_state *state, const void *user) {
 
 constexpr int kReadWarps = 16, kReadSteps = 4; /* warps per block, steps in flight per warp */
 
-__device__ __forceinline__ uint4 load_streaming(const void *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
-
 /* Reads every weight byte and scale once; the xor of all of them is written
  * only if it equals one value (in practice never), so the loads cannot be
  * dropped. Warp w takes the items w, w + 16, ... of the block's tiles x
@@ -91,31 +84,28 @@ __global__ void __launch_bounds__(kReadWarps * 32, 1)
         const int64_t stride = (int64_t)slices * 64; /* bytes from one of the slice's steps to the next */
         uint4 lo[kReadSteps], hi[kReadSteps];
         float s_lo[kReadSteps], s_hi[kReadSteps];
+        auto load = [&](int u, int i) { /* the slice's step i into slot u; past its end, its last step again */
+            i = i < steps ? i : steps - 1;
+            lo[u] = ldg_stream(row_lo + i * stride);
+            hi[u] = ldg_stream(row_hi + i * stride);
+            s_lo[u] = __ldg(scale_lo + i * slices);
+            s_hi[u] = __ldg(scale_hi + i * slices);
+        };
 #pragma unroll
-        for (int u = 0; u < kReadSteps; ++u) {
-            lo[u] = load_streaming(row_lo + u * stride);
-            hi[u] = load_streaming(row_hi + u * stride);
-            s_lo[u] = __ldg(scale_lo + u * slices);
-            s_hi[u] = __ldg(scale_hi + u * slices);
-        }
+        for (int u = 0; u < kReadSteps; ++u) load(u, u);
         for (int i0 = 0; i0 < steps; i0 += kReadSteps)
 #pragma unroll
             for (int u = 0; u < kReadSteps; ++u) {
                 bits ^= lo[u].x ^ lo[u].y ^ lo[u].z ^ lo[u].w ^ hi[u].x ^ hi[u].y ^ hi[u].z ^ hi[u].w ^
                         __float_as_uint(s_lo[u]) ^ __float_as_uint(s_hi[u]);
-                /* the slice's step i0 + u + kReadSteps; past its end, its last step again */
-                const int i = i0 + u + kReadSteps < steps ? i0 + u + kReadSteps : steps - 1;
-                lo[u] = load_streaming(row_lo + i * stride);
-                hi[u] = load_streaming(row_hi + i * stride);
-                s_lo[u] = __ldg(scale_lo + i * slices);
-                s_hi[u] = __ldg(scale_hi + i * slices);
+                load(u, i0 + u + kReadSteps);
             }
     }
     if (bits == 0x9E3779B9u) *sink = bits;
 }
 
 struct read_floor_shape {
-    int64_t N, K; /* N % 16 == 0, K % (128 * kReadSteps) == 0 */
+    int64_t N, K; /* N % 16 == 0, K % 128 == 0 */
 };
 
 struct read_floor_launch {

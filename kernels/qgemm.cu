@@ -200,6 +200,7 @@ extern "C" {
 #include "kernels/cuda_try.cuh"
 #include "kernels/hopper.cuh"
 #include "kernels/launch.cuh"
+#include "kernels/streaming_load.cuh"
 
 namespace {
 
@@ -1308,14 +1309,6 @@ __device__ bool sum_k_slices(Acc (&acc)[R], Acc (*reduce)[R][32], int warp, int 
  * promotion s_x[m, kb] * s_w[n / 128, kb]) into the accumulator; W8A8 adds
  * int32 exactly. The K slices are summed in shared memory in slice order. */
 constexpr int kDecodeWarps = 4;
-
-__device__ __forceinline__ uint4 ldg_stream(const void *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
 
 __device__ __forceinline__ uint4 ldg_x(const void *p) { return __ldg((const uint4 *)p); }
 
