@@ -2061,6 +2061,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 constexpr int kW4sStages = 4;
 constexpr int kW4sUnitRows = 2 * kW4gRows;                       /* weight rows of a unit */
 constexpr int kW4sStageBytes = kW4sUnitRows * 2 * kW4gRowBytes;  /* two steps of a unit: 16 KiB */
+constexpr int kW4sGatherThreads = 96;                             /* the producer warpgroup's idle warps */
+constexpr int kW4sMaxSteps = 40; /* of X's resident slice: more than shared memory holds (4 KiB each) */
 
 /* The permuted K order of a 128-K step. wgmma's A fragment gives thread
  * (gq, tig), in k16 slice s, the columns 16 s + 2 tig + 8 h + e (h, e in
@@ -2105,7 +2107,7 @@ static_assert(w4s_order_is_consistent(), "the X gather must store X in the weigh
 struct W4sShape {
     static constexpr int consumers = 4;
     static constexpr int threads = 128 * (1 + consumers); /* the producer warpgroup + consumers */
-    static constexpr int producer_registers = 40;
+    static constexpr int producer_registers = 64; /* the X gather's eight loads in flight */
     static constexpr int consumer_registers = 104; /* 58,368 of the 61,440 the launch holds (96 each) */
     static constexpr int XR = 16;                          /* rows of X, zero past M */
     static constexpr int x_step_bytes = XR * kBlock * 2;   /* X's rows over one 128-K step */
@@ -2144,9 +2146,65 @@ __device__ __forceinline__ void permuted_step_fragments(uint32_t lo, uint32_t hi
 }
 #endif
 
+/* X's slice (steps g_begin .. g_end - 1), brought in once by the producer
+ * warpgroup's three idle warps while its first thread starts the weights.
+ * The copy engine loads each step's 16 rows x 128 columns as they are
+ * (row n at n x 256 bytes; rows past M are zero) into the step's place in
+ * x_resident; the three warps then rewrite it in place in the permuted K
+ * order: the 16-byte chunk c of a row's step (physical columns
+ * 8 c .. 8 c + 7, c = 4 tig + w) gives the pairs (8 c + j, 8 c + j + 4),
+ * j < 4, which are logical columns w4s_logical_pair(tig, w, j) and + 1,
+ * stored as the copy engine would have stored the logical tile: boxes of
+ * 64 columns, rows of 128 bytes, 16-byte chunk q of row n at q ^ (n mod 8).
+ * Every thread reads its chunks of the step before any thread writes, and
+ * arrives on x_ready[step] after its writes. */
+__device__ __forceinline__ void w4s_gather_x(const CUtensorMap *x_map, int g_begin, int g_end, uint8_t *x_resident,
+                                             unsigned long long *x_loaded, unsigned long long *x_ready,
+                                             int gatherer) {
+#ifdef R1LAB_SM90A
+    constexpr int XR = W4sShape::XR, kStepChunks = XR * 16, kStride = kW4sGatherThreads;
+    constexpr int kPerThread = (kStepChunks + kStride - 1) / kStride;
+    const int steps = g_end - g_begin;
+    if (gatherer == 0)
+        for (int step = 0; step < steps; ++step) {
+            barrier_arrive_expect_bytes(&x_loaded[step], W4sShape::x_step_bytes);
+            tma_load_2d(x_resident + step * W4sShape::x_step_bytes, x_map, (g_begin + step) * kBlock, 0,
+                        &x_loaded[step]);
+        }
+    for (int step = 0; step < steps; ++step) {
+        const uint32_t x_step = shared_address(x_resident) + step * W4sShape::x_step_bytes;
+        barrier_wait(&x_loaded[step], 0);
+        uint4 v[kPerThread];
+#pragma unroll
+        for (int i = 0; i < kPerThread; ++i) {
+            const int c = gatherer + i * kStride; /* row c / 16, chunk c % 16: at 16 c as loaded */
+            if (c < kStepChunks) v[i] = shared_load_v4(x_step + 16 * c);
+        }
+        named_barrier(7, kW4sGatherThreads);
+#pragma unroll
+        for (int i = 0; i < kPerThread; ++i) {
+            const int c = gatherer + i * kStride, n = c / 16, chunk = c % 16, tig = chunk / 4, w = chunk % 4;
+            if (c >= kStepChunks) break;
+            const uint32_t pairs[4] = {__byte_perm(v[i].x, v[i].z, 0x5410), __byte_perm(v[i].x, v[i].z, 0x7632),
+                                       __byte_perm(v[i].y, v[i].w, 0x5410), __byte_perm(v[i].y, v[i].w, 0x7632)};
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int logical = w4s_logical_pair(tig, w, j);
+                shared_store_u32(x_step + (logical / 64) * XR * 128 + n * 128 +
+                                     ((((logical % 64) / 8) ^ (n % 8)) * 16) + (logical % 8) * 2,
+                                 pairs[j]);
+            }
+        }
+        fence_async_shared(); /* the wgmmas read X through the async proxy */
+        barrier_arrive(&x_ready[step]);
+    }
+#endif
+}
+
 template <bool kAsym>
 __global__ void __launch_bounds__(W4sShape::threads, 1)
-    gemm_w4a16_wgmma_small(const __grid_constant__ CUtensorMap w_map, const uint16_t *__restrict__ x, int64_t M,
+    gemm_w4a16_wgmma_small(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap x_map,
+                           int64_t M,
                            int64_t N, int64_t K, int parts, const float *__restrict__ w_scale,
                            const uint8_t *__restrict__ w_zero, const float *__restrict__ bias, void *y,
                            int out_bf16) {
@@ -2158,6 +2216,8 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     __shared__ unsigned long long full[kW4sStages], empty[kW4sStages];
     __shared__ unsigned long long ready[2], freed[2][8]; /* per half; freed: per leader */
     __shared__ unsigned long long handed[2], taken[2];   /* per half: the pair's hand-off */
+    __shared__ unsigned long long x_loaded[kW4sMaxSteps]; /* per step of X's slice: copied in */
+    __shared__ unsigned long long x_ready[kW4sMaxSteps];  /* and rewritten in the permuted order */
     const int warpgroup = threadIdx.x / 128, t = threadIdx.x % 128;
     const int G = (int)(K / kBlock);
     const unsigned rank = parts > 1 ? cluster_rank() : 0;
@@ -2173,6 +2233,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     const int64_t first_unit = blockIdx.x / parts, unit_stride = gridDim.x / parts;
     if (threadIdx.x == 0) {
         tma_prefetch_map(&w_map);
+        tma_prefetch_map(&x_map);
         for (int s = 0; s < kW4sStages; ++s) {
             barrier_init(&full[s], 1);
             barrier_init(&empty[s], 4 * kConsumers); /* lane 0 of each consumer warp */
@@ -2182,6 +2243,10 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
             for (int r = 0; r < 8; ++r) barrier_init(&freed[h][r], 1);
             barrier_init(&handed[h], 128); /* every thread of the second consumer */
             barrier_init(&taken[h], 128);  /* every thread of the first */
+        }
+        for (int step = 0; step < max_steps; ++step) {
+            barrier_init(&x_loaded[step], 1);
+            barrier_init(&x_ready[step], kW4sGatherThreads);
         }
         barrier_init_fence();
     }
@@ -2208,39 +2273,14 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                                 &full[s]);
                 }
             }
+        } else if (t >= 32) {
+            w4s_gather_x(&x_map, g_begin, g_end, x_resident, x_loaded, x_ready, t - 32);
         }
         return;
     }
 
     registers_grow<Shape::consumer_registers>();
     const int consumer = __shfl_sync(0xffffffffu, warpgroup - 1, 0);
-    /* X's slice, once, by all consumer threads: the 16-byte chunk c of a row's
-     * step (physical columns 8 c .. 8 c + 7, c = 4 tig + w) gives the pairs
-     * (8 c + j, 8 c + j + 4), j < 4, which are logical columns
-     * w4s_logical_pair(tig, w, j) and + 1. Stored as the copy engine
-     * would have stored the logical tile: boxes of 64 columns, rows of 128
-     * bytes, 16-byte chunk q of row n at q ^ (n mod 8). Rows past M are zero. */
-    {
-        const int chunks = (g_end - g_begin) * XR * 16;
-        const uint32_t x_base = shared_address(x_resident);
-#pragma unroll 4
-        for (int c = threadIdx.x - 128; c < chunks; c += 128 * kConsumers) {
-            const int step = c / (XR * 16), n = (c / 16) % XR, chunk = c % 16, tig = chunk / 4, w = chunk % 4;
-            uint4 v = make_uint4(0, 0, 0, 0);
-            if (n < M) v = *(const uint4 *)(x + n * K + (int64_t)(g_begin + step) * kBlock + 8 * chunk);
-            const uint32_t pairs[4] = {__byte_perm(v.x, v.z, 0x5410), __byte_perm(v.x, v.z, 0x7632),
-                                       __byte_perm(v.y, v.w, 0x5410), __byte_perm(v.y, v.w, 0x7632)};
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int logical = w4s_logical_pair(tig, w, j);
-                const uint32_t address = x_base + step * Shape::x_step_bytes + (logical / 64) * XR * 128 + n * 128 +
-                                         ((((logical % 64) / 8) ^ (n % 8)) * 16) + (logical % 8) * 2;
-                shared_store_u32(address, pairs[j]);
-            }
-        }
-        fence_async_shared(); /* the wgmmas read X through the async proxy */
-        named_barrier(7, 128 * kConsumers);
-    }
     /* half: which 64 rows of the unit; own: which of a stage's two steps */
     const int half = consumer % 2, own = consumer / 2;
     const int warp = t / 32, lane = t % 32, gq = lane / 4, tig = lane % 4;
@@ -2309,6 +2349,8 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
              * on empty must not count towards the stage's previous pass */
             barrier_wait(&full[s], (stage / kW4sStages) & 1);
             if (g + own < g_end) {
+                /* the first unit meets X's steps as the gather stores them */
+                if (unit_index == 0) barrier_wait(&x_ready[g + own - g_begin], 0);
                 const uint32_t chunk = (uint32_t)((4 * own + tig) ^ gq) * 16;
                 const uint32_t lo = w_rows + s * kW4sStageBytes + chunk, hi = lo + 8 * 2 * kW4gRowBytes;
                 uint32_t a[8][4];
@@ -2635,8 +2677,8 @@ bool w4a16_small_applies(int64_t M, int64_t N, int64_t K, const void *x, const v
 }
 
 /* The dynamic shared memory a plan may take: the block's opt-in limit less
- * room for the kernel's static barriers. */
-int w4a16_small_shared_limit() { return shared_memory_per_block_optin() - 1024; }
+ * room for the kernel's static barriers (1,408 bytes). */
+int w4a16_small_shared_limit() { return shared_memory_per_block_optin() - 2048; }
 
 /* Clusters of `parts` CTAs of the kernel resident at once (one CTA per SM,
  * which its registers force), found once per cluster size. */
@@ -2700,7 +2742,7 @@ bool plan_w4a16_small(int64_t N, int64_t K, W4sPlan *plan, cudaError_t *error) {
     for (int parts = 1; parts <= 8 && parts <= G; parts *= 2) {
         const int64_t steps = (G + parts - 1) / parts;
         const int64_t bytes = W4sShape::shared_bytes(steps, parts); /* 64-bit: K may be huge */
-        if (bytes > w4a16_small_shared_limit()) continue;
+        if (bytes > w4a16_small_shared_limit() || steps > kW4sMaxSteps) continue;
         if (found && forced > 0 && parts > forced) break;
         int resident = 0;
         *error = w4a16_small_resident_clusters<kAsym>(parts, &resident);
@@ -2725,8 +2767,11 @@ r1_status launch_w4a16_small_asym(int64_t M, int64_t N, int64_t K, const r1_qgem
         CUDA_TRY(error);
         return R1_OK; /* *launched stays false: the caller takes the weight stream */
     }
-    CUtensorMap w_map;
-    if (!encode_swizzled_map(&w_map, ops->w, 1, N, K / 2, K / 2, kW4gRows)) return R1_OK;
+    CUtensorMap w_map, x_map;
+    if (!encode_swizzled_map(&w_map, ops->w, 1, N, K / 2, K / 2, kW4gRows) ||
+        !encode_map_2d(&x_map, ops->x, 2, M, K, K * 2, kBlock, W4sShape::XR, CU_TENSOR_MAP_SWIZZLE_NONE,
+                       CU_TENSOR_MAP_L2_PROMOTION_L2_256B))
+        return R1_OK;
     constexpr auto kernel = gemm_w4a16_wgmma_small<kAsym>;
     CUDA_TRY(allow_dynamic_shared_memory<kernel>((size_t)w4a16_small_shared_limit()));
     cudaLaunchAttribute attribute = cluster_size_attribute((unsigned)plan.parts);
@@ -2737,7 +2782,7 @@ r1_status launch_w4a16_small_asym(int64_t M, int64_t N, int64_t K, const r1_qgem
     config.stream = stream;
     config.attrs = &attribute;
     config.numAttrs = plan.parts > 1 ? 1 : 0;
-    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, w_map, (const uint16_t *)ops->x, M, N, K, plan.parts, ops->w_scale,
+    CUDA_TRY(cudaLaunchKernelEx(&config, kernel, w_map, x_map, M, N, K, plan.parts, ops->w_scale,
                                 kAsym ? (const uint8_t *)ops->w_zero : nullptr, ops->bias, y, out_bf16));
     *launched = true;
     return R1_OK;
