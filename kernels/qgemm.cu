@@ -182,6 +182,18 @@
  *       in one probe call, slower at three of the six M = 16 benchmark
  *       shapes (H100). The breakdown of v18's time and the numbers in
  *       docs/qgemm.md.
+ *   v22 the M <= 16 kernel's X comes in by the copy engine, a step at a
+ *       time, and the producer warpgroup's three idle warps rewrite each
+ *       step in place in the permuted order while the consumers start on
+ *       the weights (they waited for all 16 warps' gather before). H100
+ *       graph time at M = 16: (18432, 7168) 40.5 -> 37.7 us, (28672, 8192)
+ *       61.9 -> 58.0, the other benchmark shapes 1.8-3.9 us faster.
+ *   tried after v22, not kept: 6 or 8 weight stages (same or slower), the
+ *       leader adding a unit's sums at its next unit's end (slower at all
+ *       six shapes), and the units past whole rounds in a second launch
+ *       with K split further (0.5 us faster at (28672, 8192), 0.7 slower
+ *       at (18432, 7168), 2.1 slower at (4096, 7168)). Numbers in
+ *       docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -2035,8 +2047,9 @@ __global__ void __launch_bounds__(kWgThreads, 1)
  * (XR = 16 rows of X, zero past M: wgmma.m64n16k16):
  *   - a cluster of `parts` CTAs (1, 2, 4 or 8) shares each unit of 128 weight
  *     rows, CTA r taking the 128-K steps [r G / parts, (r + 1) G / parts) of
- *     every unit. Its slice of X is gathered into shared memory once, at the
- *     start, and stays there: after that only weights are read, two steps
+ *     every unit. Its slice of X comes into shared memory once, a step at a
+ *     time as the first unit needs it (w4s_gather_x), and stays there:
+ *     after that only weights are read, two steps
  *     (16 KiB: 128 rows x 128 bytes, the 128-byte swizzle) per stage into a
  *     ring of 4 stages;
  *   - the K order inside a step is permuted (w4s_physical_k) so that a
@@ -2107,7 +2120,7 @@ static_assert(w4s_order_is_consistent(), "the X gather must store X in the weigh
 struct W4sShape {
     static constexpr int consumers = 4;
     static constexpr int threads = 128 * (1 + consumers); /* the producer warpgroup + consumers */
-    static constexpr int producer_registers = 64; /* the X gather's eight loads in flight */
+    static constexpr int producer_registers = 64; /* the X rewrite's three chunks and their addresses */
     static constexpr int consumer_registers = 104; /* 58,368 of the 61,440 the launch holds (96 each) */
     static constexpr int XR = 16;                          /* rows of X, zero past M */
     static constexpr int x_step_bytes = XR * kBlock * 2;   /* X's rows over one 128-K step */
@@ -2722,12 +2735,14 @@ struct W4sPlan {
  * rounds = the units a cluster takes (⌈units / resident clusters⌉), steps =
  * a CTA's 128-K steps of a unit (⌈G / parts⌉), exchange = 4 steps' time for
  * the end of a unit split over a cluster (0 for one part), fitted on the H100
- * at (16, 18432, 7168): 2 / 4 parts 43.1 / 39.7 us graph time, 3 rounds of 28
- * steps against 5 of 14. Ties go to fewer parts. The choices at the other
- * benchmark shapes, measured (graph us at M = 16): (28672, 8192) 2 parts
- * (61.2; 4: 62.2), (8192, 8192) 2 (18.9; 4: 24.4), (4096, 7168) 2 (16.9;
- * 4: 17.4), (24576, 1536) 1 (13.7; 2: 13.6, 4: 23.8), (7168, 16384) 4
- * (34.7; 8: 38.7). R1LAB_QGEMM_W4_PARTS=n takes the largest fitting size
+ * at (16, 18432, 7168) with v18: 2 / 4 parts 43.1 / 39.7 us graph time, 3
+ * rounds of 28 steps against 5 of 14. Ties go to fewer parts. With v22 (X
+ * brought in step by step) its choices still measure fastest where checked
+ * (graph us at M = 16): (18432, 7168) 4 parts (37.7; 2: 39.6), (28672, 8192)
+ * 2 (58.0; 4: 61.4). v18's choices at the other benchmark shapes, measured:
+ * (8192, 8192) 2 (18.9; 4: 24.4), (4096, 7168) 2 (16.9; 4: 17.4), (24576,
+ * 1536) 1 (13.7; 2: 13.6, 4: 23.8), (7168, 16384) 4 (34.7; 8: 38.7).
+ * R1LAB_QGEMM_W4_PARTS=n takes the largest fitting size
  * not above n (else the smallest fitting one), for comparisons and tests
  * (read at each call). False when no size fits. */
 template <bool kAsym>
