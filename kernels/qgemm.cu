@@ -192,8 +192,10 @@
  *       leader adding a unit's sums at its next unit's end (slower at all
  *       six shapes), and the units past whole rounds in a second launch
  *       with K split further (0.5 us faster at (28672, 8192), 0.7 slower
- *       at (18432, 7168), 2.1 slower at (4096, 7168)). Numbers in
- *       docs/qgemm.md.
+ *       at (18432, 7168), 2.1 slower at (4096, 7168)), and a ring per
+ *       half of the unit, each fed by its own thread (0.3-1.0 us faster
+ *       at the three largest shapes, 0.3-0.9 slower at the others).
+ *       Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -2690,7 +2692,7 @@ bool w4a16_small_applies(int64_t M, int64_t N, int64_t K, const void *x, const v
 }
 
 /* The dynamic shared memory a plan may take: the block's opt-in limit less
- * room for the kernel's static barriers (1,408 bytes). */
+ * room for the kernel's static shared memory (896 bytes: its barriers). */
 int w4a16_small_shared_limit() { return shared_memory_per_block_optin() - 2048; }
 
 /* Clusters of `parts` CTAs of the kernel resident at once (one CTA per SM,
