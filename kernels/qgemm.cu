@@ -2372,14 +2372,18 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                 float partial[XR / 2];
                 permuted_step_fragments(lo, hi, magic, scales.sub_lo, scales.sub_hi, a);
                 multiply(g + own, a, partial);
+                /* the stage's words are in registers once the wgmmas that
+                 * read their dequantized form are issued */
+                if (lane == 0) barrier_arrive(&empty[s]);
                 wgmma_wait<0>();
                 keep_registers(partial);
 #pragma unroll
                 for (int j = 0; j < 8; ++j) keep_registers(a[j]);
 #pragma unroll
                 for (int i = 0; i < XR / 2; ++i) acc[i] = fmaf(partial[i], (i & 2) ? scales.hi : scales.lo, acc[i]);
+            } else if (lane == 0) {
+                barrier_arrive(&empty[s]);
             }
-            if (lane == 0) barrier_arrive(&empty[s]);
             scales = next;
         }
         rows_now = rows_next;
