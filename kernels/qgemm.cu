@@ -2232,7 +2232,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     constexpr int XR = Shape::XR, kQuads = Shape::sums / 4; /* float4s of a thread's sums */
     constexpr int kConsumers = Shape::consumers;
     extern __shared__ uint8_t shared_raw[];
-    __shared__ unsigned long long full[kW4sStages], empty[kW4sStages];
+    __shared__ unsigned long long full[2][kW4sStages], empty[2][kW4sStages]; /* a ring per half */
     __shared__ unsigned long long ready[2], freed[2][8]; /* per half; freed: per leader */
     __shared__ unsigned long long handed[2], taken[2];   /* per half: the pair's hand-off */
     __shared__ unsigned long long x_loaded[kW4sMaxSteps]; /* per step of X's slice: copied in */
@@ -2254,8 +2254,10 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
         tma_prefetch_map(&w_map);
         tma_prefetch_map(&x_map);
         for (int s = 0; s < kW4sStages; ++s) {
-            barrier_init(&full[s], 1);
-            barrier_init(&empty[s], 4 * kConsumers); /* lane 0 of each consumer warp */
+            for (int h = 0; h < 2; ++h) {
+                barrier_init(&full[h][s], 1);
+                barrier_init(&empty[h][s], 4 * kConsumers / 2); /* lane 0 of each consumer warp of the half */
+            }
         }
         for (int h = 0; h < 2; ++h) {
             barrier_init(&ready[h], 1); /* the leader's arming, then the pushed bytes */
@@ -2278,18 +2280,18 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
 
     if (warpgroup == 0) {
         registers_shrink<Shape::producer_registers>();
-        if (t == 0) {
+        if (t < 2) {
+            /* lane 0 of warp 0 feeds half 0's ring, lane 1 half 1's */
+            const int h = t;
+            uint8_t *ring = stages + h * (kW4sStages * kW4sStageBytes / 2);
             uint32_t stage = 0;
             for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
-                const int w_row = (int)(unit * kW4sUnitRows);
+                const int w_row = (int)(unit * kW4sUnitRows) + h * kW4gRows;
                 for (int g = g_begin; g < g_end; g += 2, ++stage) {
                     const uint32_t s = stage % kW4sStages, pass = stage / kW4sStages;
-                    barrier_wait(&empty[s], (pass & 1) ^ 1);
-                    barrier_arrive_expect_bytes(&full[s], kW4sStageBytes);
-                    uint8_t *w_stage = stages + s * kW4sStageBytes;
-                    tma_load_2d(w_stage, &w_map, g * kW4gRowBytes, w_row, &full[s]);
-                    tma_load_2d(w_stage + kW4sStageBytes / 2, &w_map, g * kW4gRowBytes, w_row + kW4gRows,
-                                &full[s]);
+                    barrier_wait(&empty[h][s], (pass & 1) ^ 1);
+                    barrier_arrive_expect_bytes(&full[h][s], kW4sStageBytes / 2);
+                    tma_load_2d(ring + s * (kW4sStageBytes / 2), &w_map, g * kW4gRowBytes, w_row, &full[h][s]);
                 }
             }
         } else if (t >= 32) {
@@ -2306,7 +2308,8 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     constexpr uint32_t magic = kAsym ? 0x43004300u : 0x43084308u;
     /* this thread's rows gq and gq + 8 of the half in a stage; the 128-byte
      * swizzle puts 16-byte chunk c of row r at c ^ (r mod 8), r mod 8 = gq */
-    const uint32_t w_rows = shared_address(stages) + half * (kW4sStageBytes / 2) + (16 * warp + gq) * 2 * kW4gRowBytes;
+    const uint32_t w_rows = shared_address(stages) + half * (kW4sStages * kW4sStageBytes / 2) +
+                            (16 * warp + gq) * 2 * kW4gRowBytes;
     const uint64_t x_descriptor = swizzled_tile_descriptor(x_resident);
     /* Where the scales (and zero points) of this thread's rows n and n + 8 of
      * a unit are. A row past N reads row N - 1's: its sums are never stored. */
@@ -2366,19 +2369,19 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
             const uint32_t s = stage % kW4sStages;
             /* every consumer waits, even one with no step here: its arrival
              * on empty must not count towards the stage's previous pass */
-            barrier_wait(&full[s], (stage / kW4sStages) & 1);
+            barrier_wait(&full[half][s], (stage / kW4sStages) & 1);
             if (g + own < g_end) {
                 /* the first unit meets X's steps as the gather stores them */
                 if (unit_index == 0) barrier_wait(&x_ready[g + own - g_begin], 0);
                 const uint32_t chunk = (uint32_t)((4 * own + tig) ^ gq) * 16;
-                const uint32_t lo = w_rows + s * kW4sStageBytes + chunk, hi = lo + 8 * 2 * kW4gRowBytes;
+                const uint32_t lo = w_rows + s * (kW4sStageBytes / 2) + chunk, hi = lo + 8 * 2 * kW4gRowBytes;
                 uint32_t a[8][4];
                 float partial[XR / 2];
                 permuted_step_fragments(lo, hi, magic, scales.sub_lo, scales.sub_hi, a);
                 multiply(g + own, a, partial);
                 /* the stage's words are in registers once the wgmmas that
                  * read their dequantized form are issued */
-                if (lane == 0) barrier_arrive(&empty[s]);
+                if (lane == 0) barrier_arrive(&empty[half][s]);
                 wgmma_wait<0>();
                 keep_registers(partial);
 #pragma unroll
@@ -2386,7 +2389,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
 #pragma unroll
                 for (int i = 0; i < XR / 2; ++i) acc[i] = fmaf(partial[i], (i & 2) ? scales.hi : scales.lo, acc[i]);
             } else if (lane == 0) {
-                barrier_arrive(&empty[s]);
+                barrier_arrive(&empty[half][s]);
             }
             scales = next;
         }
