@@ -200,6 +200,11 @@
  *       wgmmas are issued (the words are in registers by then), not after
  *       they finish. H100 graph time at M = 16: (18432, 7168) 37.8 -> 37.0
  *       us, (28672, 8192) 58.2 -> 56.5, the others 0-0.6 us faster.
+ *   v25 a ring of weight stages per 64-row half of the unit, fed by its
+ *       own lane of the producer warp, so that a slow pair holds up only
+ *       its half. H100 graph time at M = 16: (18432, 7168) 37.1 -> 36.3
+ *       us, (28672, 8192) 56.4 -> 56.0, the three smaller shapes up to
+ *       0.15 us slower. Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -2055,9 +2060,9 @@ __global__ void __launch_bounds__(kWgThreads, 1)
  *     rows, CTA r taking the 128-K steps [r G / parts, (r + 1) G / parts) of
  *     every unit. Its slice of X comes into shared memory once, a step at a
  *     time as the first unit needs it (w4s_gather_x), and stays there:
- *     after that only weights are read, two steps
- *     (16 KiB: 128 rows x 128 bytes, the 128-byte swizzle) per stage into a
- *     ring of 4 stages;
+ *     after that only weights are read, each 64-row half of a unit into
+ *     its own ring of 4 stages, two steps (8 KiB: 64 rows x 128 bytes, the
+ *     128-byte swizzle) per stage;
  *   - the K order inside a step is permuted (w4s_physical_k) so that a
  *     thread's A fragments of a step are the 32 nibbles of one 16-byte chunk
  *     of each of its two rows, taken in the pairs (k, k + 4) that one lop3
@@ -2079,7 +2084,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
  * choice: see w4a16_small_applies. */
 constexpr int kW4sStages = 4;
 constexpr int kW4sUnitRows = 2 * kW4gRows;                       /* weight rows of a unit */
-constexpr int kW4sStageBytes = kW4sUnitRows * 2 * kW4gRowBytes;  /* two steps of a unit: 16 KiB */
+constexpr int kW4sStageBytes = kW4sUnitRows * 2 * kW4gRowBytes;  /* two steps of a unit: 16 KiB, 8 per half's ring */
 constexpr int kW4sGatherThreads = 96;                             /* the producer warpgroup's idle warps */
 constexpr int kW4sMaxSteps = 40; /* of X's resident slice: more than shared memory holds (4 KiB each) */
 
