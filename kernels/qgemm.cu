@@ -193,8 +193,9 @@
  *       six shapes), and the units past whole rounds in a second launch
  *       with K split further (0.5 us faster at (28672, 8192), 0.7 slower
  *       at (18432, 7168), 2.1 slower at (4096, 7168)), and a ring per
- *       half of the unit, each fed by its own thread (0.3-1.0 us faster
- *       at the three largest shapes, 0.3-0.9 slower at the others).
+ *       half of the unit, each fed by its own thread, without v24's early
+ *       release (0.3-1.0 us faster at the three largest shapes, 0.3-0.9
+ *       slower at the others; with it, v25).
  *       Numbers in docs/qgemm.md.
  *   v24 the M <= 16 kernel's consumers release a weight stage once its
  *       wgmmas are issued (the words are in registers by then), not after
