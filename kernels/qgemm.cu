@@ -2085,7 +2085,8 @@ __global__ void __launch_bounds__(kWgThreads, 1)
  * choice: see w4a16_small_applies. */
 constexpr int kW4sStages = 4;
 constexpr int kW4sUnitRows = 2 * kW4gRows;                       /* weight rows of a unit */
-constexpr int kW4sStageBytes = kW4sUnitRows * 2 * kW4gRowBytes;  /* two steps of a unit: 16 KiB, 8 per half's ring */
+constexpr int kW4sStageBytes = kW4gRows * 2 * kW4gRowBytes;      /* two steps of a unit's half: 8 KiB */
+constexpr int kW4sRingBytes = kW4sStages * kW4sStageBytes;       /* one half's ring; a CTA holds two */
 constexpr int kW4sGatherThreads = 96;                             /* the producer warpgroup's idle warps */
 constexpr int kW4sMaxSteps = 40; /* of X's resident slice: more than shared memory holds (4 KiB each) */
 
@@ -2142,7 +2143,7 @@ struct W4sShape {
      * leader receives parts - 1 slots per half; the pairs' hand-off takes
      * two more */
     static int64_t shared_bytes(int64_t steps, int parts) {
-        return steps * x_step_bytes + kW4sStages * kW4sStageBytes + 2 * (parts - 1) * slot_bytes +
+        return steps * x_step_bytes + 2 * kW4sRingBytes + 2 * (parts - 1) * slot_bytes +
                2 * slot_bytes + 1024; /* + alignment */
     }
 };
@@ -2251,7 +2252,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     uint8_t *x_resident = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
     uint8_t *stages = x_resident + max_steps * Shape::x_step_bytes;
     /* [half][sender slot][quad][thread]; sender r's slot at leader L: (r - L - 1) mod parts */
-    float4 *exchange = (float4 *)(stages + kW4sStages * kW4sStageBytes);
+    float4 *exchange = (float4 *)(stages + 2 * kW4sRingBytes);
     /* [half][quad][thread]: the second consumer of a pair hands its sums to the first */
     float4 *pair_sums = exchange + 2 * (parts - 1) * kQuads * 128;
     const int64_t units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
@@ -2289,15 +2290,15 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
         if (t < 2) {
             /* lane 0 of warp 0 feeds half 0's ring, lane 1 half 1's */
             const int h = t;
-            uint8_t *ring = stages + h * (kW4sStages * kW4sStageBytes / 2);
+            uint8_t *ring = stages + h * kW4sRingBytes;
             uint32_t stage = 0;
             for (int64_t unit = first_unit; unit < units; unit += unit_stride) {
                 const int w_row = (int)(unit * kW4sUnitRows) + h * kW4gRows;
                 for (int g = g_begin; g < g_end; g += 2, ++stage) {
                     const uint32_t s = stage % kW4sStages, pass = stage / kW4sStages;
                     barrier_wait(&empty[h][s], (pass & 1) ^ 1);
-                    barrier_arrive_expect_bytes(&full[h][s], kW4sStageBytes / 2);
-                    tma_load_2d(ring + s * (kW4sStageBytes / 2), &w_map, g * kW4gRowBytes, w_row, &full[h][s]);
+                    barrier_arrive_expect_bytes(&full[h][s], kW4sStageBytes);
+                    tma_load_2d(ring + s * kW4sStageBytes, &w_map, g * kW4gRowBytes, w_row, &full[h][s]);
                 }
             }
         } else if (t >= 32) {
@@ -2314,8 +2315,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     constexpr uint32_t magic = kAsym ? 0x43004300u : 0x43084308u;
     /* this thread's rows gq and gq + 8 of the half in a stage; the 128-byte
      * swizzle puts 16-byte chunk c of row r at c ^ (r mod 8), r mod 8 = gq */
-    const uint32_t w_rows = shared_address(stages) + half * (kW4sStages * kW4sStageBytes / 2) +
-                            (16 * warp + gq) * 2 * kW4gRowBytes;
+    const uint32_t w_rows = shared_address(stages) + half * kW4sRingBytes + (16 * warp + gq) * 2 * kW4gRowBytes;
     const uint64_t x_descriptor = swizzled_tile_descriptor(x_resident);
     /* Where the scales (and zero points) of this thread's rows n and n + 8 of
      * a unit are. A row past N reads row N - 1's: its sums are never stored. */
@@ -2380,7 +2380,7 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                 /* the first unit meets X's steps as the gather stores them */
                 if (unit_index == 0) barrier_wait(&x_ready[g + own - g_begin], 0);
                 const uint32_t chunk = (uint32_t)((4 * own + tig) ^ gq) * 16;
-                const uint32_t lo = w_rows + s * (kW4sStageBytes / 2) + chunk, hi = lo + 8 * 2 * kW4gRowBytes;
+                const uint32_t lo = w_rows + s * kW4sStageBytes + chunk, hi = lo + 8 * 2 * kW4gRowBytes;
                 uint32_t a[8][4];
                 float partial[XR / 2];
                 permuted_step_fragments(lo, hi, magic, scales.sub_lo, scales.sub_hi, a);
@@ -2709,7 +2709,7 @@ bool w4a16_small_applies(int64_t M, int64_t N, int64_t K, const void *x, const v
 }
 
 /* The dynamic shared memory a plan may take: the block's opt-in limit less
- * room for the kernel's static shared memory (896 bytes: its barriers). */
+ * room for the kernel's static shared memory (1,024 bytes: its barriers). */
 int w4a16_small_shared_limit() { return shared_memory_per_block_optin() - 2048; }
 
 /* Clusters of `parts` CTAs of the kernel resident at once (one CTA per SM,
