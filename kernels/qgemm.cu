@@ -2133,8 +2133,6 @@ static_assert(w4s_order_is_consistent(), "the X gather must store X in the weigh
 struct W4sShape {
     static constexpr int consumers = 4;
     static constexpr int threads = 128 * (1 + consumers); /* the producer warpgroup + consumers */
-    static constexpr int producer_registers = 64; /* the X rewrite's three chunks and their addresses */
-    static constexpr int consumer_registers = 104; /* 58,368 of the 61,440 the launch holds (96 each) */
     static constexpr int XR = 16;                          /* rows of X, zero past M */
     static constexpr int x_step_bytes = XR * kBlock * 2;   /* X's rows over one 128-K step */
     static constexpr int sums = XR / 2;                    /* a consumer thread's sums per unit */
@@ -2147,11 +2145,9 @@ struct W4sShape {
                2 * slot_bytes + 1024; /* + alignment */
     }
 };
-/* setmaxnreg only hands on registers the block already holds: 96 a thread
- * at launch (640 threads, one block per SM) */
-static_assert(128 * W4sShape::producer_registers + 128 * W4sShape::consumers * W4sShape::consumer_registers <=
-                  W4sShape::threads * 96,
-              "the warpgroups' registers after setmaxnreg must fit in the block's");
+/* No setmaxnreg: with 640 threads in one block per SM, ptxas holds every
+ * thread of the kernel to 96 registers, so a warpgroup given more at run
+ * time could not use them. */
 
 #ifdef R1LAB_SM90A
 /* The A fragments of one 128-K step in the permuted order: the 16-byte
@@ -2286,7 +2282,6 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     }
 
     if (warpgroup == 0) {
-        registers_shrink<Shape::producer_registers>();
         if (t < 2) {
             /* lane 0 of warp 0 feeds half 0's ring, lane 1 half 1's */
             const int h = t;
@@ -2307,7 +2302,6 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
         return;
     }
 
-    registers_grow<Shape::consumer_registers>();
     const int consumer = __shfl_sync(0xffffffffu, warpgroup - 1, 0);
     /* half: which 64 rows of the unit; own: which of a stage's two steps */
     const int half = consumer % 2, own = consumer / 2;
