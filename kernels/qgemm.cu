@@ -206,6 +206,12 @@
  *       its half. H100 graph time at M = 16: (18432, 7168) 37.1 -> 36.3
  *       us, (28672, 8192) 56.4 -> 56.0, the three smaller shapes up to
  *       0.15 us slower. Numbers in docs/qgemm.md.
+ *   tried after v25, not kept: stream-K over all 132 SMs with the partial
+ *       sums added through global memory (about twice as slow: the counts
+ *       and adds under the weight stream), and a cluster's CTAs taking K's
+ *       stages in turn (about 1 us slower at two shapes). v25 also lost
+ *       its setmaxnreg calls, which could give nothing (same times).
+ *       Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -2169,7 +2175,7 @@ __device__ __forceinline__ void permuted_step_fragments(uint32_t lo, uint32_t hi
 #endif
 
 /* X's slice (steps g_begin .. g_end - 1), brought in once by the producer
- * warpgroup's three idle warps while its first thread starts the weights.
+ * warpgroup's three idle warps while its lanes 0 and 1 feed the weight rings.
  * The copy engine loads each step's 16 rows x 128 columns as they are
  * (row n at n x 256 bytes; rows past M are zero) into the step's place in
  * x_resident; the three warps then rewrite it in place in the permuted K
