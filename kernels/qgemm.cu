@@ -211,6 +211,9 @@
  *       and adds under the weight stream), and a cluster's CTAs taking K's
  *       stages in turn (about 1 us slower at two shapes). v25 also lost
  *       its setmaxnreg calls, which could give nothing (same times).
+ *       Also tried: a step's wgmmas (as two groups, two sets of partial
+ *       sums) running while the next step is dequantized, as after v16 for
+ *       M > 16: 4 us slower at (16, 18432, 7168) and (16, 28672, 8192).
  *       Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
