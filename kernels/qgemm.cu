@@ -215,6 +215,16 @@
  *       sums) running while the next step is dequantized, as after v16 for
  *       M > 16: 4 us slower at (16, 18432, 7168) and (16, 28672, 8192).
  *       Numbers in docs/qgemm.md.
+ *   v27 no consumer waits for its cluster at a unit's end: every CTA pushes
+ *       its sums to the unit's leader, itself included, and the leader's
+ *       three gather warps, idle once X is in, add and store (v21's
+ *       finishers on v25); the cluster's last unit its leader's consumers
+ *       add. A probe that skipped the cluster's addition altogether (wrong
+ *       sums) had put it at 5.1 us of v25's 36.5 at (16, 18432, 7168). H100
+ *       graph time at M = 16 in one ci/ab.sh call: (18432, 7168) 35.8 ->
+ *       31.8 / 31.6 us, (28672, 8192) 55.4 -> 54.7 / 53.9, (7168, 16384)
+ *       30.4 -> 29.0, the three smaller shapes the same. Numbers in
+ *       docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -2082,13 +2092,16 @@ __global__ void __launch_bounds__(kWgThreads, 1)
  *     pair shares a half, one step of each stage each), dequantized A
  *     fragments in registers, a step's partial sums promoted with the group
  *     scale in fp32;
- *   - at the end of unit i of the cluster, CTA i mod parts (the unit's
- *     leader) adds the parts' sums: every other CTA pushes its consumer
- *     threads' 8 sums into the leader's shared memory (st.async, counted on
- *     the leader's `ready`), the leader adds them in rank order and stores. A
- *     CTA pushes to the same leader again (unit i + parts) only after the
- *     leader has said, on the pusher's `freed`, that it has read the last
- *     ones. Leaders rotate, so no CTA does all the adding.
+ *   - at the end of unit i of the cluster, every CTA pushes its consumer
+ *     threads' 8 sums into the shared memory of CTA i mod parts (the unit's
+ *     leader, itself included; st.async, counted on the leader's `ready`)
+ *     and goes on to its next unit without waiting. The leader's producer
+ *     warpgroup's three gather warps (idle once X is in) add them in rank
+ *     order and store. A CTA pushes to the same leader again (unit i +
+ *     parts) only after the leader has said, on the pusher's `freed`, that
+ *     it has read the last ones. Leaders rotate, so no CTA does all the
+ *     adding. The cluster's last unit its leader's consumers add, idle by
+ *     then: 512 threads instead of 96 for the kernel's tail.
  * M = 1 to 16 cost the same. Rows of W past N come as zeros from the copy
  * engine and are never stored. Where it runs by default is a measured
  * choice: see w4a16_small_applies. */
@@ -2147,12 +2160,14 @@ struct W4sShape {
     static constexpr int sums = XR / 2;                    /* a consumer thread's sums per unit */
     static constexpr int slot_bytes = 128 * sums * 4;      /* one CTA's sums of one half */
     /* steps: the most 128-K steps a CTA takes (its resident slice of X); a
-     * leader receives parts - 1 slots per half; the pairs' hand-off takes
-     * two more */
+     * leader receives a slot per half from each of the cluster's CTAs, its
+     * own included (none without a cluster); the pairs' hand-off takes two
+     * more */
     static int64_t shared_bytes(int64_t steps, int parts) {
-        return steps * x_step_bytes + 2 * kW4sRingBytes + 2 * (parts - 1) * slot_bytes +
+        return steps * x_step_bytes + 2 * kW4sRingBytes + 2 * exchange_slots(parts) * slot_bytes +
                2 * slot_bytes + 1024; /* + alignment */
     }
+    __host__ __device__ static constexpr int exchange_slots(int parts) { return parts > 1 ? parts : 0; }
 };
 /* No setmaxnreg: with 640 threads in one block per SM, ptxas holds every
  * thread of the kernel to 96 registers, so a warpgroup given more at run
@@ -2256,10 +2271,10 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
     const int max_steps = (G + parts - 1) / parts;
     uint8_t *x_resident = (uint8_t *)(((uintptr_t)shared_raw + 1023) & ~(uintptr_t)1023);
     uint8_t *stages = x_resident + max_steps * Shape::x_step_bytes;
-    /* [half][sender slot][quad][thread]; sender r's slot at leader L: (r - L - 1) mod parts */
+    /* [half][sender rank][quad][thread]: the sums of a unit this CTA leads */
     float4 *exchange = (float4 *)(stages + 2 * kW4sRingBytes);
     /* [half][quad][thread]: the second consumer of a pair hands its sums to the first */
-    float4 *pair_sums = exchange + 2 * (parts - 1) * kQuads * 128;
+    float4 *pair_sums = exchange + 2 * Shape::exchange_slots(parts) * kQuads * 128;
     const int64_t units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
     const int64_t first_unit = blockIdx.x / parts, unit_stride = gridDim.x / parts;
     if (threadIdx.x == 0) {
@@ -2306,7 +2321,58 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                 }
             }
         } else if (t >= 32) {
-            w4s_gather_x(&x_map, g_begin, g_end, x_resident, x_loaded, x_ready, t - 32);
+            const int f = t - 32;
+            w4s_gather_x(&x_map, g_begin, g_end, x_resident, x_loaded, x_ready, f);
+            /* Then the same three warps finish the units this CTA leads
+             * (unit i of the cluster: CTA i mod parts), so that no consumer
+             * waits for the cluster at a unit's end: every CTA's consumers
+             * push their sums here (st.async, counted on `ready`); these
+             * warps add them in rank order and store, then say on each
+             * CTA's `freed` that the slots may take its next unit's sums. */
+            if (parts > 1) {
+                int unit_index = 0;
+                /* (the cluster's last unit is its leader's consumers' to
+                 * finish: they are idle by then, 512 threads instead of 96) */
+                for (int64_t unit = first_unit; unit + unit_stride < units; unit += unit_stride, ++unit_index) {
+                    if (unit_index % parts != (int)rank) continue;
+                    const int turn = unit_index / parts; /* the units this CTA led before */
+                    const bool leads_again = unit + (int64_t)parts * unit_stride < units;
+                    for (int h = 0; h < 2; ++h) {
+                        const float4 *slots = exchange + h * parts * kQuads * 128;
+                        if (f == 0) barrier_arrive_expect_bytes(&ready[h], parts * Shape::slot_bytes);
+                        barrier_wait(&ready[h], turn & 1);
+                        for (int c = f; c < 128; c += kW4sGatherThreads) {
+                            /* consumer thread c: rows n and n + 8 of the half, X rows 2 (c mod 4) + ... */
+                            float sum[XR / 2];
+                            for (int r = 0; r < parts; ++r) {
+#pragma unroll
+                                for (int q = 0; q < kQuads; ++q) {
+                                    const float4 v = slots[(r * kQuads + q) * 128 + c];
+                                    if (r == 0) {
+                                        sum[4 * q] = v.x, sum[4 * q + 1] = v.y, sum[4 * q + 2] = v.z,
+                                                 sum[4 * q + 3] = v.w;
+                                    } else {
+                                        sum[4 * q] = __fadd_rn(sum[4 * q], v.x);
+                                        sum[4 * q + 1] = __fadd_rn(sum[4 * q + 1], v.y);
+                                        sum[4 * q + 2] = __fadd_rn(sum[4 * q + 2], v.z);
+                                        sum[4 * q + 3] = __fadd_rn(sum[4 * q + 3], v.w);
+                                    }
+                                }
+                            }
+                            const int64_t n = unit * kW4sUnitRows + h * kW4gRows + 16 * (c / 32) + (c % 32) / 4;
+                            store_transposed(sum, 2 * (c % 4), n, n + 8, M, N, bias, y, out_bf16);
+                        }
+                        /* the pushers may write again once every finisher has
+                         * read: only if this CTA leads another unit of the
+                         * cluster (else a pusher may have ended) */
+                        if (leads_again) {
+                            named_barrier(5 + h, kW4sGatherThreads);
+                            if (f == (int)rank) barrier_arrive(&freed[h][rank]); /* releasing: local pushes follow */
+                            else if (f < parts) barrier_arrive_relaxed_in_block(&freed[h][rank], (unsigned)f);
+                        }
+                    }
+                }
+            }
         }
         return;
     }
@@ -2430,16 +2496,19 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
             barrier_arrive(&taken[half]);
         }
         if (parts > 1) {
+            /* to the unit's leader, this CTA included: its finisher warps add
+             * and store; the cluster's last unit its consumers finish */
             const unsigned leader = (unsigned)(unit_index % parts);
             const int turn = unit_index / parts; /* the leader's units before this one */
-            float4 *slots = exchange + half * (parts - 1) * kQuads * 128;
-            if (rank != leader) {
-                /* the leader has read what this CTA pushed it last time */
-                if (turn > 0) barrier_wait(&freed[half][leader], (turn - 1) & 1);
-                const int slot = (int)((rank - leader - 1 + parts) % parts);
+            float4 *slots = exchange + half * parts * kQuads * 128;
+            /* the leader has read what this CTA pushed it last time (for the
+             * leader's own consumers: its finishers are done with `ready`'s
+             * last phase, so the arming below starts the next one) */
+            if (turn > 0) barrier_wait(&freed[half][leader], (turn - 1) & 1);
+            if (rank != leader || unit + unit_stride < units) {
 #pragma unroll
                 for (int q = 0; q < kQuads; ++q)
-                    push_16_to_block(slots + (slot * kQuads + q) * 128 + t, __float_as_uint(acc[4 * q]),
+                    push_16_to_block(slots + ((int)rank * kQuads + q) * 128 + t, __float_as_uint(acc[4 * q]),
                                      __float_as_uint(acc[4 * q + 1]), __float_as_uint(acc[4 * q + 2]),
                                      __float_as_uint(acc[4 * q + 3]), &ready[half], leader);
                 continue;
@@ -2450,9 +2519,9 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
             for (int r = 0; r < parts; ++r) {
 #pragma unroll
                 for (int q = 0; q < kQuads; ++q) {
-                    float4 v;
-                    if (r == (int)rank) v = make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]);
-                    else v = slots[(((r - (int)rank - 1 + parts) % parts) * kQuads + q) * 128 + t];
+                    const float4 v = r == (int)rank
+                                         ? make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3])
+                                         : slots[(r * kQuads + q) * 128 + t];
                     if (r == 0) {
                         sum[4 * q] = v.x, sum[4 * q + 1] = v.y, sum[4 * q + 2] = v.z, sum[4 * q + 3] = v.w;
                     } else {
@@ -2465,13 +2534,6 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
             }
 #pragma unroll
             for (int i = 0; i < XR / 2; ++i) acc[i] = sum[i];
-            /* the pushers may write again once every thread here has read:
-             * only if this CTA leads another unit of the cluster (else a
-             * pusher may have ended) */
-            if (unit + (int64_t)parts * unit_stride < units) {
-                named_barrier(5 + half, 128);
-                if (t < parts && t != (int)rank) barrier_arrive_relaxed_in_block(&freed[half][rank], (unsigned)t);
-            }
         }
         store_transposed(acc, 2 * tig, n_lo, n_hi, M, N, bias, y, out_bf16);
     }
