@@ -2192,6 +2192,21 @@ __device__ __forceinline__ void permuted_step_fragments(uint32_t lo, uint32_t hi
 }
 #endif
 
+/* Quad q of a consumer thread's 8 sums (sums 4 q .. 4 q + 3): set to v for
+ * the cluster's first part, else v added to it. The parts are added in rank
+ * order wherever a unit is finished, so the result does not depend on who
+ * finishes it. */
+__device__ __forceinline__ void add_part_quad(float (&sum)[W4sShape::sums], int q, float4 v, bool first) {
+    if (first) {
+        sum[4 * q] = v.x, sum[4 * q + 1] = v.y, sum[4 * q + 2] = v.z, sum[4 * q + 3] = v.w;
+    } else {
+        sum[4 * q] = __fadd_rn(sum[4 * q], v.x);
+        sum[4 * q + 1] = __fadd_rn(sum[4 * q + 1], v.y);
+        sum[4 * q + 2] = __fadd_rn(sum[4 * q + 2], v.z);
+        sum[4 * q + 3] = __fadd_rn(sum[4 * q + 3], v.w);
+    }
+}
+
 /* X's slice (steps g_begin .. g_end - 1), brought in once by the producer
  * warpgroup's three idle warps while its lanes 0 and 1 feed the weight rings.
  * The copy engine loads each step's 16 rows x 128 columns as they are
@@ -2342,23 +2357,14 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
                         if (f == 0) barrier_arrive_expect_bytes(&ready[h], parts * Shape::slot_bytes);
                         barrier_wait(&ready[h], turn & 1);
                         for (int c = f; c < 128; c += kW4sGatherThreads) {
-                            /* consumer thread c: rows n and n + 8 of the half, X rows 2 (c mod 4) + ... */
+                            /* consumer thread c's sums: weight rows n and n + 8
+                             * of the half (c = 32 warp + 4 gq + tig), X rows
+                             * 2 tig, + 1, + 8 and + 9 (store_transposed) */
                             float sum[XR / 2];
-                            for (int r = 0; r < parts; ++r) {
+                            for (int r = 0; r < parts; ++r)
 #pragma unroll
-                                for (int q = 0; q < kQuads; ++q) {
-                                    const float4 v = slots[(r * kQuads + q) * 128 + c];
-                                    if (r == 0) {
-                                        sum[4 * q] = v.x, sum[4 * q + 1] = v.y, sum[4 * q + 2] = v.z,
-                                                 sum[4 * q + 3] = v.w;
-                                    } else {
-                                        sum[4 * q] = __fadd_rn(sum[4 * q], v.x);
-                                        sum[4 * q + 1] = __fadd_rn(sum[4 * q + 1], v.y);
-                                        sum[4 * q + 2] = __fadd_rn(sum[4 * q + 2], v.z);
-                                        sum[4 * q + 3] = __fadd_rn(sum[4 * q + 3], v.w);
-                                    }
-                                }
-                            }
+                                for (int q = 0; q < kQuads; ++q)
+                                    add_part_quad(sum, q, slots[(r * kQuads + q) * 128 + c], r == 0);
                             const int64_t n = unit * kW4sUnitRows + h * kW4gRows + 16 * (c / 32) + (c % 32) / 4;
                             store_transposed(sum, 2 * (c % 4), n, n + 8, M, N, bias, y, out_bf16);
                         }
@@ -2518,19 +2524,12 @@ __global__ void __launch_bounds__(W4sShape::threads, 1)
             float sum[XR / 2];
             for (int r = 0; r < parts; ++r) {
 #pragma unroll
-                for (int q = 0; q < kQuads; ++q) {
-                    const float4 v = r == (int)rank
-                                         ? make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3])
-                                         : slots[(r * kQuads + q) * 128 + t];
-                    if (r == 0) {
-                        sum[4 * q] = v.x, sum[4 * q + 1] = v.y, sum[4 * q + 2] = v.z, sum[4 * q + 3] = v.w;
-                    } else {
-                        sum[4 * q] = __fadd_rn(sum[4 * q], v.x);
-                        sum[4 * q + 1] = __fadd_rn(sum[4 * q + 1], v.y);
-                        sum[4 * q + 2] = __fadd_rn(sum[4 * q + 2], v.z);
-                        sum[4 * q + 3] = __fadd_rn(sum[4 * q + 3], v.w);
-                    }
-                }
+                for (int q = 0; q < kQuads; ++q)
+                    add_part_quad(sum, q,
+                                  r == (int)rank
+                                      ? make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3])
+                                      : slots[(r * kQuads + q) * 128 + t],
+                                  r == 0);
             }
 #pragma unroll
             for (int i = 0; i < XR / 2; ++i) acc[i] = sum[i];
