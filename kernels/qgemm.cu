@@ -2076,7 +2076,7 @@ __global__ void __launch_bounds__(kWgThreads, 1)
 
 /* Yᵀ = W Xᵀ as in gemm_w4a16_wgmma, for the few rows of X of a decode step
  * (XR = 16 rows of X, zero past M: wgmma.m64n16k16):
- *   - a cluster of `parts` CTAs (1, 2, 4 or 8) shares each unit of 128 weight
+ *   - a cluster of `parts` CTAs (1 to 8, plan_w4a16_small) shares each unit of 128 weight
  *     rows, CTA r taking the 128-K steps [r G / parts, (r + 1) G / parts) of
  *     every unit. Its slice of X comes into shared memory once, a step at a
  *     time as the first unit needs it (w4s_gather_x), and stays there:
@@ -2812,32 +2812,59 @@ struct W4sPlan {
     int shared_bytes; /* dynamic shared memory per CTA     */
 };
 
-/* The cluster size, among 1, 2, 4 and 8 (no more than the 128-K steps) whose
- * resident slice of X fits in shared memory: the one with the least
- *   rounds x (steps + exchange),
- * rounds = the units a cluster takes (⌈units / resident clusters⌉), steps =
- * a CTA's 128-K steps of a unit (⌈G / parts⌉), exchange = 4 steps' time for
- * the end of a unit split over a cluster (0 for one part), fitted on the H100
- * at (16, 18432, 7168) with v18: 2 / 4 parts 43.1 / 39.7 us graph time, 3
- * rounds of 28 steps against 5 of 14. Ties go to fewer parts. With v22 (X
- * brought in step by step) its choices still measure fastest where checked
- * (graph us at M = 16): (18432, 7168) 4 parts (37.7; 2: 39.6), (28672, 8192)
- * 2 (58.0; 4: 61.4). v18's choices at the other benchmark shapes, measured:
- * (8192, 8192) 2 (18.9; 4: 24.4), (4096, 7168) 2 (16.9; 4: 17.4), (24576,
- * 1536) 1 (13.7; 2: 13.6, 4: 23.8), (7168, 16384) 4 (34.7; 8: 38.7).
- * R1LAB_QGEMM_W4_PARTS=n takes the largest fitting size
- * not above n (else the smallest fitting one), for comparisons and tests
- * (read at each call). False when no size fits. */
+/* The time model that picks the cluster size: a cluster's CTAs each take a
+ * unit's 128-K steps in [rank G / parts, (rank + 1) G / parts), and the
+ * clusters resident at once take the units in rounds. A round in which
+ * `active` clusters work lasts
+ *   steps x max(t_step, active x parts x step_bytes / bandwidth) + exchange
+ * (one CTA's pace, or the memory's when all the active CTAs together ask
+ * for more than it gives; exchange: pushing and adding the parts' sums,
+ * none for one part), and a CTA first gathers its slice of X, gather x
+ * steps. Fitted (least squares, rms 1.0 us over 38 points) on the H100 to a
+ * sweep of v27 at M = 16 over the six benchmark shapes and every cluster
+ * size from 1 to 8 that fits (graph us, docs/qgemm.md "W4A16 at M <= 16:
+ * the cluster size"). */
+struct W4sTimeModel {
+    static constexpr double step_us = 0.345;            /* t_step: one CTA's 128-K step of a unit */
+    static constexpr double bytes_per_us = 3.0e6;       /* bandwidth: 3.0 TB/s                    */
+    static constexpr double exchange_us = 0.54;         /* per round, parts > 1                   */
+    static constexpr double gather_us_per_step = 0.038; /* X's slice, per step                    */
+
+    /* microseconds, up to a constant, for `units` units of `steps` steps a CTA
+     * on clusters of `parts` CTAs, `clusters` of them resident */
+    static double time_us(int64_t units, int64_t clusters, int parts, int64_t steps, bool asymmetric) {
+        const double step_bytes = (double)kW4sUnitRows * (kW4gRowBytes + sizeof(float) + (asymmetric ? 1 : 0));
+        auto round_us = [&](int64_t active) {
+            const double memory_us = (double)active * parts * step_bytes / bytes_per_us;
+            return (double)steps * (memory_us > step_us ? memory_us : step_us) + (parts > 1 ? exchange_us : 0.0);
+        };
+        const int64_t full_rounds = units / clusters, rest = units % clusters;
+        return (double)full_rounds * round_us(clusters) + (rest > 0 ? round_us(rest) : 0.0) +
+               gather_us_per_step * (double)steps;
+    }
+};
+
+/* The cluster size, from 1 to 8 CTAs (no more than the 128-K steps), whose
+ * resident slice of X fits in shared memory and which W4sTimeModel gives the
+ * least time; ties go to fewer parts. The sweep it was fitted to (graph us
+ * at M = 16, its choice first): (18432, 7168) 4 parts 32.1 (3: 35.3, 8:
+ * 36.9); (28672, 8192) 4 52.6 (2: 54.4, 8: 52.2); (7168, 16384) 8 29.5 (7:
+ * 33.7); (8192, 8192) 2 16.3 (5: 18.9); (4096, 7168) 3 11.5 (2: 14.5, 6:
+ * 11.6); (24576, 1536) 2 11.6 (1: 12.3). Sizes that are not powers of two
+ * leave more SMs idle (the H100 holds 39 clusters of 3, 22 of 5, 17 of 6
+ * and 15 of 7, against 30 of 4) but split K and the units more finely.
+ * R1LAB_QGEMM_W4_PARTS=n takes the largest fitting size not above n (else
+ * the smallest fitting one), for comparisons and tests (read at each call).
+ * False when no size fits. */
 template <bool kAsym>
 bool plan_w4a16_small(int64_t N, int64_t K, W4sPlan *plan, cudaError_t *error) {
-    constexpr int64_t kExchangeSteps = 4;
     const int64_t G = K / kBlock, units = (N + kW4sUnitRows - 1) / kW4sUnitRows;
     const char *text = getenv("R1LAB_QGEMM_W4_PARTS");
     const long forced = text && *text ? strtol(text, nullptr, 10) : 0;
     bool found = false;
-    int64_t best_cost = 0;
+    double best_us = 0.0;
     *error = cudaSuccess;
-    for (int parts = 1; parts <= 8 && parts <= G; parts *= 2) {
+    for (int parts = 1; parts <= 8 && parts <= G; ++parts) {
         const int64_t steps = (G + parts - 1) / parts;
         const int64_t bytes = W4sShape::shared_bytes(steps, parts); /* 64-bit: K may be huge */
         if (bytes > w4a16_small_shared_limit() || steps > kW4sMaxSteps) continue;
@@ -2846,11 +2873,10 @@ bool plan_w4a16_small(int64_t N, int64_t K, W4sPlan *plan, cudaError_t *error) {
         *error = w4a16_small_resident_clusters<kAsym>(parts, &resident);
         if (*error != cudaSuccess) return false;
         const int64_t clusters = units < resident ? units : resident;
-        const int64_t rounds = (units + clusters - 1) / clusters;
-        const int64_t cost = rounds * (steps + (parts > 1 ? kExchangeSteps : 0));
-        if (found && forced == 0 && cost >= best_cost) continue;
+        const double us = W4sTimeModel::time_us(units, clusters, parts, steps, kAsym);
+        if (found && forced == 0 && us >= best_us) continue;
         *plan = {parts, (unsigned)(clusters * parts), (int)bytes};
-        best_cost = cost;
+        best_us = us;
         found = true;
     }
     return found;

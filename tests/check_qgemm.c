@@ -636,8 +636,8 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
                                        {130, 1000, 2048}, {17, 129, 128},   {300, 5700, 768},
                                        {1100, 300, 256}, {65, 8200, 640}};
     /* W4A16's wgmma kernel for M <= 16 (sm_90): 16 rows of X gathered in a
-     * permuted K order, units of 128 weight rows, K split over clusters of 1,
-     * 2, 4 or 8 CTAs (R1LAB_QGEMM_W4_PARTS) whose leaders, rotating from unit
+     * permuted K order, units of 128 weight rows, K split over clusters of
+     * 1 to 8 CTAs (R1LAB_QGEMM_W4_PARTS) whose leaders, rotating from unit
      * to unit, add the pushed partial sums; by default for 8 < M
      * (R1LAB_QGEMM_W4_SMALL=1 takes it for any M <= 16). Forced: 4
      * parts with edges in M and N (M = 9, N = 1000: the last unit's rows past
@@ -648,10 +648,13 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
      * stage) at M = 5; 1 part with several units per CTA. Its own choice of
      * cluster size at (16, 7000, 7168) and at (13, 9000, 640) (more units
      * than clusters); the weight stream, forced (R1LAB_QGEMM_W4_SMALL=0), at
-     * (16, 2000, 2048). The small set runs the second, fourth, sixth and
-     * eighth. */
-    static const shape w4a16_small_cuda[] = {{9, 1000, 2048},  {16, 20000, 1024}, {1, 300, 128},  {5, 5000, 1152},
-                                             {16, 7000, 7168}, {12, 4100, 768},   {13, 9000, 640}, {16, 2000, 2048}};
+     * (16, 2000, 2048). Clusters whose size is not a power of two: 3 parts
+     * over 11 steps (3, 4 and 4 a CTA) with several units per cluster; 7
+     * parts of one step each, with more units than clusters. The small set
+     * runs the second, fourth, sixth, eighth and tenth. */
+    static const shape w4a16_small_cuda[] = {{9, 1000, 2048},  {16, 20000, 1024}, {1, 300, 128},   {5, 5000, 1152},
+                                             {16, 7000, 7168}, {12, 4100, 768},   {13, 9000, 640}, {16, 2000, 2048},
+                                             {16, 9000, 1408}, {14, 3000, 896}};
     static const shape fp8_cuda[] = {{300, 5700, 768}, {257, 129, 1024}, {100, 4100, 1152},
                                      {200, 1000, 512}, {96, 20000, 256},  {40, 17000, 4096},
                                      {64, 17700, 2048}, {200, 1000, 2048}, {48, 20000, 256},
@@ -665,7 +668,9 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
                                whole_k = {"R1LAB_QGEMM_W4_SPLITK", "0", NULL, NULL},
                                split_k = {"R1LAB_QGEMM_W4_SPLITK", "1", NULL, NULL},
                                parts1 = {"R1LAB_QGEMM_W4_PARTS", "1", NULL, NULL},
+                               parts3 = {"R1LAB_QGEMM_W4_PARTS", "3", NULL, NULL},
                                parts4 = {"R1LAB_QGEMM_W4_PARTS", "4", NULL, NULL},
+                               parts7 = {"R1LAB_QGEMM_W4_PARTS", "7", NULL, NULL},
                                wgmma_parts2 = {"R1LAB_QGEMM_W4_PARTS", "2", "R1LAB_QGEMM_W4_SMALL", "1"},
                                wgmma_parts8 = {"R1LAB_QGEMM_W4_PARTS", "8", "R1LAB_QGEMM_W4_SMALL", "1"},
                                wgmma_forced = {"R1LAB_QGEMM_W4_SMALL", "1", NULL, NULL},
@@ -674,14 +679,21 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
     static const forced_switch *const w4a16_switches[] = {&whole_k, &split_k, &whole_k, &split_k,
                                                           NULL,     NULL,     &whole_k, &whole_k};
     static const forced_switch *const w4a16_small_switches[] = {&parts4, &wgmma_parts8, &wgmma_forced, &wgmma_parts2,
-                                                                NULL,    &parts1,       NULL,          &stream};
+                                                                NULL,    &parts1,       NULL,          &stream,
+                                                                &parts3, &parts7};
     static const forced_switch *const fp8_switches[] = {NULL, NULL, &split8, NULL, NULL, NULL, NULL, &tail3, NULL, NULL};
-    struct { r1_qgemm_scheme scheme; const shape *shapes; const forced_switch *const *switches; int count; } cuda_sets[] = {
-        {R1_QGEMM_W8A8, w8a8_cuda, w8a8_switches, (int)(sizeof w8a8_cuda / sizeof w8a8_cuda[0])},
-        {R1_QGEMM_FP8, fp8_cuda, fp8_switches, (int)(sizeof fp8_cuda / sizeof fp8_cuda[0])},
-        {R1_QGEMM_W4A16, w4a16_cuda, w4a16_switches, (int)(sizeof w4a16_cuda / sizeof w4a16_cuda[0])},
+    /* small_count: the shapes the small set chooses from */
+    struct {
+        r1_qgemm_scheme scheme;
+        const shape *shapes;
+        const forced_switch *const *switches;
+        int count, small_count;
+    } cuda_sets[] = {
+        {R1_QGEMM_W8A8, w8a8_cuda, w8a8_switches, (int)(sizeof w8a8_cuda / sizeof w8a8_cuda[0]), 8},
+        {R1_QGEMM_FP8, fp8_cuda, fp8_switches, (int)(sizeof fp8_cuda / sizeof fp8_cuda[0]), 8},
+        {R1_QGEMM_W4A16, w4a16_cuda, w4a16_switches, (int)(sizeof w4a16_cuda / sizeof w4a16_cuda[0]), 8},
         {R1_QGEMM_W4A16, w4a16_small_cuda, w4a16_small_switches,
-         (int)(sizeof w4a16_small_cuda / sizeof w4a16_small_cuda[0])}};
+         (int)(sizeof w4a16_small_cuda / sizeof w4a16_small_cuda[0]), 10}};
     _Static_assert(sizeof w8a8_switches / sizeof w8a8_switches[0] == sizeof w8a8_cuda / sizeof w8a8_cuda[0],
                    "one switch entry per W8A8 wgmma shape");
     _Static_assert(sizeof fp8_switches / sizeof fp8_switches[0] == sizeof fp8_cuda / sizeof fp8_cuda[0],
@@ -700,13 +712,14 @@ r1_status qgemm_check_agreement(r1_backend backend, uint64_t seed, int small,
         const shape *shapes = i < 3 ? sets[i].shapes : cuda_sets[i - 3].shapes;
         int first = 0, step = 1, count = i < 3 ? (small ? 3 : sets[i].count) : cuda_sets[i - 3].count;
         /* the small set (run under compute-sanitizer) takes the second, fourth,
-         * sixth and eighth wgmma shapes of each scheme: W8A8 (129, 300, 1040)
+         * sixth and eighth wgmma shapes of each scheme (and the tenth of
+         * W4A16 at M <= 16): W8A8 (129, 300, 1040)
          * has whole tiles (the fast stores) next to edge tiles, (200, 1000,
          * 512) the copy engine's stores, (40, 17000, 4096) the tail launch of
          * one tile row, (200, 1000, 2048) a forced tail of two tile rows */
         if (i >= 3 && small) {
             first = 1;
-            count = 8;
+            count = cuda_sets[i - 3].small_count;
             step = 2;
         }
         for (int j = first; j < count; j += step) {
