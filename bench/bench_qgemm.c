@@ -159,10 +159,10 @@ static const char *kernel_label(const qgemm_case *c) {
     const int small_chosen = (small_w4 && strcmp(small_w4, "1") == 0) ||
                              (!(small_w4 && strcmp(small_w4, "0") == 0) && c->M > 8);
     if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && sm90 && !(old_w4 && strcmp(old_w4, "1") == 0) && small_chosen)
-        return "v27 wgmma for M <= 16: X resident in shared memory in a permuted K order (copied in step by step, "
+        return "v28 wgmma for M <= 16: X resident in shared memory in a permuted K order (copied in step by step, "
                "permuted in place), a weight ring per half unit, four consumer warpgroups releasing a stage once "
-               "its wgmmas are issued, K split over a cluster chosen by a cost model, the partial sums pushed to "
-               "rotating leaders whose idle warps add them";
+               "its wgmmas are issued, K split over a cluster of 1 to 8 CTAs chosen by a time model, the partial "
+               "sums pushed to rotating leaders whose idle warps add them";
     if (c->scheme == R1_QGEMM_W4A16 && c->M <= 16 && sm90 && !(old_w4 && strcmp(old_w4, "1") == 0))
         return "v7 weight stream (W as the mma A operand, X in shared memory fed by a producer warp, blocks staggered over K)";
     const char *decode = getenv("R1LAB_QGEMM_DECODE");

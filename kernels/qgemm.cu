@@ -225,6 +225,12 @@
  *       31.8 / 31.6 us, (28672, 8192) 55.4 -> 54.7 / 53.9, (7168, 16384)
  *       30.4 -> 29.0, the three smaller shapes the same. Numbers in
  *       docs/qgemm.md.
+ *   v28 v27's kernel with its cluster size chosen from 1 to 8 CTAs, not
+ *       only powers of two, by a time model refitted to a sweep of v27
+ *       (W4sTimeModel: a round's pace is one CTA's or the memory's). H100
+ *       graph time at M = 16: (4096, 7168) 14.5 -> 11.4 us (3 parts),
+ *       (24576, 1536) 12.3 -> 11.3 (2), (28672, 8192) 54.5 -> 51.9 (4),
+ *       the others the same. Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
