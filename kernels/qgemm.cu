@@ -228,9 +228,10 @@
  *   v28 v27's kernel with its cluster size chosen from 1 to 8 CTAs, not
  *       only powers of two, by a time model refitted to a sweep of v27
  *       (W4sTimeModel: a round's pace is one CTA's or the memory's). H100
- *       graph time at M = 16: (4096, 7168) 14.5 -> 11.4 us (3 parts),
- *       (24576, 1536) 12.3 -> 11.3 (2), (28672, 8192) 54.5 -> 51.9 (4),
- *       the others the same. Numbers in docs/qgemm.md.
+ *       graph time at M = 16 in the sweep's call, v27's size -> v28's:
+ *       (4096, 7168) 14.6 us (2 parts) -> 11.5 (3), (24576, 1536) 12.3 (1)
+ *       -> 11.6 (2), (28672, 8192) 54.4 (2) -> 52.6 (4); the other three
+ *       shapes keep their size. Numbers in docs/qgemm.md.
  */
 #include <cuda.h>
 #include <cuda_runtime.h>
@@ -2828,8 +2829,8 @@ struct W4sPlan {
  * none for one part), and a CTA first gathers its slice of X, gather x
  * steps. Fitted (least squares, rms 1.0 us over 38 points) on the H100 to a
  * sweep of v27 at M = 16 over the six benchmark shapes and every cluster
- * size from 1 to 8 that fits (graph us, docs/qgemm.md "W4A16 at M <= 16:
- * the cluster size"). */
+ * size from 1 to 8 that fits (graph us; docs/qgemm.md, "W4A16 at M <= 16,
+ * v28"). */
 struct W4sTimeModel {
     static constexpr double step_us = 0.345;            /* t_step: one CTA's 128-K step of a unit */
     static constexpr double bytes_per_us = 3.0e6;       /* bandwidth: 3.0 TB/s                    */
@@ -2855,7 +2856,7 @@ struct W4sTimeModel {
  * least time; ties go to fewer parts. The sweep it was fitted to (graph us
  * at M = 16, its choice first): (18432, 7168) 4 parts 32.1 (3: 35.3, 8:
  * 36.9); (28672, 8192) 4 52.6 (2: 54.4, 8: 52.2); (7168, 16384) 8 29.5 (7:
- * 33.7); (8192, 8192) 2 16.3 (5: 18.9); (4096, 7168) 3 11.5 (2: 14.5, 6:
+ * 33.7); (8192, 8192) 2 16.3 (5: 18.9); (4096, 7168) 3 11.5 (2: 14.6, 6:
  * 11.6); (24576, 1536) 2 11.6 (1: 12.3). Sizes that are not powers of two
  * leave more SMs idle (the H100 holds 39 clusters of 3, 22 of 5, 17 of 6
  * and 15 of 7, against 30 of 4) but split K and the units more finely.
